@@ -1,0 +1,64 @@
+# The movie system. The contract: `make` builds every binary into build/bin/,
+# `make run` starts the system locally, `make test` runs the whole suite.
+# Each installs the Debian packages it needs first (scripts/install-deps.sh).
+
+BUILD_DIR ?= build
+ASAN_DIR  ?= build-asan
+FUZZ_DIR  ?= build-fuzz
+CMAKE_FLAGS ?=
+WERROR ?= ON
+JOBS ?= 2
+FUZZ_SECONDS ?= 30
+ENV ?= dev
+
+.PHONY: all deps configure build run test test-asan fuzz bench images deploy format format-check lint clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_DIR) -DMOVIE_WERROR=$(WERROR) $(CMAKE_FLAGS)
+
+configure: $(BUILD_DIR)/CMakeCache.txt
+
+build: deps configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	scripts/run.sh $(BUILD_DIR)
+
+test: build
+	scripts/test.sh $(BUILD_DIR)
+
+# The suite again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+test-asan: deps
+	cmake -S . -B $(ASAN_DIR) -DMOVIE_WERROR=$(WERROR) -DMOVIE_SANITIZE=ON $(CMAKE_FLAGS)
+	cmake --build $(ASAN_DIR) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  scripts/test.sh $(ASAN_DIR)
+
+# Every libFuzzer target for FUZZ_SECONDS from its committed seed corpus.
+fuzz: deps
+	CC=clang cmake -S . -B $(FUZZ_DIR) -DMOVIE_FUZZ=ON -DMOVIE_WERROR=$(WERROR) $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+	scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
+bench: build
+	bench/run.sh $(BUILD_DIR)
+
+images:
+	scripts/images.sh
+
+deploy:
+	scripts/deploy.sh $(ENV)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -1,0 +1,165 @@
+/*
+ * grpc.h - gRPC over HTTP/2 (nghttp2), server side; plus the protocol helpers
+ * shared with the client (status codes, grpc-timeout, message framing).
+ *
+ * The session does no I/O: the connection layer feeds received bytes with
+ * grpc_session_recv and writes what grpc_session_send produces. Unary and
+ * server-streaming methods; requests carry exactly one message.
+ *
+ * Call lifecycle: when a request is complete the session calls the method's
+ * handler with the decoded-from-frame message bytes (valid only during the
+ * handler call). The handler must call grpc_call_finish exactly once, now or
+ * later (asynchronously) but always on the thread that owns the session (the
+ * connection's event loop). If the client cancels or the connection closes
+ * first, finish still has to be called: it then only releases the call.
+ */
+#ifndef MOVIE_GRPC_H
+#define MOVIE_GRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct buf;
+
+enum grpc_status {
+	GRPC_STATUS_OK = 0,
+	GRPC_STATUS_CANCELLED = 1,
+	GRPC_STATUS_UNKNOWN = 2,
+	GRPC_STATUS_INVALID_ARGUMENT = 3,
+	GRPC_STATUS_DEADLINE_EXCEEDED = 4,
+	GRPC_STATUS_NOT_FOUND = 5,
+	GRPC_STATUS_ALREADY_EXISTS = 6,
+	GRPC_STATUS_PERMISSION_DENIED = 7,
+	GRPC_STATUS_RESOURCE_EXHAUSTED = 8,
+	GRPC_STATUS_FAILED_PRECONDITION = 9,
+	GRPC_STATUS_ABORTED = 10,
+	GRPC_STATUS_OUT_OF_RANGE = 11,
+	GRPC_STATUS_UNIMPLEMENTED = 12,
+	GRPC_STATUS_INTERNAL = 13,
+	GRPC_STATUS_UNAVAILABLE = 14,
+	GRPC_STATUS_DATA_LOSS = 15,
+	GRPC_STATUS_UNAUTHENTICATED = 16,
+};
+#define GRPC_STATUS_COUNT 17
+
+/* "OK", "NOT_FOUND", ... ; "UNKNOWN" for codes outside 0..16. */
+const char *grpc_status_name(int status);
+
+/* Map a runtime error (movie/err.h) to the status a handler should return:
+ * MV_ENOTFOUND -> NOT_FOUND, MV_EUNAVAIL -> UNAVAILABLE, MV_ETIMEDOUT ->
+ * DEADLINE_EXCEEDED, MV_EINVAL/MV_ERANGE -> INVALID_ARGUMENT, MV_ETOOBIG ->
+ * RESOURCE_EXHAUSTED, others -> INTERNAL. */
+int grpc_status_from_err(int err);
+
+/* Parse a grpc-timeout header value ("100m", "5S", at most 8 digits + unit
+ * H M S m u n) into nanoseconds. Returns 0 or MV_EINVAL. */
+int grpc_timeout_parse(const char *value, size_t len, int64_t *out_ns);
+/* Format nanoseconds as a grpc-timeout value with the finest unit that fits
+ * 8 digits. out_size >= 16. Returns 0 or MV_EINVAL (negative). */
+int grpc_timeout_format(int64_t ns, char *out, size_t out_size);
+
+/* Percent-encode a grpc-message value (RFC: bytes outside 0x20..0x7e and '%').
+ * Returns 0, MV_ENOMEM, MV_ETOOBIG. */
+int grpc_message_encode(const char *msg, struct buf *out);
+/* Decode a percent-encoded grpc-message into out (NUL-terminated, truncated
+ * to fit; invalid escapes are copied verbatim, as the spec asks). */
+void grpc_message_decode(const char *in, size_t len, char *out, size_t out_size);
+
+/* Length-prefixed message framing. A frame is 1 byte compressed-flag, 4 bytes
+ * big-endian length, then the message. */
+#define GRPC_FRAME_HEADER 5
+/* Append one uncompressed frame. Returns 0, MV_ENOMEM, MV_ETOOBIG. */
+int grpc_frame_append(struct buf *out, const uint8_t *msg, size_t len);
+/* Decode exactly one frame that must span all of data..data+len.
+ * Returns 0 (msg/msg_len set), MV_EAGAIN (incomplete), MV_ETOOBIG (declared
+ * length > max_message), MV_EPROTO (compressed flag set, or trailing bytes:
+ * more than one message). */
+int grpc_frame_decode_single(const uint8_t *data, size_t len, size_t max_message,
+			     const uint8_t **msg, size_t *msg_len);
+
+/* ---- server session ---- */
+
+struct grpc_call;
+struct grpc_session;
+
+typedef void (*grpc_handler_fn)(struct grpc_call *call, const uint8_t *msg, size_t len,
+				void *ctx);
+
+struct grpc_method {
+	const char *path;    /* "/MetadataService/GetMetadata" */
+	const char *service; /* "MetadataService" (metrics label) */
+	const char *name;    /* "GetMetadata" */
+	bool server_streaming;
+	grpc_handler_fn handler;
+	void *ctx;
+	void *user;          /* the runtime's per-method data (metrics children) */
+};
+
+struct grpc_session_limits {
+	size_t max_message_bytes;       /* request messages above: RESOURCE_EXHAUSTED */
+	uint32_t max_concurrent_streams; /* advertised in SETTINGS and enforced */
+	size_t max_header_bytes;        /* SETTINGS_MAX_HEADER_LIST_SIZE */
+};
+
+struct grpc_session_hooks {
+	/* A call finished (any status, including the ones the session answers
+	 * itself: UNIMPLEMENTED, INVALID_ARGUMENT, ...). method is NULL for an
+	 * unknown path. seconds = time from headers received to finish.
+	 * `started` tells whether call_started was reported for it. */
+	void (*call_done)(void *hook_ctx, const struct grpc_method *method, const char *path,
+			  int status, double seconds, bool started);
+	/* A call reached its handler. */
+	void (*call_started)(void *hook_ctx, const struct grpc_method *method);
+	/* Output became pending outside grpc_session_recv (an async finish). */
+	void (*want_write)(void *hook_ctx);
+	void *hook_ctx;
+};
+
+/* Create a session for one accepted connection that has sent (or will send)
+ * the HTTP/2 client preface. `methods` must outlive the session.
+ * Returns NULL on allocation failure. */
+struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t method_count,
+				      const struct grpc_session_limits *limits,
+				      const struct grpc_session_hooks *hooks);
+/* Free the session. Outstanding calls are orphaned: their finish only releases them. */
+void grpc_session_free(struct grpc_session *s);
+
+/* Process received bytes (may call handlers). Returns 0, or MV_EPROTO when the
+ * connection must be closed (after sending what grpc_session_send yields). */
+int grpc_session_recv(struct grpc_session *s, const uint8_t *data, size_t len);
+/* Append all pending output. Returns 0, MV_EPROTO (fatal), MV_ENOMEM. */
+int grpc_session_send(struct grpc_session *s, struct buf *out);
+/* False once the session has nothing more to read or write (close it). */
+bool grpc_session_want_io(struct grpc_session *s);
+/* Start a graceful shutdown: GOAWAY with the last processed stream id; open
+ * streams complete, new ones are refused. */
+void grpc_session_goaway(struct grpc_session *s);
+/* Calls started and not yet finished (in-flight). */
+size_t grpc_session_active_calls(const struct grpc_session *s);
+
+/* ---- handler side of a call (session thread only) ---- */
+
+/* Absolute deadline on the CLOCK_MONOTONIC clock in ns, or 0 when none. */
+int64_t grpc_call_deadline(const struct grpc_call *call);
+/* True once the client cancelled or the connection went away. */
+bool grpc_call_cancelled(const struct grpc_call *call);
+/* Server streaming: queue one response message. Returns 0, MV_ECLOSED
+ * (cancelled), MV_ENOMEM. */
+int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len);
+/* Finish the call: for OK, `msg` (may be NULL for streaming) is the response
+ * message; for an error status a trailers-only response carries `message`
+ * (percent-encoded here). Releases the call: do not touch it afterwards. */
+void grpc_call_finish(struct grpc_call *call, int status, const char *message,
+		      const uint8_t *msg, size_t len);
+/* Called once if the call is cancelled before finish (stream reset or
+ * connection closed); the handler must still call grpc_call_finish. */
+void grpc_call_on_cancel(struct grpc_call *call, void (*fn)(struct grpc_call *call, void *arg),
+			 void *arg);
+/* The path of the call ("/Service/Method"). */
+const char *grpc_call_path(const struct grpc_call *call);
+
+/* Current CLOCK_MONOTONIC time in ns. */
+int64_t grpc_now_ns(void);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * grpc_client.h - gRPC client channels over long-lived HTTP/2 connections.
+ *
+ * A channel is bound to one event loop (uv_loop_t) and is used only from that
+ * loop's thread: the movie service keeps one channel per peer per worker loop,
+ * so nothing is shared between threads and nothing is locked.
+ *
+ * A channel has a list of targets ("host:port"). Each host is resolved (off the
+ * loop, uv_getaddrinfo) to ALL its addresses - a Kubernetes headless Service
+ * name yields every ready pod - and re-resolved every resolve_interval_ms and
+ * after a connection failure. The channel keeps one HTTP/2 connection per
+ * address, each carrying many concurrent streams, and spreads calls round-robin
+ * over the connected, healthy addresses. Connections are never opened per call.
+ *
+ * Every call has a deadline: the caller's (absolute), else now + the default
+ * timeout; the remaining time is sent as grpc-timeout. UNAVAILABLE failures
+ * (connection refused/reset, GOAWAY before the stream was processed, the
+ * server's own UNAVAILABLE) are retried on another address with jittered
+ * exponential backoff while the deadline allows, up to max_attempts, and only
+ * while the retry budget has tokens. A connection that receives GOAWAY is
+ * drained: its open streams finish, new calls go elsewhere, and a replacement
+ * connection is made. Failed addresses reconnect with capped, jittered backoff.
+ */
+#ifndef MOVIE_GRPC_CLIENT_H
+#define MOVIE_GRPC_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+struct metrics_registry;
+
+struct grpc_channel_config {
+	const char *name;                 /* peer name for logs/metrics: "metadata" */
+	const char *const *targets;       /* "host:port" entries, copied */
+	size_t target_count;
+	int64_t resolve_interval_ms;      /* re-resolve period; 0 = 5000 */
+	int64_t default_timeout_ms;       /* deadline when the caller has none; 0 = 1000 */
+	int max_attempts;                 /* total attempts per call, 1..5; 0 = 3 */
+	double retry_budget_ratio;        /* retries allowed per call made (0.2 = 20%); 0 = 0.2 */
+	size_t max_message_bytes;         /* largest response accepted; 0 = 4 MiB */
+	int64_t connect_timeout_ms;       /* 0 = 1000 */
+	struct metrics_registry *metrics; /* optional: client metrics (grpc_client_*) */
+};
+
+struct grpc_channel;
+
+/* Completion of a call, on the channel's loop thread. status is a gRPC status
+ * code; message is the decoded grpc-message (or a local reason), never NULL;
+ * resp/len is the response message for OK (valid only during the callback). */
+typedef void (*grpc_client_done_fn)(void *arg, int status, const char *message,
+				    const uint8_t *resp, size_t len);
+
+/* Create a channel on `loop` (call on that loop's thread). Starts resolving at
+ * once. Returns NULL on allocation failure or an empty/invalid target list. */
+struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel_config *cfg);
+
+/* Start a unary call of `path` ("/MetadataService/GetMetadata") with the
+ * serialized request. deadline_ns is absolute CLOCK_MONOTONIC ns (see
+ * grpc_now_ns), 0 = default timeout. `idempotent` permits retries after the
+ * request may have reached a server. `done` is called exactly once, never
+ * before this function returns. Returns 0, or MV_ENOMEM / MV_ECLOSED (then
+ * `done` is not called). */
+int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
+		      int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg);
+
+/* Number of addresses with a usable connection now (tests, readiness). */
+size_t grpc_channel_ready_addresses(const struct grpc_channel *ch);
+
+/* Close the channel: pending calls complete with UNAVAILABLE ("channel
+ * closed"), connections close. The memory is freed once libuv has closed
+ * every handle. Call on the loop thread. */
+void grpc_channel_close(struct grpc_channel *ch);
+
+/* ---- pure policy pieces, exposed for unit tests ---- */
+
+/* Retry budget (token bucket, as gRPC's retry throttling): starts full at
+ * max_tokens; a failed attempt costs 1 token, a success returns `ratio`
+ * tokens; retries are allowed while tokens > max_tokens / 2. */
+struct grpc_retry_budget {
+	double tokens;
+	double max_tokens;
+	double ratio;
+};
+void grpc_retry_budget_init(struct grpc_retry_budget *b, double max_tokens, double ratio);
+void grpc_retry_budget_on_success(struct grpc_retry_budget *b);
+void grpc_retry_budget_on_failure(struct grpc_retry_budget *b);
+bool grpc_retry_budget_allows(const struct grpc_retry_budget *b);
+
+/* Backoff before attempt n (1-based retry count): min(cap, base * 2^(n-1)),
+ * multiplied by a jitter factor in [1 - jitter, 1 + jitter] drawn from `rnd`
+ * in [0, 1). */
+int64_t grpc_backoff_ms(int retry, int64_t base_ms, int64_t cap_ms, double jitter, double rnd);
+
+/* The grpc-timeout to send for an absolute deadline: remaining = deadline -
+ * now; returns MV_ETIMEDOUT when nothing remains, else 0 with `out` formatted
+ * (grpc_timeout_format). */
+int grpc_deadline_header(int64_t deadline_ns, int64_t now_ns, char *out, size_t out_size);
+
+#endif

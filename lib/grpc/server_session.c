@@ -1,0 +1,625 @@
+/*
+ * gRPC server session: one HTTP/2 connection, driven by nghttp2's I/O-free core.
+ *
+ * gRPC rules enforced here (nghttp2 knows only HTTP/2): POST, content-type
+ * application/grpc[+proto|;...], one length-prefixed request message per
+ * stream, grpc-timeout, response HEADERS + DATA + trailers for OK and a
+ * trailers-only HEADERS frame (END_STREAM) for errors.
+ *
+ * A call is referenced by its stream (until nghttp2 closes the stream) and by
+ * its handler (until grpc_call_finish). It is freed when both let go; a call
+ * whose session is freed first is "orphaned" (session pointer NULL).
+ */
+#include "movie/grpc.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include "movie/buf.h"
+#include "movie/err.h"
+#include "movie/banned.h"
+
+enum call_state {
+	CALL_RECEIVING,  /* headers seen, collecting the request message */
+	CALL_HANDLING,   /* handler owns the completion */
+	CALL_RESPONDED,  /* response submitted (or being streamed) */
+};
+
+struct grpc_call {
+	struct grpc_session *session; /* NULL once orphaned */
+	int32_t stream_id;
+	enum call_state state;
+	bool stream_open;      /* nghttp2 still has the stream */
+	bool handler_holds;    /* handler has not called finish yet */
+	bool cancelled;
+	bool headers_sent;     /* response HEADERS submitted (streaming / OK path) */
+	bool finished;         /* grpc_call_finish called */
+	bool bad_request;      /* request already answered with an error */
+	bool counted_active;
+	int status;            /* final status for trailers */
+	const struct grpc_method *method;
+	char path[128];
+	int64_t deadline_ns;
+	int64_t start_ns;
+	struct buf request;     /* length-prefixed request bytes */
+	struct buf out;         /* framed response messages not yet sent */
+	size_t out_sent;
+	struct buf status_message; /* percent-encoded grpc-message */
+	void (*cancel_fn)(struct grpc_call *call, void *arg);
+	void *cancel_arg;
+	struct grpc_call *next_in_session; /* calls list, for orphaning */
+	struct grpc_call *prev_in_session;
+};
+
+struct grpc_session {
+	nghttp2_session *h2;
+	const struct grpc_method *methods;
+	size_t method_count;
+	struct grpc_session_limits limits;
+	struct grpc_session_hooks hooks;
+	struct grpc_call *calls; /* every live call referencing this session */
+	size_t active_calls;
+	bool in_recv;            /* suppress want_write while inside recv */
+	bool goaway_sent;
+	bool fatal;
+};
+
+static void session_link(struct grpc_session *s, struct grpc_call *c)
+{
+	c->next_in_session = s->calls;
+	c->prev_in_session = NULL;
+	if (s->calls)
+		s->calls->prev_in_session = c;
+	s->calls = c;
+}
+
+static void session_unlink(struct grpc_session *s, struct grpc_call *c)
+{
+	if (c->prev_in_session)
+		c->prev_in_session->next_in_session = c->next_in_session;
+	else if (s->calls == c)
+		s->calls = c->next_in_session;
+	if (c->next_in_session)
+		c->next_in_session->prev_in_session = c->prev_in_session;
+	c->next_in_session = c->prev_in_session = NULL;
+}
+
+static void call_free(struct grpc_call *c)
+{
+	buf_release(&c->request);
+	buf_release(&c->out);
+	buf_release(&c->status_message);
+	free(c);
+}
+
+/* Drop the call when neither the stream nor the handler references it. */
+static void call_maybe_free(struct grpc_call *c)
+{
+	if (c->stream_open || c->handler_holds)
+		return;
+	if (c->session)
+		session_unlink(c->session, c);
+	call_free(c);
+}
+
+static void call_mark_done(struct grpc_call *c, int status)
+{
+	struct grpc_session *s = c->session;
+	if (!s)
+		return;
+	bool started = c->counted_active;
+	if (started) {
+		c->counted_active = false;
+		s->active_calls--;
+	}
+	if (s->hooks.call_done) {
+		double seconds = (double)(grpc_now_ns() - c->start_ns) / 1e9;
+		s->hooks.call_done(s->hooks.hook_ctx, c->method, c->path, status, seconds, started);
+	}
+}
+
+static void notify_want_write(struct grpc_session *s)
+{
+	if (!s->in_recv && s->hooks.want_write)
+		s->hooks.want_write(s->hooks.hook_ctx);
+}
+
+/* Header names are literals (not copied); values are copied by nghttp2. */
+static nghttp2_nv make_nv(const char *name, const char *value)
+{
+	nghttp2_nv nv = {(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, strlen(name),
+			 strlen(value), NGHTTP2_NV_FLAG_NO_COPY_NAME};
+	return nv;
+}
+#define NV(name, value) make_nv((name), (value))
+
+/* Trailers-only response: one HEADERS frame with END_STREAM. */
+static void submit_trailers_only(struct grpc_call *c, int status, const char *message)
+{
+	struct grpc_session *s = c->session;
+	char code[12];
+	snprintf(code, sizeof(code), "%d", status);
+	buf_reset(&c->status_message);
+	if (message && *message)
+		grpc_message_encode(message, &c->status_message);
+	nghttp2_nv nv[4] = {
+		NV(":status", "200"),
+		NV("content-type", "application/grpc"),
+		NV("grpc-status", code),
+	};
+	size_t n = 3;
+	if (c->status_message.len) {
+		nv[n++] = NV("grpc-message", c->status_message.data);
+	}
+	/* nghttp2 copies header values at submit time unless NO_COPY_VALUE is set. */
+	nghttp2_submit_response(s->h2, c->stream_id, nv, n, NULL);
+	c->state = CALL_RESPONDED;
+}
+
+/* HTTP-level rejection of a request that is not gRPC at all. */
+static void submit_http_error(struct grpc_call *c, const char *http_status)
+{
+	nghttp2_nv nv[1] = {NV(":status", http_status)};
+	nghttp2_submit_response(c->session->h2, c->stream_id, nv, 1, NULL);
+	c->state = CALL_RESPONDED;
+	c->bad_request = true;
+	c->handler_holds = false;
+}
+
+static void submit_trailers(struct grpc_call *c)
+{
+	char code[12];
+	snprintf(code, sizeof(code), "%d", c->status);
+	nghttp2_nv nv[2] = {NV("grpc-status", code)};
+	size_t n = 1;
+	if (c->status_message.len) {
+		nv[n++] = NV("grpc-message", c->status_message.data);
+	}
+	nghttp2_submit_trailer(c->session->h2, c->stream_id, nv, n);
+}
+
+static ssize_t data_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest, size_t length,
+			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+{
+	struct grpc_call *c = source->ptr;
+	size_t avail = c->out.len - c->out_sent;
+	size_t n = avail < length ? avail : length;
+	if (n)
+		memcpy(dest, c->out.data + c->out_sent, n);
+	c->out_sent += n;
+	if (c->out_sent == c->out.len) {
+		buf_reset(&c->out);
+		c->out_sent = 0;
+		if (c->finished) {
+			*data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+			submit_trailers(c);
+		} else if (n == 0) {
+			return NGHTTP2_ERR_DEFERRED;
+		}
+	}
+	return (ssize_t)n;
+}
+
+static int submit_response_headers(struct grpc_call *c)
+{
+	nghttp2_nv nv[2] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+	nghttp2_data_provider provider = {.source.ptr = c, .read_callback = data_read_cb};
+	c->headers_sent = true;
+	c->state = CALL_RESPONDED;
+	return nghttp2_submit_response(c->session->h2, c->stream_id, nv, 2, &provider);
+}
+
+/* The request is complete: validate the frame and run the handler. */
+static void dispatch(struct grpc_session *s, struct grpc_call *c)
+{
+	if (c->state != CALL_RECEIVING)
+		return;
+	if (!c->method) {
+		c->handler_holds = false;
+		submit_trailers_only(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+		call_mark_done(c, GRPC_STATUS_UNIMPLEMENTED);
+		return;
+	}
+	const uint8_t *msg;
+	size_t msg_len;
+	int rc = grpc_frame_decode_single((const uint8_t *)c->request.data, c->request.len,
+					  s->limits.max_message_bytes, &msg, &msg_len);
+	if (rc) {
+		int status = GRPC_STATUS_INVALID_ARGUMENT;
+		const char *why = "request must be exactly one uncompressed message";
+		if (rc == MV_ETOOBIG) {
+			status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+			why = "request message larger than the server's maximum";
+		} else if (c->request.len && (uint8_t)c->request.data[0] == 1) {
+			status = GRPC_STATUS_UNIMPLEMENTED;
+			why = "compressed messages are not supported";
+		}
+		c->handler_holds = false;
+		submit_trailers_only(c, status, why);
+		call_mark_done(c, status);
+		return;
+	}
+	if (c->deadline_ns && grpc_now_ns() >= c->deadline_ns) {
+		c->handler_holds = false;
+		submit_trailers_only(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+		call_mark_done(c, GRPC_STATUS_DEADLINE_EXCEEDED);
+		return;
+	}
+	c->state = CALL_HANDLING;
+	c->counted_active = true;
+	s->active_calls++;
+	if (s->hooks.call_started)
+		s->hooks.call_started(s->hooks.hook_ctx, c->method);
+	c->method->handler(c, msg, msg_len, c->method->ctx);
+}
+
+static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
+{
+	struct grpc_session *s = user_data;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct grpc_call *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM this stream */
+	c->session = s;
+	c->stream_id = frame->hd.stream_id;
+	c->state = CALL_RECEIVING;
+	c->stream_open = true;
+	c->handler_holds = true;
+	c->start_ns = grpc_now_ns();
+	buf_init(&c->request, s->limits.max_message_bytes + GRPC_FRAME_HEADER);
+	buf_init(&c->out, 0);
+	buf_init(&c->status_message, 4096);
+	session_link(s, c);
+	nghttp2_session_set_stream_user_data(h2, frame->hd.stream_id, c);
+	return 0;
+}
+
+static const struct grpc_method *find_method(const struct grpc_session *s, const uint8_t *path,
+					     size_t len)
+{
+	for (size_t i = 0; i < s->method_count; i++) {
+		const char *p = s->methods[i].path;
+		if (strlen(p) == len && memcmp(p, path, len) == 0)
+			return &s->methods[i];
+	}
+	return NULL;
+}
+
+static bool header_is(const uint8_t *name, size_t namelen, const char *literal)
+{
+	size_t n = strlen(literal);
+	return namelen == n && memcmp(name, literal, n) == 0;
+}
+
+static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+		     void *user_data)
+{
+	struct grpc_session *s = user_data;
+	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (!c || c->bad_request)
+		return 0;
+	if (header_is(name, namelen, ":path")) {
+		size_t n = valuelen < sizeof(c->path) - 1 ? valuelen : sizeof(c->path) - 1;
+		memcpy(c->path, value, n);
+		c->path[n] = '\0';
+		c->method = find_method(s, value, valuelen);
+	} else if (header_is(name, namelen, ":method")) {
+		if (!(valuelen == 4 && memcmp(value, "POST", 4) == 0))
+			submit_http_error(c, "405");
+	} else if (header_is(name, namelen, "content-type")) {
+		static const char grpc_ct[] = "application/grpc";
+		size_t n = sizeof(grpc_ct) - 1;
+		bool ok = valuelen >= n && memcmp(value, grpc_ct, n) == 0 &&
+			  (valuelen == n || value[n] == '+' || value[n] == ';');
+		if (!ok)
+			submit_http_error(c, "415");
+	} else if (header_is(name, namelen, "grpc-timeout")) {
+		int64_t timeout_ns;
+		if (grpc_timeout_parse((const char *)value, valuelen, &timeout_ns) == 0) {
+			int64_t now = c->start_ns;
+			c->deadline_ns = timeout_ns > INT64_MAX - now ? 0 : now + timeout_ns;
+		}
+	} else if (header_is(name, namelen, "grpc-encoding")) {
+		/* identity is the only encoding we speak; others are caught on the
+		 * compressed flag of the message itself. */
+	}
+	return 0;
+}
+
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
+			 const uint8_t *data, size_t len, void *user_data)
+{
+	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
+	if (!c || c->state != CALL_RECEIVING || c->bad_request)
+		return 0;
+	if (buf_append(&c->request, data, len) != 0) {
+		/* Over max_message_bytes + prefix: answer at once and ignore the rest. */
+		c->bad_request = true;
+		c->handler_holds = false;
+		submit_trailers_only(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				     "request message larger than the server's maximum");
+		call_mark_done(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
+		return 0;
+	}
+	/* Reject early on the declared length, before the body arrives. */
+	if (c->request.len >= GRPC_FRAME_HEADER) {
+		const uint8_t *p = (const uint8_t *)c->request.data;
+		size_t declared = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
+				  ((size_t)p[3] << 8) | (size_t)p[4];
+		struct grpc_session *s = user_data;
+		if (declared > s->limits.max_message_bytes) {
+			c->bad_request = true;
+			c->handler_holds = false;
+			buf_release(&c->request);
+			submit_trailers_only(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+					     "request message larger than the server's maximum");
+			call_mark_done(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
+		}
+	}
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
+{
+	struct grpc_session *s = user_data;
+	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+		if (!c)
+			return 0;
+		if (!c->bad_request)
+			dispatch(s, c);
+	}
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
+			   void *user_data)
+{
+	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
+	if (!c)
+		return 0;
+	c->stream_open = false;
+	if (c->handler_holds && !c->finished) {
+		if (c->state == CALL_RECEIVING) {
+			/* Reset before the request completed: the handler never ran. */
+			c->handler_holds = false;
+			if (!c->bad_request)
+				call_mark_done(c, GRPC_STATUS_CANCELLED);
+		} else if (!c->cancelled) {
+			c->cancelled = true;
+			if (c->cancel_fn)
+				c->cancel_fn(c, c->cancel_arg);
+		}
+	}
+	call_maybe_free(c);
+	return 0;
+}
+
+struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t method_count,
+				      const struct grpc_session_limits *limits,
+				      const struct grpc_session_hooks *hooks)
+{
+	struct grpc_session *s = calloc(1, sizeof(*s));
+	nghttp2_session_callbacks *cbs = NULL;
+	nghttp2_option *opt = NULL;
+	if (!s)
+		return NULL;
+	s->methods = methods;
+	s->method_count = method_count;
+	s->limits = *limits;
+	if (hooks)
+		s->hooks = *hooks;
+	if (nghttp2_session_callbacks_new(&cbs) != 0)
+		goto fail;
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	if (nghttp2_option_new(&opt) != 0)
+		goto fail_callbacks;
+	/* Abuse limits: a client may not queue unbounded SETTINGS/PING acks, nor
+	 * reset streams faster than 1000 per burst (CVE-2023-44487 "rapid reset"). */
+	nghttp2_option_set_max_outbound_ack(opt, 1000);
+	nghttp2_option_set_max_settings(opt, 32);
+	nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+	nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+	if (nghttp2_session_server_new2(&s->h2, cbs, s, opt) != 0)
+		goto fail_option;
+	nghttp2_option_del(opt);
+	nghttp2_session_callbacks_del(cbs);
+
+	nghttp2_settings_entry settings[] = {
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits->max_concurrent_streams},
+		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)limits->max_header_bytes},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
+	};
+	if (nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, settings,
+				    sizeof(settings) / sizeof(settings[0])) != 0) {
+		nghttp2_session_del(s->h2);
+		free(s);
+		return NULL;
+	}
+	/* A larger connection window so one big message does not stall on updates. */
+	nghttp2_session_set_local_window_size(s->h2, NGHTTP2_FLAG_NONE, 0, 4 << 20);
+	return s;
+
+fail_option:
+	nghttp2_option_del(opt);
+fail_callbacks:
+	nghttp2_session_callbacks_del(cbs);
+fail:
+	free(s);
+	return NULL;
+}
+
+void grpc_session_free(struct grpc_session *s)
+{
+	if (!s)
+		return;
+	/* Streams close inside nghttp2_session_del; mark them closed first so
+	 * no callback runs against a half-freed session. */
+	struct grpc_call *c = s->calls;
+	while (c) {
+		struct grpc_call *next = c->next_in_session;
+		c->stream_open = false;
+		c->session = NULL;
+		c->next_in_session = c->prev_in_session = NULL;
+		if (c->handler_holds && !c->finished) {
+			c->cancelled = true;
+			if (c->cancel_fn)
+				c->cancel_fn(c, c->cancel_arg);
+		}
+		if (!c->handler_holds)
+			call_free(c);
+		c = next;
+	}
+	s->calls = NULL;
+	nghttp2_session_del(s->h2);
+	free(s);
+}
+
+int grpc_session_recv(struct grpc_session *s, const uint8_t *data, size_t len)
+{
+	s->in_recv = true;
+	ssize_t n = nghttp2_session_mem_recv(s->h2, data, len);
+	s->in_recv = false;
+	if (n < 0 || (size_t)n != len) {
+		s->fatal = true;
+		return MV_EPROTO;
+	}
+	return 0;
+}
+
+int grpc_session_send(struct grpc_session *s, struct buf *out)
+{
+	for (;;) {
+		const uint8_t *data;
+		ssize_t n = nghttp2_session_mem_send(s->h2, &data);
+		if (n < 0) {
+			s->fatal = true;
+			return MV_EPROTO;
+		}
+		if (n == 0)
+			return 0;
+		int rc = buf_append(out, data, (size_t)n);
+		if (rc)
+			return rc;
+	}
+}
+
+bool grpc_session_want_io(struct grpc_session *s)
+{
+	if (s->fatal)
+		return false;
+	return nghttp2_session_want_read(s->h2) || nghttp2_session_want_write(s->h2);
+}
+
+void grpc_session_goaway(struct grpc_session *s)
+{
+	if (s->goaway_sent)
+		return;
+	s->goaway_sent = true;
+	nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR,
+			      NULL, 0);
+	notify_want_write(s);
+}
+
+size_t grpc_session_active_calls(const struct grpc_session *s)
+{
+	return s->active_calls;
+}
+
+int64_t grpc_call_deadline(const struct grpc_call *call)
+{
+	return call->deadline_ns;
+}
+
+bool grpc_call_cancelled(const struct grpc_call *call)
+{
+	return call->cancelled || !call->session;
+}
+
+const char *grpc_call_path(const struct grpc_call *call)
+{
+	return call->path;
+}
+
+void grpc_call_on_cancel(struct grpc_call *call, void (*fn)(struct grpc_call *call, void *arg),
+			 void *arg)
+{
+	call->cancel_fn = fn;
+	call->cancel_arg = arg;
+}
+
+int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
+{
+	struct grpc_session *s = call->session;
+	if (!s || call->cancelled || !call->stream_open || call->finished)
+		return MV_ECLOSED;
+	int rc = grpc_frame_append(&call->out, msg, len);
+	if (rc)
+		return rc;
+	if (!call->headers_sent) {
+		if (submit_response_headers(call) != 0)
+			return MV_ENOMEM;
+	} else {
+		nghttp2_session_resume_data(s->h2, call->stream_id);
+	}
+	notify_want_write(s);
+	return 0;
+}
+
+void grpc_call_finish(struct grpc_call *call, int status, const char *message,
+		      const uint8_t *msg, size_t len)
+{
+	struct grpc_session *s = call->session;
+	if (call->finished || !call->handler_holds)
+		return;
+	call->finished = true;
+	call->handler_holds = false;
+	if (!s || !call->stream_open || call->cancelled) {
+		if (s)
+			call_mark_done(call, call->cancelled ? GRPC_STATUS_CANCELLED : status);
+		call_maybe_free(call);
+		return;
+	}
+	call->status = status;
+	if (status != GRPC_STATUS_OK && !call->headers_sent) {
+		submit_trailers_only(call, status, message);
+	} else {
+		buf_reset(&call->status_message);
+		if (status != GRPC_STATUS_OK && message && *message)
+			grpc_message_encode(message, &call->status_message);
+		int rc = 0;
+		if (msg)
+			rc = grpc_frame_append(&call->out, msg, len);
+		if (rc) {
+			call->status = GRPC_STATUS_INTERNAL;
+			if (!call->headers_sent) {
+				submit_trailers_only(call, GRPC_STATUS_INTERNAL,
+						     "response too large");
+				status = GRPC_STATUS_INTERNAL;
+			}
+		}
+		if (!call->headers_sent && call->state != CALL_RESPONDED)
+			submit_response_headers(call);
+		else
+			nghttp2_session_resume_data(s->h2, call->stream_id);
+	}
+	call_mark_done(call, status);
+	/* Release our reference before flushing: sending may close the stream,
+	 * which frees the call. */
+	call_maybe_free(call);
+	notify_want_write(s);
+}

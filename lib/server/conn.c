@@ -1,0 +1,489 @@
+/*
+ * Connections: accept, protocol sniffing (HTTP/2 preface vs HTTP/1.1), reads,
+ * writes with back-pressure, HTTP/1.1 request dispatch, close.
+ *
+ * The protocol is chosen by comparing the first bytes with the 24-byte HTTP/2
+ * client preface incrementally: the first byte that differs means HTTP/1.1,
+ * so a short HTTP/1.0 request is never kept waiting for 24 bytes.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "movie/err.h"
+#include "movie/log.h"
+#include "movie/banned.h"
+
+static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define H2_PREFACE_LEN 24
+/* Stop reading while this much output is waiting for a slow reader. */
+#define OUTPUT_HIGH_WATER (4u * 1024 * 1024)
+
+enum conn_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
+
+struct http_exchange {
+	struct conn *conn; /* NULL once the connection is gone */
+	struct server *srv;
+	struct route_entry *route;
+	int method;
+	bool head;
+	bool keep_alive;
+	int64_t start_ns;
+	char path[96];
+};
+
+struct conn {
+	struct worker *worker;
+	uv_tcp_t tcp;
+	enum conn_proto proto;
+	struct grpc_session *h2;
+	struct http1_parser h1;
+	struct http_exchange *exchange; /* HTTP/1.1 request being handled */
+	struct buf in;    /* sniffing bytes, or unprocessed HTTP/1.1 bytes */
+	struct buf out;   /* output not yet handed to the kernel */
+	struct buf wbuf;  /* output owned by the in-flight uv_write */
+	uv_write_t wreq;
+	bool writing;
+	bool reading;
+	bool closing;     /* uv_close called */
+	bool close_after_write;
+	bool goaway_sent;
+	int64_t created_ms;
+	int64_t last_active_ms;
+	int64_t max_age_ms; /* with jitter; 0 = none */
+	struct conn *next, *prev;
+};
+
+static void conn_flush(struct conn *c);
+static void conn_process_h1(struct conn *c);
+
+static int64_t now_ms(struct worker *w)
+{
+	return (int64_t)uv_now(&w->loop);
+}
+
+static void on_close(uv_handle_t *handle)
+{
+	struct conn *c = handle->data;
+	struct worker *w = c->worker;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		w->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	w->conn_count--;
+	atomic_fetch_sub(&w->srv->connections, 1);
+	grpc_session_free(c->h2);
+	http1_parser_release(&c->h1);
+	buf_release(&c->in);
+	buf_release(&c->out);
+	buf_release(&c->wbuf);
+	free(c);
+	worker_maybe_finish(w);
+}
+
+static void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->exchange) {
+		c->exchange->conn = NULL; /* the handler still owns it */
+		c->exchange = NULL;
+	}
+	/* Free the session now so late async completions see orphaned calls. */
+	grpc_session_free(c->h2);
+	c->h2 = NULL;
+	uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b)
+{
+	struct conn *c = handle->data;
+	b->base = c->worker->read_buf;
+	b->len = sizeof(c->worker->read_buf);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct conn *c = req->data;
+	c->writing = false;
+	buf_reset(&c->wbuf);
+	if (status < 0) {
+		conn_close(c);
+		return;
+	}
+	conn_flush(c);
+}
+
+static void feed_h2(struct conn *c, const uint8_t *data, size_t len);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
+
+static void update_reading(struct conn *c)
+{
+	bool want = !c->closing && c->out.len + c->wbuf.len < OUTPUT_HIGH_WATER &&
+		    !(c->proto == PROTO_H1 && c->exchange) && !c->close_after_write;
+	if (want && !c->reading) {
+		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+			c->reading = true;
+	} else if (!want && c->reading) {
+		uv_read_stop((uv_stream_t *)&c->tcp);
+		c->reading = false;
+	}
+}
+
+/* Hand pending output to the kernel: try a direct write first, queue the rest. */
+static void conn_flush(struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->h2 && grpc_session_send(c->h2, &c->out) != 0) {
+		conn_close(c);
+		return;
+	}
+	if (!c->writing && c->out.len) {
+		uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+		int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+		if (n > 0)
+			buf_consume(&c->out, (size_t)n);
+		else if (n < 0 && n != UV_EAGAIN) {
+			conn_close(c);
+			return;
+		}
+		if (c->out.len) {
+			struct buf tmp = c->wbuf;
+			c->wbuf = c->out;
+			c->out = tmp;
+			buf_reset(&c->out);
+			uv_buf_t wb = uv_buf_init(c->wbuf.data, (unsigned)c->wbuf.len);
+			c->wreq.data = c;
+			if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &wb, 1, on_write) != 0) {
+				conn_close(c);
+				return;
+			}
+			c->writing = true;
+		}
+	}
+	if (!c->writing && !c->out.len) {
+		if (c->close_after_write ||
+		    (c->proto == PROTO_H2 && c->h2 && !grpc_session_want_io(c->h2))) {
+			conn_close(c);
+			return;
+		}
+	}
+	update_reading(c);
+}
+
+static void h2_want_write(void *ctx)
+{
+	conn_flush(ctx);
+}
+
+static void h2_call_done(void *ctx, const struct grpc_method *m, const char *path, int status,
+			 double seconds, bool started)
+{
+	struct conn *c = ctx;
+	server_record_grpc(c->worker->srv, m, path, status, seconds, started);
+}
+
+static void h2_call_started(void *ctx, const struct grpc_method *m)
+{
+	struct conn *c = ctx;
+	server_record_grpc_started(c->worker->srv, m);
+}
+
+static int start_h2(struct conn *c)
+{
+	struct server *srv = c->worker->srv;
+	struct grpc_session_limits limits = {
+		.max_message_bytes = (size_t)srv->cfg->max_message_bytes,
+		.max_concurrent_streams = (uint32_t)srv->cfg->max_concurrent_streams,
+		.max_header_bytes = (size_t)srv->cfg->max_header_bytes,
+	};
+	struct grpc_session_hooks hooks = {
+		.call_done = h2_call_done,
+		.call_started = h2_call_started,
+		.want_write = h2_want_write,
+		.hook_ctx = c,
+	};
+	c->h2 = grpc_session_new(srv->methods, srv->method_count, &limits, &hooks);
+	if (!c->h2)
+		return MV_ENOMEM;
+	c->proto = PROTO_H2;
+	if (atomic_load(&srv->stopping)) {
+		grpc_session_goaway(c->h2);
+		c->goaway_sent = true;
+	}
+	return 0;
+}
+
+static void feed_h2(struct conn *c, const uint8_t *data, size_t len)
+{
+	if (grpc_session_recv(c->h2, data, len) != 0) {
+		/* Protocol error: nghttp2 queued a GOAWAY; send it, then close. */
+		c->close_after_write = true;
+	}
+	conn_flush(c);
+}
+
+/* ---- HTTP/1.1 ---- */
+
+static void h1_send_simple(struct conn *c, int status, const char *extra, bool keep_alive)
+{
+	char body[64];
+	int n = snprintf(body, sizeof(body), "%d %s\n", status, http1_reason(status));
+	http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra, body,
+			     (size_t)n, keep_alive);
+}
+
+void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
+			 const char *body, size_t len)
+{
+	struct conn *c = ex->conn;
+	struct server *srv = ex->srv;
+	double seconds = (double)(grpc_now_ns() - ex->start_ns) / 1e9;
+	server_record_http(srv, ex->route, ex->method, ex->path, status, seconds);
+	atomic_fetch_sub(&srv->in_flight, 1);
+	if (!c) {
+		free(ex);
+		return;
+	}
+	bool keep_alive = ex->keep_alive && !atomic_load(&srv->stopping);
+	/* HEAD answers carry no body (and so Content-Length: 0). */
+	if (http1_response_build(&c->out, status, content_type, NULL, ex->head ? "" : body,
+				 ex->head ? 0 : len, keep_alive) != 0)
+		keep_alive = false;
+	c->exchange = NULL;
+	free(ex);
+	if (!keep_alive)
+		c->close_after_write = true;
+	http1_parser_next(&c->h1);
+	conn_flush(c);
+	if (!c->close_after_write && !c->closing && c->in.len)
+		conn_process_h1(c);
+}
+
+static void h1_dispatch(struct conn *c)
+{
+	struct server *srv = c->worker->srv;
+	const struct http1_request *req = &c->h1.request;
+	char allow[64];
+	int status = 0;
+	int idx = http1_route_find(srv->routes, srv->route_count, req, &status, allow,
+				   sizeof(allow));
+	struct http_exchange *ex = calloc(1, sizeof(*ex));
+	if (!ex) {
+		h1_send_simple(c, 503, NULL, false);
+		c->close_after_write = true;
+		return;
+	}
+	ex->conn = c;
+	ex->srv = srv;
+	ex->method = req->method;
+	ex->head = req->method == HTTP1_HEAD;
+	ex->keep_alive = req->keep_alive;
+	ex->start_ns = grpc_now_ns();
+	size_t plen = req->path_len < sizeof(ex->path) - 1 ? req->path_len : sizeof(ex->path) - 1;
+	memcpy(ex->path, req->target.data, plen);
+	ex->path[plen] = '\0';
+	c->exchange = ex;
+	atomic_fetch_add(&srv->in_flight, 1);
+	if (idx < 0) {
+		ex->route = &srv->unrouted;
+		char extra[96] = "";
+		if (status == 405)
+			snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+		char body[64];
+		int n = snprintf(body, sizeof(body), "%d %s\n", status, http1_reason(status));
+		/* Build directly to carry the Allow header. */
+		double seconds = (double)(grpc_now_ns() - ex->start_ns) / 1e9;
+		server_record_http(srv, ex->route, ex->method, ex->path, status, seconds);
+		atomic_fetch_sub(&srv->in_flight, 1);
+		bool keep_alive = ex->keep_alive && !atomic_load(&srv->stopping);
+		http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra,
+				     ex->head ? "" : body, ex->head ? 0 : (size_t)n, keep_alive);
+		c->exchange = NULL;
+		free(ex);
+		if (!keep_alive)
+			c->close_after_write = true;
+		http1_parser_next(&c->h1);
+		return;
+	}
+	ex->route = &srv->route_entries[idx];
+	ex->route->handler(ex, req, ex->route->ctx);
+}
+
+/* Parse and answer as many buffered requests as possible. */
+static void conn_process_h1(struct conn *c)
+{
+	for (int guard = 0; guard < 1024 && !c->closing && !c->close_after_write; guard++) {
+		if (c->exchange || c->in.len == 0)
+			break;
+		size_t consumed = 0;
+		int rc = http1_parser_feed(&c->h1, c->in.data, c->in.len, &consumed);
+		buf_consume(&c->in, consumed);
+		if (rc == HTTP1_NEED_MORE)
+			break;
+		if (rc != HTTP1_REQUEST_READY) {
+			struct server *srv = c->worker->srv;
+			server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", rc, 0);
+			h1_send_simple(c, rc, NULL, false);
+			c->close_after_write = true;
+			break;
+		}
+		h1_dispatch(c);
+	}
+	conn_flush(c);
+}
+
+static void start_h1(struct conn *c)
+{
+	struct server *srv = c->worker->srv;
+	struct http1_limits limits = {
+		.max_header_bytes = (size_t)srv->cfg->max_header_bytes,
+		.max_body_bytes = (size_t)srv->cfg->max_body_bytes,
+	};
+	http1_parser_init(&c->h1, &limits);
+	c->proto = PROTO_H1;
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
+{
+	struct conn *c = stream->data;
+	if (nread < 0) {
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	c->last_active_ms = now_ms(c->worker);
+	const char *data = b->base;
+	size_t len = (size_t)nread;
+	if (c->proto == PROTO_H2) {
+		feed_h2(c, (const uint8_t *)data, len);
+		return;
+	}
+	if (c->proto == PROTO_UNKNOWN) {
+		size_t have = c->in.len;
+		size_t cmp = H2_PREFACE_LEN - have < len ? H2_PREFACE_LEN - have : len;
+		bool is_h2 = memcmp(data, h2_preface + have, cmp) == 0;
+		if (is_h2 && have + cmp < H2_PREFACE_LEN) {
+			buf_append(&c->in, data, len); /* still undecided */
+			return;
+		}
+		if (is_h2) {
+			if (start_h2(c) != 0) {
+				conn_close(c);
+				return;
+			}
+			struct buf early = c->in;
+			buf_init(&c->in, 0);
+			if (early.len)
+				grpc_session_recv(c->h2, (const uint8_t *)early.data, early.len);
+			buf_release(&early);
+			feed_h2(c, (const uint8_t *)data, len);
+			return;
+		}
+		struct buf early = c->in;
+		start_h1(c);
+		/* Pipelined input is bounded by one maximal request plus slack. */
+		buf_init(&c->in, (size_t)(c->worker->srv->cfg->max_header_bytes +
+					  c->worker->srv->cfg->max_body_bytes) + 65536);
+		if (early.len)
+			buf_append(&c->in, early.data, early.len);
+		buf_release(&early);
+	}
+	if (buf_append(&c->in, data, len) != 0) {
+		h1_send_simple(c, 413, NULL, false);
+		c->close_after_write = true;
+		conn_flush(c);
+		return;
+	}
+	conn_process_h1(c);
+}
+
+void conn_accept(struct worker *w)
+{
+	struct server *srv = w->srv;
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->worker = w;
+	buf_init(&c->in, 0);
+	buf_init(&c->out, 0);
+	buf_init(&c->wbuf, 0);
+	uv_tcp_init(&w->loop, &c->tcp);
+	c->tcp.data = c;
+	if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->next = w->conns;
+	if (w->conns)
+		w->conns->prev = c;
+	w->conns = c;
+	w->conn_count++;
+	atomic_fetch_add(&srv->connections, 1);
+	metrics_counter_inc(srv->accepted);
+	c->created_ms = c->last_active_ms = now_ms(w);
+	if (srv->cfg->max_connection_age_ms > 0) {
+		/* +-10% jitter so connections made together do not all leave together. */
+		int64_t age = srv->cfg->max_connection_age_ms;
+		int64_t jitter = age / 10;
+		c->max_age_ms = age - jitter + (jitter ? (int64_t)(random() % (2 * jitter + 1)) : 0);
+	}
+	update_reading(c);
+}
+
+static void conn_goaway(struct conn *c)
+{
+	if (c->goaway_sent || c->closing)
+		return;
+	c->goaway_sent = true;
+	if (c->proto == PROTO_H2 && c->h2) {
+		grpc_session_goaway(c->h2);
+		conn_flush(c);
+	} else if (c->proto == PROTO_H1 && c->exchange) {
+		/* Busy: the response will carry Connection: close. */
+		c->exchange->keep_alive = false;
+	} else {
+		conn_close(c);
+	}
+}
+
+void conn_close_all(struct worker *w, bool graceful)
+{
+	struct conn *c = w->conns;
+	while (c) {
+		struct conn *next = c->next;
+		if (graceful)
+			conn_goaway(c);
+		else
+			conn_close(c);
+		c = next;
+	}
+}
+
+void conn_sweep(struct worker *w)
+{
+	struct server *srv = w->srv;
+	int64_t now = now_ms(w);
+	struct conn *c = w->conns;
+	while (c) {
+		struct conn *next = c->next;
+		bool busy = c->exchange || (c->h2 && grpc_session_active_calls(c->h2) > 0) ||
+			    c->writing;
+		if (!busy && now - c->last_active_ms >= srv->cfg->idle_timeout_ms) {
+			if (c->proto == PROTO_H2 && !c->goaway_sent)
+				conn_goaway(c);
+			else
+				conn_close(c);
+		} else if (c->max_age_ms && now - c->created_ms >= c->max_age_ms) {
+			conn_goaway(c);
+		}
+		c = next;
+	}
+}

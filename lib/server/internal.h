@@ -1,0 +1,138 @@
+/*
+ * internal.h - state shared by the server runtime's files (not installed).
+ */
+#ifndef SERVER_INTERNAL_H
+#define SERVER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <uv.h>
+
+#include "movie/buf.h"
+#include "movie/grpc.h"
+#include "movie/http1.h"
+#include "movie/metrics.h"
+#include "movie/server.h"
+
+#define SERVER_MAX_METHODS 32
+#define SERVER_MAX_ROUTES 32
+#define SERVER_MAX_WORKERS 64
+
+/* Per-method metric children, resolved at registration (hot path: no lookups). */
+struct method_stats {
+	struct metrics_counter *started;
+	struct metrics_counter *handled[GRPC_STATUS_COUNT];
+	struct metrics_histogram *seconds;
+};
+
+struct route_entry {
+	server_http_fn handler;
+	void *ctx;
+	struct metrics_counter *by_class[6]; /* 1xx..5xx by status / 100, [0] unused */
+	struct metrics_histogram *seconds;
+};
+
+struct worker;
+
+struct server {
+	const struct server_config *cfg;
+	const char *program;
+	const char *grpc_service;
+	struct metrics_registry *metrics;
+
+	struct grpc_method methods[SERVER_MAX_METHODS];
+	struct method_stats method_stats[SERVER_MAX_METHODS + 1]; /* +1: unknown methods */
+	size_t method_count;
+	struct http1_route routes[SERVER_MAX_ROUTES];
+	struct route_entry route_entries[SERVER_MAX_ROUTES];
+	size_t route_count;
+	struct route_entry unrouted; /* 404/405/400 answers */
+
+	int (*probe)(void *ctx);
+	void *probe_ctx;
+	int64_t probe_interval_ms;
+
+	atomic_bool listening;
+	atomic_bool probe_ok;
+	atomic_bool draining;
+	atomic_bool stopping;     /* drain delay over: close listeners, GOAWAY */
+	atomic_bool forced;       /* grace period over: close everything */
+	atomic_long in_flight;
+	atomic_long connections;
+	atomic_long workers_done;
+
+	struct worker *workers;
+	size_t worker_count;
+
+	pthread_t probe_thread;
+	bool probe_thread_started;
+	pthread_mutex_t probe_mutex;
+	pthread_cond_t probe_cond;
+
+	uv_loop_t main_loop;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t drain_timer, grace_timer;
+	uv_async_t shutdown_async;
+	int exit_status;
+
+	struct metrics_gauge *ready_gauge;
+	struct metrics_counter *accepted;
+};
+
+struct conn;
+
+struct watch_entry {
+	struct grpc_call *call;
+	struct worker *worker;
+	int kind;        /* health name class: 0 readiness, 1 liveness */
+	int last_sent;   /* last status sent */
+	struct watch_entry *next, *prev;
+};
+
+struct worker {
+	struct server *srv;
+	size_t index;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	int listen_fd;
+	uv_async_t wake;        /* health change, stop, force */
+	pthread_mutex_t wake_mutex; /* guards wake_closed against senders */
+	bool wake_closed;
+	uv_timer_t sweep;       /* idle timeout, connection age */
+	pthread_t thread;
+	struct conn *conns;     /* doubly linked */
+	size_t conn_count;
+	bool listener_closed;
+	bool stop_seen;
+	bool force_seen;
+	bool finished;
+	struct watch_entry *watches;
+	char read_buf[64 * 1024];
+	struct buf log_scratch;
+};
+
+/* conn.c */
+void conn_accept(struct worker *w);
+void conn_close_all(struct worker *w, bool graceful);
+void conn_sweep(struct worker *w);
+
+/* health.c */
+int health_register(struct server *srv);
+void health_broadcast(struct worker *w);
+void health_close_watches(struct worker *w);
+int health_status_for(const struct server *srv, const char *name, size_t len);
+
+/* server.c */
+/* The worker whose loop runs on this thread (NULL elsewhere). */
+extern __thread struct worker *server_current_worker;
+void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,
+			int status, double seconds, bool started);
+/* After a connection closed: end the worker's loop once it is stopping and idle. */
+void worker_maybe_finish(struct worker *w);
+void server_record_grpc_started(struct server *srv, const struct grpc_method *m);
+void server_record_http(struct server *srv, struct route_entry *route, int method,
+			const char *path, int status, double seconds);
+void server_wake_workers(struct server *srv);
+
+#endif

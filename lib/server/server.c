@@ -1,0 +1,678 @@
+/*
+ * Server lifecycle: registration, listeners, worker threads, the readiness
+ * probe thread, signals and the drain sequence, the built-in HTTP endpoints
+ * (/healthz, /readyz, /metrics) and request metrics/logs.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "movie/err.h"
+#include "movie/log.h"
+#include "movie/banned.h"
+
+#ifndef MOVIE_VERSION_STRING
+#define MOVIE_VERSION_STRING "0.0.0"
+#endif
+#ifndef MOVIE_GIT_COMMIT_STRING
+#define MOVIE_GIT_COMMIT_STRING "unknown"
+#endif
+
+const char *const server_log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+__thread struct worker *server_current_worker;
+
+static const char *const grpc_labels[] = {"grpc_type", "grpc_service", "grpc_method",
+					  "grpc_code"};
+static const char *const http_labels[] = {"handler", "code"};
+
+/* ---- metrics and request logs ---- */
+
+static int resolve_method_stats(struct server *srv, struct method_stats *st, const char *type,
+				const char *service, const char *method)
+{
+	struct metrics_family *started = metrics_counter_family(
+		srv->metrics, "grpc_server_started_total",
+		"Total number of RPCs started on the server.", 3, grpc_labels);
+	struct metrics_family *handled = metrics_counter_family(
+		srv->metrics, "grpc_server_handled_total",
+		"Total number of RPCs completed on the server, regardless of success or failure.",
+		4, grpc_labels);
+	struct metrics_family *seconds = metrics_histogram_family(
+		srv->metrics, "grpc_server_handling_seconds",
+		"Histogram of response latency (seconds) of gRPC that had been application-level "
+		"handled by the server.",
+		metrics_latency_buckets, metrics_latency_bucket_count, 3, grpc_labels);
+	if (!started || !handled || !seconds)
+		return MV_ENOMEM;
+	const char *values[4] = {type, service, method, NULL};
+	st->started = metrics_counter_get(started, values);
+	st->seconds = metrics_histogram_get(seconds, values);
+	for (int code = 0; code < GRPC_STATUS_COUNT; code++) {
+		values[3] = grpc_status_name(code);
+		st->handled[code] = metrics_counter_get(handled, values);
+	}
+	return st->started && st->seconds ? 0 : MV_ENOMEM;
+}
+
+static int resolve_route_stats(struct server *srv, struct route_entry *r, const char *handler)
+{
+	static const char *const classes[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+	struct metrics_family *total = metrics_counter_family(
+		srv->metrics, "http_requests_total", "HTTP/1.1 requests by handler and status class.",
+		2, http_labels);
+	struct metrics_family *seconds = metrics_histogram_family(
+		srv->metrics, "http_request_duration_seconds",
+		"HTTP/1.1 request latency by handler.", metrics_latency_buckets,
+		metrics_latency_bucket_count, 1, http_labels);
+	if (!total || !seconds)
+		return MV_ENOMEM;
+	for (int i = 1; i < 6; i++) {
+		const char *values[2] = {handler, classes[i]};
+		r->by_class[i] = metrics_counter_get(total, values);
+	}
+	const char *hv[1] = {handler};
+	r->seconds = metrics_histogram_get(seconds, hv);
+	return r->seconds ? 0 : MV_ENOMEM;
+}
+
+void server_record_grpc_started(struct server *srv, const struct grpc_method *m)
+{
+	const struct method_stats *st = m->user;
+	metrics_counter_inc(st->started);
+	atomic_fetch_add(&srv->in_flight, 1);
+}
+
+void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,
+			int status, double seconds, bool started)
+{
+	const struct method_stats *st = m ? m->user : &srv->method_stats[SERVER_MAX_METHODS];
+	if (status < 0 || status >= GRPC_STATUS_COUNT)
+		status = GRPC_STATUS_UNKNOWN;
+	metrics_counter_inc(st->handled[status]);
+	metrics_histogram_observe(st->seconds, seconds);
+	if (started)
+		atomic_fetch_sub(&srv->in_flight, 1);
+	if (srv->cfg->log_requests && log_enabled(LOG_INFO))
+		log_info("grpc", LOG_S("method", path), LOG_S("code", grpc_status_name(status)),
+			 LOG_D("ms", seconds * 1000.0));
+}
+
+void server_record_http(struct server *srv, struct route_entry *route, int method,
+			const char *path, int status, double seconds)
+{
+	int cls = status / 100;
+	if (route && cls >= 1 && cls <= 5)
+		metrics_counter_inc(route->by_class[cls]);
+	if (route)
+		metrics_histogram_observe(route->seconds, seconds);
+	if (srv->cfg->log_requests && log_enabled(LOG_INFO)) {
+		static const char *const names[] = {"OTHER", "GET", "HEAD", "POST", "PUT", "DELETE"};
+		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
+		log_info("http", LOG_S("method", mname), LOG_S("path", path),
+			 LOG_I("status", status), LOG_D("ms", seconds * 1000.0));
+	}
+}
+
+/* ---- registration ---- */
+
+int server_add_grpc(struct server *srv, const char *service, const char *method,
+		    bool server_streaming, grpc_handler_fn handler, void *ctx)
+{
+	if (srv->method_count >= SERVER_MAX_METHODS)
+		return MV_ENOMEM;
+	size_t plen = strlen(service) + strlen(method) + 3;
+	char *path = malloc(plen);
+	if (!path)
+		return MV_ENOMEM;
+	snprintf(path, plen, "/%s/%s", service, method);
+	for (size_t i = 0; i < srv->method_count; i++) {
+		if (strcmp(srv->methods[i].path, path) == 0) {
+			free(path);
+			return MV_EEXIST;
+		}
+	}
+	struct method_stats *st = &srv->method_stats[srv->method_count];
+	int rc = resolve_method_stats(srv, st, server_streaming ? "server_stream" : "unary",
+				      service, method);
+	if (rc) {
+		free(path);
+		return rc;
+	}
+	struct grpc_method *m = &srv->methods[srv->method_count++];
+	m->path = path;
+	m->service = service;
+	m->name = method;
+	m->server_streaming = server_streaming;
+	m->handler = handler;
+	m->ctx = ctx;
+	m->user = st;
+	return 0;
+}
+
+int server_add_http(struct server *srv, const char *path, unsigned method_mask,
+		    server_http_fn handler, void *ctx)
+{
+	if (srv->route_count >= SERVER_MAX_ROUTES)
+		return MV_ENOMEM;
+	for (size_t i = 0; i < srv->route_count; i++)
+		if (strcmp(srv->routes[i].path, path) == 0)
+			return MV_EEXIST;
+	struct route_entry *r = &srv->route_entries[srv->route_count];
+	int rc = resolve_route_stats(srv, r, path);
+	if (rc)
+		return rc;
+	r->handler = handler;
+	r->ctx = ctx;
+	srv->routes[srv->route_count].path = path;
+	srv->routes[srv->route_count].method_mask = method_mask;
+	srv->route_count++;
+	return 0;
+}
+
+void server_set_ready_probe(struct server *srv, int (*probe)(void *ctx), void *ctx,
+			    int64_t interval_ms)
+{
+	srv->probe = probe;
+	srv->probe_ctx = ctx;
+	srv->probe_interval_ms = interval_ms > 0 ? interval_ms : 1000;
+	atomic_store(&srv->probe_ok, false);
+}
+
+bool server_is_ready(const struct server *srv)
+{
+	return atomic_load(&srv->listening) && atomic_load(&srv->probe_ok) &&
+	       !atomic_load(&srv->draining);
+}
+
+bool server_is_draining(const struct server *srv)
+{
+	return atomic_load(&srv->draining);
+}
+
+void server_wake_workers(struct server *srv)
+{
+	for (size_t i = 0; i < srv->worker_count; i++) {
+		struct worker *w = &srv->workers[i];
+		/* A finished worker has closed its wake handle: sending would abort. */
+		pthread_mutex_lock(&w->wake_mutex);
+		if (!w->wake_closed)
+			uv_async_send(&w->wake);
+		pthread_mutex_unlock(&w->wake_mutex);
+	}
+}
+
+void server_report_unavailable(struct server *srv)
+{
+	if (srv->probe && atomic_exchange(&srv->probe_ok, false)) {
+		log_warn("dependency unavailable: not ready until the probe succeeds");
+		server_wake_workers(srv);
+		pthread_mutex_lock(&srv->probe_mutex);
+		pthread_cond_signal(&srv->probe_cond); /* probe again soon */
+		pthread_mutex_unlock(&srv->probe_mutex);
+	}
+}
+
+/* ---- built-in endpoints ---- */
+
+static void http_healthz(struct http_exchange *ex, const struct http1_request *req, void *ctx)
+{
+	server_http_respond(ex, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+static void http_readyz(struct http_exchange *ex, const struct http1_request *req, void *ctx)
+{
+	struct server *srv = ctx;
+	if (server_is_ready(srv))
+		server_http_respond(ex, 200, "text/plain; charset=utf-8", "ready\n", 6);
+	else if (server_is_draining(srv))
+		server_http_respond(ex, 503, "text/plain; charset=utf-8", "draining\n", 9);
+	else
+		server_http_respond(ex, 503, "text/plain; charset=utf-8", "not ready\n", 10);
+}
+
+static void http_metrics(struct http_exchange *ex, const struct http1_request *req, void *ctx)
+{
+	struct server *srv = ctx;
+	struct buf out;
+	buf_init(&out, 0);
+	metrics_gauge_set(srv->ready_gauge, server_is_ready(srv) ? 1 : 0);
+	if (metrics_render(srv->metrics, &out) != 0) {
+		buf_release(&out);
+		server_http_respond(ex, 500, "text/plain; charset=utf-8", "render failed\n", 14);
+		return;
+	}
+	server_http_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+	buf_release(&out);
+}
+
+static double gauge_in_flight(void *arg)
+{
+	struct server *srv = arg;
+	return (double)atomic_load(&srv->in_flight);
+}
+
+static double gauge_connections(void *arg)
+{
+	struct server *srv = arg;
+	return (double)atomic_load(&srv->connections);
+}
+
+struct server *server_new(const struct server_config *cfg, const char *program,
+			  const char *grpc_service, struct metrics_registry *metrics)
+{
+	struct server *srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return NULL;
+	srv->cfg = cfg;
+	srv->program = program;
+	srv->grpc_service = grpc_service;
+	srv->metrics = metrics;
+	atomic_init(&srv->probe_ok, true);
+	pthread_mutex_init(&srv->probe_mutex, NULL);
+	pthread_cond_init(&srv->probe_cond, NULL);
+
+	static const char *const build_labels[] = {"service", "version", "commit"};
+	struct metrics_family *build = metrics_gauge_family(
+		metrics, "movie_build_info", "Build of the running binary; always 1.", 3,
+		build_labels);
+	const char *bv[3] = {program, MOVIE_VERSION_STRING, MOVIE_GIT_COMMIT_STRING};
+	metrics_gauge_set(metrics_gauge_get(build, bv), 1);
+	struct metrics_family *ready =
+		metrics_gauge_family(metrics, "server_ready", "1 when the server reports ready.", 0,
+				     NULL);
+	srv->ready_gauge = metrics_gauge_get(ready, NULL);
+	struct metrics_family *accepted = metrics_counter_family(
+		metrics, "server_connections_accepted_total", "Connections accepted.", 0, NULL);
+	srv->accepted = metrics_counter_get(accepted, NULL);
+	metrics_gauge_callback(metrics, "server_requests_in_flight",
+			       "Requests (gRPC calls and HTTP requests) being handled.",
+			       gauge_in_flight, srv);
+	metrics_gauge_callback(metrics, "server_connections_open", "Open client connections.",
+			       gauge_connections, srv);
+	metrics_register_process(metrics);
+
+	const char *unknown = "unknown";
+	if (resolve_method_stats(srv, &srv->method_stats[SERVER_MAX_METHODS], "unary", unknown,
+				 unknown) != 0 ||
+	    resolve_route_stats(srv, &srv->unrouted, "other") != 0 || health_register(srv) != 0 ||
+	    server_add_http(srv, "/healthz", HTTP1_METHOD_BIT(HTTP1_GET), http_healthz, srv) ||
+	    server_add_http(srv, "/readyz", HTTP1_METHOD_BIT(HTTP1_GET), http_readyz, srv) ||
+	    server_add_http(srv, "/metrics", HTTP1_METHOD_BIT(HTTP1_GET), http_metrics, srv)) {
+		server_free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+void server_free(struct server *srv)
+{
+	if (!srv)
+		return;
+	for (size_t i = 0; i < srv->method_count; i++)
+		free((char *)(uintptr_t)srv->methods[i].path);
+	pthread_mutex_destroy(&srv->probe_mutex);
+	pthread_cond_destroy(&srv->probe_cond);
+	free(srv->workers);
+	free(srv);
+}
+
+/* ---- thread pool ---- */
+
+struct queued_work {
+	uv_work_t req;
+	void (*work)(void *arg);
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void run_work(uv_work_t *req)
+{
+	struct queued_work *q = req->data;
+	q->work(q->arg);
+}
+
+static void after_work(uv_work_t *req, int status)
+{
+	struct queued_work *q = req->data;
+	q->done(q->arg);
+	free(q);
+}
+
+int server_queue_work(void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+	struct worker *w = server_current_worker;
+	if (!w)
+		return MV_EINTERNAL;
+	struct queued_work *q = malloc(sizeof(*q));
+	if (!q)
+		return MV_ENOMEM;
+	q->work = work;
+	q->done = done;
+	q->arg = arg;
+	q->req.data = q;
+	if (uv_queue_work(&w->loop, &q->req, run_work, after_work) != 0) {
+		free(q);
+		return MV_EINTERNAL;
+	}
+	return 0;
+}
+
+/* ---- workers ---- */
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct worker *w = listener->data;
+	if (status < 0)
+		return;
+	conn_accept(w);
+}
+
+static void close_listener(struct worker *w)
+{
+	if (!w->listener_closed) {
+		w->listener_closed = true;
+		uv_close((uv_handle_t *)&w->listener, NULL);
+	}
+}
+
+static void on_worker_wake(uv_async_t *async)
+{
+	struct worker *w = async->data;
+	struct server *srv = w->srv;
+	health_broadcast(w);
+	if (atomic_load(&srv->stopping) && !w->stop_seen) {
+		w->stop_seen = true;
+		close_listener(w);
+		health_close_watches(w);
+		conn_close_all(w, true);
+	}
+	if (atomic_load(&srv->forced) && !w->force_seen) {
+		w->force_seen = true;
+		conn_close_all(w, false);
+	}
+	worker_maybe_finish(w);
+}
+
+void worker_maybe_finish(struct worker *w)
+{
+	if (w->stop_seen && w->conn_count == 0 && !w->finished) {
+		w->finished = true;
+		pthread_mutex_lock(&w->wake_mutex);
+		w->wake_closed = true;
+		uv_close((uv_handle_t *)&w->wake, NULL);
+		pthread_mutex_unlock(&w->wake_mutex);
+		uv_close((uv_handle_t *)&w->sweep, NULL);
+	}
+}
+
+static void on_sweep(uv_timer_t *timer)
+{
+	struct worker *w = timer->data;
+	conn_sweep(w);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	server_current_worker = w;
+	/* Returns once every handle is closed and queued work has completed. */
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&w->loop);
+	atomic_fetch_add(&w->srv->workers_done, 1);
+	uv_async_send(&w->srv->shutdown_async);
+	return NULL;
+}
+
+static int open_listener(const struct server_config *cfg, int *out_fd)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *res = NULL;
+	char port[16];
+	snprintf(port, sizeof(port), "%lld", (long long)cfg->port);
+	int rc = getaddrinfo(cfg->host, port, &hints, &res);
+	if (rc != 0) {
+		log_error("cannot resolve api.host", LOG_S("host", cfg->host),
+			  LOG_S("error", gai_strerror(rc)));
+		return MV_EIO;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Every worker binds its own socket: the kernel spreads connections. */
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
+		goto fail_fd;
+	if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+		goto fail_fd;
+	if (listen(fd, 1024) != 0)
+		goto fail_fd;
+	freeaddrinfo(res);
+	*out_fd = fd;
+	return 0;
+fail_fd:
+	close(fd);
+fail:
+	log_error("cannot listen", LOG_S("host", cfg->host), LOG_I("port", cfg->port),
+		  LOG_S("error", strerror(errno)));
+	freeaddrinfo(res);
+	return MV_EIO;
+}
+
+static int worker_init(struct server *srv, struct worker *w, size_t index)
+{
+	w->srv = srv;
+	w->index = index;
+	if (uv_loop_init(&w->loop) != 0)
+		return MV_EINTERNAL;
+	uv_tcp_init(&w->loop, &w->listener);
+	w->listener.data = w;
+	if (uv_tcp_open(&w->listener, w->listen_fd) != 0 ||
+	    uv_listen((uv_stream_t *)&w->listener, 1024, on_connection) != 0)
+		return MV_EIO;
+	pthread_mutex_init(&w->wake_mutex, NULL);
+	uv_async_init(&w->loop, &w->wake, on_worker_wake);
+	w->wake.data = w;
+	uv_timer_init(&w->loop, &w->sweep);
+	w->sweep.data = w;
+	uv_timer_start(&w->sweep, on_sweep, 1000, 1000);
+	return 0;
+}
+
+/* ---- readiness probe thread ---- */
+
+static void *probe_main(void *arg)
+{
+	struct server *srv = arg;
+	pthread_mutex_lock(&srv->probe_mutex);
+	while (!atomic_load(&srv->stopping)) {
+		pthread_mutex_unlock(&srv->probe_mutex);
+		bool ok = srv->probe(srv->probe_ctx) == 0;
+		bool was = atomic_exchange(&srv->probe_ok, ok);
+		if (ok != was) {
+			if (ok)
+				log_info("dependencies reachable: ready");
+			else
+				log_warn("dependency probe failed: not ready");
+			server_wake_workers(srv);
+		}
+		pthread_mutex_lock(&srv->probe_mutex);
+		if (atomic_load(&srv->stopping))
+			break;
+		struct timespec deadline;
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		/* Probe faster while failing so recovery is noticed quickly. */
+		int64_t ms = ok ? srv->probe_interval_ms : srv->probe_interval_ms / 4 + 1;
+		deadline.tv_sec += ms / 1000;
+		deadline.tv_nsec += (ms % 1000) * 1000000;
+		if (deadline.tv_nsec >= 1000000000) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&srv->probe_cond, &srv->probe_mutex, &deadline);
+	}
+	pthread_mutex_unlock(&srv->probe_mutex);
+	return NULL;
+}
+
+/* ---- shutdown sequence (main loop) ---- */
+
+static void on_grace_expired(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+	long left = atomic_load(&srv->in_flight);
+	log_warn("grace period over: closing remaining connections",
+		 LOG_I("in_flight", left), LOG_I("connections", atomic_load(&srv->connections)));
+	if (left > 0)
+		srv->exit_status = 1;
+	atomic_store(&srv->forced, true);
+	server_wake_workers(srv);
+}
+
+static void on_drain_delay_over(uv_timer_t *t)
+{
+	struct server *srv = t->data;
+	log_info("drain delay over: closing listeners, sending GOAWAY",
+		 LOG_I("connections", atomic_load(&srv->connections)),
+		 LOG_I("grace_ms", srv->cfg->grace_period_ms));
+	atomic_store(&srv->stopping, true);
+	pthread_mutex_lock(&srv->probe_mutex);
+	pthread_cond_signal(&srv->probe_cond);
+	pthread_mutex_unlock(&srv->probe_mutex);
+	server_wake_workers(srv);
+	uv_timer_start(&srv->grace_timer, on_grace_expired, (uint64_t)srv->cfg->grace_period_ms, 0);
+}
+
+static void begin_shutdown(struct server *srv, const char *why)
+{
+	if (atomic_exchange(&srv->draining, true)) {
+		if (!atomic_load(&srv->forced)) {
+			log_warn("second signal: stopping now", LOG_S("reason", why));
+			uv_timer_stop(&srv->drain_timer);
+			atomic_store(&srv->stopping, true);
+			atomic_store(&srv->forced, true);
+			srv->exit_status = 1;
+			server_wake_workers(srv);
+		}
+		return;
+	}
+	log_info("shutting down: not ready, still serving", LOG_S("reason", why),
+		 LOG_I("drain_delay_ms", srv->cfg->drain_delay_ms));
+	metrics_gauge_set(srv->ready_gauge, 0);
+	server_wake_workers(srv); /* health watchers see NOT_SERVING now */
+	uv_timer_start(&srv->drain_timer, on_drain_delay_over, (uint64_t)srv->cfg->drain_delay_ms,
+		       0);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+	begin_shutdown(handle->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_shutdown_async(uv_async_t *a)
+{
+	struct server *srv = a->data;
+	if (atomic_load(&srv->workers_done) == (long)srv->worker_count) {
+		uv_stop(&srv->main_loop);
+		return;
+	}
+	if (!atomic_load(&srv->draining))
+		begin_shutdown(srv, "requested");
+}
+
+void server_shutdown(struct server *srv)
+{
+	uv_async_send(&srv->shutdown_async);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+int server_run(struct server *srv)
+{
+	const struct server_config *cfg = srv->cfg;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t n = cfg->workers > 0 ? (size_t)cfg->workers : (size_t)(cores > 0 ? cores : 1);
+	if (n > SERVER_MAX_WORKERS)
+		n = SERVER_MAX_WORKERS;
+	srv->workers = calloc(n, sizeof(*srv->workers));
+	if (!srv->workers)
+		return MV_ENOMEM;
+	/* Blocking store calls share libuv's pool; size it before first use. */
+	setenv("UV_THREADPOOL_SIZE", "8", 0);
+	signal(SIGPIPE, SIG_IGN);
+
+	for (size_t i = 0; i < n; i++) {
+		int rc = open_listener(cfg, &srv->workers[i].listen_fd);
+		if (rc) {
+			for (size_t j = 0; j < i; j++)
+				close(srv->workers[j].listen_fd);
+			return rc;
+		}
+	}
+	uv_loop_init(&srv->main_loop);
+	uv_signal_init(&srv->main_loop, &srv->sigterm);
+	uv_signal_init(&srv->main_loop, &srv->sigint);
+	srv->sigterm.data = srv->sigint.data = srv;
+	uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&srv->sigint, on_signal, SIGINT);
+	uv_timer_init(&srv->main_loop, &srv->drain_timer);
+	uv_timer_init(&srv->main_loop, &srv->grace_timer);
+	srv->drain_timer.data = srv->grace_timer.data = srv;
+	uv_async_init(&srv->main_loop, &srv->shutdown_async, on_shutdown_async);
+	srv->shutdown_async.data = srv;
+
+	for (size_t i = 0; i < n; i++) {
+		if (worker_init(srv, &srv->workers[i], i) != 0) {
+			log_error("cannot start worker", LOG_I("worker", (long long)i));
+			return MV_EINTERNAL;
+		}
+	}
+	/* Signals are handled by the main loop only: block them in workers. */
+	sigset_t block, old;
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (size_t i = 0; i < n; i++) {
+		pthread_create(&srv->workers[i].thread, NULL, worker_main, &srv->workers[i]);
+		srv->worker_count++;
+	}
+	if (srv->probe) {
+		if (pthread_create(&srv->probe_thread, NULL, probe_main, srv) == 0)
+			srv->probe_thread_started = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	atomic_store(&srv->listening, true);
+	log_info("listening", LOG_S("service", srv->program), LOG_S("host", cfg->host),
+		 LOG_I("port", cfg->port), LOG_I("workers", (long long)n),
+		 LOG_S("version", MOVIE_VERSION_STRING));
+
+	uv_run(&srv->main_loop, UV_RUN_DEFAULT);
+
+	for (size_t i = 0; i < srv->worker_count; i++)
+		pthread_join(srv->workers[i].thread, NULL);
+	if (srv->probe_thread_started) {
+		pthread_mutex_lock(&srv->probe_mutex);
+		pthread_cond_signal(&srv->probe_cond);
+		pthread_mutex_unlock(&srv->probe_mutex);
+		pthread_join(srv->probe_thread, NULL);
+	}
+	uv_walk(&srv->main_loop, close_walk_cb, NULL);
+	uv_run(&srv->main_loop, UV_RUN_DEFAULT);
+	uv_loop_close(&srv->main_loop);
+	log_info("stopped", LOG_I("exit_status", srv->exit_status));
+	return srv->exit_status;
+}

@@ -1,0 +1,161 @@
+/* The command line and storage options shared by every service's main(). */
+#include "movie/service.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "movie/buf.h"
+#include "movie/err.h"
+#include "movie/server.h"
+#include "movie/banned.h"
+
+#ifndef MOVIE_VERSION_STRING
+#define MOVIE_VERSION_STRING "0.0.0"
+#endif
+
+extern char **environ;
+
+const char *const storage_drivers[] = {"memory", "sqlite", "mysql", NULL};
+
+void storage_options_to_store_config(const struct storage_options *o, struct store_config *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->driver = o->driver;
+	out->sqlite_path = o->sqlite_path;
+	out->sqlite_busy_timeout_ms = o->sqlite_busy_timeout_ms;
+	out->mysql_host = o->mysql_host;
+	out->mysql_port = o->mysql_port;
+	out->mysql_user = o->mysql_user;
+	out->mysql_password = o->mysql_password;
+	out->mysql_database = o->mysql_database;
+	out->mysql_pool_size = o->mysql_pool_size;
+	out->mysql_connect_timeout_ms = o->mysql_connect_timeout_ms;
+	out->mysql_query_timeout_ms = o->mysql_query_timeout_ms;
+}
+
+int storage_prepare_sqlite_dir(const char *path)
+{
+	char dir[4096];
+	int n = snprintf(dir, sizeof(dir), "%s", path);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return MV_EINVAL;
+	char *slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	for (char *p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+			return MV_EIO;
+		*p = '/';
+	}
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		return MV_EIO;
+	return 0;
+}
+
+static void usage(FILE *out, const char *program)
+{
+	fprintf(out,
+		"usage: %s [--config FILE]... [--check-config] [--print-config] [--help-config]\n"
+		"       [--version]\n"
+		"  --config FILE    YAML configuration; repeat to layer (base, then overlay)\n"
+		"  --check-config   validate the configuration and exit 0 (valid) or 1\n"
+		"  --print-config   print the effective configuration (secrets redacted) and exit\n"
+		"  --help-config    print every configuration key and exit\n"
+		"Environment variables override single keys: see docs/config.md.\n",
+		program);
+}
+
+#define MAX_CONFIG_FILES 16
+
+int service_load_config(int argc, char **argv, const struct cfg_schema *schema, void *config)
+{
+	const char *files[MAX_CONFIG_FILES] = {0};
+	size_t file_count = 0;
+	bool check = false, print = false;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "%s: --config needs a file\n", schema->program);
+				return 1;
+			}
+			if (file_count == MAX_CONFIG_FILES) {
+				fprintf(stderr, "%s: at most %d --config files\n", schema->program,
+					MAX_CONFIG_FILES);
+				return 1;
+			}
+			files[file_count++] = argv[++i];
+		} else if (strncmp(a, "--config=", 9) == 0) {
+			if (file_count == MAX_CONFIG_FILES) {
+				fprintf(stderr, "%s: at most %d --config files\n", schema->program,
+					MAX_CONFIG_FILES);
+				return 1;
+			}
+			files[file_count++] = a + 9;
+		} else if (strcmp(a, "--check-config") == 0) {
+			check = true;
+		} else if (strcmp(a, "--print-config") == 0) {
+			print = true;
+		} else if (strcmp(a, "--help-config") == 0) {
+			struct buf out;
+			buf_init(&out, 0);
+			cfg_describe(schema, &out);
+			fwrite(out.data ? out.data : "", 1, out.len, stdout);
+			buf_release(&out);
+			return 0;
+		} else if (strcmp(a, "--version") == 0) {
+			printf("%s %s\n", schema->program, MOVIE_VERSION_STRING);
+			return 0;
+		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout, schema->program);
+			return 0;
+		} else {
+			fprintf(stderr, "%s: unknown argument '%s'\n", schema->program, a);
+			usage(stderr, schema->program);
+			return 1;
+		}
+	}
+	struct cfg_error err;
+	memset(&err, 0, sizeof(err));
+	int rc = cfg_load(schema, config, files, file_count, environ, &err);
+	if (rc) {
+		char line[1024];
+		cfg_error_format(&err, line, sizeof(line));
+		fprintf(stderr, "%s: %s\n", schema->program, line);
+		cfg_release(schema, config);
+		return 1;
+	}
+	if (print) {
+		struct buf out;
+		buf_init(&out, 0);
+		cfg_dump(schema, config, &out);
+		fwrite(out.data ? out.data : "", 1, out.len, stdout);
+		buf_release(&out);
+	}
+	if (check) {
+		fprintf(stderr, "%s: configuration is valid\n", schema->program);
+		cfg_release(schema, config);
+		return 0;
+	}
+	if (print) {
+		cfg_release(schema, config);
+		return 0;
+	}
+	return -1;
+}
+
+int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *arg), void *arg)
+{
+	if (blocking)
+		return server_queue_work(work, done, arg);
+	work(arg);
+	done(arg);
+	return 0;
+}

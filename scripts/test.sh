@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Run the whole suite (what `make test` does): a throwaway MariaDB server on
+# loopback for the tests that need one, then ctest over BUILD_DIR.
+#   scripts/test.sh BUILD_DIR [ctest args...]
+# When MOVIE_TEST_MYSQL_HOST is already set, that server is used instead.
+set -euo pipefail
+build_dir=${1:?usage: scripts/test.sh BUILD_DIR [ctest args]}
+shift
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ -z "${MOVIE_TEST_MYSQL_HOST:-}" ]; then
+  datadir=$(mktemp -d /tmp/movie-test-mariadb.XXXXXX)
+  port=${MOVIE_TEST_MYSQL_PORT:-23306}
+  # Find a free port below 32768 near the requested one.
+  for _ in $(seq 1 50); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then break; fi
+    port=$((port + 1))
+  done
+  "$here/scripts/test-mariadb.sh" start "$datadir" "$port"
+  trap '"$here/scripts/test-mariadb.sh" stop "$datadir"; rm -rf "$datadir"' EXIT
+  export MOVIE_TEST_MYSQL_HOST=127.0.0.1 MOVIE_TEST_MYSQL_PORT=$port
+  export MOVIE_TEST_MYSQL_USER=movie MOVIE_TEST_MYSQL_PASSWORD=movie
+  echo "test: MariaDB on 127.0.0.1:$port ($datadir)"
+fi
+
+jobs=${MOVIE_TEST_JOBS:-2}
+cd "$build_dir"
+ctest --output-on-failure --timeout 900 -j "$jobs" "$@"

@@ -1,0 +1,405 @@
+/*
+ * The metadata service's handlers: MetadataService over gRPC and /metadata
+ * over HTTP/JSON. Every request becomes a job: validate on the loop, run the
+ * store call (on the thread pool when the store blocks), answer on the loop.
+ */
+#include "handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "movie.pb-c.h"
+#include "movie/buf.h"
+#include "movie/err.h"
+#include "movie/log.h"
+#include "movie/service.h"
+#include "movie/banned.h"
+
+struct handlers {
+	struct server *srv;
+	struct metadata_store *store;
+};
+
+static struct handlers handlers_ctx;
+
+enum job_kind { JOB_GRPC_GET, JOB_GRPC_PUT, JOB_HTTP_GET, JOB_HTTP_PUT };
+
+struct job {
+	enum job_kind kind;
+	struct handlers *h;
+	struct grpc_call *call;
+	struct http_exchange *ex;
+	char *id;
+	struct metadata in;  /* put: owned copies */
+	struct metadata out; /* get: filled by the store */
+	int rc;
+};
+
+static char *dup_or_empty(const char *s)
+{
+	return strdup(s ? s : "");
+}
+
+static void job_free(struct job *j)
+{
+	free(j->id);
+	metadata_release(&j->in);
+	metadata_release(&j->out);
+	free(j);
+}
+
+/* A valid id: non-empty, at most METADATA_ID_MAX bytes. */
+static const char *check_id(const char *id)
+{
+	if (!id || !*id)
+		return "movie id must not be empty";
+	if (strlen(id) > METADATA_ID_MAX)
+		return "movie id too long";
+	return NULL;
+}
+
+static const char *check_text(const struct metadata *m)
+{
+	const char *why = check_id(m->id);
+	if (why)
+		return why;
+	if (strlen(m->title) > METADATA_TEXT_MAX || strlen(m->description) > METADATA_TEXT_MAX ||
+	    strlen(m->director) > METADATA_TEXT_MAX)
+		return "a metadata field is too long";
+	return NULL;
+}
+
+static void job_work(void *arg)
+{
+	struct job *j = arg;
+	switch (j->kind) {
+	case JOB_GRPC_GET:
+	case JOB_HTTP_GET:
+		j->rc = metadata_store_get(j->h->store, j->id, &j->out);
+		break;
+	case JOB_GRPC_PUT:
+	case JOB_HTTP_PUT:
+		j->rc = metadata_store_put(j->h->store, &j->in);
+		break;
+	}
+}
+
+static const char *store_error_message(int rc)
+{
+	switch (rc) {
+	case MV_ENOTFOUND: return "movie not found";
+	case MV_EUNAVAIL: return "metadata store unavailable";
+	default: return mv_strerror(rc);
+	}
+}
+
+static void finish_grpc(struct job *j)
+{
+	if (j->rc != 0) {
+		grpc_call_finish(j->call, grpc_status_from_err(j->rc), store_error_message(j->rc),
+				 NULL, 0);
+		return;
+	}
+	int64_t deadline = grpc_call_deadline(j->call);
+	if (deadline && grpc_now_ns() > deadline) {
+		grpc_call_finish(j->call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL,
+				 0);
+		return;
+	}
+	if (j->kind == JOB_GRPC_PUT) {
+		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, (const uint8_t *)"", 0);
+		return;
+	}
+	Metadata m = METADATA__INIT;
+	m.id = j->out.id;
+	m.title = j->out.title;
+	m.description = j->out.description;
+	m.director = j->out.director;
+	GetMetadataResponse resp = GET_METADATA_RESPONSE__INIT;
+	resp.metadata = &m;
+	size_t size = get_metadata_response__get_packed_size(&resp);
+	uint8_t stack[1024];
+	uint8_t *out = size <= sizeof(stack) ? stack : malloc(size);
+	if (!out) {
+		grpc_call_finish(j->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		return;
+	}
+	get_metadata_response__pack(&resp, out);
+	grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, out, size);
+	if (out != stack)
+		free(out);
+}
+
+static int metadata_to_json(const struct metadata *m, struct buf *out)
+{
+	int rc = buf_append_str(out, "{\"id\":");
+	rc = rc ? rc : buf_append_json_string(out, m->id, strlen(m->id));
+	rc = rc ? rc : buf_append_str(out, ",\"title\":");
+	rc = rc ? rc : buf_append_json_string(out, m->title, strlen(m->title));
+	rc = rc ? rc : buf_append_str(out, ",\"description\":");
+	rc = rc ? rc : buf_append_json_string(out, m->description, strlen(m->description));
+	rc = rc ? rc : buf_append_str(out, ",\"director\":");
+	rc = rc ? rc : buf_append_json_string(out, m->director, strlen(m->director));
+	rc = rc ? rc : buf_append_str(out, "}\n");
+	return rc;
+}
+
+static void respond_json_error(struct http_exchange *ex, int status, const char *message)
+{
+	struct buf body;
+	buf_init(&body, 0);
+	buf_append_str(&body, "{\"error\":");
+	buf_append_json_string(&body, message, strlen(message));
+	buf_append_str(&body, "}\n");
+	server_http_respond(ex, status, "application/json", body.data, body.len);
+	buf_release(&body);
+}
+
+static int http_status_from_err(int rc)
+{
+	switch (rc) {
+	case MV_ENOTFOUND: return 404;
+	case MV_EINVAL:
+	case MV_ERANGE: return 400;
+	case MV_ETOOBIG: return 413;
+	case MV_EUNAVAIL:
+	case MV_ETIMEDOUT: return 503;
+	default: return 500;
+	}
+}
+
+static void finish_http(struct job *j)
+{
+	if (j->rc != 0) {
+		respond_json_error(j->ex, http_status_from_err(j->rc), store_error_message(j->rc));
+		return;
+	}
+	struct buf body;
+	buf_init(&body, 0);
+	const struct metadata *m = j->kind == JOB_HTTP_GET ? &j->out : &j->in;
+	if (metadata_to_json(m, &body) != 0) {
+		buf_release(&body);
+		respond_json_error(j->ex, 500, "out of memory");
+		return;
+	}
+	server_http_respond(j->ex, 200, "application/json", body.data, body.len);
+	buf_release(&body);
+}
+
+static void job_done(void *arg)
+{
+	struct job *j = arg;
+	if (j->rc == MV_EUNAVAIL)
+		server_report_unavailable(j->h->srv);
+	if (j->call)
+		finish_grpc(j);
+	else
+		finish_http(j);
+	job_free(j);
+}
+
+static void job_start(struct job *j)
+{
+	int rc = service_dispatch(metadata_store_blocking(j->h->store), job_work, job_done, j);
+	if (rc) {
+		j->rc = MV_EUNAVAIL;
+		job_done(j);
+	}
+}
+
+static struct job *job_new(struct handlers *h, enum job_kind kind)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (j) {
+		j->kind = kind;
+		j->h = h;
+	}
+	return j;
+}
+
+/* ---- gRPC ---- */
+
+static void grpc_get_metadata(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+	GetMetadataRequest *req = get_metadata_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed GetMetadataRequest",
+				 NULL, 0);
+		return;
+	}
+	const char *why = check_id(req->movie_id);
+	if (why) {
+		get_metadata_request__free_unpacked(req, NULL);
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, why, NULL, 0);
+		return;
+	}
+	struct job *j = job_new(ctx, JOB_GRPC_GET);
+	if (j)
+		j->id = strdup(req->movie_id);
+	get_metadata_request__free_unpacked(req, NULL);
+	if (!j || !j->id) {
+		if (j)
+			job_free(j);
+		grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		return;
+	}
+	j->call = call;
+	job_start(j);
+}
+
+static void grpc_put_metadata(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+	PutMetadataRequest *req = put_metadata_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PutMetadataRequest",
+				 NULL, 0);
+		return;
+	}
+	if (!req->metadata) {
+		put_metadata_request__free_unpacked(req, NULL);
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "metadata is required", NULL,
+				 0);
+		return;
+	}
+	struct job *j = job_new(ctx, JOB_GRPC_PUT);
+	if (j) {
+		j->in.id = dup_or_empty(req->metadata->id);
+		j->in.title = dup_or_empty(req->metadata->title);
+		j->in.description = dup_or_empty(req->metadata->description);
+		j->in.director = dup_or_empty(req->metadata->director);
+	}
+	put_metadata_request__free_unpacked(req, NULL);
+	if (!j || !j->in.id || !j->in.title || !j->in.description || !j->in.director) {
+		if (j)
+			job_free(j);
+		grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		return;
+	}
+	const char *why = check_text(&j->in);
+	if (why) {
+		job_free(j);
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, why, NULL, 0);
+		return;
+	}
+	j->call = call;
+	job_start(j);
+}
+
+/* ---- HTTP ---- */
+
+static void http_get_metadata(struct http_exchange *ex, const struct http1_request *req,
+			      struct handlers *h)
+{
+	char id[METADATA_ID_MAX + 1];
+	int n = http1_query_get(req->query, "id", id, sizeof(id));
+	if (n == MV_ETOOBIG) {
+		respond_json_error(ex, 400, "movie id too long");
+		return;
+	}
+	if (n <= 0) {
+		respond_json_error(ex, 400, n == MV_EINVAL ? "malformed query string"
+							   : "query parameter id is required");
+		return;
+	}
+	struct job *j = job_new(h, JOB_HTTP_GET);
+	if (j)
+		j->id = strdup(id);
+	if (!j || !j->id) {
+		if (j)
+			job_free(j);
+		respond_json_error(ex, 503, "out of memory");
+		return;
+	}
+	j->ex = ex;
+	job_start(j);
+}
+
+static char *json_string_field(json_t *obj, const char *key, bool *bad)
+{
+	json_t *v = json_object_get(obj, key);
+	if (!v || json_is_null(v))
+		return strdup("");
+	if (!json_is_string(v)) {
+		*bad = true;
+		return NULL;
+	}
+	return strdup(json_string_value(v));
+}
+
+static void http_put_metadata(struct http_exchange *ex, const struct http1_request *req,
+			      struct handlers *h)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(req->body.data ? req->body.data : "", req->body.len,
+				  JSON_REJECT_DUPLICATES, &jerr);
+	if (!root || !json_is_object(root)) {
+		json_decref(root);
+		respond_json_error(ex, 400, "body must be a JSON object");
+		return;
+	}
+	struct job *j = job_new(h, JOB_HTTP_PUT);
+	bool bad = false;
+	if (j) {
+		j->in.id = json_string_field(root, "id", &bad);
+		j->in.title = json_string_field(root, "title", &bad);
+		j->in.description = json_string_field(root, "description", &bad);
+		j->in.director = json_string_field(root, "director", &bad);
+	}
+	json_decref(root);
+	if (!j) {
+		respond_json_error(ex, 503, "out of memory");
+		return;
+	}
+	if (bad) {
+		job_free(j);
+		respond_json_error(ex, 400, "id, title, description and director must be strings");
+		return;
+	}
+	if (!j->in.id || !j->in.title || !j->in.description || !j->in.director) {
+		job_free(j);
+		respond_json_error(ex, 503, "out of memory");
+		return;
+	}
+	const char *why = check_text(&j->in);
+	if (why) {
+		job_free(j);
+		respond_json_error(ex, 400, why);
+		return;
+	}
+	j->ex = ex;
+	job_start(j);
+}
+
+static void http_metadata(struct http_exchange *ex, const struct http1_request *req, void *ctx)
+{
+	if (req->method == HTTP1_PUT)
+		http_put_metadata(ex, req, ctx);
+	else
+		http_get_metadata(ex, req, ctx);
+}
+
+static int store_probe(void *ctx)
+{
+	struct handlers *h = ctx;
+	return metadata_store_ping(h->store);
+}
+
+int metadata_handlers_register(struct server *srv, struct metadata_store *store)
+{
+	struct handlers *h = &handlers_ctx;
+	h->srv = srv;
+	h->store = store;
+	int rc = server_add_grpc(srv, "MetadataService", "GetMetadata", false, grpc_get_metadata, h);
+	rc = rc ? rc : server_add_grpc(srv, "MetadataService", "PutMetadata", false,
+				       grpc_put_metadata, h);
+	rc = rc ? rc : server_add_http(srv, "/metadata",
+				       HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT),
+				       http_metadata, h);
+	if (rc)
+		return rc;
+	if (metadata_store_blocking(store))
+		server_set_ready_probe(srv, store_probe, h, 1000);
+	return 0;
+}
