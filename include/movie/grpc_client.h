@@ -40,6 +40,7 @@ struct grpc_channel_config {
 	int64_t default_timeout_ms;       /* deadline when the caller has none; 0 = 1000 */
 	int max_attempts;                 /* total attempts per call, 1..5; 0 = 3 */
 	double retry_budget_ratio;        /* retries allowed per call made (0.2 = 20%); 0 = 0.2 */
+	double retry_budget_tokens;       /* token bucket size (see grpc_retry_budget); 0 = 100 */
 	size_t max_message_bytes;         /* largest response accepted; 0 = 4 MiB */
 	int64_t connect_timeout_ms;       /* 0 = 1000 */
 	struct metrics_registry *metrics; /* optional: client metrics (grpc_client_*) */
@@ -54,15 +55,21 @@ typedef void (*grpc_client_done_fn)(void *arg, int status, const char *message,
 				    const uint8_t *resp, size_t len);
 
 /* Create a channel on `loop` (call on that loop's thread). Starts resolving at
- * once. Returns NULL on allocation failure or an empty/invalid target list. */
+ * once. Returns NULL on allocation failure, an empty/invalid target list
+ * (each "host:port" or "[v6]:port", port 1..65535, at most 64 targets) or a
+ * setting out of range (max_attempts > 5, negative durations). */
 struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel_config *cfg);
 
 /* Start a unary call of `path` ("/MetadataService/GetMetadata") with the
- * serialized request. deadline_ns is absolute CLOCK_MONOTONIC ns (see
+ * serialized request (copied). deadline_ns is absolute CLOCK_MONOTONIC ns (see
  * grpc_now_ns), 0 = default timeout. `idempotent` permits retries after the
- * request may have reached a server. `done` is called exactly once, never
- * before this function returns. Returns 0, or MV_ENOMEM / MV_ECLOSED (then
- * `done` is not called). */
+ * request may have reached a server; a request that provably never reached one
+ * (connect failure, no connection, GOAWAY/REFUSED_STREAM) is retried either
+ * way and costs no retry budget. `done` is called exactly once, never
+ * before this function returns. Returns 0, or MV_ENOMEM, MV_ECLOSED (channel
+ * closed), MV_EINVAL (empty path or longer than 256 bytes, NULL done),
+ * MV_EAGAIN (65536 calls already pending on the channel); then `done` is not
+ * called. */
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
 		      int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg);
 
@@ -93,9 +100,12 @@ bool grpc_retry_budget_allows(const struct grpc_retry_budget *b);
  * multiplied by a jitter factor in [1 - jitter, 1 + jitter] drawn from `rnd`
  * in [0, 1). */
 int64_t grpc_backoff_ms(int retry, int64_t base_ms, int64_t cap_ms, double jitter, double rnd);
+/* (retry < 1 counts as 1; jitter is clamped to [0, 1]; rnd outside [0, 1)
+ * counts as 0.5, i.e. no jitter.) */
 
 /* The grpc-timeout to send for an absolute deadline: remaining = deadline -
- * now; returns MV_ETIMEDOUT when nothing remains, else 0 with `out` formatted
+ * now, rounded down to the unit used; returns MV_ETIMEDOUT when nothing
+ * remains, MV_EINVAL when out_size < 16, else 0 with `out` formatted
  * (grpc_timeout_format). */
 int grpc_deadline_header(int64_t deadline_ns, int64_t now_ns, char *out, size_t out_size);
 

@@ -146,6 +146,15 @@ int server_run(struct server *srv);
  * (then neither callback runs). */
 int server_queue_work(void (*work)(void *arg), void (*done)(void *arg), void *arg);
 
+/* The event loop of the calling worker thread (a uv_loop_t), or NULL when
+ * called from any other thread. For per-loop resources such as client channels. */
+struct uv_loop_s *server_current_loop(void);
+
+/* Register `fn(ctx)`, called on each worker's loop thread once that worker has
+ * drained (no connections left), before its loop ends: close per-loop
+ * resources there. Before server_run only. */
+void server_on_worker_stop(struct server *srv, void (*fn)(void *ctx), void *ctx);
+
 /* Start a graceful shutdown as if SIGTERM had arrived (tests, tools). Any thread. */
 void server_shutdown(struct server *srv);
 

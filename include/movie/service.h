@@ -85,4 +85,11 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
  * neither callback ran). */
 int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *arg), void *arg);
 
+struct http_exchange;
+/* Answer an HTTP request with {"error": message} and `status`. */
+void service_http_error(struct http_exchange *ex, int status, const char *message);
+/* The HTTP status for a runtime error: 404 not found, 400 invalid, 413 too
+ * big, 503 unavailable / timed out, 500 otherwise. */
+int service_http_status_from_err(int err);
+
 #endif

@@ -396,8 +396,12 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t erro
 				call_mark_done(c, GRPC_STATUS_CANCELLED);
 		} else if (!c->cancelled) {
 			c->cancelled = true;
+			/* The handler may finish (and so free) the call from inside
+			 * its cancel callback: do not touch c afterwards. While it has
+			 * not finished, handler_holds keeps the call alive anyway. */
 			if (c->cancel_fn)
 				c->cancel_fn(c, c->cancel_arg);
+			return 0;
 		}
 	}
 	call_maybe_free(c);
@@ -474,13 +478,19 @@ void grpc_session_free(struct grpc_session *s)
 		c->stream_open = false;
 		c->session = NULL;
 		c->next_in_session = c->prev_in_session = NULL;
-		if (c->handler_holds && !c->finished) {
+		/* A request still being received never reached a handler: nobody
+		 * else will release it. */
+		if (c->state == CALL_RECEIVING)
+			c->handler_holds = false;
+		if (!c->handler_holds) {
+			call_free(c);
+		} else if (!c->cancelled) {
+			/* Once per call (a reset stream was cancelled already); the
+			 * callback may finish, and so free, the call. */
 			c->cancelled = true;
 			if (c->cancel_fn)
 				c->cancel_fn(c, c->cancel_arg);
 		}
-		if (!c->handler_holds)
-			call_free(c);
 		c = next;
 	}
 	s->calls = NULL;

@@ -324,8 +324,11 @@ static void conn_process_h1(struct conn *c)
 		size_t consumed = 0;
 		int rc = http1_parser_feed(&c->h1, c->in.data, c->in.len, &consumed);
 		buf_consume(&c->in, consumed);
-		if (rc == HTTP1_NEED_MORE)
+		if (rc == HTTP1_NEED_MORE) {
+			if (http1_parser_continue_due(&c->h1))
+				buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
 			break;
+		}
 		if (rc != HTTP1_REQUEST_READY) {
 			struct server *srv = c->worker->srv;
 			server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", rc, 0);

@@ -49,6 +49,8 @@ struct server {
 	size_t route_count;
 	struct route_entry unrouted; /* 404/405/400 answers */
 
+	void (*worker_stop_fn)(void *ctx);
+	void *worker_stop_ctx;
 	int (*probe)(void *ctx);
 	void *probe_ctx;
 	int64_t probe_interval_ms;

@@ -324,6 +324,17 @@ void server_free(struct server *srv)
 	free(srv);
 }
 
+struct uv_loop_s *server_current_loop(void)
+{
+	return server_current_worker ? &server_current_worker->loop : NULL;
+}
+
+void server_on_worker_stop(struct server *srv, void (*fn)(void *ctx), void *ctx)
+{
+	srv->worker_stop_fn = fn;
+	srv->worker_stop_ctx = ctx;
+}
+
 /* ---- thread pool ---- */
 
 struct queued_work {
@@ -405,6 +416,8 @@ void worker_maybe_finish(struct worker *w)
 {
 	if (w->stop_seen && w->conn_count == 0 && !w->finished) {
 		w->finished = true;
+		if (w->srv->worker_stop_fn)
+			w->srv->worker_stop_fn(w->srv->worker_stop_ctx);
 		pthread_mutex_lock(&w->wake_mutex);
 		w->wake_closed = true;
 		uv_close((uv_handle_t *)&w->wake, NULL);
@@ -493,12 +506,14 @@ static int worker_init(struct server *srv, struct worker *w, size_t index)
 static void *probe_main(void *arg)
 {
 	struct server *srv = arg;
+	bool first = true;
 	pthread_mutex_lock(&srv->probe_mutex);
 	while (!atomic_load(&srv->stopping)) {
 		pthread_mutex_unlock(&srv->probe_mutex);
 		bool ok = srv->probe(srv->probe_ctx) == 0;
 		bool was = atomic_exchange(&srv->probe_ok, ok);
-		if (ok != was) {
+		if (ok != was || first) {
+			first = false;
 			if (ok)
 				log_info("dependencies reachable: ready");
 			else

@@ -159,3 +159,30 @@ int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *
 	done(arg);
 	return 0;
 }
+
+void service_http_error(struct http_exchange *ex, int status, const char *message)
+{
+	struct buf body;
+	buf_init(&body, 0);
+	int rc = buf_append_str(&body, "{\"error\":");
+	rc = rc ? rc : buf_append_json_string(&body, message, strlen(message));
+	rc = rc ? rc : buf_append_str(&body, "}\n");
+	if (rc)
+		server_http_respond(ex, status, "text/plain; charset=utf-8", "error\n", 6);
+	else
+		server_http_respond(ex, status, "application/json", body.data, body.len);
+	buf_release(&body);
+}
+
+int service_http_status_from_err(int err)
+{
+	switch (err) {
+	case MV_ENOTFOUND: return 404;
+	case MV_EINVAL:
+	case MV_ERANGE: return 400;
+	case MV_ETOOBIG: return 413;
+	case MV_EUNAVAIL:
+	case MV_ETIMEDOUT: return 503;
+	default: return 500;
+	}
+}

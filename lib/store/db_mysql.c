@@ -99,7 +99,6 @@ static void conn_close(struct db_mysql_conn *c)
 
 int db_mysql_fail(struct db_mysql_conn *c, unsigned int code)
 {
-	if (getenv("DBG_MYSQL")) fprintf(stderr, "DBG mysql error %u\n", code);
 	switch (code) {
 	case CR_SERVER_GONE_ERROR:
 	case CR_SERVER_LOST:
@@ -298,8 +297,9 @@ static int conn_connect(struct db_mysql *p, struct db_mysql_conn *c)
 	 * truncated. READ COMMITTED: no gap locks; the rating store serialises
 	 * writers of a record on its aggregate row instead. */
 	mysql_options(my, MYSQL_INIT_COMMAND,
-		      "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
-		      " SESSION tx_isolation='READ-COMMITTED'");
+		      "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'");
+	mysql_options(my, MYSQL_INIT_COMMAND,
+		      "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
 	if (!mysql_real_connect(my, p->host, p->user, p->password, p->database, p->port, NULL,
 				CLIENT_FOUND_ROWS)) {
 		mysql_close(my);

@@ -101,10 +101,20 @@ static int conn_open(struct db_sqlite *d, struct db_sqlite_conn *c)
 		goto fail_open;
 	/* NORMAL in WAL mode: a commit survives a process crash (kill -9), only
 	 * an OS crash or power loss may lose the last commits (docs/adr/0003). */
-	rc = sqlite3_exec(db,
-			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-			  " PRAGMA foreign_keys=ON;",
-			  NULL, NULL, NULL);
+	/* Switching a new file to WAL needs an exclusive lock and does not wait
+	 * on the busy handler; when another process (or connection) is creating
+	 * the same file at this moment, retry for up to busy_timeout. */
+	for (int64_t waited = 0;; waited += 10) {
+		rc = sqlite3_exec(db,
+				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+				  " PRAGMA foreign_keys=ON;",
+				  NULL, NULL, NULL);
+		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
+			break;
+		if (waited >= d->busy_timeout_ms)
+			break;
+		sqlite3_sleep(10);
+	}
 	if (rc != SQLITE_OK)
 		goto fail_open;
 	memset(c->stmts, 0, sizeof(c->stmts));

@@ -146,34 +146,10 @@ static int metadata_to_json(const struct metadata *m, struct buf *out)
 	return rc;
 }
 
-static void respond_json_error(struct http_exchange *ex, int status, const char *message)
-{
-	struct buf body;
-	buf_init(&body, 0);
-	buf_append_str(&body, "{\"error\":");
-	buf_append_json_string(&body, message, strlen(message));
-	buf_append_str(&body, "}\n");
-	server_http_respond(ex, status, "application/json", body.data, body.len);
-	buf_release(&body);
-}
-
-static int http_status_from_err(int rc)
-{
-	switch (rc) {
-	case MV_ENOTFOUND: return 404;
-	case MV_EINVAL:
-	case MV_ERANGE: return 400;
-	case MV_ETOOBIG: return 413;
-	case MV_EUNAVAIL:
-	case MV_ETIMEDOUT: return 503;
-	default: return 500;
-	}
-}
-
 static void finish_http(struct job *j)
 {
 	if (j->rc != 0) {
-		respond_json_error(j->ex, http_status_from_err(j->rc), store_error_message(j->rc));
+		service_http_error(j->ex, service_http_status_from_err(j->rc), store_error_message(j->rc));
 		return;
 	}
 	struct buf body;
@@ -181,7 +157,7 @@ static void finish_http(struct job *j)
 	const struct metadata *m = j->kind == JOB_HTTP_GET ? &j->out : &j->in;
 	if (metadata_to_json(m, &body) != 0) {
 		buf_release(&body);
-		respond_json_error(j->ex, 500, "out of memory");
+		service_http_error(j->ex, 500, "out of memory");
 		return;
 	}
 	server_http_respond(j->ex, 200, "application/json", body.data, body.len);
@@ -295,11 +271,11 @@ static void http_get_metadata(struct http_exchange *ex, const struct http1_reque
 	char id[METADATA_ID_MAX + 1];
 	int n = http1_query_get(req->query, "id", id, sizeof(id));
 	if (n == MV_ETOOBIG) {
-		respond_json_error(ex, 400, "movie id too long");
+		service_http_error(ex, 400, "movie id too long");
 		return;
 	}
 	if (n <= 0) {
-		respond_json_error(ex, 400, n == MV_EINVAL ? "malformed query string"
+		service_http_error(ex, 400, n == MV_EINVAL ? "malformed query string"
 							   : "query parameter id is required");
 		return;
 	}
@@ -309,7 +285,7 @@ static void http_get_metadata(struct http_exchange *ex, const struct http1_reque
 	if (!j || !j->id) {
 		if (j)
 			job_free(j);
-		respond_json_error(ex, 503, "out of memory");
+		service_http_error(ex, 503, "out of memory");
 		return;
 	}
 	j->ex = ex;
@@ -336,7 +312,7 @@ static void http_put_metadata(struct http_exchange *ex, const struct http1_reque
 				  JSON_REJECT_DUPLICATES, &jerr);
 	if (!root || !json_is_object(root)) {
 		json_decref(root);
-		respond_json_error(ex, 400, "body must be a JSON object");
+		service_http_error(ex, 400, "body must be a JSON object");
 		return;
 	}
 	struct job *j = job_new(h, JOB_HTTP_PUT);
@@ -349,23 +325,23 @@ static void http_put_metadata(struct http_exchange *ex, const struct http1_reque
 	}
 	json_decref(root);
 	if (!j) {
-		respond_json_error(ex, 503, "out of memory");
+		service_http_error(ex, 503, "out of memory");
 		return;
 	}
 	if (bad) {
 		job_free(j);
-		respond_json_error(ex, 400, "id, title, description and director must be strings");
+		service_http_error(ex, 400, "id, title, description and director must be strings");
 		return;
 	}
 	if (!j->in.id || !j->in.title || !j->in.description || !j->in.director) {
 		job_free(j);
-		respond_json_error(ex, 503, "out of memory");
+		service_http_error(ex, 503, "out of memory");
 		return;
 	}
 	const char *why = check_text(&j->in);
 	if (why) {
 		job_free(j);
-		respond_json_error(ex, 400, why);
+		service_http_error(ex, 400, why);
 		return;
 	}
 	j->ex = ex;

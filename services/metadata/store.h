@@ -41,11 +41,17 @@ void metadata_store_close(struct metadata_store *s);
 /* True when calls may block (run them on worker threads). */
 bool metadata_store_blocking(const struct metadata_store *s);
 
-/* Fetch metadata by id into *out (strings owned by the caller afterwards).
- * Returns 0, MV_ENOTFOUND, MV_EUNAVAIL (database unreachable), MV_ENOMEM. */
+/* Fetch metadata by id into *out (strings owned by the caller afterwards;
+ * on failure *out is zeroed and needs no release). An id longer than
+ * METADATA_ID_MAX is MV_ENOTFOUND (it cannot have been stored).
+ * Returns 0, MV_ENOTFOUND, MV_EUNAVAIL (database unreachable), MV_ENOMEM,
+ * MV_EINVAL (empty or NULL id). */
 int metadata_store_get(struct metadata_store *s, const char *id, struct metadata *out);
 
-/* Create or replace the record m->id. Returns 0, MV_EUNAVAIL, MV_ENOMEM, MV_EINVAL. */
+/* Create or replace the record m->id; NULL text fields are stored as "".
+ * MV_EINVAL: empty id, id over METADATA_ID_MAX or text over METADATA_TEXT_MAX
+ * bytes, or (mysql) text that is not valid UTF-8.
+ * Returns 0, MV_EUNAVAIL, MV_ENOMEM, MV_EINVAL. */
 int metadata_store_put(struct metadata_store *s, const struct metadata *m);
 
 /* Cheap readiness probe of the backing database. Returns 0 or MV_EUNAVAIL. */

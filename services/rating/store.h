@@ -41,11 +41,18 @@ bool rating_store_blocking(const struct rating_store *s);
 
 /* Apply changes atomically, in order, in one transaction: all are durable
  * when this returns 0, none on error. A delete of an absent rating is a no-op.
- * Returns 0, MV_EUNAVAIL, MV_ENOMEM, MV_EINVAL. */
+ * Applying the same batch again leaves the same state (safe to retry after
+ * an error whose outcome is unknown). MV_EINVAL: an empty, NULL or longer
+ * than RATING_ID_MAX id or type, an unknown op, or more than 100,000 changes
+ * (nothing is applied). count 0 is a no-op. The value range is the caller's
+ * to check. Returns 0, MV_EUNAVAIL, MV_ENOMEM, MV_EINVAL. */
 int rating_store_apply(struct rating_store *s, const struct rating_change *changes, size_t count);
 
-/* Mean and count of the current ratings of a record.
- * Returns 0, MV_ENOTFOUND (no ratings), MV_EUNAVAIL, MV_ENOMEM. */
+/* Mean and count of the current ratings of a record (mean and count may be
+ * NULL); reads only the aggregate row. The mean is sum / count computed in
+ * double from exact integers.
+ * Returns 0, MV_ENOTFOUND (no ratings), MV_EUNAVAIL, MV_ENOMEM, MV_EINVAL
+ * (empty or over-long id or type). */
 int rating_store_aggregate(struct rating_store *s, const char *record_id, const char *record_type,
 			   double *mean, uint64_t *count);
 

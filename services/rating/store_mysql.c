@@ -8,7 +8,8 @@
  *      every writer of a record's ratings holds this lock first, so the
  *      reads below cannot go stale and concurrent batches serialise per
  *      record instead of deadlocking;
- *   2. read the current value of every touched rating (row IN list);
+ *   2. read the current value of every touched rating (one indexed lookup
+ *      per row, ORed into one statement);
  *   3. upsert the final ratings, delete the removed ones;
  *   4. add the deltas to the aggregates, delete aggregates left at count 0.
  * Multi-row statements are prepared once per connection for a few fixed row
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "movie/buf.h"
 #include "movie/db.h"
@@ -28,7 +30,7 @@
 
 #include "movie/banned.h"
 
-#define RETRIES 4
+#define RETRIES 8
 #define NSIZES 5
 static const size_t SIZES[NSIZES] = {1, 4, 16, 64, 256};
 #define CHUNK_MAX 256
@@ -56,7 +58,10 @@ static const struct db_migration migrations[] = {
 	{1, migration_1},
 };
 
-/* Multi-row statement kinds; the statement index is kind * NSIZES + size class. */
+/* Multi-row statement kinds; the statement index is kind * NSIZES + size class.
+ * Rows are matched with ORs of equalities, not a row-constructor IN list:
+ * MariaDB 10.11 plans a one-element (a, b) IN ((?, ?)) in a DELETE as a full
+ * scan, which locks every row and deadlocks concurrent batches. */
 enum kind {
 	LOCK_AGG,      /* (type, id) */
 	SELECT_OLD,    /* (type, id, user) */
@@ -80,20 +85,18 @@ struct kind_sql {
 static const struct kind_sql KINDS[KIND_COUNT] = {
 	[LOCK_AGG] = {"INSERT INTO rating_aggregates (record_type, record_id, sum, count) VALUES ",
 		      "(?, ?, 0, 0)", ", ", " ON DUPLICATE KEY UPDATE sum = sum", 2},
-	[SELECT_OLD] = {"SELECT record_type, record_id, user_id, value FROM ratings"
-			" WHERE (record_type, record_id, user_id) IN (",
-			"(?, ?, ?)", ", ", ")", 3},
+	[SELECT_OLD] = {"SELECT record_type, record_id, user_id, value FROM ratings WHERE ",
+			"(record_type = ? AND record_id = ? AND user_id = ?)", " OR ", "", 3},
 	[UPSERT_RATING] = {"INSERT INTO ratings (record_type, record_id, user_id, value) VALUES ",
 			   "(?, ?, ?, ?)", ", ", " ON DUPLICATE KEY UPDATE value = VALUES(value)", 4},
-	[DELETE_RATING] = {"DELETE FROM ratings WHERE (record_type, record_id, user_id) IN (",
-			   "(?, ?, ?)", ", ", ")", 3},
+	[DELETE_RATING] = {"DELETE FROM ratings WHERE ",
+			   "(record_type = ? AND record_id = ? AND user_id = ?)", " OR ", "", 3},
 	[ADD_AGG] = {"INSERT INTO rating_aggregates (record_type, record_id, sum, count) VALUES ",
 		     "(?, ?, ?, ?)", ", ",
 		     " ON DUPLICATE KEY UPDATE sum = sum + VALUES(sum), count = count + VALUES(count)",
 		     4},
-	[DROP_AGG] = {"DELETE FROM rating_aggregates WHERE count <= 0"
-		      " AND (record_type, record_id) IN (",
-		      "(?, ?)", ", ", ")", 2},
+	[DROP_AGG] = {"DELETE FROM rating_aggregates WHERE count <= 0 AND (",
+		      "(record_type = ? AND record_id = ?)", " OR ", ")", 2},
 };
 
 static const char sql_get_aggregate[] =
@@ -359,6 +362,19 @@ fail_rollback:
 	return rc;
 }
 
+/* Sleep 1..2^attempt ms, jittered so two deadlocked batches do not collide
+ * again in lockstep. */
+static void backoff(int attempt)
+{
+	struct timespec now, ts;
+	long max_us = 1000L << (attempt < 6 ? attempt : 6);
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ts.tv_sec = 0;
+	ts.tv_nsec = (500L + (long)((unsigned long)now.tv_nsec % (unsigned long)max_us)) * 1000L;
+	nanosleep(&ts, NULL);
+}
+
 static int mysql_apply(void *impl, struct rating_plan *plan)
 {
 	struct mysql_store *ms = impl;
@@ -394,8 +410,10 @@ static int mysql_apply(void *impl, struct rating_plan *plan)
 		db_mysql_release(ms->pool, c);
 		/* Retrying is safe: the plan's effect depends only on its final
 		 * states, even if a lost COMMIT did go through. */
-		if (rc == MV_EAGAIN)
+		if (rc == MV_EAGAIN) {
+			backoff(attempt);
 			continue;
+		}
 		if (stale && !stale_retried) {
 			stale_retried = true;
 			continue;

@@ -185,3 +185,42 @@ int store_fixture_sql(const struct store_fixture *f, const char *sql)
 	}
 	return -1;
 }
+
+int store_fixture_query_int(const struct store_fixture *f, const char *sql, long long *out)
+{
+	int rc = -1;
+
+	if (strcmp(f->driver, "sqlite") == 0) {
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+		if (sqlite3_open(f->path, &db) == SQLITE_OK &&
+		    sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+		    sqlite3_step(st) == SQLITE_ROW) {
+			*out = sqlite3_column_int64(st, 0);
+			rc = 0;
+		} else {
+			fprintf(stderr, "sqlite: %s: %s\n", sql, sqlite3_errmsg(db));
+		}
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	} else if (strcmp(f->driver, "mysql") == 0) {
+		MYSQL *my = admin_connect(f->host, (unsigned int)f->cfg.mysql_port, f->user,
+					  f->password, f->database, false);
+		MYSQL_RES *res = NULL;
+		MYSQL_ROW row;
+		if (!my)
+			return -1;
+		if (mysql_query(my, sql) == 0 && (res = mysql_store_result(my)) != NULL &&
+		    (row = mysql_fetch_row(res)) != NULL && row[0]) {
+			char *end;
+			errno = 0;
+			*out = strtoll(row[0], &end, 10);
+			rc = errno == 0 && end != row[0] && *end == '\0' ? 0 : -1;
+		}
+		if (rc != 0)
+			fprintf(stderr, "mysql: %s: %s\n", sql, mysql_error(my));
+		mysql_free_result(res);
+		mysql_close(my);
+	}
+	return rc;
+}

@@ -35,6 +35,10 @@ void store_fixture_release(struct store_fixture *f);
  * database) outside any store. Returns 0, or -1 after printing the error. */
 int store_fixture_sql(const struct store_fixture *f, const char *sql);
 
+/* Run a query in the fixture's database and read the first column of its
+ * first row as an integer. Returns 0, or -1 after printing the error. */
+int store_fixture_query_int(const struct store_fixture *f, const char *sql, long long *out);
+
 /* Connect to a mysql server and run one statement with no database selected.
  * Returns 0, or -1 (quietly when quiet is true). */
 int store_testing_mysql_admin(const char *host, unsigned int port, const char *user,

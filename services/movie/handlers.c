@@ -1,0 +1,266 @@
+/*
+ * The movie service's handlers. GetMovieDetails asks metadata and rating at
+ * the same time and composes the answer:
+ *   metadata NOT_FOUND            -> NOT_FOUND
+ *   metadata failed otherwise     -> UNAVAILABLE (DEADLINE_EXCEEDED when the deadline ran out)
+ *   rating NOT_FOUND (unrated)    -> OK, rating 0 (HTTP: "rating": null)
+ *   rating failed otherwise       -> OK with metadata only: degraded, counted and logged
+ */
+#include "handlers.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateways.h"
+#include "movie.pb-c.h"
+#include "movie/buf.h"
+#include "movie/err.h"
+#include "movie/log.h"
+#include "movie/service.h"
+#include "movie/banned.h"
+
+#define MOVIE_ID_MAX 256
+
+struct handlers {
+	struct server *srv;
+	const struct movie_config *cfg;
+	struct metrics_registry *metrics;
+	struct metrics_counter *degraded;
+	struct metrics_counter *unrated;
+};
+
+static struct handlers handlers_ctx;
+
+struct request {
+	struct handlers *h;
+	struct grpc_call *call;     /* gRPC, or */
+	struct http_exchange *ex;   /* HTTP */
+	char id[MOVIE_ID_MAX + 1];
+	int outstanding;            /* peer calls not yet completed */
+	int metadata_status;
+	char metadata_message[160];
+	struct movie_metadata metadata;
+	int rating_status;
+	double rating;
+};
+
+static void finish_grpc(struct request *r, bool has_rating)
+{
+	Metadata m = METADATA__INIT;
+	m.id = r->metadata.id;
+	m.title = r->metadata.title;
+	m.description = r->metadata.description;
+	m.director = r->metadata.director;
+	MovieDetails details = MOVIE_DETAILS__INIT;
+	details.metadata = &m;
+	details.rating = has_rating ? r->rating : 0;
+	GetMovieDetailsResponse resp = GET_MOVIE_DETAILS_RESPONSE__INIT;
+	resp.movie_details = &details;
+	size_t size = get_movie_details_response__get_packed_size(&resp);
+	uint8_t stack[1024];
+	uint8_t *out = size <= sizeof(stack) ? stack : malloc(size);
+	if (!out) {
+		grpc_call_finish(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		return;
+	}
+	get_movie_details_response__pack(&resp, out);
+	grpc_call_finish(r->call, GRPC_STATUS_OK, NULL, out, size);
+	if (out != stack)
+		free(out);
+}
+
+static void finish_http(struct request *r, bool has_rating)
+{
+	struct buf body;
+	buf_init(&body, 0);
+	const struct movie_metadata *m = &r->metadata;
+	int rc = buf_append_str(&body, "{\"metadata\":{\"id\":");
+	rc = rc ? rc : buf_append_json_string(&body, m->id, strlen(m->id));
+	rc = rc ? rc : buf_append_str(&body, ",\"title\":");
+	rc = rc ? rc : buf_append_json_string(&body, m->title, strlen(m->title));
+	rc = rc ? rc : buf_append_str(&body, ",\"description\":");
+	rc = rc ? rc : buf_append_json_string(&body, m->description, strlen(m->description));
+	rc = rc ? rc : buf_append_str(&body, ",\"director\":");
+	rc = rc ? rc : buf_append_json_string(&body, m->director, strlen(m->director));
+	if (has_rating)
+		rc = rc ? rc : buf_printf(&body, "},\"rating\":%.17g}\n", r->rating);
+	else
+		rc = rc ? rc : buf_append_str(&body, "},\"rating\":null}\n");
+	if (rc)
+		service_http_error(r->ex, 500, "out of memory");
+	else
+		server_http_respond(r->ex, 200, "application/json", body.data, body.len);
+	buf_release(&body);
+}
+
+static void fail(struct request *r, int status, const char *message)
+{
+	if (r->call) {
+		grpc_call_finish(r->call, status, message, NULL, 0);
+		return;
+	}
+	int http = status == GRPC_STATUS_NOT_FOUND ? 404
+		   : status == GRPC_STATUS_INVALID_ARGUMENT ? 400
+							      : 503;
+	service_http_error(r->ex, http, message);
+}
+
+static void complete(struct request *r)
+{
+	struct handlers *h = r->h;
+	if (r->metadata_status == GRPC_STATUS_NOT_FOUND) {
+		fail(r, GRPC_STATUS_NOT_FOUND, "movie not found");
+	} else if (r->metadata_status == GRPC_STATUS_DEADLINE_EXCEEDED) {
+		fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "metadata service: deadline exceeded");
+	} else if (r->metadata_status != GRPC_STATUS_OK) {
+		char why[224];
+		snprintf(why, sizeof(why), "metadata service unavailable: %s", r->metadata_message);
+		fail(r, GRPC_STATUS_UNAVAILABLE, why);
+	} else {
+		bool has_rating = r->rating_status == GRPC_STATUS_OK;
+		if (r->rating_status == GRPC_STATUS_NOT_FOUND) {
+			metrics_counter_inc(h->unrated);
+		} else if (!has_rating) {
+			metrics_counter_inc(h->degraded);
+			log_warn("rating unavailable: answering with metadata only",
+				 LOG_S("movie_id", r->id),
+				 LOG_S("rating_status", grpc_status_name(r->rating_status)));
+		}
+		if (r->call)
+			finish_grpc(r, has_rating);
+		else
+			finish_http(r, has_rating);
+	}
+	movie_metadata_release(&r->metadata);
+	free(r);
+}
+
+static void on_metadata(void *arg, int status, const char *message, struct movie_metadata *m)
+{
+	struct request *r = arg;
+	r->metadata_status = status;
+	snprintf(r->metadata_message, sizeof(r->metadata_message), "%s", message ? message : "");
+	if (status == GRPC_STATUS_OK) {
+		r->metadata = *m;
+		memset(m, 0, sizeof(*m)); /* ownership moves to the request */
+	}
+	if (--r->outstanding == 0)
+		complete(r);
+}
+
+static void on_rating(void *arg, int status, const char *message, double rating)
+{
+	struct request *r = arg;
+	r->rating_status = status;
+	r->rating = rating;
+	if (--r->outstanding == 0)
+		complete(r);
+}
+
+/* Start both peer calls; on a local failure answer at once. */
+static void start(struct request *r, int64_t deadline_ns)
+{
+	struct gateways *gw = gateways_for_this_loop(r->h->cfg, r->h->metrics);
+	if (!gw) {
+		fail(r, GRPC_STATUS_UNAVAILABLE, "cannot create peer channels");
+		free(r);
+		return;
+	}
+	r->outstanding = 2;
+	if (gateway_get_metadata(gw, r->id, deadline_ns, on_metadata, r) != 0) {
+		r->outstanding--;
+		r->metadata_status = GRPC_STATUS_UNAVAILABLE;
+		snprintf(r->metadata_message, sizeof(r->metadata_message), "call not started");
+	}
+	if (gateway_get_rating(gw, r->id, deadline_ns, on_rating, r) != 0) {
+		r->outstanding--;
+		r->rating_status = GRPC_STATUS_UNAVAILABLE;
+	}
+	if (r->outstanding == 0)
+		complete(r);
+}
+
+static const char *check_id(const char *id)
+{
+	if (!id || !*id)
+		return "movie id must not be empty";
+	if (strlen(id) > MOVIE_ID_MAX)
+		return "movie id too long";
+	return NULL;
+}
+
+static void grpc_get_movie_details(struct grpc_call *call, const uint8_t *msg, size_t len,
+				   void *ctx)
+{
+	GetMovieDetailsRequest *req = get_movie_details_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "malformed GetMovieDetailsRequest", NULL, 0);
+		return;
+	}
+	const char *why = check_id(req->movie_id);
+	struct request *r = why ? NULL : calloc(1, sizeof(*r));
+	if (r)
+		memcpy(r->id, req->movie_id, strlen(req->movie_id) + 1);
+	get_movie_details_request__free_unpacked(req, NULL);
+	if (!r) {
+		grpc_call_finish(call, why ? GRPC_STATUS_INVALID_ARGUMENT
+					   : GRPC_STATUS_RESOURCE_EXHAUSTED,
+				 why ? why : "out of memory", NULL, 0);
+		return;
+	}
+	r->h = ctx;
+	r->call = call;
+	/* The caller's deadline travels downstream (the channel sends what is left). */
+	start(r, grpc_call_deadline(call));
+}
+
+static void http_movie(struct http_exchange *ex, const struct http1_request *req, void *ctx)
+{
+	struct request *r = calloc(1, sizeof(*r));
+	if (!r) {
+		service_http_error(ex, 503, "out of memory");
+		return;
+	}
+	int n = http1_query_get(req->query, "id", r->id, sizeof(r->id));
+	if (n <= 0) {
+		free(r);
+		service_http_error(ex, 400, n == MV_ETOOBIG ? "movie id too long"
+				   : n == MV_EINVAL     ? "malformed query string"
+							: "query parameter id is required");
+		return;
+	}
+	r->h = ctx;
+	r->ex = ex;
+	start(r, 0);
+}
+
+static void worker_stopped(void *ctx)
+{
+	gateways_close_this_loop();
+}
+
+int movie_handlers_register(struct server *srv, const struct movie_config *cfg,
+			    struct metrics_registry *metrics)
+{
+	struct handlers *h = &handlers_ctx;
+	h->srv = srv;
+	h->cfg = cfg;
+	h->metrics = metrics;
+	struct metrics_family *degraded = metrics_counter_family(
+		metrics, "movie_rating_degraded_total",
+		"GetMovieDetails answers without a rating because the rating service failed.", 0,
+		NULL);
+	struct metrics_family *unrated = metrics_counter_family(
+		metrics, "movie_unrated_total", "GetMovieDetails answers for movies with no ratings.",
+		0, NULL);
+	h->degraded = degraded ? metrics_counter_get(degraded, NULL) : NULL;
+	h->unrated = unrated ? metrics_counter_get(unrated, NULL) : NULL;
+	if (!h->degraded || !h->unrated)
+		return MV_ENOMEM;
+	server_on_worker_stop(srv, worker_stopped, h);
+	int rc = server_add_grpc(srv, "MovieService", "GetMovieDetails", false,
+				 grpc_get_movie_details, h);
+	return rc ? rc : server_add_http(srv, "/movie", HTTP1_METHOD_BIT(HTTP1_GET), http_movie, h);
+}
