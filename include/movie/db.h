@@ -101,6 +101,9 @@ struct db_mysql_options {
 	const char *user;
 	const char *password;
 	const char *database;           /* must exist */
+	const char *component;          /* "metadata", "rating": [a-z_]{1,32}. Versions are kept
+	                                   in <component>_schema_migrations so that services
+	                                   sharing one database migrate independently */
 	int64_t pool_size;              /* 1..64 */
 	int64_t connect_timeout_ms;     /* rounded up to whole seconds (libmariadb's unit) */
 	int64_t query_timeout_ms;       /* read/write timeout, also the bound on waiting for a free connection */

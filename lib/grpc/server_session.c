@@ -340,6 +340,10 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (!c || c->state != CALL_RECEIVING || c->bad_request)
 		return 0;
+	/* An unknown method is answered UNIMPLEMENTED at the end of the request,
+	 * whatever its body: keep none of it, so no size check applies. */
+	if (!c->method)
+		return 0;
 	if (buf_append(&c->request, data, len) != 0) {
 		/* Over max_message_bytes + prefix: answer at once and ignore the rest. */
 		c->bad_request = true;

@@ -34,6 +34,7 @@ struct db_mysql {
 	int64_t acquire_timeout_ms;
 	const struct db_migration *migrations;
 	size_t migration_count;
+	char migrations_table[64];  /* <component>_schema_migrations */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;          /* a slot was released */
@@ -207,19 +208,20 @@ static int query_int(struct db_mysql_conn *c, const char *sql, long long *value,
 	return rc;
 }
 
-static int record_version(struct db_mysql_conn *c, int version)
+static int record_version(struct db_mysql *p, struct db_mysql_conn *c, int version)
 {
 	MYSQL_STMT *st = mysql_stmt_init(c->my);
-	static const char sql[] = "INSERT IGNORE INTO schema_migrations (version) VALUES (?)";
+	char sql[128];
 	MYSQL_BIND b;
 	int rc = 0;
 
 	if (!st)
 		return MV_ENOMEM;
+	snprintf(sql, sizeof(sql), "INSERT IGNORE INTO %s (version) VALUES (?)", p->migrations_table);
 	memset(&b, 0, sizeof(b));
 	b.buffer_type = MYSQL_TYPE_LONG;
 	b.buffer = &version;
-	if (mysql_stmt_prepare(st, sql, sizeof(sql) - 1) != 0 || mysql_stmt_bind_param(st, &b) != 0 ||
+	if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0 || mysql_stmt_bind_param(st, &b) != 0 ||
 	    mysql_stmt_execute(st) != 0)
 		rc = db_mysql_fail(c, mysql_stmt_errno(st));
 	mysql_stmt_close(st);
@@ -240,14 +242,20 @@ static int migrate(struct db_mysql *p, struct db_mysql_conn *c)
 	bool is_null = false;
 	int rc;
 
-	rc = db_mysql_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-			      " version INT NOT NULL PRIMARY KEY,"
-			      " applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
-			      ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4");
+	char create[256], select_max[128];
+	/* The table name is built from a validated constant, never from input. */
+	snprintf(create, sizeof(create),
+		 "CREATE TABLE IF NOT EXISTS %s ("
+		 " version INT NOT NULL PRIMARY KEY,"
+		 " applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
+		 ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+		 p->migrations_table);
+	snprintf(select_max, sizeof(select_max), "SELECT COALESCE(MAX(version), 0) FROM %s",
+		 p->migrations_table);
+	rc = db_mysql_exec(c, create);
 	if (rc != 0)
 		return rc;
-	rc = query_int(c, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &version,
-		       &is_null);
+	rc = query_int(c, select_max, &version, &is_null);
 	if (rc != 0)
 		return rc;
 	if (p->migration_count == 0 || version >= p->migrations[p->migration_count - 1].version)
@@ -257,8 +265,7 @@ static int migrate(struct db_mysql *p, struct db_mysql_conn *c)
 		return rc;
 	if (is_null || got != 1)
 		return MV_EUNAVAIL;
-	rc = query_int(c, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &version,
-		       &is_null);
+	rc = query_int(c, select_max, &version, &is_null);
 	if (rc != 0)
 		goto out_unlock;
 	for (size_t i = 0; i < p->migration_count; i++) {
@@ -269,7 +276,7 @@ static int migrate(struct db_mysql *p, struct db_mysql_conn *c)
 			if (rc != 0)
 				goto out_unlock;
 		}
-		rc = record_version(c, p->migrations[i].version);
+		rc = record_version(p, c, p->migrations[i].version);
 		if (rc != 0)
 			goto out_unlock;
 	}
@@ -309,6 +316,18 @@ static int conn_connect(struct db_mysql *p, struct db_mysql_conn *c)
 	return 0;
 }
 
+/* A component names a table: [a-z_]{1,32} only. */
+static bool component_valid(const char *component)
+{
+	size_t n = component ? strlen(component) : 0;
+	if (n == 0 || n > 32)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((component[i] >= 'a' && component[i] <= 'z') || component[i] == '_'))
+			return false;
+	return true;
+}
+
 int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, char *errbuf,
 		  size_t errbuf_size)
 {
@@ -320,9 +339,10 @@ int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, cha
 	if (!opt->host || !*opt->host || !opt->user || !opt->database || !*opt->database ||
 	    opt->port < 1 || opt->port > 65535 || opt->pool_size < 1 ||
 	    opt->pool_size > DB_MYSQL_POOL_MAX || opt->connect_timeout_ms < 0 ||
-	    opt->query_timeout_ms < 0) {
+	    opt->query_timeout_ms < 0 || !component_valid(opt->component)) {
 		set_err(errbuf, errbuf_size,
-			"mysql: invalid options (host, user, database, port 1..65535, pool_size 1..64)");
+			"mysql: invalid options (host, user, database, component, port 1..65535, "
+			"pool_size 1..64)");
 		return MV_EINVAL;
 	}
 	pthread_once(&library_once, library_init);
@@ -346,6 +366,8 @@ int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, cha
 	p->acquire_timeout_ms = opt->query_timeout_ms;
 	p->migrations = opt->migrations;
 	p->migration_count = opt->migration_count;
+	snprintf(p->migrations_table, sizeof(p->migrations_table), "%s_schema_migrations",
+		 opt->component);
 	p->nconns = n;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->migrate_mu, NULL);

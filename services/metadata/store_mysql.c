@@ -45,6 +45,7 @@ static void *mysql_store_open(const struct store_config *cfg, char *errbuf, size
 		.user = cfg->mysql_user,
 		.password = cfg->mysql_password,
 		.database = cfg->mysql_database,
+		.component = "metadata",
 		.pool_size = cfg->mysql_pool_size,
 		.connect_timeout_ms = cfg->mysql_connect_timeout_ms,
 		.query_timeout_ms = cfg->mysql_query_timeout_ms,

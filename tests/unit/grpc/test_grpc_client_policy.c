@@ -92,7 +92,7 @@ static void test_deadline_header(void)
 	int64_t now = 5000000000LL;
 	CHECK_INT_EQ(grpc_deadline_header(now + 250000000LL, now, out, sizeof(out)), 0);
 	CHECK_STR_EQ(out, "250000u");
-	/* Rounds down: 1.5 ns short of 100 ms of remaining whole microseconds. */
+	/* 8 digits of ns still fit; one ns more switches to whole us, rounded down. */
 	CHECK_INT_EQ(grpc_deadline_header(now + 99999999LL, now, out, sizeof(out)), 0);
 	CHECK_STR_EQ(out, "99999999n");
 	CHECK_INT_EQ(grpc_deadline_header(now + 100000001LL, now, out, sizeof(out)), 0);
