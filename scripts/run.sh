@@ -29,15 +29,17 @@ export RATING_STORAGE_SQLITE_PATH="$run_dir/data/rating.db"
 
 if [ "${KAFKA:-0}" = "1" ]; then
   rm -f "$run_dir/kafka.bootstrap"
-  "$bin/kafka-dev" --bootstrap-file "$run_dir/kafka.bootstrap" &
+  setsid "$bin/kafka-dev" --bootstrap-file "$run_dir/kafka.bootstrap" &
   pids+=($!)
   for _ in $(seq 1 100); do [ -s "$run_dir/kafka.bootstrap" ] && break; sleep 0.05; done
   [ -s "$run_dir/kafka.bootstrap" ] || { echo "run: kafka-dev did not start" >&2; stop_all; }
   export RATING_KAFKA_BROKERS="$(cat "$run_dir/kafka.bootstrap")"
 fi
 
+# Each service runs in its own session: Ctrl-C reaches only this script, which
+# then sends exactly one SIGTERM to each (a second signal would force a stop).
 for svc in metadata rating movie; do
-  "$bin/$svc" --config "$root/configs/$svc/base.yaml" --config "$root/configs/$svc/dev.yaml" &
+  setsid "$bin/$svc" --config "$root/configs/$svc/base.yaml" --config "$root/configs/$svc/dev.yaml" &
   pids+=($!)
 done
 

@@ -103,6 +103,12 @@ int64_t grpc_backoff_ms(int retry, int64_t base_ms, int64_t cap_ms, double jitte
 /* (retry < 1 counts as 1; jitter is clamped to [0, 1]; rnd outside [0, 1)
  * counts as 0.5, i.e. no jitter.) */
 
+/* The gRPC status of a response that has an HTTP :status other than 200 and
+ * no grpc-status (gRPC's HTTP-to-status mapping): 400 INTERNAL, 401
+ * UNAUTHENTICATED, 403 PERMISSION_DENIED, 404 UNIMPLEMENTED, 429/502/503/504
+ * UNAVAILABLE (retryable), anything else UNKNOWN. */
+int grpc_status_from_http(int http_status);
+
 /* The grpc-timeout to send for an absolute deadline: remaining = deadline -
  * now, rounded down to the unit used; returns MV_ETIMEDOUT when nothing
  * remains, MV_EINVAL when out_size < 16, else 0 with `out` formatted

@@ -430,8 +430,7 @@ static void on_call_timer(uv_timer_t *t)
 	timer_arm(ch);
 }
 
-/* Map an HTTP status without grpc-status (gRPC's http-grpc-status-mapping). */
-static int status_from_http(int http)
+int grpc_status_from_http(int http)
 {
 	switch (http) {
 	case 400: return GRPC_STATUS_INTERNAL;
@@ -795,7 +794,7 @@ static void call_finish_stream(struct call *c, uint32_t error_code)
 		return;
 	}
 	if (c->response_headers && c->http_status != 200) {
-		int st = status_from_http(c->http_status);
+		int st = grpc_status_from_http(c->http_status);
 		char why[48];
 		snprintf(why, sizeof(why), "HTTP status %d", c->http_status);
 		if (st == GRPC_STATUS_UNAVAILABLE)

@@ -108,6 +108,21 @@ static void test_deadline_header(void)
 	CHECK_INT_EQ(grpc_deadline_header(now + 1000, now, out, 8), MV_EINVAL);
 }
 
+static void test_status_from_http(void)
+{
+	CHECK_INT_EQ(grpc_status_from_http(400), GRPC_STATUS_INTERNAL);
+	CHECK_INT_EQ(grpc_status_from_http(401), GRPC_STATUS_UNAUTHENTICATED);
+	CHECK_INT_EQ(grpc_status_from_http(403), GRPC_STATUS_PERMISSION_DENIED);
+	CHECK_INT_EQ(grpc_status_from_http(404), GRPC_STATUS_UNIMPLEMENTED);
+	CHECK_INT_EQ(grpc_status_from_http(429), GRPC_STATUS_UNAVAILABLE);
+	CHECK_INT_EQ(grpc_status_from_http(502), GRPC_STATUS_UNAVAILABLE);
+	CHECK_INT_EQ(grpc_status_from_http(503), GRPC_STATUS_UNAVAILABLE);
+	CHECK_INT_EQ(grpc_status_from_http(504), GRPC_STATUS_UNAVAILABLE);
+	CHECK_INT_EQ(grpc_status_from_http(500), GRPC_STATUS_UNKNOWN);
+	CHECK_INT_EQ(grpc_status_from_http(415), GRPC_STATUS_UNKNOWN);
+	CHECK_INT_EQ(grpc_status_from_http(0), GRPC_STATUS_UNKNOWN);
+}
+
 int main(void)
 {
 	RUN(test_budget_exhaustion);
@@ -115,5 +130,6 @@ int main(void)
 	RUN(test_backoff_growth_and_cap);
 	RUN(test_backoff_jitter_range);
 	RUN(test_deadline_header);
+	RUN(test_status_from_http);
 	return TEST_SUMMARY();
 }
