@@ -11,6 +11,8 @@
 # The events are produced first (the producer rate is reported too), then
 # consumed from offset 0 by a fresh consumer group per store, so the figure is
 # pure ingestion: poll, parse, validate, one transaction per batch, commit.
+# 16 partitions: the mock cluster keeps only about 5 MiB per partition (older
+# messages are deleted, as retention would), and 200,000 events are ~25 MiB.
 # Prints one JSON line per store. MariaDB comes from scripts/test-mariadb.sh
 # on a free port below 32768 and is stopped afterwards.
 set -eu
@@ -31,7 +33,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$bin/kafka-dev" --bootstrap-file "$work/boot" --topic ratings:4 >"$work/kafka-dev.log" 2>&1 &
+"$bin/kafka-dev" --bootstrap-file "$work/boot" --topic ratings:16 >"$work/kafka-dev.log" 2>&1 &
 kafka_pid=$!
 i=0
 while [ ! -s "$work/boot" ]; do

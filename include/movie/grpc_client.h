@@ -33,8 +33,8 @@
 struct metrics_registry;
 
 struct grpc_channel_config {
-	const char *name;                 /* peer name for logs/metrics: "metadata" */
-	const char *const *targets;       /* "host:port" entries, copied */
+	const char *name;           /* peer name for logs/metrics: "metadata" */
+	const char *const *targets; /* "host:port" entries, copied */
 	size_t target_count;
 	int64_t resolve_interval_ms;      /* re-resolve period; 0 = 5000 */
 	int64_t default_timeout_ms;       /* deadline when the caller has none; 0 = 1000 */
@@ -51,8 +51,8 @@ struct grpc_channel;
 /* Completion of a call, on the channel's loop thread. status is a gRPC status
  * code; message is the decoded grpc-message (or a local reason), never NULL;
  * resp/len is the response message for OK (valid only during the callback). */
-typedef void (*grpc_client_done_fn)(void *arg, int status, const char *message,
-				    const uint8_t *resp, size_t len);
+typedef void (*grpc_client_done_fn)(void *arg, int status, const char *message, const uint8_t *resp,
+                                    size_t len);
 
 /* Create a channel on `loop` (call on that loop's thread). Starts resolving at
  * once. Returns NULL on allocation failure, an empty/invalid target list
@@ -71,7 +71,7 @@ struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel
  * MV_EAGAIN (65536 calls already pending on the channel); then `done` is not
  * called. */
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
-		      int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg);
+                      int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg);
 
 /* Number of addresses with a usable connection now (tests, readiness). */
 size_t grpc_channel_ready_addresses(const struct grpc_channel *ch);

@@ -23,7 +23,6 @@
  */
 #include "movie/grpc_client.h"
 
-#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,27 +38,36 @@
 #include "movie/metrics.h"
 #include "movie/banned.h"
 
-#define MAX_TARGETS 64
-#define MAX_HOST 256
+#define MAX_TARGETS          64
+#define MAX_HOST             256
 #define MAX_ADDRS_PER_TARGET 64
-#define MAX_ADDRS 256
-#define MAX_PATH 256
+#define MAX_ADDRS            256
+#define MAX_PATH             256
 /* In-flight calls per channel: far above any sane concurrency, but bounded. */
-#define MAX_CALLS 65536
-#define TICK_MS 20
-#define RETRY_BASE_MS 10
-#define RETRY_CAP_MS 200
+#define MAX_CALLS         65536
+#define TICK_MS           20
+#define RETRY_BASE_MS     10
+#define RETRY_CAP_MS      200
 #define RECONNECT_BASE_MS 50
-#define RECONNECT_CAP_MS 2000
+#define RECONNECT_CAP_MS  2000
 /* A connection failure triggers re-resolution at most this often. */
 #define MIN_RERESOLVE_MS 1000
-#define STREAM_WINDOW (1 << 20)
-#define CONN_WINDOW (4 << 20)
-#define READ_BUF 65536
-#define RETRY_TOKENS 100.0
+#define STREAM_WINDOW    (1 << 20)
+#define CONN_WINDOW      (4 << 20)
+#define READ_BUF         65536
+#define RETRY_TOKENS     100.0
 
-enum call_state { CALL_QUEUED, CALL_BACKOFF, CALL_ACTIVE, CALL_NEW };
-enum conn_state { CONN_CONNECTING, CONN_READY, CONN_CLOSING };
+enum call_state {
+	CALL_QUEUED,
+	CALL_BACKOFF,
+	CALL_ACTIVE,
+	CALL_NEW
+};
+enum conn_state {
+	CONN_CONNECTING,
+	CONN_READY,
+	CONN_CLOSING
+};
 
 struct grpc_channel;
 struct conn;
@@ -70,27 +78,27 @@ struct call {
 	enum call_state state;
 	int attempts;
 	bool idempotent;
-	bool headers_sent;    /* request HEADERS went out on this attempt */
+	bool headers_sent;     /* request HEADERS went out on this attempt */
 	bool response_headers; /* this attempt got response headers */
 	bool trailers;
 	int http_status;
-	int grpc_status;      /* -1 until seen */
+	int grpc_status; /* -1 until seen */
 	int64_t deadline_ns;
-	int64_t wake_ns;      /* heap key */
-	size_t heap_index;    /* SIZE_MAX when not in the heap */
-	struct conn *conn;    /* ACTIVE only */
+	int64_t wake_ns;   /* heap key */
+	size_t heap_index; /* SIZE_MAX when not in the heap */
+	struct conn *conn; /* ACTIVE only */
 	int32_t stream_id;
 	const struct addr *last_addr; /* compared, never dereferenced */
 	struct call *next, *prev;     /* channel queue or connection list */
 	struct buf resp;
-	char message[128];    /* decoded grpc-message */
+	char message[128]; /* decoded grpc-message */
 	grpc_client_done_fn done;
 	void *arg;
 	size_t path_len;
-	size_t req_len;       /* framed request length */
+	size_t req_len; /* framed request length */
 	size_t req_sent;
-	char *path;           /* points into data[] */
-	uint8_t *req;         /* points into data[] */
+	char *path;   /* points into data[] */
+	uint8_t *req; /* points into data[] */
 	uint8_t data[];
 };
 
@@ -114,19 +122,19 @@ struct conn {
 	struct buf wbuf;
 	struct call_list calls;
 	int64_t connect_deadline_ms;
-	char label[64];       /* "127.0.0.1:8081", "[::1]:8081" */
+	char label[64]; /* "127.0.0.1:8081", "[::1]:8081" */
 	const char *authority;
-	struct conn *next, *prev;   /* channel list */
+	struct conn *next, *prev; /* channel list */
 	struct conn *flush_next;
 };
 
 struct addr {
 	struct sockaddr_storage sa;
 	socklen_t sa_len;
-	size_t target;        /* index of the target that produced it */
-	bool seen;            /* in the latest resolution of its target */
+	size_t target; /* index of the target that produced it */
+	bool seen;     /* in the latest resolution of its target */
 	struct conn *conn;
-	int failures;         /* consecutive connect failures */
+	int failures; /* consecutive connect failures */
 	int64_t next_connect_ms;
 	char label[64];
 };
@@ -174,7 +182,7 @@ struct grpc_channel {
 	uv_timer_t tick;
 	uv_prepare_t flusher;
 	bool flusher_active;
-	size_t open_handles;    /* handles + resolutions libuv still holds */
+	size_t open_handles; /* handles + resolutions libuv still holds */
 	bool closed;
 
 	struct metrics_counter *handled[GRPC_STATUS_COUNT];
@@ -325,15 +333,15 @@ static void metrics_setup(struct grpc_channel *ch, struct metrics_registry *reg)
 	static const char *const peer_code[] = {"peer", "grpc_code"};
 	static const char *const peer[] = {"peer"};
 	ch->handled_family = metrics_counter_family(
-		reg, "grpc_client_handled_total",
-		"Client calls completed, by peer and final gRPC status.", 2, peer_code);
+	    reg, "grpc_client_handled_total",
+	    "Client calls completed, by peer and final gRPC status.", 2, peer_code);
 	struct metrics_family *f = metrics_counter_family(
-		reg, "grpc_client_retries_total", "Client call attempts that were retries.", 1, peer);
+	    reg, "grpc_client_retries_total", "Client call attempts that were retries.", 1, peer);
 	const char *values[] = {ch->name};
 	if (f)
 		ch->retries = metrics_counter_get(f, values);
 	f = metrics_gauge_family(reg, "grpc_client_connections",
-				 "Established HTTP/2 connections accepting new calls.", 1, peer);
+	                         "Established HTTP/2 connections accepting new calls.", 1, peer);
 	if (f)
 		ch->connections = metrics_gauge_get(f, values);
 }
@@ -381,7 +389,7 @@ static void call_detach(struct call *c)
 }
 
 static void call_complete(struct call *c, int status, const char *message, const uint8_t *resp,
-			  size_t len)
+                          size_t len)
 {
 	struct grpc_channel *ch = c->ch;
 	call_detach(c);
@@ -399,7 +407,7 @@ static void call_cancel_stream(struct call *c)
 {
 	if (c->state == CALL_ACTIVE && c->conn && c->conn->h2 && c->stream_id > 0) {
 		nghttp2_submit_rst_stream(c->conn->h2, NGHTTP2_FLAG_NONE, c->stream_id,
-					  NGHTTP2_CANCEL);
+		                          NGHTTP2_CANCEL);
 		conn_want_flush(c->conn);
 	}
 }
@@ -469,8 +477,8 @@ static void call_attempt_failed(struct call *c, int status, const char *message,
 		call_complete(c, status, message, NULL, 0);
 		return;
 	}
-	int64_t wait_ms = grpc_backoff_ms(c->attempts, RETRY_BASE_MS, RETRY_CAP_MS, 0.5,
-					  rng_next(ch));
+	int64_t wait_ms =
+	    grpc_backoff_ms(c->attempts, RETRY_BASE_MS, RETRY_CAP_MS, 0.5, rng_next(ch));
 	int64_t wake = grpc_now_ns() + wait_ms * 1000000;
 	if (wake >= c->deadline_ns) {
 		call_complete(c, status, message, NULL, 0);
@@ -482,7 +490,7 @@ static void call_attempt_failed(struct call *c, int status, const char *message,
 }
 
 static ssize_t req_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest, size_t length,
-			   uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	/* Look the call up by stream: a detached call may already be freed. */
 	struct call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
@@ -501,7 +509,7 @@ static ssize_t req_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest
 static nghttp2_nv make_nv(const char *name, const char *value, size_t value_len)
 {
 	nghttp2_nv nv = {(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, strlen(name),
-			 value_len, NGHTTP2_NV_FLAG_NO_COPY_NAME};
+	                 value_len, NGHTTP2_NV_FLAG_NO_COPY_NAME};
 	return nv;
 }
 
@@ -509,8 +517,8 @@ static bool conn_usable(const struct conn *cn)
 {
 	if (cn->state != CONN_READY || cn->draining || !cn->h2)
 		return false;
-	uint32_t max = nghttp2_session_get_remote_settings(cn->h2,
-							    NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	uint32_t max =
+	    nghttp2_session_get_remote_settings(cn->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	return cn->calls.count < max;
 }
 
@@ -537,26 +545,24 @@ static struct conn *channel_pick(struct grpc_channel *ch, const struct addr *avo
 /* Submit the call on `cn`. Returns 0, or a negative nghttp2 error. */
 static int call_submit(struct call *c, struct conn *cn)
 {
-	struct grpc_channel *ch = c->ch;
 	char timeout[24];
 	int rc = grpc_deadline_header(c->deadline_ns, grpc_now_ns(), timeout, sizeof(timeout));
 	if (rc)
 		return rc;
 	nghttp2_nv nv[] = {
-		make_nv(":method", "POST", 4),
-		make_nv(":scheme", "http", 4),
-		make_nv(":path", c->path, c->path_len),
-		make_nv(":authority", cn->authority, strlen(cn->authority)),
-		make_nv("content-type", "application/grpc", 16),
-		make_nv("te", "trailers", 8),
-		make_nv("grpc-timeout", timeout, strlen(timeout)),
-		make_nv("user-agent", "movie-grpc-c/0.1", 16),
+	    make_nv(":method", "POST", 4),
+	    make_nv(":scheme", "http", 4),
+	    make_nv(":path", c->path, c->path_len),
+	    make_nv(":authority", cn->authority, strlen(cn->authority)),
+	    make_nv("content-type", "application/grpc", 16),
+	    make_nv("te", "trailers", 8),
+	    make_nv("grpc-timeout", timeout, strlen(timeout)),
+	    make_nv("user-agent", "movie-grpc-c/0.1", 16),
 	};
 	nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = req_read_cb};
 	int32_t id = nghttp2_submit_request(cn->h2, NULL, nv, sizeof(nv) / sizeof(nv[0]), &prd, c);
 	if (id < 0)
 		return id;
-	(void)ch;
 	c->stream_id = id;
 	c->conn = cn;
 	c->state = CALL_ACTIVE;
@@ -607,7 +613,8 @@ static void call_attempt(struct call *c)
 		if (rc == 0)
 			return;
 		if (rc == MV_ETIMEDOUT) {
-			call_complete(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0);
+			call_complete(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL,
+			              0);
 			return;
 		}
 		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream not started", false);
@@ -636,9 +643,11 @@ static void queue_dispatch(struct grpc_channel *ch)
 		c->state = CALL_NEW;
 		int rc = call_submit(c, cn);
 		if (rc == MV_ETIMEDOUT)
-			call_complete(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0);
+			call_complete(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL,
+			              0);
 		else if (rc)
-			call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream not started", false);
+			call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream not started",
+			                    false);
 	}
 }
 
@@ -650,7 +659,7 @@ static void queue_fail_if_hopeless(struct grpc_channel *ch)
 	size_t n = ch->queue.count;
 	while (n-- && ch->queue.head && !ch->closed)
 		call_attempt_failed(ch->queue.head, GRPC_STATUS_UNAVAILABLE,
-				    "no connection to the peer", false);
+		                    "no connection to the peer", false);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -661,8 +670,8 @@ static bool name_is(const uint8_t *name, size_t len, const char *lit, size_t lit
 }
 
 static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
-		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-		     void *user_data)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user_data)
 {
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
@@ -704,9 +713,9 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 	} else if (frame->hd.type == NGHTTP2_GOAWAY) {
 		if (!cn->draining) {
 			struct addr *a = cn->addr;
-			log_info("grpc client: GOAWAY, draining connection", LOG_S("peer", cn->ch->name),
-				 LOG_S("addr", cn->label),
-				 LOG_I("last_stream_id", frame->goaway.last_stream_id));
+			log_info("grpc client: GOAWAY, draining connection",
+			         LOG_S("peer", cn->ch->name), LOG_S("addr", cn->label),
+			         LOG_I("last_stream_id", frame->goaway.last_stream_id));
 			cn->draining = true;
 			if (cn->state == CONN_READY && cn->ch->ready_count) {
 				cn->ch->ready_count--;
@@ -739,7 +748,7 @@ static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *
 }
 
 static int on_frame_not_send(nghttp2_session *h2, const nghttp2_frame *frame, int lib_error,
-			     void *user_data)
+                             void *user_data)
 {
 	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
@@ -749,8 +758,8 @@ static int on_frame_not_send(nghttp2_session *h2, const nghttp2_frame *frame, in
 	return 0;
 }
 
-static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
-			 const uint8_t *data, size_t len, void *user_data)
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data)
 {
 	struct call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (!c)
@@ -758,7 +767,7 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
 	if (buf_append(&c->resp, data, len) != 0) {
 		call_cancel_stream(c);
 		call_complete(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-			      "response larger than max_message_bytes", NULL, 0);
+		              "response larger than max_message_bytes", NULL, 0);
 	}
 	return 0;
 }
@@ -778,15 +787,15 @@ static void call_finish_stream(struct call *c, uint32_t error_code)
 		const uint8_t *msg;
 		size_t msg_len;
 		int rc = grpc_frame_decode_single((const uint8_t *)c->resp.data, c->resp.len,
-						  ch->max_message_bytes, &msg, &msg_len);
+		                                  ch->max_message_bytes, &msg, &msg_len);
 		if (rc == MV_ETOOBIG) {
 			call_complete(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				      "response larger than max_message_bytes", NULL, 0);
+			              "response larger than max_message_bytes", NULL, 0);
 			return;
 		}
 		if (rc) {
 			call_complete(c, GRPC_STATUS_INTERNAL,
-				      "response is not exactly one uncompressed message", NULL, 0);
+			              "response is not exactly one uncompressed message", NULL, 0);
 			return;
 		}
 		grpc_retry_budget_on_success(&ch->budget);
@@ -810,7 +819,7 @@ static void call_finish_stream(struct call *c, uint32_t error_code)
 	}
 	if (!c->response_headers) {
 		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream reset before response",
-				    c->headers_sent);
+		                    c->headers_sent);
 		return;
 	}
 	if (error_code == NGHTTP2_CANCEL) {
@@ -823,7 +832,7 @@ static void call_finish_stream(struct call *c, uint32_t error_code)
 static void conn_maybe_finish_drain(struct conn *cn);
 
 static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
-			   void *user_data)
+                           void *user_data)
 {
 	struct conn *cn = user_data;
 	struct call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
@@ -896,8 +905,8 @@ static void conn_fail(struct conn *cn, const char *why)
 		/* A connection that had worked reconnects at once; repeated
 		 * failures back off. */
 		int64_t wait = was_ready ? 0
-					 : grpc_backoff_ms(a->failures, RECONNECT_BASE_MS,
-							   RECONNECT_CAP_MS, 0.2, rng_next(ch));
+		                         : grpc_backoff_ms(a->failures, RECONNECT_BASE_MS,
+		                                           RECONNECT_CAP_MS, 0.2, rng_next(ch));
 		a->next_connect_ms = loop_ms(ch) + wait;
 		cn->addr = NULL;
 	}
@@ -905,7 +914,7 @@ static void conn_fail(struct conn *cn, const char *why)
 		conn_open(ch, a); /* calls queue behind the reconnect meanwhile */
 	if (why)
 		log_debug("grpc client: connection closed", LOG_S("peer", ch->name),
-			  LOG_S("addr", cn->label), LOG_S("reason", why));
+		          LOG_S("addr", cn->label), LOG_S("reason", why));
 	size_t n = cn->calls.count;
 	while (n-- && cn->calls.head) {
 		struct call *c = cn->calls.head;
@@ -1056,12 +1065,12 @@ static int conn_start_h2(struct conn *cn)
 	if (nghttp2_session_client_new2(&cn->h2, cbs, cn, opt) != 0)
 		goto fail_option;
 	nghttp2_settings_entry settings[] = {
-		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
-		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
+	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
 	};
 	if (nghttp2_submit_settings(cn->h2, NGHTTP2_FLAG_NONE, settings,
-				    sizeof(settings) / sizeof(settings[0])) != 0)
+	                            sizeof(settings) / sizeof(settings[0])) != 0)
 		goto fail_session;
 	nghttp2_session_set_local_window_size(cn->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
 	rc = 0;
@@ -1087,7 +1096,7 @@ static void on_connect(uv_connect_t *req, int status)
 		if (cn->addr)
 			cn->addr->failures++;
 		log_debug("grpc client: connect failed", LOG_S("peer", ch->name),
-			  LOG_S("addr", cn->label), LOG_S("error", uv_strerror(status)));
+		          LOG_S("addr", cn->label), LOG_S("error", uv_strerror(status)));
 		conn_fail(cn, NULL);
 		return;
 	}
@@ -1204,7 +1213,8 @@ static void target_apply(struct grpc_channel *ch, struct target *t, const struct
 		if (ch->addrs[i]->target == t->index)
 			ch->addrs[i]->seen = false;
 	size_t taken = 0;
-	for (const struct addrinfo *ai = res; ai && taken < MAX_ADDRS_PER_TARGET; ai = ai->ai_next) {
+	for (const struct addrinfo *ai = res; ai && taken < MAX_ADDRS_PER_TARGET;
+	     ai = ai->ai_next) {
 		if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
 		    ai->ai_addrlen > sizeof(struct sockaddr_storage))
 			continue;
@@ -1227,7 +1237,7 @@ static void target_apply(struct grpc_channel *ch, struct target *t, const struct
 		addr_label(ai->ai_addr, a->label, sizeof(a->label));
 		ch->addrs[ch->addr_count++] = a;
 		log_info("grpc client: address added", LOG_S("peer", ch->name),
-			 LOG_S("addr", a->label));
+		         LOG_S("addr", a->label));
 		conn_open(ch, a);
 	}
 	for (size_t i = ch->addr_count; i-- > 0;)
@@ -1249,7 +1259,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	if (status < 0) {
 		/* Keep the addresses we have: a DNS hiccup must not empty the channel. */
 		log_warn("grpc client: resolution failed", LOG_S("peer", ch->name),
-			 LOG_S("target", t->authority), LOG_S("error", uv_strerror(status)));
+		         LOG_S("target", t->authority), LOG_S("error", uv_strerror(status)));
 	} else {
 		target_apply(ch, t, res);
 	}
@@ -1266,9 +1276,10 @@ static void channel_resolve(struct grpc_channel *ch)
 		struct target *t = &ch->targets[i];
 		if (t->resolving)
 			continue;
-		struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-					 .ai_protocol = IPPROTO_TCP,
-					 .ai_flags = AI_NUMERICSERV};
+		struct addrinfo hints = {.ai_family = AF_UNSPEC,
+		                         .ai_socktype = SOCK_STREAM,
+		                         .ai_protocol = IPPROTO_TCP,
+		                         .ai_flags = AI_NUMERICSERV};
 		t->req.data = t;
 		if (uv_getaddrinfo(ch->loop, &t->req, on_resolved, t->host, t->port, &hints) == 0) {
 			t->resolving = true;
@@ -1357,13 +1368,13 @@ struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel
 	snprintf(ch->name, sizeof(ch->name), "%s", cfg->name ? cfg->name : "peer");
 	ch->resolve_interval_ms = cfg->resolve_interval_ms ? cfg->resolve_interval_ms : 5000;
 	ch->default_timeout_ns =
-		(cfg->default_timeout_ms ? cfg->default_timeout_ms : 1000) * 1000000LL;
+	    (cfg->default_timeout_ms ? cfg->default_timeout_ms : 1000) * 1000000LL;
 	ch->max_attempts = cfg->max_attempts ? cfg->max_attempts : 3;
 	ch->max_message_bytes = cfg->max_message_bytes ? cfg->max_message_bytes : (4u << 20);
 	ch->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 1000;
-	grpc_retry_budget_init(&ch->budget,
-			       cfg->retry_budget_tokens > 0 ? cfg->retry_budget_tokens : RETRY_TOKENS,
-			       cfg->retry_budget_ratio > 0.0 ? cfg->retry_budget_ratio : 0.2);
+	grpc_retry_budget_init(
+	    &ch->budget, cfg->retry_budget_tokens > 0 ? cfg->retry_budget_tokens : RETRY_TOKENS,
+	    cfg->retry_budget_ratio > 0.0 ? cfg->retry_budget_ratio : 0.2);
 	ch->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)ch) | 1;
 	ch->targets = calloc(cfg->target_count, sizeof(*ch->targets));
 	if (!ch->targets)
@@ -1399,7 +1410,7 @@ fail_channel:
 }
 
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
-		      int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg)
+                      int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg)
 {
 	if (!ch || ch->closed)
 		return MV_ECLOSED;

@@ -39,7 +39,14 @@ struct twrite {
 	struct buf data;
 };
 
-enum { M_ECHO, M_UNAVAIL, M_HANG, M_SLOW, M_MAYBE, M_COUNT };
+enum {
+	M_ECHO,
+	M_UNAVAIL,
+	M_HANG,
+	M_SLOW,
+	M_MAYBE,
+	M_COUNT
+};
 
 struct tsrv {
 	uv_loop_t *loop;
@@ -165,9 +172,8 @@ static void t_accept(uv_stream_t *l, int status)
 		uv_close((uv_handle_t *)&c->tcp, on_tconn_closed);
 		return;
 	}
-	struct grpc_session_limits limits = {.max_message_bytes = 1 << 20,
-					     .max_concurrent_streams = 100,
-					     .max_header_bytes = 16384};
+	struct grpc_session_limits limits = {
+	    .max_message_bytes = 1 << 20, .max_concurrent_streams = 100, .max_header_bytes = 16384};
 	struct grpc_session_hooks hooks = {.want_write = t_want_write, .hook_ctx = c};
 	c->s = grpc_session_new(srv->methods, M_COUNT, &limits, &hooks);
 	c->next = srv->conns;
@@ -256,9 +262,11 @@ static int tsrv_start(struct tsrv *srv, uv_loop_t *loop)
 	static char paths[M_COUNT][32];
 	for (int i = 0; i < M_COUNT; i++) {
 		snprintf(paths[i], sizeof(paths[i]), "/test.T/%s", names[i]);
-		srv->methods[i] = (struct grpc_method){.path = paths[i], .service = "test.T",
-						       .name = names[i], .handler = fns[i],
-						       .ctx = srv};
+		srv->methods[i] = (struct grpc_method){.path = paths[i],
+		                                       .service = "test.T",
+		                                       .name = names[i],
+		                                       .handler = fns[i],
+		                                       .ctx = srv};
 	}
 	if (!next_port)
 		next_port = 20000 + (int)(getpid() % 4000) * 2;
@@ -398,22 +406,25 @@ static void teardown(uv_loop_t *loop, struct grpc_channel *ch, struct tsrv *srvs
 }
 
 static struct grpc_channel *make_channel(uv_loop_t *loop, const char *const *targets, size_t n,
-					 struct metrics_registry *reg)
+                                         struct metrics_registry *reg)
 {
-	struct grpc_channel_config cfg = {.name = "test", .targets = targets, .target_count = n,
-					  .default_timeout_ms = 3000, .metrics = reg};
+	struct grpc_channel_config cfg = {.name = "test",
+	                                  .targets = targets,
+	                                  .target_count = n,
+	                                  .default_timeout_ms = 3000,
+	                                  .metrics = reg};
 	return grpc_channel_new(loop, &cfg);
 }
 
 static int start_calls(struct grpc_channel *ch, const char *path, struct result *r, int n,
-		       int64_t deadline_ns, bool idempotent)
+                       int64_t deadline_ns, bool idempotent)
 {
 	int started = 0;
 	for (int i = 0; i < n; i++) {
 		uint8_t req[8];
 		int len = snprintf((char *)req, sizeof(req), "m%d", i);
 		if (grpc_channel_call(ch, path, req, (size_t)len, deadline_ns, idempotent, on_done,
-				      &r[i]) == 0)
+		                      &r[i]) == 0)
 			started++;
 	}
 	return started;
@@ -425,8 +436,8 @@ static void test_config_rejected(void)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	const char *bad[][1] = {{"nohost"}, {":80"}, {"h:"}, {"h:0"}, {"h:65536"}, {"h:8x"},
-				{"[::1]80"}};
+	const char *bad[][1] = {{"nohost"},  {":80"},  {"h:"},     {"h:0"},
+	                        {"h:65536"}, {"h:8x"}, {"[::1]80"}};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK(make_channel(&loop, bad[i], 1, NULL) == NULL);
 	CHECK(make_channel(&loop, bad[0], 0, NULL) == NULL);
@@ -435,10 +446,10 @@ static void test_config_rejected(void)
 	CHECK(ch != NULL);
 	struct result r = {0};
 	CHECK_INT_EQ(grpc_channel_call(ch, "", (const uint8_t *)"", 0, 0, true, on_done, &r),
-		     MV_EINVAL);
+	             MV_EINVAL);
 	grpc_channel_close(ch);
 	CHECK_INT_EQ(grpc_channel_call(ch, "/a/b", (const uint8_t *)"", 0, 0, true, on_done, &r),
-		     MV_ECLOSED);
+	             MV_ECLOSED);
 	for (int i = 0; i < 100 && uv_loop_alive(&loop); i++)
 		uv_run(&loop, UV_RUN_NOWAIT);
 	CHECK(!uv_loop_alive(&loop));
@@ -458,7 +469,9 @@ static void test_many_calls_one_connection(void)
 	CHECK(ch != NULL);
 	/* Issued before the connection exists: they queue, then go out. 1000 is
 	 * ten times the server's MAX_CONCURRENT_STREAMS. */
-	enum { N = 1000 };
+	enum {
+		N = 1000
+	};
 	static struct result r[N];
 	memset(r, 0, sizeof(r));
 	CHECK_INT_EQ(start_calls(ch, "/test.T/Echo", r, N, 0, false), N);
@@ -499,7 +512,9 @@ static void test_round_robin_and_resolution(void)
 	CHECK(ch != NULL);
 	struct ready_ctx rc = {ch, 2};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 200 };
+	enum {
+		N = 200
+	};
 	static struct result r[N];
 	memset(r, 0, sizeof(r));
 	CHECK_INT_EQ(start_calls(ch, "/test.T/Echo", r, N, 0, true), N);
@@ -519,8 +534,8 @@ static void test_round_robin_and_resolution(void)
 	struct buf out;
 	buf_init(&out, 0);
 	CHECK_INT_EQ(metrics_render(reg, &out), 0);
-	CHECK(out.data && strstr(out.data,
-				 "grpc_client_handled_total{peer=\"test\",grpc_code=\"OK\"} 200"));
+	CHECK(out.data &&
+	      strstr(out.data, "grpc_client_handled_total{peer=\"test\",grpc_code=\"OK\"} 200"));
 	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2"));
 	buf_release(&out);
 	teardown(&loop, ch, srv, 2);
@@ -559,7 +574,8 @@ static void test_deadline_exceeded(void)
 	/* A deadline already past fails without reaching the server. */
 	struct result late = {0};
 	CHECK_INT_EQ(grpc_channel_call(ch, "/test.T/Echo", (const uint8_t *)"x", 1, start, true,
-				       on_done, &late), 0);
+	                               on_done, &late),
+	             0);
 	CHECK_INT_EQ(late.done, 0);
 	struct batch lb = {&late, 1};
 	CHECK(run_until(&loop, batch_done, &lb, 1000));
@@ -585,7 +601,9 @@ static void test_retry_on_other_address(void)
 	struct grpc_channel *ch = make_channel(&loop, targets, 2, reg);
 	struct ready_ctx rc = {ch, 2};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 40 };
+	enum {
+		N = 40
+	};
 	struct result r[N];
 	memset(r, 0, sizeof(r));
 	CHECK_INT_EQ(start_calls(ch, "/test.T/Maybe", r, N, 0, true), N);
@@ -636,13 +654,18 @@ static void test_retry_budget_stops_retries(void)
 	char target[32];
 	snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
 	const char *targets[] = {target};
-	struct grpc_channel_config cfg = {.name = "budget", .targets = targets, .target_count = 1,
-					  .max_attempts = 5, .retry_budget_tokens = 10,
-					  .retry_budget_ratio = 0.2};
+	struct grpc_channel_config cfg = {.name = "budget",
+	                                  .targets = targets,
+	                                  .target_count = 1,
+	                                  .max_attempts = 5,
+	                                  .retry_budget_tokens = 10,
+	                                  .retry_budget_ratio = 0.2};
 	struct grpc_channel *ch = grpc_channel_new(&loop, &cfg);
 	struct ready_ctx rc = {ch, 1};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 20 };
+	enum {
+		N = 20
+	};
 	struct result r[N];
 	memset(r, 0, sizeof(r));
 	CHECK_INT_EQ(start_calls(ch, "/test.T/Unavail", r, N, 0, true), N);
@@ -678,7 +701,7 @@ static bool steady_step(void *ctx)
 	}
 	for (int k = 0; k < 10 && s->issued < s->n; k++, s->issued++) {
 		if (grpc_channel_call(s->ch, "/test.T/Echo", (const uint8_t *)"s", 1, 0, true,
-				      on_done, &s->r[s->issued]) != 0)
+		                      on_done, &s->r[s->issued]) != 0)
 			s->r[s->issued].done = -1000;
 	}
 	if (s->issued < s->n)
@@ -701,7 +724,9 @@ static void test_server_goes_away(void)
 	struct grpc_channel *ch = make_channel(&loop, targets, 2, NULL);
 	struct ready_ctx rc = {ch, 2};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 2000 };
+	enum {
+		N = 2000
+	};
 	static struct result r[N];
 	memset(r, 0, sizeof(r));
 	struct steady s = {ch, r, N, 0, &srv[0], N / 2};
@@ -741,7 +766,9 @@ static void test_goaway_drains(void)
 	struct grpc_channel *ch = make_channel(&loop, targets, 1, NULL);
 	struct ready_ctx rc = {ch, 1};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 10 };
+	enum {
+		N = 10
+	};
 	struct result slow[N], fast[N];
 	memset(slow, 0, sizeof(slow));
 	memset(fast, 0, sizeof(fast));
@@ -792,7 +819,9 @@ static void test_goaway_refuses_unprocessed(void)
 	struct grpc_channel *ch = make_channel(&loop, targets, 1, reg);
 	struct ready_ctx rc = {ch, 1};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 10 };
+	enum {
+		N = 10
+	};
 	struct result slow[N], fast[N];
 	memset(slow, 0, sizeof(slow));
 	memset(fast, 0, sizeof(fast));
@@ -855,13 +884,13 @@ struct close_in_cb {
 };
 
 static void on_done_close(void *arg, int status, const char *message, const uint8_t *resp,
-			  size_t len)
+                          size_t len)
 {
 	struct close_in_cb *c = arg;
 	c->calls++;
 	grpc_channel_close(c->ch); /* re-entrant close is allowed */
-	c->after_close_rc = grpc_channel_call(c->ch, "/test.T/Echo", resp, len, 0, true,
-					      on_done_close, c);
+	c->after_close_rc =
+	    grpc_channel_call(c->ch, "/test.T/Echo", resp, len, 0, true, on_done_close, c);
 }
 
 static void test_close_with_pending(void)
@@ -876,7 +905,9 @@ static void test_close_with_pending(void)
 	struct grpc_channel *ch = make_channel(&loop, targets, 1, NULL);
 	struct ready_ctx rc = {ch, 1};
 	CHECK(run_until(&loop, channel_ready, &rc, 3000));
-	enum { N = 150 }; /* 100 on the wire, 50 queued */
+	enum {
+		N = 150
+	}; /* 100 on the wire, 50 queued */
 	static struct result r[N];
 	memset(r, 0, sizeof(r));
 	CHECK_INT_EQ(start_calls(ch, "/test.T/Hang", r, N, 0, true), N);
@@ -884,7 +915,8 @@ static void test_close_with_pending(void)
 	CHECK(run_until(&loop, slow_started, &sc, 2000) || srv.calls[M_HANG] == 100);
 	struct result fresh = {0};
 	CHECK_INT_EQ(grpc_channel_call(ch, "/test.T/Echo", (const uint8_t *)"x", 1, 0, true,
-				       on_done, &fresh), 0);
+	                               on_done, &fresh),
+	             0);
 	grpc_channel_close(ch);
 	int unavailable = 0;
 	for (int i = 0; i < N; i++)
@@ -903,7 +935,8 @@ static void test_close_with_pending(void)
 	cc.ch = make_channel(&loop, targets, 1, NULL);
 	for (int i = 0; i < 5; i++)
 		CHECK_INT_EQ(grpc_channel_call(cc.ch, "/test.T/Echo", (const uint8_t *)"y", 1, 0,
-					       true, on_done_close, &cc), 0);
+		                               true, on_done_close, &cc),
+		             0);
 	struct batch none = {NULL, 0};
 	run_until(&loop, never, &none, 300);
 	CHECK_INT_EQ(cc.calls, 5);

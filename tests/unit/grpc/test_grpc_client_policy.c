@@ -100,7 +100,8 @@ static void test_deadline_header(void)
 	CHECK_INT_EQ(grpc_deadline_header(now + 1, now, out, sizeof(out)), 0);
 	CHECK_STR_EQ(out, "1n");
 	int64_t ns;
-	CHECK_INT_EQ(grpc_deadline_header(now + 3600LL * 1000000000LL + 7, now, out, sizeof(out)), 0);
+	CHECK_INT_EQ(grpc_deadline_header(now + 3600LL * 1000000000LL + 7, now, out, sizeof(out)),
+	             0);
 	CHECK_INT_EQ(grpc_timeout_parse(out, strlen(out), &ns), 0);
 	CHECK(ns <= 3600LL * 1000000000LL + 7 && ns > 3599LL * 1000000000LL);
 	CHECK_INT_EQ(grpc_deadline_header(now, now, out, sizeof(out)), MV_ETIMEDOUT);
