@@ -514,6 +514,22 @@ static void suggest_env(const struct cfg_schema *schema, const char *name, size_
 	}
 }
 
+/* Kubernetes (service links) and Docker (links) inject <NAME>_SERVICE_HOST,
+ * <NAME>_SERVICE_PORT[_x], <NAME>_PORT and <NAME>_PORT_<n>_<proto>[_x] for every
+ * Service: a Service named "metadata" must not make the metadata service refuse
+ * to start. `rest` is the variable name after "<PREFIX>_". */
+static bool is_service_link(const char *rest, size_t len)
+{
+	static const char service[] = "SERVICE_";
+	if (len >= sizeof(service) - 1 && memcmp(rest, service, sizeof(service) - 1) == 0)
+		return true;
+	if (len == 4 && memcmp(rest, "PORT", 4) == 0)
+		return true;
+	if (len > 5 && memcmp(rest, "PORT_", 5) == 0 && rest[5] >= '0' && rest[5] <= '9')
+		return true;
+	return false;
+}
+
 int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *envp,
 		  struct cfg_error *err)
 {
@@ -539,6 +555,8 @@ int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *en
 			if (strlen(name) == nlen && memcmp(name, entry, nlen) == 0)
 				index = (ptrdiff_t)i;
 		}
+		if (index < 0 && is_service_link(entry + plen + 1, nlen - plen - 1))
+			continue;
 		if (index < 0) {
 			suggest_env(schema, entry, nlen, hint, sizeof(hint));
 			cfg_error_set(err, where, NULL, "unknown variable: no option has this name%s%s%s",

@@ -28,9 +28,14 @@
 #define POLL_SLICE_MS 100
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define LAG_INTERVAL_MS 5000
-#define WATERMARK_TIMEOUT_MS 500
+#define LAG_INTERVAL_MS 1000
 #define DLQ_FLUSH_MS 10000
+/* Shutdown budget with Kafka unreachable: a Kubernetes grace period must not
+ * be spent waiting on a coordinator that is gone. */
+#define STOP_DLQ_FLUSH_MS 2000
+#define STOP_COMMIT_MS 2000
+#define STOP_CLOSE_MS 3000
+#define REVOKE_COMMIT_MS 5000
 #define BROKERS_MAX_BYTES 4096
 /* Prefetch bound. Also bounds `deferred` below: after a pause librdkafka
  * stops fetching, so at most this much can still reach the application. */
@@ -69,6 +74,7 @@ struct ingest {
 	atomic_bool running;
 	atomic_bool fatal;
 	atomic_bool paused;
+	bool closed; /* the consumer left the group cleanly */
 
 	struct batch batch;
 	/* Messages polled while a failed batch waits for its retry; processed
@@ -167,6 +173,45 @@ static void set_paused(struct ingest *in, bool paused)
 		 LOG_S("component", "ingest"));
 }
 
+struct commit_wait {
+	bool done;
+	rd_kafka_resp_err_t err;
+};
+
+static void on_commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+			   rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+	struct commit_wait *w = opaque;
+	w->done = true;
+	w->err = err;
+}
+
+/* Commit the stored offsets, waiting at most timeout_ms (rd_kafka_commit
+ * would wait for an unreachable coordinator far longer). Returns the result,
+ * RD_KAFKA_RESP_ERR__NO_OFFSET when nothing was stored, or
+ * RD_KAFKA_RESP_ERR__TIMED_OUT. */
+static rd_kafka_resp_err_t commit_bounded(rd_kafka_t *rk, int timeout_ms)
+{
+	/* On the heap: after a timeout the result may still arrive, so the
+	 * waiter is then deliberately left to librdkafka (a few bytes, only when
+	 * Kafka is unreachable) rather than freed under a pending callback. */
+	struct commit_wait *w = calloc(1, sizeof(*w));
+	if (!w)
+		return RD_KAFKA_RESP_ERR__FAIL;
+	rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+	rd_kafka_resp_err_t err = rd_kafka_commit_queue(rk, NULL, q, on_commit_done, w);
+	if (err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		int64_t deadline = now_ms() + timeout_ms;
+		while (!w->done && now_ms() < deadline)
+			rd_kafka_queue_poll_callback(q, POLL_SLICE_MS);
+		err = w->done ? w->err : RD_KAFKA_RESP_ERR__TIMED_OUT;
+	}
+	rd_kafka_queue_destroy(q);
+	if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+		free(w);
+	return err;
+}
+
 /* Served from inside rd_kafka_consumer_poll on the consumer thread. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			 rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -181,10 +226,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	/* Revoked (or an error): whatever is applied has its offset stored:
 	 * commit it now so the next owner does not replay it. The unapplied batch
 	 * is dropped; the next owner gets it from the committed offset. */
-	rd_kafka_resp_err_t cerr = rd_kafka_commit(rk, NULL, 0);
-	if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_warn("commit on revocation failed", LOG_S("component", "ingest"),
-			 LOG_S("error", rd_kafka_err2str(cerr)));
+	/* While stopping, the stop path has just committed (bounded). */
+	if (!atomic_load(&in->stop)) {
+		rd_kafka_resp_err_t cerr = commit_bounded(rk, REVOKE_COMMIT_MS);
+		if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
+			log_warn("commit on revocation failed", LOG_S("component", "ingest"),
+				 LOG_S("error", rd_kafka_err2str(cerr)));
+	}
 	if (in->batch.messages > 0 || in->deferred_count > 0)
 		log_info("dropping unapplied batch on revocation", LOG_S("component", "ingest"),
 			 LOG_I("messages", in->batch.messages + in->deferred_count));
@@ -414,6 +462,11 @@ static void wait_polling(struct ingest *in, int64_t ms)
 	}
 }
 
+/* Cached watermarks only: rd_kafka_query_watermark_offsets can block far
+ * past its timeout when the leader is unreachable (seen with 2.0.2), which
+ * would stall this thread and ingest_stop. The cached high watermark is
+ * refreshed by every fetch response, so while paused the gauge shows the
+ * last known lag; rating_ingest_paused says why. */
 static void update_lag(struct ingest *in)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL;
@@ -422,13 +475,13 @@ static void update_lag(struct ingest *in)
 	rd_kafka_position(in->rk, parts);
 	int64_t lag = 0;
 	for (int i = 0; i < parts->cnt; i++) {
-		int64_t lo, hi;
+		int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
 		const rd_kafka_topic_partition_t *p = &parts->elems[i];
-		if (rd_kafka_query_watermark_offsets(in->rk, p->topic, p->partition, &lo, &hi,
-						     WATERMARK_TIMEOUT_MS) != 0)
+		if (rd_kafka_get_watermark_offsets(in->rk, p->topic, p->partition, &lo, &hi) != 0 ||
+		    hi < 0)
 			continue;
-		/* No position yet (nothing fetched): everything from the low mark. */
-		int64_t pos = p->offset >= 0 ? p->offset : lo;
+		/* No position yet (nothing consumed): count from the low mark. */
+		int64_t pos = p->offset >= 0 ? p->offset : (lo >= 0 ? lo : hi);
 		if (hi > pos)
 			lag += hi - pos;
 	}
@@ -473,12 +526,28 @@ static void *consumer_main(void *arg)
 	batch_reset(&in->batch);
 	deferred_drop(in);
 	if (in->dlq)
-		rd_kafka_flush(in->dlq, DLQ_FLUSH_MS);
-	rd_kafka_resp_err_t err = rd_kafka_commit(in->rk, NULL, 0);
+		rd_kafka_flush(in->dlq, STOP_DLQ_FLUSH_MS);
+	rd_kafka_resp_err_t err = commit_bounded(in->rk, STOP_COMMIT_MS);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
-		log_warn("final commit failed", LOG_S("component", "ingest"),
-			 LOG_S("error", rd_kafka_err2str(err)));
-	rd_kafka_consumer_close(in->rk);
+		log_warn("final commit failed; the next owner replays from the last commit",
+			 LOG_S("component", "ingest"), LOG_S("error", rd_kafka_err2str(err)));
+	/* Leave the group, bounded: without a coordinator the group times us out. */
+	rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
+	rd_kafka_error_t *cerr = rd_kafka_consumer_close_queue(in->rk, q);
+	if (cerr) {
+		log_warn("consumer close failed", LOG_S("component", "ingest"),
+			 LOG_S("error", rd_kafka_error_string(cerr)));
+		rd_kafka_error_destroy(cerr);
+	} else {
+		int64_t deadline = now_ms() + STOP_CLOSE_MS;
+		while (!rd_kafka_consumer_closed(in->rk) && now_ms() < deadline)
+			rd_kafka_queue_poll_callback(q, POLL_SLICE_MS);
+		in->closed = rd_kafka_consumer_closed(in->rk) != 0;
+		if (!in->closed)
+			log_warn("consumer did not leave the group in time",
+				 LOG_S("component", "ingest"), LOG_I("timeout_ms", STOP_CLOSE_MS));
+	}
+	rd_kafka_queue_destroy(q);
 	atomic_store(&in->running, false);
 	return NULL;
 }
@@ -707,7 +776,7 @@ void ingest_stop(struct ingest *in)
 	pthread_join(in->thread, NULL);
 	if (in->dlq)
 		rd_kafka_destroy(in->dlq);
-	rd_kafka_destroy(in->rk);
+	rd_kafka_destroy_flags(in->rk, in->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
 	rd_kafka_topic_partition_list_destroy(in->batch.offsets);
 	buf_release(&in->batch.arena);
 	free(in->deferred);

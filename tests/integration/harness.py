@@ -67,9 +67,11 @@ class Service:
         self.config_path = os.path.join(self.workdir, "config.yaml")
         with open(self.config_path, "w") as f:
             f.write(config_yaml)
-        self.env = dict(os.environ)
-        # Loopback only, on the chosen port; the environment layer wins over the file.
         prefix = program.upper().replace("-", "_")
+        # The service's own prefix is reserved for its options (an unknown one is an
+        # error): drop variables of the test environment that share it (MOVIE_...).
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(prefix + "_")}
+        # Loopback only, on the chosen port; the environment layer wins over the file.
         self.env[prefix + "_API_HOST"] = "127.0.0.1"
         self.env[prefix + "_API_PORT"] = str(self.port)
         self.env.update(env or {})

@@ -427,6 +427,19 @@ static void test_env(void)
 	CHECK_STR_EQ(c.api_host, "");
 	cfg_release(&schema, &c);
 
+	/* Kubernetes/Docker service-link variables of a Service named "test" are ignored. */
+	const char *const links[] = {"TEST_SERVICE_HOST=10.0.0.1", "TEST_SERVICE_PORT=8081",
+				     "TEST_SERVICE_PORT_GRPC=8081", "TEST_PORT=tcp://10.0.0.1:8081",
+				     "TEST_PORT_8081_TCP=tcp://10.0.0.1:8081",
+				     "TEST_PORT_8081_TCP_ADDR=10.0.0.1", NULL};
+	struct tconf l = {0};
+	CHECK_INT_EQ(cfg_set_defaults(&schema, &l, &err), 0);
+	CHECK_INT_EQ(cfg_apply_env(&schema, &l, ENV(links), &err), 0);
+	cfg_release(&schema, &l);
+	const char *const not_link[] = {"TEST_PORTS=1", NULL};
+	expect_env_error(not_link, MV_EINVAL,
+			 "env TEST_PORTS: unknown variable: no option has this name");
+
 	const char *const unknown[] = {"TEST_API_PROT=1", NULL};
 	expect_env_error(unknown, MV_EINVAL,
 			 "env TEST_API_PROT: unknown variable: no option has this name (did you "
