@@ -42,7 +42,7 @@ test-asan: deps
 # Every libFuzzer target for FUZZ_SECONDS from its committed seed corpus.
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DMOVIE_FUZZ=ON -DMOVIE_WERROR=$(WERROR) $(CMAKE_FLAGS)
-	cmake --build $(FUZZ_DIR) -j $(JOBS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target fuzzers
 	scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
 
 bench: build

@@ -55,6 +55,8 @@ for img in "${images[@]}"; do
 	echo "images.sh: building movie-$img:$tag with $engine" >&2
 	"$engine" build -f Containerfile --target "$img" \
 		--build-arg TARGETS="${targets[*]}" \
+		--build-arg VERSION="$tag" \
+		--build-arg COMMIT="$(git rev-parse HEAD 2>/dev/null || echo unknown)" \
 		--label org.opencontainers.image.version="$tag" \
 		--label org.opencontainers.image.title="movie-$img" \
 		-t "movie-$img:$tag" .

@@ -70,7 +70,7 @@ struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store
  * and free everything. Bounded even when Kafka is unreachable: at most
  * 2 s flushing dead letters, 2 s committing, 3 s leaving the group (the group
  * then expires the member after the session timeout) and ~5 s of librdkafka
- * teardown: about 12 s in the worst case (measured: 10 s with the broker
+ * teardown: about 12 s in the worst case (measured: 12 s with the broker
  * gone, no dead-letter topic), well under a second normally. NULL is a no-op.
  * Call once, from the thread that started it (not from the consumer thread). */
 void ingest_stop(struct ingest *in);

@@ -151,7 +151,26 @@ def test_mariadb_stop_start(work):
         subprocess.run([script, "stop", datadir], timeout=60)
 
 
-TESTS = [test_exact_state_sqlite, test_kill9_midstream_sqlite, test_mariadb_stop_start]
+def test_stop_with_kafka_gone(work):
+    """SIGTERM after the broker vanished: the service still exits 0, within a
+    bounded time (the commit and the group leave are bounded in ingest.c)."""
+    kafka = h.KafkaDev(BIN, work)
+    rating = h.Rating(BIN, work, {**sqlite_env(work), **kafka_env(kafka)})
+    try:
+        events, expected = h.make_events(seed=4, count=200, records=10, users=10)
+        h.ingest(BIN, kafka.bootstrap, events, work)
+        wait_state(rating, expected, 30)
+    finally:
+        kafka.stop()
+    time.sleep(2)
+    t0 = time.monotonic()
+    rc = rating.stop()
+    took = time.monotonic() - t0
+    assert rc == 0, "exit status %d" % rc
+    assert took < 20, "stop took %.1f s" % took
+
+
+TESTS = [test_exact_state_sqlite, test_stop_with_kafka_gone, test_kill9_midstream_sqlite, test_mariadb_stop_start]
 
 
 def main():
