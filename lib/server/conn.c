@@ -52,6 +52,8 @@ struct conn {
 	int64_t created_ms;
 	int64_t last_active_ms;
 	int64_t max_age_ms; /* with jitter; 0 = none */
+	bool flush_pending; /* on the worker's flush list */
+	struct conn *flush_next;
 	struct conn *next, *prev;
 };
 
@@ -67,6 +69,13 @@ static void on_close(uv_handle_t *handle)
 {
 	struct conn *c = handle->data;
 	struct worker *w = c->worker;
+	if (c->flush_pending) {
+		struct conn **pp = &w->flush_list;
+		while (*pp && *pp != c)
+			pp = &(*pp)->flush_next;
+		if (*pp)
+			*pp = c->flush_next;
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -176,9 +185,30 @@ static void conn_flush(struct conn *c)
 	update_reading(c);
 }
 
+/* Output from an asynchronous completion. Responses completed in the same loop
+ * iteration leave in one write: the worker flushes its list once per iteration
+ * (conn_flush_pending, from a uv_check handle) instead of one write per call. */
 static void h2_want_write(void *ctx)
 {
-	conn_flush(ctx);
+	struct conn *c = ctx;
+	if (c->flush_pending || c->closing)
+		return;
+	c->flush_pending = true;
+	c->flush_next = c->worker->flush_list;
+	c->worker->flush_list = c;
+}
+
+void conn_flush_pending(struct worker *w)
+{
+	struct conn *c = w->flush_list;
+	w->flush_list = NULL;
+	while (c) {
+		struct conn *next = c->flush_next;
+		c->flush_pending = false;
+		c->flush_next = NULL;
+		conn_flush(c);
+		c = next;
+	}
 }
 
 static void h2_call_done(void *ctx, const struct grpc_method *m, const char *path, int status,

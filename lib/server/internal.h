@@ -104,6 +104,8 @@ struct worker {
 	uv_timer_t sweep;       /* idle timeout, connection age */
 	pthread_t thread;
 	struct conn *conns;     /* doubly linked */
+	struct conn *flush_list; /* connections with output from async completions */
+	uv_check_t flush_check; /* flushes flush_list once per loop iteration */
 	size_t conn_count;
 	bool listener_closed;
 	bool stop_seen;
@@ -118,6 +120,7 @@ struct worker {
 void conn_accept(struct worker *w);
 void conn_close_all(struct worker *w, bool graceful);
 void conn_sweep(struct worker *w);
+void conn_flush_pending(struct worker *w);
 
 /* health.c */
 int health_register(struct server *srv);

@@ -423,7 +423,13 @@ void worker_maybe_finish(struct worker *w)
 		uv_close((uv_handle_t *)&w->wake, NULL);
 		pthread_mutex_unlock(&w->wake_mutex);
 		uv_close((uv_handle_t *)&w->sweep, NULL);
+		uv_close((uv_handle_t *)&w->flush_check, NULL);
 	}
+}
+
+static void on_flush_check(uv_check_t *check)
+{
+	conn_flush_pending(check->data);
 }
 
 static void on_sweep(uv_timer_t *timer)
@@ -497,6 +503,9 @@ static int worker_init(struct server *srv, struct worker *w, size_t index)
 	w->wake.data = w;
 	uv_timer_init(&w->loop, &w->sweep);
 	w->sweep.data = w;
+	uv_check_init(&w->loop, &w->flush_check);
+	w->flush_check.data = w;
+	uv_check_start(&w->flush_check, on_flush_check);
 	uv_timer_start(&w->sweep, on_sweep, 1000, 1000);
 	return 0;
 }

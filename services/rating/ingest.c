@@ -364,6 +364,8 @@ static void batch_fill(struct ingest *in)
 static int batch_apply(struct ingest *in)
 {
 	struct batch *b = &in->batch;
+	if (b->count == 0) /* only rejected events: nothing to store */
+		return 0;
 	for (size_t i = 0; i < b->count; i++) {
 		const struct slot *s = &b->slots[i];
 		b->changes[i] = (struct rating_change){

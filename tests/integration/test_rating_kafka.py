@@ -170,7 +170,42 @@ def test_stop_with_kafka_gone(work):
     assert took < 20, "stop took %.1f s" % took
 
 
-TESTS = [test_exact_state_sqlite, test_stop_with_kafka_gone, test_kill9_midstream_sqlite, test_mariadb_stop_start]
+def test_ingester_cli(work):
+    """ratingingester's exit status: 2 for invalid events (the valid ones are
+    still produced) and for input that is not an array, 1 when the broker is
+    unreachable within --timeout, 0 when everything was delivered."""
+    kafka = h.KafkaDev(BIN, work)
+    try:
+        tool = os.path.join(BIN, "ratingingester")
+        path = os.path.join(work, "mixed.json")
+        with open(path, "w") as f:
+            f.write('[{"userId":"u","recordId":"r","recordType":"movie","value":3,'
+                    '"eventType":"put"}, "garbage", {"userId":"u","recordId":"r",'
+                    '"recordType":"movie","eventType":"delete"}]')
+        r = subprocess.run([tool, "--bootstrap-file", kafka.boot_file, "--file", path],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r
+        assert "event 1: bad_json" in r.stderr, r.stderr
+        summary = h.json.loads(r.stdout)
+        assert (summary["invalid"], summary["produced"], summary["delivered"]) == (1, 2, 2), summary
+        r = subprocess.run([tool, "--brokers", kafka.bootstrap, "--file", path, "--allow-invalid"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and h.json.loads(r.stdout)["delivered"] == 3, r
+        r = subprocess.run([tool, "--brokers", kafka.bootstrap], input='{"not":"an array"}',
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r
+        r = subprocess.run([tool, "--topic", "ratings"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r
+        dead = "127.0.0.1:%d" % h.free_port()
+        r = subprocess.run([tool, "--brokers", dead, "--file", path, "--allow-invalid",
+                            "--timeout", "2"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, r
+        assert h.json.loads(r.stdout)["delivered"] == 0, r.stdout
+    finally:
+        kafka.stop()
+
+
+TESTS = [test_ingester_cli, test_exact_state_sqlite, test_stop_with_kafka_gone, test_kill9_midstream_sqlite, test_mariadb_stop_start]
 
 
 def main():
