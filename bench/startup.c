@@ -44,7 +44,7 @@ static int64_t now_us(void)
 }
 
 static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
-			 nghttp2_data_source *src, void *user)
+                         nghttp2_data_source *src, void *user)
 {
 	struct probe *p = user;
 	size_t n = p->body_len - p->sent < len ? p->body_len - p->sent : len;
@@ -56,7 +56,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 }
 
 static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nl,
-		     const uint8_t *value, size_t vl, uint8_t flags, void *user)
+                     const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
 	struct probe *p = user;
 	if (nl == 11 && memcmp(name, "grpc-status", 11) == 0)
@@ -104,9 +104,12 @@ static int attempt(const char *host, int port, const char *path, const uint8_t *
 	nghttp2_submit_settings(s, NGHTTP2_FLAG_NONE, NULL, 0);
 	char authority[64];
 	snprintf(authority, sizeof(authority), "%s:%d", host, port);
-	const char *hv[][2] = {{":method", "POST"}, {":scheme", "http"}, {":authority", authority},
-			       {":path", path}, {"content-type", "application/grpc"},
-			       {"te", "trailers"}};
+	const char *hv[][2] = {{":method", "POST"},
+	                       {":scheme", "http"},
+	                       {":authority", authority},
+	                       {":path", path},
+	                       {"content-type", "application/grpc"},
+	                       {"te", "trailers"}};
 	nghttp2_nv nv[6];
 	for (int i = 0; i < 6; i++) {
 		nv[i].name = (uint8_t *)(uintptr_t)hv[i][0];
@@ -142,7 +145,8 @@ done:
 int main(int argc, char **argv)
 {
 	if (argc < 7 || strcmp(argv[5], "--") != 0) {
-		fprintf(stderr, "usage: startup HOST PORT PATH REQUEST_FILE -- PROGRAM [ARGS...]\n");
+		fprintf(stderr,
+		        "usage: startup HOST PORT PATH REQUEST_FILE -- PROGRAM [ARGS...]\n");
 		return 2;
 	}
 	const char *host = argv[1];

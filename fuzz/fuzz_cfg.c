@@ -35,29 +35,29 @@ struct fconf {
 
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 
-#define OPT(k, t, field, def) .key = k, .type = t, .offset = offsetof(struct fconf, field), \
-	.default_value = def
+#define OPT(k, t, field, def) \
+	.key = k, .type = t, .offset = offsetof(struct fconf, field), .default_value = def
 
 /* Every string has a default: a NULL string dumps as ~, which loads as "". */
 static const struct cfg_option options[] = {
-	{OPT("api.host", CFG_STRING, host, "0.0.0.0")},
-	{OPT("api.port", CFG_INT, port, "8081"), .min = 1, .max = 65535},
-	{OPT("api.max_message_bytes", CFG_SIZE, max_bytes, "4MiB"), .min = 1, .max = 1 << 30},
-	{OPT("api.idle_timeout", CFG_DURATION_MS, idle_ms, "5m")},
-	{OPT("log.level", CFG_ENUM, level, "info"), .enum_values = levels},
-	{OPT("log.requests", CFG_BOOL, requests, "true")},
-	{OPT("storage.mysql.password", CFG_STRING, password, ""), .flags = CFG_SECRET},
-	{OPT("storage.sqlite.path", CFG_STRING, path, "data/x.db"), .max = 64},
-	{OPT("kafka.brokers", CFG_STRING_LIST, brokers, "")},
-	{OPT("peers.retry_budget", CFG_DOUBLE, budget, "0.2"), .min = 0, .max = 1},
-	{OPT("rating.offset", CFG_INT, offset, "0")},
+    {OPT("api.host", CFG_STRING, host, "0.0.0.0")},
+    {OPT("api.port", CFG_INT, port, "8081"), .min = 1, .max = 65535},
+    {OPT("api.max_message_bytes", CFG_SIZE, max_bytes, "4MiB"), .min = 1, .max = 1 << 30},
+    {OPT("api.idle_timeout", CFG_DURATION_MS, idle_ms, "5m")},
+    {OPT("log.level", CFG_ENUM, level, "info"), .enum_values = levels},
+    {OPT("log.requests", CFG_BOOL, requests, "true")},
+    {OPT("storage.mysql.password", CFG_STRING, password, ""), .flags = CFG_SECRET},
+    {OPT("storage.sqlite.path", CFG_STRING, path, "data/x.db"), .max = 64},
+    {OPT("kafka.brokers", CFG_STRING_LIST, brokers, "")},
+    {OPT("peers.retry_budget", CFG_DOUBLE, budget, "0.2"), .min = 0, .max = 1},
+    {OPT("rating.offset", CFG_INT, offset, "0")},
 };
 
 static const struct cfg_schema schema = {
-	.program = "fuzz",
-	.env_prefix = "FUZZ",
-	.options = options,
-	.option_count = sizeof(options) / sizeof(options[0]),
+    .program = "fuzz",
+    .env_prefix = "FUZZ",
+    .options = options,
+    .option_count = sizeof(options) / sizeof(options[0]),
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -28,7 +28,7 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define MAX_HELD 16
+#define MAX_HELD   16
 #define MAX_PIECES 4096
 
 static const uint8_t preface[24] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -67,7 +67,7 @@ static void held_drop(struct grpc_call *call)
 }
 
 static void hook_done(void *ctx, const struct grpc_method *method, const char *path, int status,
-		      double seconds, bool started)
+                      double seconds, bool started)
 {
 	if (status < 0 || status >= GRPC_STATUS_COUNT || !path)
 		abort();
@@ -81,8 +81,8 @@ static void hook_started(void *ctx, const struct grpc_method *method)
 }
 
 static const struct grpc_session_hooks hooks = {
-	.call_done = hook_done,
-	.call_started = hook_started,
+    .call_done = hook_done,
+    .call_started = hook_started,
 };
 
 static void on_cancel(struct grpc_call *call, void *arg)
@@ -130,10 +130,10 @@ static void h_async_stream(struct grpc_call *call, const uint8_t *msg, size_t le
 }
 
 static const struct grpc_method methods[] = {
-	{"/fuzz.F/Echo", "fuzz.F", "Echo", false, h_echo, NULL, NULL},
-	{"/fuzz.F/Async", "fuzz.F", "Async", false, h_async, NULL, NULL},
-	{"/fuzz.F/Stream", "fuzz.F", "Stream", true, h_stream, NULL, NULL},
-	{"/fuzz.F/AsyncStream", "fuzz.F", "AsyncStream", true, h_async_stream, NULL, NULL},
+    {"/fuzz.F/Echo", "fuzz.F", "Echo", false, h_echo, NULL, NULL},
+    {"/fuzz.F/Async", "fuzz.F", "Async", false, h_async, NULL, NULL},
+    {"/fuzz.F/Stream", "fuzz.F", "Stream", true, h_stream, NULL, NULL},
+    {"/fuzz.F/AsyncStream", "fuzz.F", "AsyncStream", true, h_async_stream, NULL, NULL},
 };
 
 /* The asynchronous work of one loop turn: every held call moves on. */
@@ -167,9 +167,9 @@ static void check_active(const struct grpc_session *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const struct grpc_session_limits limits = {
-		.max_message_bytes = 64,
-		.max_concurrent_streams = 8,
-		.max_header_bytes = 4096,
+	    .max_message_bytes = 64,
+	    .max_concurrent_streams = 8,
+	    .max_header_bytes = 4096,
 	};
 	struct buf in, out;
 	memset(&fz, 0, sizeof(fz));
@@ -184,8 +184,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		buf_append(&in, preface, sizeof(preface));
 	buf_append(&in, data, size);
 
-	struct grpc_session *s = grpc_session_new(methods, sizeof(methods) / sizeof(methods[0]),
-						  &limits, &hooks);
+	struct grpc_session *s =
+	    grpc_session_new(methods, sizeof(methods) / sizeof(methods[0]), &limits, &hooks);
 	if (!s)
 		goto out;
 	bool goaway = next_rand() % 4 == 0;

@@ -36,14 +36,14 @@ static uint64_t mix_int(uint64_t h, long long v)
 }
 
 static const struct http1_route routes[] = {
-	{"/metadata", HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT)},
-	{"/rating", HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT)},
-	{"/healthz", HTTP1_METHOD_BIT(HTTP1_GET)},
-	{"/x", HTTP1_METHOD_BIT(HTTP1_POST) | HTTP1_METHOD_BIT(HTTP1_DELETE)},
+    {"/metadata", HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT)},
+    {"/rating", HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT)},
+    {"/healthz", HTTP1_METHOD_BIT(HTTP1_GET)},
+    {"/x", HTTP1_METHOD_BIT(HTTP1_POST) | HTTP1_METHOD_BIT(HTTP1_DELETE)},
 };
 
 static uint64_t exercise_request(const struct http1_request *r, const struct http1_limits *lim,
-				 uint64_t h)
+                                 uint64_t h)
 {
 	static const char *names[] = {"id", "type", "userId", "", "a b"};
 	char out[32], allow[64];
@@ -65,11 +65,12 @@ static uint64_t exercise_request(const struct http1_request *r, const struct htt
 		h = mix_int(h, n);
 	}
 	int idx = http1_route_find(routes, sizeof(routes) / sizeof(routes[0]), r, &status, allow,
-				   sizeof(allow));
+	                           sizeof(allow));
 	h = mix_int(h, idx * 1000 + status);
 	buf_init(&resp, 4096);
-	int rc = http1_response_build(&resp, status, "text/plain", status == 405 ? "Allow: x\r\n" : NULL,
-				      r->body.data, r->body.len, r->keep_alive);
+	int rc =
+	    http1_response_build(&resp, status, "text/plain", status == 405 ? "Allow: x\r\n" : NULL,
+	                         r->body.data, r->body.len, r->keep_alive);
 	if (rc != 0 && rc != MV_ETOOBIG)
 		abort();
 	buf_release(&resp);
@@ -129,11 +130,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 6)
 		return 0;
 	struct http1_limits lim = {
-		.max_header_bytes = 16 + (size_t)data[0] * 4,
-		.max_body_bytes = (size_t)data[1] * 2,
+	    .max_header_bytes = 16 + (size_t)data[0] * 4,
+	    .max_body_bytes = (size_t)data[1] * 2,
 	};
 	uint32_t seed = (uint32_t)data[2] | (uint32_t)data[3] << 8 | (uint32_t)data[4] << 16 |
-			(uint32_t)data[5] << 24;
+	                (uint32_t)data[5] << 24;
 	const char *in = (const char *)data + 6;
 	size_t len = size - 6;
 	uint64_t whole = run(in, len, &lim, 0);

@@ -61,11 +61,11 @@ enum cfg_type {
 };
 
 /* Caps on untrusted input (MV_ETOOBIG / MV_EINVAL / MV_ERANGE above them). */
-#define CFG_FILE_MAX ((size_t)1 << 20)       /* bytes of one YAML document */
-#define CFG_SECRET_MAX ((size_t)64 << 10)    /* bytes of one secret file */
-#define CFG_DEPTH_MAX 16                     /* nested mappings/sequences */
-#define CFG_STRING_MAX_DEFAULT 4096          /* CFG_STRING / list item bytes when max == 0 */
-#define CFG_LIST_MAX_ITEMS 1024              /* items of one CFG_STRING_LIST */
+#define CFG_FILE_MAX           ((size_t)1 << 20)  /* bytes of one YAML document */
+#define CFG_SECRET_MAX         ((size_t)64 << 10) /* bytes of one secret file */
+#define CFG_DEPTH_MAX          16                 /* nested mappings/sequences */
+#define CFG_STRING_MAX_DEFAULT 4096               /* CFG_STRING / list item bytes when max == 0 */
+#define CFG_LIST_MAX_ITEMS     1024               /* items of one CFG_STRING_LIST */
 
 enum cfg_flags {
 	CFG_REQUIRED = 1 << 0, /* must be set by some layer (a default does not count) */
@@ -78,22 +78,22 @@ struct cfg_string_list {
 };
 
 struct cfg_option {
-	const char *key;           /* dotted path, e.g. "storage.sqlite.path" */
+	const char *key; /* dotted path, e.g. "storage.sqlite.path" */
 	enum cfg_type type;
-	size_t offset;             /* offsetof(<program config struct>, field) */
-	const char *default_value; /* text parsed by the same rules as YAML; NULL = none */
-	int64_t min, max;          /* INT/DURATION/SIZE/DOUBLE range; STRING max length.
+	size_t offset;                  /* offsetof(<program config struct>, field) */
+	const char *default_value;      /* text parsed by the same rules as YAML; NULL = none */
+	int64_t min, max;               /* INT/DURATION/SIZE/DOUBLE range; STRING max length.
 	                              min == max == 0 means unbounded */
 	const char *const *enum_values; /* CFG_ENUM: NULL-terminated list */
-	unsigned flags;            /* enum cfg_flags */
-	const char *help;          /* one line, for --help-config and docs */
-	double dmin, dmax;         /* CFG_DOUBLE range when either is non-zero (added last
+	unsigned flags;                 /* enum cfg_flags */
+	const char *help;               /* one line, for --help-config and docs */
+	double dmin, dmax;              /* CFG_DOUBLE range when either is non-zero (added last
 	                              so existing initialisers keep their meaning) */
 };
 
 struct cfg_schema {
-	const char *program;     /* "metadata" */
-	const char *env_prefix;  /* "METADATA" */
+	const char *program;    /* "metadata" */
+	const char *env_prefix; /* "METADATA" */
 	const struct cfg_option *options;
 	size_t option_count;
 };
@@ -128,19 +128,19 @@ int cfg_set_defaults(const struct cfg_schema *schema, void *config, struct cfg_e
  * MV_ETOOBIG (len > CFG_FILE_MAX), MV_ENOMEM. On error `config` may be partly
  * updated but stays releasable; callers exit. */
 int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *name,
-		   const char *data, size_t len, struct cfg_error *err);
+                   const char *data, size_t len, struct cfg_error *err);
 
 /* Read `path` (at most CFG_FILE_MAX bytes) and apply it with cfg_apply_yaml.
  * Returns as cfg_apply_yaml, plus MV_EIO when the file cannot be read
  * (`where` is the path, the message has strerror). */
 int cfg_apply_file(const struct cfg_schema *schema, void *config, const char *path,
-		   struct cfg_error *err);
+                   struct cfg_error *err);
 
 /* Apply environment overrides from `envp` (NULL-terminated "K=V" strings).
  * Variables with the prefix that match no option are an error (a typo in a
  * Deployment must not be silently ignored). Returns as cfg_apply_yaml. */
 int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *envp,
-		  struct cfg_error *err);
+                  struct cfg_error *err);
 
 /* Resolve "<key>_file" secrets and check required options. Call once after all
  * layers. A non-empty "<key>_file" names a file (at most CFG_SECRET_MAX bytes,
@@ -153,7 +153,7 @@ int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *
 /* The whole sequence: defaults, files in order, environment, finish.
  * Returns the first error of any step. */
 int cfg_load(const struct cfg_schema *schema, void *config, const char *const *files,
-	     size_t file_count, char *const *envp, struct cfg_error *err);
+             size_t file_count, char *const *envp, struct cfg_error *err);
 
 /* Free every string and list the loader allocated in `config` (fields become
  * NULL / empty) and the private record of which options were set. */

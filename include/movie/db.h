@@ -42,19 +42,19 @@
 #define DB_MYSQL_RETRY_MS 200
 
 struct db_migration {
-	int version;                    /* > 0, ascending in the array */
-	const char *const *statements;  /* NULL-terminated; each idempotent on MariaDB */
+	int version;                   /* > 0, ascending in the array */
+	const char *const *statements; /* NULL-terminated; each idempotent on MariaDB */
 };
 
 /* ---------------------------------------------------------------- SQLite */
 
 struct db_sqlite_options {
-	const char *path;               /* database file; missing parent directories are created */
-	int64_t busy_timeout_ms;        /* wait for a locked database / a free connection */
-	size_t max_connections;         /* pool bound, >= 1 */
+	const char *path;        /* database file; missing parent directories are created */
+	int64_t busy_timeout_ms; /* wait for a locked database / a free connection */
+	size_t max_connections;  /* pool bound, >= 1 */
 	const struct db_migration *migrations;
 	size_t migration_count;
-	const char *const *statements;  /* the driver's SQL table, DB_STMT_MAX entries at most */
+	const char *const *statements; /* the driver's SQL table, DB_STMT_MAX entries at most */
 	size_t statement_count;
 };
 
@@ -72,7 +72,7 @@ struct db_sqlite;
  * Returns 0, MV_EINVAL (bad options), MV_ENOMEM, MV_EUNAVAIL (cannot open or
  * migrate; reason in errbuf). */
 int db_sqlite_open(const struct db_sqlite_options *opt, struct db_sqlite **out, char *errbuf,
-		   size_t errbuf_size);
+                   size_t errbuf_size);
 void db_sqlite_close(struct db_sqlite *d);
 
 /* Take a connection, opening it on first use; waits at most busy_timeout for
@@ -96,27 +96,28 @@ int db_sqlite_err(int rc);
 /* ---------------------------------------------------------------- MariaDB */
 
 struct db_mysql_options {
-	const char *host;               /* TCP host, "127.0.0.1" */
+	const char *host; /* TCP host, "127.0.0.1" */
 	int64_t port;
 	const char *user;
 	const char *password;
-	const char *database;           /* must exist */
-	const char *component;          /* "metadata", "rating": [a-z_]{1,32}. Versions are kept
+	const char *database;       /* must exist */
+	const char *component;      /* "metadata", "rating": [a-z_]{1,32}. Versions are kept
 	                                   in <component>_schema_migrations so that services
 	                                   sharing one database migrate independently */
-	int64_t pool_size;              /* 1..64 */
-	int64_t connect_timeout_ms;     /* rounded up to whole seconds (libmariadb's unit) */
-	int64_t query_timeout_ms;       /* read/write timeout, also the bound on waiting for a free connection */
+	int64_t pool_size;          /* 1..64 */
+	int64_t connect_timeout_ms; /* rounded up to whole seconds (libmariadb's unit) */
+	int64_t
+	    query_timeout_ms; /* read/write timeout, also the bound on waiting for a free connection */
 	const struct db_migration *migrations;
 	size_t migration_count;
 };
 
 struct db_mysql_conn {
-	MYSQL *my;                      /* NULL while disconnected */
+	MYSQL *my; /* NULL while disconnected */
 	MYSQL_STMT *stmts[DB_STMT_MAX];
 	bool in_use;
-	bool broken;                    /* a network-class error: closed at release */
-	bool fresh;                     /* connected by this acquire (a failure is not a stale socket) */
+	bool broken; /* a network-class error: closed at release */
+	bool fresh;  /* connected by this acquire (a failure is not a stale socket) */
 };
 
 struct db_mysql;
@@ -126,7 +127,7 @@ struct db_mysql;
  * migrations are retried on use. Options are copied.
  * Returns 0, MV_EINVAL (bad options, reason in errbuf), MV_ENOMEM. */
 int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, char *errbuf,
-		  size_t errbuf_size);
+                  size_t errbuf_size);
 void db_mysql_close(struct db_mysql *p);
 
 /* Take a connected connection (connecting and migrating if needed).

@@ -76,15 +76,14 @@ int grpc_frame_append(struct buf *out, const uint8_t *msg, size_t len);
  * length > max_message), MV_EPROTO (compressed flag set, or trailing bytes:
  * more than one message). */
 int grpc_frame_decode_single(const uint8_t *data, size_t len, size_t max_message,
-			     const uint8_t **msg, size_t *msg_len);
+                             const uint8_t **msg, size_t *msg_len);
 
 /* ---- server session ---- */
 
 struct grpc_call;
 struct grpc_session;
 
-typedef void (*grpc_handler_fn)(struct grpc_call *call, const uint8_t *msg, size_t len,
-				void *ctx);
+typedef void (*grpc_handler_fn)(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx);
 
 struct grpc_method {
 	const char *path;    /* "/MetadataService/GetMetadata" */
@@ -93,13 +92,13 @@ struct grpc_method {
 	bool server_streaming;
 	grpc_handler_fn handler;
 	void *ctx;
-	void *user;          /* the runtime's per-method data (metrics children) */
+	void *user; /* the runtime's per-method data (metrics children) */
 };
 
 struct grpc_session_limits {
-	size_t max_message_bytes;       /* request messages above: RESOURCE_EXHAUSTED */
+	size_t max_message_bytes;        /* request messages above: RESOURCE_EXHAUSTED */
 	uint32_t max_concurrent_streams; /* advertised in SETTINGS and enforced */
-	size_t max_header_bytes;        /* SETTINGS_MAX_HEADER_LIST_SIZE */
+	size_t max_header_bytes;         /* SETTINGS_MAX_HEADER_LIST_SIZE */
 };
 
 struct grpc_session_hooks {
@@ -108,7 +107,7 @@ struct grpc_session_hooks {
 	 * unknown path. seconds = time from headers received to finish.
 	 * `started` tells whether call_started was reported for it. */
 	void (*call_done)(void *hook_ctx, const struct grpc_method *method, const char *path,
-			  int status, double seconds, bool started);
+	                  int status, double seconds, bool started);
 	/* A call reached its handler. */
 	void (*call_started)(void *hook_ctx, const struct grpc_method *method);
 	/* Output became pending outside grpc_session_recv (an async finish). */
@@ -120,8 +119,8 @@ struct grpc_session_hooks {
  * the HTTP/2 client preface. `methods` must outlive the session.
  * Returns NULL on allocation failure. */
 struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t method_count,
-				      const struct grpc_session_limits *limits,
-				      const struct grpc_session_hooks *hooks);
+                                      const struct grpc_session_limits *limits,
+                                      const struct grpc_session_hooks *hooks);
 /* Free the session. Outstanding calls are orphaned: their finish only releases them. */
 void grpc_session_free(struct grpc_session *s);
 
@@ -150,12 +149,12 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len);
 /* Finish the call: for OK, `msg` (may be NULL for streaming) is the response
  * message; for an error status a trailers-only response carries `message`
  * (percent-encoded here). Releases the call: do not touch it afterwards. */
-void grpc_call_finish(struct grpc_call *call, int status, const char *message,
-		      const uint8_t *msg, size_t len);
+void grpc_call_finish(struct grpc_call *call, int status, const char *message, const uint8_t *msg,
+                      size_t len);
 /* Called once if the call is cancelled before finish (stream reset or
  * connection closed); the handler must still call grpc_call_finish. */
 void grpc_call_on_cancel(struct grpc_call *call, void (*fn)(struct grpc_call *call, void *arg),
-			 void *arg);
+                         void *arg);
 /* The path of the call ("/Service/Method"). */
 const char *grpc_call_path(const struct grpc_call *call);
 

@@ -18,7 +18,14 @@
 
 #include "movie/buf.h"
 
-enum http1_method { HTTP1_OTHER = 0, HTTP1_GET, HTTP1_HEAD, HTTP1_POST, HTTP1_PUT, HTTP1_DELETE };
+enum http1_method {
+	HTTP1_OTHER = 0,
+	HTTP1_GET,
+	HTTP1_HEAD,
+	HTTP1_POST,
+	HTTP1_PUT,
+	HTTP1_DELETE
+};
 
 struct http1_limits {
 	size_t max_header_bytes; /* request line + headers; over it: 431 */
@@ -27,26 +34,26 @@ struct http1_limits {
 
 struct http1_request {
 	enum http1_method method;
-	struct buf target;   /* request-target, e.g. "/metadata?id=1"; absolute-form
+	struct buf target; /* request-target, e.g. "/metadata?id=1"; absolute-form
 			      * ("http://h/x?y") is reduced to origin-form ("/x?y") */
-	size_t path_len;     /* target.data[0..path_len) is the path (before '?' or '#') */
-	const char *query;   /* points into target after '?', or "" */
+	size_t path_len;   /* target.data[0..path_len) is the path (before '?' or '#') */
+	const char *query; /* points into target after '?', or "" */
 	struct buf body;
 	char content_type[128];
-	bool keep_alive;     /* per HTTP/1.0 / 1.1 rules and Connection header */
+	bool keep_alive; /* per HTTP/1.0 / 1.1 rules and Connection header */
 	bool expect_continue;
 	unsigned http_minor;
 };
 
 /* Result of http1_parser_feed. */
 enum http1_feed_result {
-	HTTP1_NEED_MORE = 0,      /* all input consumed, request incomplete */
-	HTTP1_REQUEST_READY = 1,  /* a complete request is in parser->request */
-	HTTP1_BAD_REQUEST = 400,  /* malformed; answer 400 and close */
-	HTTP1_TOO_LARGE = 413,    /* body over the cap; answer 413 and close */
+	HTTP1_NEED_MORE = 0,           /* all input consumed, request incomplete */
+	HTTP1_REQUEST_READY = 1,       /* a complete request is in parser->request */
+	HTTP1_BAD_REQUEST = 400,       /* malformed; answer 400 and close */
+	HTTP1_TOO_LARGE = 413,         /* body over the cap; answer 413 and close */
 	HTTP1_HEADERS_TOO_LARGE = 431, /* headers over the cap; answer 431 and close */
-	HTTP1_INTERNAL_ERROR = 500, /* allocation failed; answer 500 and close */
-	HTTP1_NOT_IMPLEMENTED = 501, /* e.g. Transfer-Encoding we do not support */
+	HTTP1_INTERNAL_ERROR = 500,    /* allocation failed; answer 500 and close */
+	HTTP1_NOT_IMPLEMENTED = 501,   /* e.g. Transfer-Encoding we do not support */
 };
 
 struct http1_parser {
@@ -54,9 +61,9 @@ struct http1_parser {
 	http_parser_settings settings;
 	struct http1_limits limits;
 	struct http1_request request;
-	size_t header_bytes;   /* head bytes of the current request so far */
+	size_t header_bytes; /* head bytes of the current request so far */
 	bool complete;
-	int error;           /* an enum http1_feed_result error, or 0 */
+	int error;             /* an enum http1_feed_result error, or 0 */
 	char header_field[32]; /* current header name (lower-cased, truncated) */
 	size_t header_field_len;
 	bool header_field_done;
@@ -137,8 +144,8 @@ int http1_query_get(const char *query, const char *name, char *out, size_t out_s
  * 100..999, CR or LF in content_type, extra_headers not ending in CRLF, a body
  * on 1xx/204). */
 int http1_response_build(struct buf *out, int status, const char *content_type,
-			 const char *extra_headers, const char *body, size_t body_len,
-			 bool keep_alive);
+                         const char *extra_headers, const char *body, size_t body_len,
+                         bool keep_alive);
 
 /* Standard reason phrase ("Not Found"); "Unknown" for others. */
 const char *http1_reason(int status);
@@ -161,6 +168,6 @@ struct http1_route {
  * allow_size is 0). HEAD is allowed wherever GET is. A request method outside
  * enum http1_method (HTTP1_OTHER) is never allowed. */
 int http1_route_find(const struct http1_route *routes, size_t route_count,
-		     const struct http1_request *req, int *status, char *allow, size_t allow_size);
+                     const struct http1_request *req, int *status, char *allow, size_t allow_size);
 
 #endif

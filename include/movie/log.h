@@ -24,9 +24,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+enum log_level {
+	LOG_DEBUG = 0,
+	LOG_INFO = 1,
+	LOG_WARN = 2,
+	LOG_ERROR = 3
+};
 
-enum log_field_type { LOG_FIELD_END = 0, LOG_FIELD_STR, LOG_FIELD_INT, LOG_FIELD_DOUBLE, LOG_FIELD_BOOL };
+enum log_field_type {
+	LOG_FIELD_END = 0,
+	LOG_FIELD_STR,
+	LOG_FIELD_INT,
+	LOG_FIELD_DOUBLE,
+	LOG_FIELD_BOOL
+};
 
 struct log_field {
 	const char *key;
@@ -40,8 +51,10 @@ struct log_field {
 };
 
 #define LOG_S(k, val) ((struct log_field){.key = (k), .type = LOG_FIELD_STR, .v.s = (val)})
-#define LOG_I(k, val) ((struct log_field){.key = (k), .type = LOG_FIELD_INT, .v.i = (long long)(val)})
-#define LOG_D(k, val) ((struct log_field){.key = (k), .type = LOG_FIELD_DOUBLE, .v.d = (double)(val)})
+#define LOG_I(k, val) \
+	((struct log_field){.key = (k), .type = LOG_FIELD_INT, .v.i = (long long)(val)})
+#define LOG_D(k, val) \
+	((struct log_field){.key = (k), .type = LOG_FIELD_DOUBLE, .v.d = (double)(val)})
 #define LOG_B(k, val) ((struct log_field){.key = (k), .type = LOG_FIELD_BOOL, .v.b = (val)})
 
 /* Upper bound of one line, newline included. */
@@ -73,10 +86,10 @@ void log_emit(enum log_level level, const char *msg, const struct log_field *fie
  *   log_info("ready");
  * __VA_OPT__ (GCC >= 8, clang >= 12, C23) lets the field list be empty.
  */
-#define LOG_FIELDS(...) ((const struct log_field[]){__VA_ARGS__ __VA_OPT__(,) {0}})
+#define LOG_FIELDS(...)     ((const struct log_field[]){__VA_ARGS__ __VA_OPT__(, ){0}})
 #define log_debug(msg, ...) log_emit(LOG_DEBUG, (msg), LOG_FIELDS(__VA_ARGS__))
-#define log_info(msg, ...) log_emit(LOG_INFO, (msg), LOG_FIELDS(__VA_ARGS__))
-#define log_warn(msg, ...) log_emit(LOG_WARN, (msg), LOG_FIELDS(__VA_ARGS__))
+#define log_info(msg, ...)  log_emit(LOG_INFO, (msg), LOG_FIELDS(__VA_ARGS__))
+#define log_warn(msg, ...)  log_emit(LOG_WARN, (msg), LOG_FIELDS(__VA_ARGS__))
 #define log_error(msg, ...) log_emit(LOG_ERROR, (msg), LOG_FIELDS(__VA_ARGS__))
 
 #endif

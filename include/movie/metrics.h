@@ -30,9 +30,9 @@ struct metrics_histogram;
 
 #define METRICS_MAX_LABELS 4
 /* Caps on what label values (possibly derived from requests) can create. */
-#define METRICS_MAX_CHILDREN 1024	   /* children per family */
+#define METRICS_MAX_CHILDREN    1024          /* children per family */
 #define METRICS_MAX_LABEL_VALUE ((size_t)256) /* bytes per label value */
-#define METRICS_MAX_BUCKETS 64		   /* bounds per histogram */
+#define METRICS_MAX_BUCKETS     64            /* bounds per histogram */
 
 /* A new empty registry. Returns NULL on allocation failure. */
 struct metrics_registry *metrics_registry_new(void);
@@ -47,17 +47,17 @@ void metrics_registry_free(struct metrics_registry *reg);
  * labels (and bounds) match, else NULL. Return NULL on allocation failure or
  * invalid arguments too. */
 struct metrics_family *metrics_counter_family(struct metrics_registry *reg, const char *name,
-					      const char *help, size_t label_count,
-					      const char *const *label_names);
+                                              const char *help, size_t label_count,
+                                              const char *const *label_names);
 struct metrics_family *metrics_gauge_family(struct metrics_registry *reg, const char *name,
-					    const char *help, size_t label_count,
-					    const char *const *label_names);
+                                            const char *help, size_t label_count,
+                                            const char *const *label_names);
 /* `bounds` are the upper bounds of the buckets, strictly ascending and finite,
  * at most METRICS_MAX_BUCKETS, copied; +Inf is implicit. */
 struct metrics_family *metrics_histogram_family(struct metrics_registry *reg, const char *name,
-						const char *help, const double *bounds,
-						size_t bound_count, size_t label_count,
-						const char *const *label_names);
+                                                const char *help, const double *bounds,
+                                                size_t bound_count, size_t label_count,
+                                                const char *const *label_names);
 
 /* Get or create the child for these label values (copied; `label_count`
  * values as declared; a NULL value means ""; `values` may be NULL when there
@@ -68,13 +68,16 @@ struct metrics_family *metrics_histogram_family(struct metrics_registry *reg, co
 struct metrics_counter *metrics_counter_get(struct metrics_family *fam, const char *const *values);
 struct metrics_gauge *metrics_gauge_get(struct metrics_family *fam, const char *const *values);
 struct metrics_histogram *metrics_histogram_get(struct metrics_family *fam,
-						const char *const *values);
+                                                const char *const *values);
 
 /* Hot-path updates: lock-free, any thread. NULL pointers are ignored.
  * A counter add is one relaxed atomic add. Non-finite histogram observations
  * are dropped (they would poison the sum). */
 void metrics_counter_add(struct metrics_counter *c, uint64_t n);
-static inline void metrics_counter_inc(struct metrics_counter *c) { metrics_counter_add(c, 1); }
+static inline void metrics_counter_inc(struct metrics_counter *c)
+{
+	metrics_counter_add(c, 1);
+}
 void metrics_gauge_set(struct metrics_gauge *g, double v);
 void metrics_gauge_add(struct metrics_gauge *g, double delta);
 /* Observe a value in the histogram's unit (seconds for *_seconds). */
@@ -93,10 +96,10 @@ uint64_t metrics_histogram_bucket(const struct metrics_histogram *h, size_t i);
  * on the rendering thread, under the registry mutex (fn must not call into the
  * registry). Returns 0, MV_ENOMEM, MV_EEXIST, MV_EINVAL (bad name, NULL fn). */
 int metrics_gauge_callback(struct metrics_registry *reg, const char *name, const char *help,
-			   double (*fn)(void *arg), void *arg);
+                           double (*fn)(void *arg), void *arg);
 /* The same for a counter (fn must return a non-decreasing value). */
 int metrics_counter_callback(struct metrics_registry *reg, const char *name, const char *help,
-			     double (*fn)(void *arg), void *arg);
+                             double (*fn)(void *arg), void *arg);
 
 /* Register the standard process collectors: process_cpu_seconds_total
  * (counter), process_resident_memory_bytes, process_virtual_memory_bytes,

@@ -52,44 +52,93 @@ extern const char *const server_log_levels[];
 
 /* cfg_option entries for struct server_config embedded as `member` of the
  * program's config struct `type`; `port` is the default port as a string. */
-#define SERVER_CONFIG_OPTIONS(cfg_struct, member, default_port)                                                 \
-	{.key = "api.host", .type = CFG_STRING, .offset = offsetof(cfg_struct, member.host),             \
-	 .default_value = "0.0.0.0", .max = 255, .help = "bind address"},                          \
-	{.key = "api.port", .type = CFG_INT, .offset = offsetof(cfg_struct, member.port),                \
-	 .default_value = default_port, .min = 1, .max = 65535,                                            \
-	 .help = "port for gRPC and HTTP/1.1"},                                                    \
-	{.key = "api.workers", .type = CFG_INT, .offset = offsetof(cfg_struct, member.workers),          \
-	 .default_value = "0", .min = 0, .max = 64,                                                \
-	 .help = "event-loop threads (0 = number of cores)"},                                      \
-	{.key = "api.max_message_bytes", .type = CFG_SIZE,                                         \
-	 .offset = offsetof(cfg_struct, member.max_message_bytes), .default_value = "4MiB", .min = 1024, \
-	 .max = 64 * 1024 * 1024, .help = "largest gRPC request message"},                         \
-	{.key = "api.max_concurrent_streams", .type = CFG_INT,                                     \
-	 .offset = offsetof(cfg_struct, member.max_concurrent_streams), .default_value = "100",          \
-	 .min = 1, .max = 10000, .help = "HTTP/2 concurrent streams per connection"},              \
-	{.key = "api.max_header_bytes", .type = CFG_SIZE,                                          \
-	 .offset = offsetof(cfg_struct, member.max_header_bytes), .default_value = "16KiB",              \
-	 .min = 1024, .max = 1024 * 1024, .help = "request header cap"},                           \
-	{.key = "api.max_body_bytes", .type = CFG_SIZE,                                            \
-	 .offset = offsetof(cfg_struct, member.max_body_bytes), .default_value = "1MiB", .min = 1024,    \
-	 .max = 64 * 1024 * 1024, .help = "HTTP/1.1 request body cap"},                            \
-	{.key = "api.idle_timeout", .type = CFG_DURATION_MS,                                       \
-	 .offset = offsetof(cfg_struct, member.idle_timeout_ms), .default_value = "5m", .min = 1000,     \
-	 .max = 24LL * 3600 * 1000, .help = "close idle connections after"},                       \
-	{.key = "api.max_connection_age", .type = CFG_DURATION_MS,                                 \
-	 .offset = offsetof(cfg_struct, member.max_connection_age_ms), .default_value = "0", .min = 0,   \
-	 .max = 24LL * 3600 * 1000, .help = "GOAWAY connections older than this (0 = never)"},     \
-	{.key = "log.level", .type = CFG_ENUM, .offset = offsetof(cfg_struct, member.log_level),         \
-	 .default_value = "info", .enum_values = server_log_levels,                                \
-	 .help = "minimum log level"},                                                             \
-	{.key = "log.requests", .type = CFG_BOOL, .offset = offsetof(cfg_struct, member.log_requests),   \
-	 .default_value = "true", .help = "one log line per request"},                             \
-	{.key = "shutdown.drain_delay", .type = CFG_DURATION_MS,                                   \
-	 .offset = offsetof(cfg_struct, member.drain_delay_ms), .default_value = "5s", .min = 0,         \
-	 .max = 600000, .help = "keep serving, not ready, this long after SIGTERM"},               \
-	{.key = "shutdown.grace_period", .type = CFG_DURATION_MS,                                  \
-	 .offset = offsetof(cfg_struct, member.grace_period_ms), .default_value = "20s", .min = 0,       \
-	 .max = 600000, .help = "then finish in-flight requests for at most this long"}
+#define SERVER_CONFIG_OPTIONS(cfg_struct, member, default_port)                                 \
+	{.key = "api.host",                                                                     \
+	 .type = CFG_STRING,                                                                    \
+	 .offset = offsetof(cfg_struct, member.host),                                           \
+	 .default_value = "0.0.0.0",                                                            \
+	 .max = 255,                                                                            \
+	 .help = "bind address"},                                                               \
+	    {.key = "api.port",                                                                 \
+	     .type = CFG_INT,                                                                   \
+	     .offset = offsetof(cfg_struct, member.port),                                       \
+	     .default_value = default_port,                                                     \
+	     .min = 1,                                                                          \
+	     .max = 65535,                                                                      \
+	     .help = "port for gRPC and HTTP/1.1"},                                             \
+	    {.key = "api.workers",                                                              \
+	     .type = CFG_INT,                                                                   \
+	     .offset = offsetof(cfg_struct, member.workers),                                    \
+	     .default_value = "0",                                                              \
+	     .min = 0,                                                                          \
+	     .max = 64,                                                                         \
+	     .help = "event-loop threads (0 = number of cores)"},                               \
+	    {.key = "api.max_message_bytes",                                                    \
+	     .type = CFG_SIZE,                                                                  \
+	     .offset = offsetof(cfg_struct, member.max_message_bytes),                          \
+	     .default_value = "4MiB",                                                           \
+	     .min = 1024,                                                                       \
+	     .max = 64 * 1024 * 1024,                                                           \
+	     .help = "largest gRPC request message"},                                           \
+	    {.key = "api.max_concurrent_streams",                                               \
+	     .type = CFG_INT,                                                                   \
+	     .offset = offsetof(cfg_struct, member.max_concurrent_streams),                     \
+	     .default_value = "100",                                                            \
+	     .min = 1,                                                                          \
+	     .max = 10000,                                                                      \
+	     .help = "HTTP/2 concurrent streams per connection"},                               \
+	    {.key = "api.max_header_bytes",                                                     \
+	     .type = CFG_SIZE,                                                                  \
+	     .offset = offsetof(cfg_struct, member.max_header_bytes),                           \
+	     .default_value = "16KiB",                                                          \
+	     .min = 1024,                                                                       \
+	     .max = 1024 * 1024,                                                                \
+	     .help = "request header cap"},                                                     \
+	    {.key = "api.max_body_bytes",                                                       \
+	     .type = CFG_SIZE,                                                                  \
+	     .offset = offsetof(cfg_struct, member.max_body_bytes),                             \
+	     .default_value = "1MiB",                                                           \
+	     .min = 1024,                                                                       \
+	     .max = 64 * 1024 * 1024,                                                           \
+	     .help = "HTTP/1.1 request body cap"},                                              \
+	    {.key = "api.idle_timeout",                                                         \
+	     .type = CFG_DURATION_MS,                                                           \
+	     .offset = offsetof(cfg_struct, member.idle_timeout_ms),                            \
+	     .default_value = "5m",                                                             \
+	     .min = 1000,                                                                       \
+	     .max = 24LL * 3600 * 1000,                                                         \
+	     .help = "close idle connections after"},                                           \
+	    {.key = "api.max_connection_age",                                                   \
+	     .type = CFG_DURATION_MS,                                                           \
+	     .offset = offsetof(cfg_struct, member.max_connection_age_ms),                      \
+	     .default_value = "0",                                                              \
+	     .min = 0,                                                                          \
+	     .max = 24LL * 3600 * 1000,                                                         \
+	     .help = "GOAWAY connections older than this (0 = never)"},                         \
+	    {.key = "log.level",                                                                \
+	     .type = CFG_ENUM,                                                                  \
+	     .offset = offsetof(cfg_struct, member.log_level),                                  \
+	     .default_value = "info",                                                           \
+	     .enum_values = server_log_levels,                                                  \
+	     .help = "minimum log level"},                                                      \
+	    {.key = "log.requests",                                                             \
+	     .type = CFG_BOOL,                                                                  \
+	     .offset = offsetof(cfg_struct, member.log_requests),                               \
+	     .default_value = "true",                                                           \
+	     .help = "one log line per request"},                                               \
+	    {.key = "shutdown.drain_delay",                                                     \
+	     .type = CFG_DURATION_MS,                                                           \
+	     .offset = offsetof(cfg_struct, member.drain_delay_ms),                             \
+	     .default_value = "5s",                                                             \
+	     .min = 0,                                                                          \
+	     .max = 600000,                                                                     \
+	     .help = "keep serving, not ready, this long after SIGTERM"},                       \
+	{                                                                                       \
+		.key = "shutdown.grace_period", .type = CFG_DURATION_MS,                        \
+		.offset = offsetof(cfg_struct, member.grace_period_ms), .default_value = "20s", \
+		.min = 0, .max = 600000,                                                        \
+		.help = "then finish in-flight requests for at most this long"                  \
+	}
 
 struct server;
 struct http_exchange;
@@ -98,35 +147,35 @@ struct http_exchange;
  * needs. Must call server_http_respond exactly once (now or later, on this
  * loop thread). */
 typedef void (*server_http_fn)(struct http_exchange *ex, const struct http1_request *req,
-			       void *ctx);
+                               void *ctx);
 
 /* Create a server. `grpc_service` is the service's gRPC name
  * ("MetadataService"), also a health name; `program` ("metadata") labels
  * metrics and logs. The config is borrowed and must outlive the server.
  * Returns NULL on allocation failure. */
 struct server *server_new(const struct server_config *cfg, const char *program,
-			  const char *grpc_service, struct metrics_registry *metrics);
+                          const char *grpc_service, struct metrics_registry *metrics);
 void server_free(struct server *srv);
 
 /* Register a gRPC method at /<service>/<method>. Before server_run only.
  * Returns 0, MV_ENOMEM, MV_EEXIST. */
 int server_add_grpc(struct server *srv, const char *service, const char *method,
-		    bool server_streaming, grpc_handler_fn handler, void *ctx);
+                    bool server_streaming, grpc_handler_fn handler, void *ctx);
 
 /* Register an HTTP route (exact path). Before server_run only.
  * Returns 0, MV_ENOMEM, MV_EEXIST. */
 int server_add_http(struct server *srv, const char *path, unsigned method_mask,
-		    server_http_fn handler, void *ctx);
+                    server_http_fn handler, void *ctx);
 
 /* Answer an HTTP request. `body` is copied. Safe after the client went away. */
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
-			 const char *body, size_t len);
+                         const char *body, size_t len);
 
 /* Set the readiness probe: `probe(ctx)` returns 0 when dependencies are
  * reachable. It may block (it runs on its own thread every interval_ms).
  * Before server_run only. Without a probe the server is ready once listening. */
 void server_set_ready_probe(struct server *srv, int (*probe)(void *ctx), void *ctx,
-			    int64_t interval_ms);
+                            int64_t interval_ms);
 
 /* Report a dependency failure seen by a request (MV_EUNAVAIL): readiness turns
  * false at once, until the probe next succeeds. Any thread. */

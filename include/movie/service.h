@@ -31,40 +31,84 @@ struct storage_options {
 
 extern const char *const storage_drivers[];
 
-#define STORAGE_OPTIONS(cfg_struct, member, sqlite_default)                                             \
-	{.key = "storage.driver", .type = CFG_ENUM, .offset = offsetof(cfg_struct, member.driver),       \
-	 .default_value = "sqlite", .enum_values = storage_drivers,                                \
-	 .help = "memory (tests), sqlite (embedded default) or mysql (production)"},               \
-	{.key = "storage.sqlite.path", .type = CFG_STRING,                                         \
-	 .offset = offsetof(cfg_struct, member.sqlite_path), .default_value = sqlite_default,            \
-	 .max = 4096, .help = "SQLite database file (WAL mode)"},                                  \
-	{.key = "storage.sqlite.busy_timeout", .type = CFG_DURATION_MS,                            \
-	 .offset = offsetof(cfg_struct, member.sqlite_busy_timeout_ms), .default_value = "5s",           \
-	 .min = 0, .max = 600000, .help = "wait this long for a locked database"},                 \
-	{.key = "storage.mysql.host", .type = CFG_STRING, .offset = offsetof(cfg_struct, member.mysql_host), \
-	 .default_value = "127.0.0.1", .max = 255, .help = "MariaDB/MySQL host (TCP)"},            \
-	{.key = "storage.mysql.port", .type = CFG_INT, .offset = offsetof(cfg_struct, member.mysql_port), \
-	 .default_value = "3306", .min = 1, .max = 65535, .help = "MariaDB/MySQL port"},           \
-	{.key = "storage.mysql.user", .type = CFG_STRING, .offset = offsetof(cfg_struct, member.mysql_user), \
-	 .default_value = "movie", .max = 255, .help = "database user"},                           \
-	{.key = "storage.mysql.password", .type = CFG_STRING,                                      \
-	 .offset = offsetof(cfg_struct, member.mysql_password), .default_value = "", .max = 4096,        \
-	 .flags = CFG_SECRET, .help = "database password (prefer password_file)"},                 \
-	{.key = "storage.mysql.password_file", .type = CFG_STRING,                                 \
-	 .offset = offsetof(cfg_struct, member.mysql_password_file), .default_value = "", .max = 4096,   \
-	 .help = "file holding the password (a mounted Secret)"},                                  \
-	{.key = "storage.mysql.database", .type = CFG_STRING,                                      \
-	 .offset = offsetof(cfg_struct, member.mysql_database), .default_value = "movie", .max = 64,     \
-	 .help = "database name"},                                                                 \
-	{.key = "storage.mysql.pool_size", .type = CFG_INT,                                        \
-	 .offset = offsetof(cfg_struct, member.mysql_pool_size), .default_value = "4", .min = 1,         \
-	 .max = 64, .help = "connections"},                                                        \
-	{.key = "storage.mysql.connect_timeout", .type = CFG_DURATION_MS,                          \
-	 .offset = offsetof(cfg_struct, member.mysql_connect_timeout_ms), .default_value = "2s",         \
-	 .min = 100, .max = 600000, .help = "connect timeout"},                                    \
-	{.key = "storage.mysql.query_timeout", .type = CFG_DURATION_MS,                            \
-	 .offset = offsetof(cfg_struct, member.mysql_query_timeout_ms), .default_value = "5s",           \
-	 .min = 100, .max = 600000, .help = "a hung database fails the call after this"}
+#define STORAGE_OPTIONS(cfg_struct, member, sqlite_default)                          \
+	{.key = "storage.driver",                                                    \
+	 .type = CFG_ENUM,                                                           \
+	 .offset = offsetof(cfg_struct, member.driver),                              \
+	 .default_value = "sqlite",                                                  \
+	 .enum_values = storage_drivers,                                             \
+	 .help = "memory (tests), sqlite (embedded default) or mysql (production)"}, \
+	    {.key = "storage.sqlite.path",                                           \
+	     .type = CFG_STRING,                                                     \
+	     .offset = offsetof(cfg_struct, member.sqlite_path),                     \
+	     .default_value = sqlite_default,                                        \
+	     .max = 4096,                                                            \
+	     .help = "SQLite database file (WAL mode)"},                             \
+	    {.key = "storage.sqlite.busy_timeout",                                   \
+	     .type = CFG_DURATION_MS,                                                \
+	     .offset = offsetof(cfg_struct, member.sqlite_busy_timeout_ms),          \
+	     .default_value = "5s",                                                  \
+	     .min = 0,                                                               \
+	     .max = 600000,                                                          \
+	     .help = "wait this long for a locked database"},                        \
+	    {.key = "storage.mysql.host",                                            \
+	     .type = CFG_STRING,                                                     \
+	     .offset = offsetof(cfg_struct, member.mysql_host),                      \
+	     .default_value = "127.0.0.1",                                           \
+	     .max = 255,                                                             \
+	     .help = "MariaDB/MySQL host (TCP)"},                                    \
+	    {.key = "storage.mysql.port",                                            \
+	     .type = CFG_INT,                                                        \
+	     .offset = offsetof(cfg_struct, member.mysql_port),                      \
+	     .default_value = "3306",                                                \
+	     .min = 1,                                                               \
+	     .max = 65535,                                                           \
+	     .help = "MariaDB/MySQL port"},                                          \
+	    {.key = "storage.mysql.user",                                            \
+	     .type = CFG_STRING,                                                     \
+	     .offset = offsetof(cfg_struct, member.mysql_user),                      \
+	     .default_value = "movie",                                               \
+	     .max = 255,                                                             \
+	     .help = "database user"},                                               \
+	    {.key = "storage.mysql.password",                                        \
+	     .type = CFG_STRING,                                                     \
+	     .offset = offsetof(cfg_struct, member.mysql_password),                  \
+	     .default_value = "",                                                    \
+	     .max = 4096,                                                            \
+	     .flags = CFG_SECRET,                                                    \
+	     .help = "database password (prefer password_file)"},                    \
+	    {.key = "storage.mysql.password_file",                                   \
+	     .type = CFG_STRING,                                                     \
+	     .offset = offsetof(cfg_struct, member.mysql_password_file),             \
+	     .default_value = "",                                                    \
+	     .max = 4096,                                                            \
+	     .help = "file holding the password (a mounted Secret)"},                \
+	    {.key = "storage.mysql.database",                                        \
+	     .type = CFG_STRING,                                                     \
+	     .offset = offsetof(cfg_struct, member.mysql_database),                  \
+	     .default_value = "movie",                                               \
+	     .max = 64,                                                              \
+	     .help = "database name"},                                               \
+	    {.key = "storage.mysql.pool_size",                                       \
+	     .type = CFG_INT,                                                        \
+	     .offset = offsetof(cfg_struct, member.mysql_pool_size),                 \
+	     .default_value = "4",                                                   \
+	     .min = 1,                                                               \
+	     .max = 64,                                                              \
+	     .help = "connections"},                                                 \
+	    {.key = "storage.mysql.connect_timeout",                                 \
+	     .type = CFG_DURATION_MS,                                                \
+	     .offset = offsetof(cfg_struct, member.mysql_connect_timeout_ms),        \
+	     .default_value = "2s",                                                  \
+	     .min = 100,                                                             \
+	     .max = 600000,                                                          \
+	     .help = "connect timeout"},                                             \
+	{                                                                            \
+		.key = "storage.mysql.query_timeout", .type = CFG_DURATION_MS,       \
+		.offset = offsetof(cfg_struct, member.mysql_query_timeout_ms),       \
+		.default_value = "5s", .min = 100, .max = 600000,                    \
+		.help = "a hung database fails the call after this"                  \
+	}
 
 /* Fill a store_config that borrows the strings of `opts`. */
 void storage_options_to_store_config(const struct storage_options *opts, struct store_config *out);

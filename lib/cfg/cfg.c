@@ -153,20 +153,14 @@ static void field_clear(const struct cfg_option *opt, void *config)
 	}
 	case CFG_INT:
 	case CFG_DURATION_MS:
-	case CFG_SIZE:
-		*(int64_t *)f = 0;
-		break;
-	case CFG_BOOL:
-		*(bool *)f = false;
-		break;
-	case CFG_DOUBLE:
-		*(double *)f = 0;
-		break;
+	case CFG_SIZE: *(int64_t *)f = 0; break;
+	case CFG_BOOL: *(bool *)f = false; break;
+	case CFG_DOUBLE: *(double *)f = 0; break;
 	}
 }
 
 int cfg_assign(const struct cfg_schema *schema, void *config, size_t index, union cfg_value *v,
-	       const char *where)
+               const char *where)
 {
 	const struct cfg_option *opt = &schema->options[index];
 	if (where) {
@@ -184,23 +178,13 @@ int cfg_assign(const struct cfg_schema *schema, void *config, size_t index, unio
 	void *f = cfg_field(opt, config);
 	switch (opt->type) {
 	case CFG_STRING:
-	case CFG_ENUM:
-		*(char **)f = v->s;
-		break;
-	case CFG_STRING_LIST:
-		*(struct cfg_string_list *)f = v->list;
-		break;
+	case CFG_ENUM: *(char **)f = v->s; break;
+	case CFG_STRING_LIST: *(struct cfg_string_list *)f = v->list; break;
 	case CFG_INT:
 	case CFG_DURATION_MS:
-	case CFG_SIZE:
-		*(int64_t *)f = v->i;
-		break;
-	case CFG_BOOL:
-		*(bool *)f = v->b;
-		break;
-	case CFG_DOUBLE:
-		*(double *)f = v->d;
-		break;
+	case CFG_SIZE: *(int64_t *)f = v->i; break;
+	case CFG_BOOL: *(bool *)f = v->b; break;
+	case CFG_DOUBLE: *(double *)f = v->d; break;
 	}
 	memset(v, 0, sizeof(*v));
 	return 0;
@@ -233,8 +217,7 @@ static size_t suggest_cap(size_t len)
 	return cap < 1 ? 1 : cap > 3 ? 3 : cap;
 }
 
-void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *out,
-		     size_t out_size)
+void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *out, size_t out_size)
 {
 	size_t plen = strlen(path), cap = suggest_cap(plen), best = cap + 1;
 	out[0] = '\0';
@@ -258,7 +241,8 @@ void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *ou
 	for (size_t i = 0; i < schema->option_count; i++) {
 		const char *k = schema->options[i].key;
 		size_t klen = strlen(k);
-		if (klen > plen && k[klen - plen - 1] == '.' && strcmp(k + klen - plen, path) == 0) {
+		if (klen > plen && k[klen - plen - 1] == '.' &&
+		    strcmp(k + klen - plen, path) == 0) {
 			snprintf(out, out_size, "%s", k);
 			return;
 		}
@@ -267,7 +251,7 @@ void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *ou
 
 /* <PREFIX>_<KEY> with the key upper-cased and '.'/'-' as '_'. */
 void cfg_env_name(const struct cfg_schema *schema, const struct cfg_option *opt, char *out,
-		     size_t out_size)
+                  size_t out_size)
 {
 	int n = snprintf(out, out_size, "%s_", schema->env_prefix);
 	size_t o = n > 0 ? (size_t)n : 0;
@@ -296,7 +280,7 @@ static bool valid_key(const char *key)
 	for (const char *p = key; *p; p++) {
 		char c = *p;
 		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			     (c >= '0' && c <= '9') || c == '_';
+		             (c >= '0' && c <= '9') || c == '_';
 		if (c == '.') {
 			if (segment_start)
 				return false;
@@ -342,7 +326,7 @@ static int check_schema(const struct cfg_schema *schema, struct cfg_error *err)
 			ptrdiff_t j = secret_file_option(schema, opt);
 			if (j >= 0 && schema->options[j].type != CFG_STRING) {
 				cfg_error_set(err, "schema", schema->options[j].key,
-					      "a secret's _file option must be a string");
+				              "a secret's _file option must be a string");
 				return MV_EINVAL;
 			}
 		}
@@ -353,7 +337,7 @@ static int check_schema(const struct cfg_schema *schema, struct cfg_error *err)
 		}
 		if (cfg_is_prefix(schema, opt->key, len)) {
 			cfg_error_set(err, "schema", opt->key,
-				      "option is also the parent of other options");
+			              "option is also the parent of other options");
 			return MV_EINVAL;
 		}
 		if (!has_env(schema))
@@ -363,8 +347,8 @@ static int check_schema(const struct cfg_schema *schema, struct cfg_error *err)
 			cfg_env_name(schema, &schema->options[j], b, sizeof(b));
 			if (strcmp(a, b) == 0) {
 				cfg_error_set(err, "schema", opt->key,
-					      "same environment variable %s as %s", a,
-					      schema->options[j].key);
+				              "same environment variable %s as %s", a,
+				              schema->options[j].key);
 				return MV_EINVAL;
 			}
 		}
@@ -391,7 +375,7 @@ int cfg_set_defaults(const struct cfg_schema *schema, void *config, struct cfg_e
 		if (!opt->default_value)
 			continue;
 		rc = cfg_value_parse(opt, opt->default_value, strlen(opt->default_value), false, &v,
-				     msg, sizeof(msg));
+		                     msg, sizeof(msg));
 		if (rc) {
 			cfg_error_set(err, "default", opt->key, "%s", msg);
 			return rc == MV_ENOMEM ? rc : MV_EINVAL;
@@ -470,7 +454,7 @@ fail_open:
 }
 
 int cfg_apply_file(const struct cfg_schema *schema, void *config, const char *path,
-		   struct cfg_error *err)
+                   struct cfg_error *err)
 {
 	struct cfg_error scratch;
 	char *data = NULL;
@@ -486,7 +470,7 @@ int cfg_apply_file(const struct cfg_schema *schema, void *config, const char *pa
 	}
 	if (rc == MV_EIO) {
 		cfg_error_set(err, path, NULL, "cannot read: %s",
-			      err_no == EINVAL ? "not a regular file" : strerror(err_no));
+		              err_no == EINVAL ? "not a regular file" : strerror(err_no));
 		return rc;
 	}
 	if (rc) {
@@ -499,7 +483,7 @@ int cfg_apply_file(const struct cfg_schema *schema, void *config, const char *pa
 }
 
 static void suggest_env(const struct cfg_schema *schema, const char *name, size_t len, char *out,
-			size_t out_size)
+                        size_t out_size)
 {
 	char candidate[ENV_NAME_MAX];
 	size_t cap = suggest_cap(len), best = cap + 1;
@@ -531,7 +515,7 @@ static bool is_service_link(const char *rest, size_t len)
 }
 
 int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *envp,
-		  struct cfg_error *err)
+                  struct cfg_error *err)
 {
 	struct cfg_error scratch;
 	char name[ENV_NAME_MAX], where[ENV_NAME_MAX + 8], msg[CFG_MSG_MAX], hint[ENV_NAME_MAX];
@@ -559,8 +543,9 @@ int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *en
 			continue;
 		if (index < 0) {
 			suggest_env(schema, entry, nlen, hint, sizeof(hint));
-			cfg_error_set(err, where, NULL, "unknown variable: no option has this name%s%s%s",
-				      hint[0] ? " (did you mean " : "", hint, hint[0] ? "?)" : "");
+			cfg_error_set(err, where, NULL,
+			              "unknown variable: no option has this name%s%s%s",
+			              hint[0] ? " (did you mean " : "", hint, hint[0] ? "?)" : "");
 			return MV_EINVAL;
 		}
 		const struct cfg_option *opt = &schema->options[index];
@@ -581,7 +566,7 @@ int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *en
 
 /* Load one secret from the file named by option `file_index` into `index`. */
 static int resolve_secret(const struct cfg_schema *schema, void *config, size_t index,
-			  size_t file_index, struct cfg_error *err)
+                          size_t file_index, struct cfg_error *err)
 {
 	const struct cfg_option *opt = &schema->options[index];
 	const struct cfg_option *file_opt = &schema->options[file_index];
@@ -597,20 +582,20 @@ static int resolve_secret(const struct cfg_schema *schema, void *config, size_t 
 	if (current && current[0]) {
 		const char *value_where = state_origin(config, index);
 		cfg_error_set(err, file_where, file_opt->key,
-			      "both %s (set %s%s) and %s are set; use only one", opt->key,
-			      value_where ? "at " : "by default", value_where ? value_where : "",
-			      file_opt->key);
+		              "both %s (set %s%s) and %s are set; use only one", opt->key,
+		              value_where ? "at " : "by default", value_where ? value_where : "",
+		              file_opt->key);
 		return MV_EINVAL;
 	}
 	rc = read_capped(path, CFG_SECRET_MAX, &data, &len, &err_no);
 	if (rc == MV_EIO) {
-		cfg_error_set(err, file_where, file_opt->key, "cannot read secret file %s: %s", path,
-			      err_no == EINVAL ? "not a regular file" : strerror(err_no));
+		cfg_error_set(err, file_where, file_opt->key, "cannot read secret file %s: %s",
+		              path, err_no == EINVAL ? "not a regular file" : strerror(err_no));
 		return rc;
 	}
 	if (rc == MV_ETOOBIG) {
 		cfg_error_set(err, file_where, file_opt->key,
-			      "secret file %s is larger than %zu bytes", path, CFG_SECRET_MAX);
+		              "secret file %s is larger than %zu bytes", path, CFG_SECRET_MAX);
 		return rc;
 	}
 	if (rc) {
@@ -627,7 +612,7 @@ static int resolve_secret(const struct cfg_schema *schema, void *config, size_t 
 	if (memchr(data, '\0', len)) {
 		free(data);
 		cfg_error_set(err, file_where, file_opt->key, "secret file %s contains a NUL byte",
-			      path);
+		              path);
 		return MV_EINVAL;
 	}
 	snprintf(where, sizeof(where), "file %s", path);
@@ -663,11 +648,11 @@ int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *
 		if (has_env(schema)) {
 			cfg_env_name(schema, opt, name, sizeof(name));
 			cfg_error_set(err, NULL, opt->key,
-				      "required option is not set (set it in a config file or %s)",
-				      name);
+			              "required option is not set (set it in a config file or %s)",
+			              name);
 		} else {
 			cfg_error_set(err, NULL, opt->key,
-				      "required option is not set (set it in a config file)");
+			              "required option is not set (set it in a config file)");
 		}
 		return MV_EINVAL;
 	}
@@ -675,7 +660,7 @@ int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *
 }
 
 int cfg_load(const struct cfg_schema *schema, void *config, const char *const *files,
-	     size_t file_count, char *const *envp, struct cfg_error *err)
+             size_t file_count, char *const *envp, struct cfg_error *err)
 {
 	struct cfg_error scratch;
 	if (!err)

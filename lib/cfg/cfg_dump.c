@@ -98,16 +98,14 @@ static int put_indent(struct buf *out, size_t depth)
 
 /* The value after "key:", including the newline. */
 static int put_value(struct buf *out, const struct cfg_option *opt, const void *config,
-		     size_t depth)
+                     size_t depth)
 {
 	const void *f = cfg_field_const(opt, config);
 	char text[64];
 	int rc;
 	switch (opt->type) {
-	case CFG_INT:
-		return buf_printf(out, " %" PRId64 "\n", *(const int64_t *)f);
-	case CFG_BOOL:
-		return buf_printf(out, " %s\n", *(const bool *)f ? "true" : "false");
+	case CFG_INT: return buf_printf(out, " %" PRId64 "\n", *(const int64_t *)f);
+	case CFG_BOOL: return buf_printf(out, " %s\n", *(const bool *)f ? "true" : "false");
 	case CFG_DURATION_MS:
 		cfg_format_duration(*(const int64_t *)f, text, sizeof(text));
 		return buf_printf(out, " %s\n", text);
@@ -153,7 +151,7 @@ static int put_value(struct buf *out, const struct cfg_option *opt, const void *
  * written once where its first option appears (so interleaved tables still
  * give unique keys). */
 static int dump_section(const struct cfg_schema *schema, const void *config, struct buf *out,
-			const char *prefix, size_t prefix_len, size_t depth, bool *done)
+                        const char *prefix, size_t prefix_len, size_t depth, bool *done)
 {
 	for (size_t i = 0; i < schema->option_count; i++) {
 		const struct cfg_option *opt = &schema->options[i];
@@ -176,7 +174,7 @@ static int dump_section(const struct cfg_schema *schema, const void *config, str
 			rc = buf_printf(out, "%.*s:\n", (int)(dot - rest), rest);
 			if (rc == 0)
 				rc = dump_section(schema, config, out, key, (size_t)(dot - key),
-						  depth + 1, done);
+				                  depth + 1, done);
 		}
 		if (rc)
 			return rc;
@@ -210,15 +208,14 @@ static int put_cell(struct buf *out, const char *s)
 }
 
 static int describe_row(const struct cfg_schema *schema, const struct cfg_option *opt,
-			struct buf *out)
+                        struct buf *out)
 {
 	char range[96];
-	int rc = buf_printf(out, "| %s | %s", opt->key,
-			    (opt->flags & CFG_SECRET) ? "secret " : "");
+	int rc = buf_printf(out, "| %s | %s", opt->key, (opt->flags & CFG_SECRET) ? "secret " : "");
 	if (rc == 0)
 		rc = buf_append_str(out, cfg_type_name(opt->type));
-	for (const char *const *v = opt->enum_values;
-	     rc == 0 && opt->type == CFG_ENUM && v && *v; v++)
+	for (const char *const *v = opt->enum_values; rc == 0 && opt->type == CFG_ENUM && v && *v;
+	     v++)
 		rc = buf_printf(out, "%s%s", v == opt->enum_values ? ": " : ", ", *v);
 	if (rc == 0)
 		rc = buf_append_str(out, " | ");
@@ -249,7 +246,7 @@ static int describe_row(const struct cfg_schema *schema, const struct cfg_option
 int cfg_describe(const struct cfg_schema *schema, struct buf *out)
 {
 	int rc = buf_append_str(out, "| key | type | default | range | env | meaning |\n"
-				     "|---|---|---|---|---|---|\n");
+	                             "|---|---|---|---|---|---|\n");
 	for (size_t i = 0; rc == 0 && i < schema->option_count; i++)
 		rc = describe_row(schema, &schema->options[i], out);
 	return rc;

@@ -16,7 +16,7 @@
 #include "movie/cfg.h"
 
 #define CFG_PATH_MAX 256 /* longer key paths cannot name an option */
-#define CFG_MSG_MAX 256
+#define CFG_MSG_MAX  256
 
 /* One parsed value, owned until moved into a config with cfg_assign. */
 union cfg_value {
@@ -36,12 +36,12 @@ void cfg_value_free(enum cfg_type type, union cfg_value *v);
  * of a CFG_SECRET option is never echoed.
  * Returns 0, MV_EINVAL, MV_ERANGE, MV_ENOMEM. */
 int cfg_value_parse(const struct cfg_option *opt, const char *text, size_t len, bool is_null,
-		    union cfg_value *out, char *msg, size_t msg_size);
+                    union cfg_value *out, char *msg, size_t msg_size);
 
 /* Append one item (checked against the item caps) to `list`.
  * Returns 0, MV_EINVAL, MV_ERANGE, MV_ENOMEM. */
 int cfg_list_add(const struct cfg_option *opt, struct cfg_string_list *list, const char *text,
-		 size_t len, char *msg, size_t msg_size);
+                 size_t len, char *msg, size_t msg_size);
 
 /* "an integer", "a duration (250ms, 5s, 2m, 1h)", ...: for "expected X" messages. */
 const char *cfg_type_expectation(enum cfg_type type);
@@ -64,12 +64,12 @@ const void *cfg_field_const(const struct cfg_option *opt, const void *config);
  * that a layer set it at `where` (NULL: a default, which does not count).
  * `v` is consumed even on failure. Returns 0, MV_ENOMEM. */
 int cfg_assign(const struct cfg_schema *schema, void *config, size_t index, union cfg_value *v,
-	       const char *where);
+               const char *where);
 
 /* The option's environment variable: <PREFIX>_<KEY>, the key upper-cased
  * with '.' and '-' as '_'. Needs a non-empty schema->env_prefix. */
 void cfg_env_name(const struct cfg_schema *schema, const struct cfg_option *opt, char *out,
-		  size_t out_size);
+                  size_t out_size);
 
 /* Index of the option named by the first `len` bytes of `key`, or -1. */
 ptrdiff_t cfg_find_option(const struct cfg_schema *schema, const char *key, size_t len);
@@ -78,12 +78,11 @@ bool cfg_is_prefix(const struct cfg_schema *schema, const char *prefix, size_t l
 
 /* Suggest the known key (or key prefix) closest to `path`, or "" when none is
  * obviously meant. */
-void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *out,
-		     size_t out_size);
+void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *out, size_t out_size);
 
 /* Fill `err` (any of where/key may be NULL). */
 void cfg_error_set(struct cfg_error *err, const char *where, const char *key, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Copy untrusted text for a message: quoted, control and non-ASCII bytes as
  * \xNN, cut at about 48 bytes. */

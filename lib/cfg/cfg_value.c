@@ -22,13 +22,16 @@ struct unit {
 
 /* Largest unit first: formatting picks the first that divides exactly. */
 static const struct unit duration_units[] = {
-	{"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}, {NULL, 0},
+    {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}, {NULL, 0},
 };
 
 /* Binary units only: "KB" could mean 1000 or 1024, so it is rejected. */
 static const struct unit size_units[] = {
-	{"GiB", (int64_t)1 << 30}, {"MiB", (int64_t)1 << 20}, {"KiB", (int64_t)1 << 10},
-	{"B", 1}, {NULL, 0},
+    {"GiB", (int64_t)1 << 30},
+    {"MiB", (int64_t)1 << 20},
+    {"KiB", (int64_t)1 << 10},
+    {"B", 1},
+    {NULL, 0},
 };
 
 void cfg_value_free(enum cfg_type type, union cfg_value *v)
@@ -117,7 +120,7 @@ static bool range_set(const struct cfg_option *opt)
 }
 
 static int parse_int(const struct cfg_option *opt, const char *text, size_t len, int64_t *out,
-		     char *msg, size_t msg_size)
+                     char *msg, size_t msg_size)
 {
 	char q[64];
 	int64_t v = 0;
@@ -134,7 +137,7 @@ static int parse_int(const struct cfg_option *opt, const char *text, size_t len,
 	}
 	if (range_set(opt) && (v < opt->min || v > opt->max)) {
 		snprintf(msg, msg_size, "%" PRId64 " is out of range %" PRId64 "..%" PRId64, v,
-			 opt->min, opt->max);
+		         opt->min, opt->max);
 		return MV_ERANGE;
 	}
 	*out = v;
@@ -143,9 +146,8 @@ static int parse_int(const struct cfg_option *opt, const char *text, size_t len,
 
 /* A whole number followed by a unit from `units`; a bare number means the
  * unit whose factor is 1. Negative values are refused. */
-static int parse_with_unit(const struct cfg_option *opt, const struct unit *units,
-			   const char *what, const char *text, size_t len, int64_t *out,
-			   char *msg, size_t msg_size)
+static int parse_with_unit(const struct cfg_option *opt, const struct unit *units, const char *what,
+                           const char *text, size_t len, int64_t *out, char *msg, size_t msg_size)
 {
 	char q[64], lo[32], hi[32], got[32];
 	int64_t v = 0;
@@ -166,7 +168,8 @@ static int parse_with_unit(const struct cfg_option *opt, const struct unit *unit
 		factor = 1;
 	} else {
 		for (const struct unit *u = units; u->name; u++) {
-			if (strlen(u->name) == suffix_len && memcmp(u->name, suffix, suffix_len) == 0) {
+			if (strlen(u->name) == suffix_len &&
+			    memcmp(u->name, suffix, suffix_len) == 0) {
 				factor = u->factor;
 				break;
 			}
@@ -174,7 +177,7 @@ static int parse_with_unit(const struct cfg_option *opt, const struct unit *unit
 	}
 	if (factor == 0) {
 		snprintf(msg, msg_size, "%s has no valid %s unit (expected %s)", q, what,
-			 cfg_type_expectation(opt->type));
+		         cfg_type_expectation(opt->type));
 		return MV_EINVAL;
 	}
 	if (v > INT64_MAX / factor) {
@@ -184,7 +187,7 @@ static int parse_with_unit(const struct cfg_option *opt, const struct unit *unit
 	v *= factor;
 	if (range_set(opt) && (v < opt->min || v > opt->max)) {
 		void (*fmt)(int64_t, char *, size_t) =
-			opt->type == CFG_SIZE ? cfg_format_size : cfg_format_duration;
+		    opt->type == CFG_SIZE ? cfg_format_size : cfg_format_duration;
 		fmt(v, got, sizeof(got));
 		fmt(opt->min, lo, sizeof(lo));
 		fmt(opt->max, hi, sizeof(hi));
@@ -245,7 +248,7 @@ static void double_range(const struct cfg_option *opt, bool *bounded, double *lo
 }
 
 static int parse_double(const struct cfg_option *opt, const char *text, size_t len, double *out,
-			char *msg, size_t msg_size)
+                        char *msg, size_t msg_size)
 {
 	char q[64], tmp[64];
 	cfg_quote(text, len, q, sizeof(q));
@@ -299,11 +302,11 @@ static size_t string_cap(const struct cfg_option *opt)
 
 /* A string the program can use as a C string, within the option's cap. */
 static int check_string(const struct cfg_option *opt, const char *text, size_t len, char *msg,
-			size_t msg_size)
+                        size_t msg_size)
 {
 	if (len > string_cap(opt)) {
 		snprintf(msg, msg_size, "value is %zu bytes long, longer than %zu", len,
-			 string_cap(opt));
+		         string_cap(opt));
 		return MV_ERANGE;
 	}
 	if (memchr(text, '\0', len)) {
@@ -325,7 +328,7 @@ static char *dup_text(const char *text, size_t len)
 }
 
 static int parse_enum(const struct cfg_option *opt, const char *text, size_t len, char **out,
-		      char *msg, size_t msg_size)
+                      char *msg, size_t msg_size)
 {
 	for (const char *const *v = opt->enum_values; v && *v; v++) {
 		if (strlen(*v) == len && memcmp(*v, text, len) == 0) {
@@ -337,7 +340,8 @@ static int parse_enum(const struct cfg_option *opt, const char *text, size_t len
 	cfg_quote(text, len, q, sizeof(q));
 	size_t o = (size_t)snprintf(msg, msg_size, "%s is not one of ", q);
 	for (const char *const *v = opt->enum_values; v && *v && o < msg_size; v++) {
-		int n = snprintf(msg + o, msg_size - o, "%s%s", v == opt->enum_values ? "" : ", ", *v);
+		int n =
+		    snprintf(msg + o, msg_size - o, "%s%s", v == opt->enum_values ? "" : ", ", *v);
 		if (n < 0)
 			break;
 		o += (size_t)n;
@@ -346,7 +350,7 @@ static int parse_enum(const struct cfg_option *opt, const char *text, size_t len
 }
 
 int cfg_list_add(const struct cfg_option *opt, struct cfg_string_list *list, const char *text,
-		 size_t len, char *msg, size_t msg_size)
+                 size_t len, char *msg, size_t msg_size)
 {
 	if (list->count >= CFG_LIST_MAX_ITEMS) {
 		snprintf(msg, msg_size, "more than %d items", CFG_LIST_MAX_ITEMS);
@@ -374,7 +378,7 @@ static bool is_blank(char c)
 }
 
 static int parse_comma_list(const struct cfg_option *opt, const char *text, size_t len,
-			    struct cfg_string_list *out, char *msg, size_t msg_size)
+                            struct cfg_string_list *out, char *msg, size_t msg_size)
 {
 	size_t i = 0;
 	while (i < len && is_blank(text[i]))
@@ -403,20 +407,19 @@ static int parse_comma_list(const struct cfg_option *opt, const char *text, size
 }
 
 int cfg_value_parse(const struct cfg_option *opt, const char *text, size_t len, bool is_null,
-		    union cfg_value *out, char *msg, size_t msg_size)
+                    union cfg_value *out, char *msg, size_t msg_size)
 {
 	int rc;
 	memset(out, 0, sizeof(*out));
 	msg[0] = '\0';
 	if (is_null && opt->type != CFG_STRING && opt->type != CFG_STRING_LIST) {
-		snprintf(msg, msg_size, "missing value, expected %s", cfg_type_expectation(opt->type));
+		snprintf(msg, msg_size, "missing value, expected %s",
+		         cfg_type_expectation(opt->type));
 		return MV_EINVAL;
 	}
 	switch (opt->type) {
-	case CFG_INT:
-		return parse_int(opt, text, len, &out->i, msg, msg_size);
-	case CFG_BOOL:
-		return parse_bool(text, len, &out->b, msg, msg_size);
+	case CFG_INT: return parse_int(opt, text, len, &out->i, msg, msg_size);
+	case CFG_BOOL: return parse_bool(text, len, &out->b, msg, msg_size);
 	case CFG_STRING:
 		if (is_null)
 			len = 0;
@@ -427,9 +430,8 @@ int cfg_value_parse(const struct cfg_option *opt, const char *text, size_t len, 
 		return out->s ? 0 : MV_ENOMEM;
 	case CFG_DURATION_MS:
 		return parse_with_unit(opt, duration_units, "duration", text, len, &out->i, msg,
-				       msg_size);
-	case CFG_ENUM:
-		return parse_enum(opt, text, len, &out->s, msg, msg_size);
+		                       msg_size);
+	case CFG_ENUM: return parse_enum(opt, text, len, &out->s, msg, msg_size);
 	case CFG_STRING_LIST:
 		if (is_null)
 			return 0;
@@ -439,8 +441,7 @@ int cfg_value_parse(const struct cfg_option *opt, const char *text, size_t len, 
 		return rc;
 	case CFG_SIZE:
 		return parse_with_unit(opt, size_units, "size", text, len, &out->i, msg, msg_size);
-	case CFG_DOUBLE:
-		return parse_double(opt, text, len, &out->d, msg, msg_size);
+	case CFG_DOUBLE: return parse_double(opt, text, len, &out->d, msg, msg_size);
 	}
 	snprintf(msg, msg_size, "option has an unknown type %d", (int)opt->type);
 	return MV_EINVAL;
@@ -520,7 +521,7 @@ void cfg_format_range(const struct cfg_option *opt, char *out, size_t out_size)
 	case CFG_SIZE:
 		if (range_set(opt)) {
 			void (*fmt)(int64_t, char *, size_t) =
-				opt->type == CFG_SIZE ? cfg_format_size : cfg_format_duration;
+			    opt->type == CFG_SIZE ? cfg_format_size : cfg_format_duration;
 			fmt(opt->min, lo, sizeof(lo));
 			fmt(opt->max, hi, sizeof(hi));
 			snprintf(out, out_size, "%s..%s", lo, hi);
@@ -543,8 +544,7 @@ void cfg_format_range(const struct cfg_option *opt, char *out, size_t out_size)
 			snprintf(out, out_size, "max %" PRId64 " bytes", opt->max);
 		break;
 	case CFG_BOOL:
-	case CFG_ENUM:
-		break;
+	case CFG_ENUM: break;
 	}
 }
 

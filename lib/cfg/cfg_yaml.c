@@ -25,7 +25,7 @@ struct seen_key {
 
 struct frame {
 	bool is_list;
-	size_t path_len;        /* length of this node's own path */
+	size_t path_len; /* length of this node's own path */
 	/* mapping */
 	bool want_value;
 	ptrdiff_t value_option; /* option of the pending value, -1: a section */
@@ -62,7 +62,7 @@ static void format_where(const struct walker *w, yaml_mark_t mark, char *out, si
 }
 
 static int fail(struct walker *w, int rc, yaml_mark_t mark, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Report an error at `mark` for the current path. */
 static int fail(struct walker *w, int rc, yaml_mark_t mark, const char *fmt, ...)
@@ -86,7 +86,7 @@ static bool is_null_scalar(const yaml_event_t *ev)
 		return false;
 	return len == 0 || (len == 1 && v[0] == '~') ||
 	       (len == 4 && (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 ||
-			     memcmp(v, "NULL", 4) == 0));
+	                     memcmp(v, "NULL", 4) == 0));
 }
 
 static const char *node_kind(yaml_event_type_t type)
@@ -107,7 +107,7 @@ static void expectation(const struct cfg_option *opt, char *out, size_t out_size
 		size_t o = (size_t)snprintf(out, out_size, "one of");
 		for (const char *const *v = opt->enum_values; *v && o < out_size; v++) {
 			int n = snprintf(out + o, out_size - o, "%s %s",
-					 v == opt->enum_values ? "" : ",", *v);
+			                 v == opt->enum_values ? "" : ",", *v);
 			if (n < 0)
 				break;
 			o += (size_t)n;
@@ -116,7 +116,7 @@ static void expectation(const struct cfg_option *opt, char *out, size_t out_size
 	}
 	cfg_format_range(opt, range, sizeof(range));
 	snprintf(out, out_size, "%s%s%s", cfg_type_expectation(opt->type), range[0] ? " in " : "",
-		 range);
+	         range);
 }
 
 /* The new innermost frame, or NULL (error reported) past CFG_DEPTH_MAX. */
@@ -193,15 +193,14 @@ static int on_key(struct walker *w, struct frame *f, const yaml_event_t *ev)
 		struct first_set *fs = &w->first_set[index];
 		if (fs->set)
 			return fail(w, MV_EINVAL, mark, "duplicate key (first set at %zu:%zu)",
-				    fs->mark.line + 1, fs->mark.column + 1);
+			            fs->mark.line + 1, fs->mark.column + 1);
 		fs->set = true;
 		fs->mark = mark;
 	} else {
 		for (size_t i = 0; i < f->seen_count; i++) {
 			if (f->seen[i].len == len && memcmp(f->seen[i].text, key, len) == 0)
-				return fail(w, MV_EINVAL, mark,
-					    "duplicate key (first at %zu:%zu)",
-					    f->seen[i].mark.line + 1, f->seen[i].mark.column + 1);
+				return fail(w, MV_EINVAL, mark, "duplicate key (first at %zu:%zu)",
+				            f->seen[i].mark.line + 1, f->seen[i].mark.column + 1);
 		}
 		/* Bounded: every distinct key here named a section of the table. */
 		struct seen_key *seen = realloc(f->seen, (f->seen_count + 1) * sizeof(*seen));
@@ -228,7 +227,7 @@ static int on_option_scalar(struct walker *w, size_t index, const yaml_event_t *
 	char msg[CFG_MSG_MAX], where[sizeof(w->err->where)];
 	union cfg_value v;
 	int rc = cfg_value_parse(opt, (const char *)ev->data.scalar.value, ev->data.scalar.length,
-				 is_null_scalar(ev), &v, msg, sizeof(msg));
+	                         is_null_scalar(ev), &v, msg, sizeof(msg));
 	if (rc)
 		return fail(w, rc, ev->start_mark, "%s", msg);
 	format_where(w, ev->start_mark, where, sizeof(where));
@@ -256,8 +255,8 @@ static int on_value(struct walker *w, struct frame *f, const yaml_event_t *ev)
 			return 0;
 		}
 		return fail(w, MV_EINVAL, ev->start_mark,
-			    "expected a mapping (a section of options), got %s",
-			    node_kind(ev->type));
+		            "expected a mapping (a section of options), got %s",
+		            node_kind(ev->type));
 	}
 
 	size_t index = (size_t)f->value_option;
@@ -265,7 +264,7 @@ static int on_value(struct walker *w, struct frame *f, const yaml_event_t *ev)
 	if (ev->type == YAML_SCALAR_EVENT) {
 		if (opt->type == CFG_STRING_LIST && !is_null_scalar(ev))
 			return fail(w, MV_EINVAL, ev->start_mark,
-				    "expected a sequence of strings (e.g. [a, b]), got a scalar");
+			            "expected a sequence of strings (e.g. [a, b]), got a scalar");
 		rc = on_option_scalar(w, index, ev);
 		if (rc)
 			return rc;
@@ -285,7 +284,7 @@ static int on_value(struct walker *w, struct frame *f, const yaml_event_t *ev)
 	}
 	expectation(opt, expected, sizeof(expected));
 	return fail(w, MV_EINVAL, ev->start_mark, "expected %s, got %s", expected,
-		    node_kind(ev->type));
+	            node_kind(ev->type));
 }
 
 static int on_list_item(struct walker *w, struct frame *f, const yaml_event_t *ev)
@@ -295,11 +294,11 @@ static int on_list_item(struct walker *w, struct frame *f, const yaml_event_t *e
 	size_t n = f->list.list.count + 1;
 	if (ev->type != YAML_SCALAR_EVENT)
 		return fail(w, MV_EINVAL, ev->start_mark, "item %zu: expected a string, got %s", n,
-			    node_kind(ev->type));
+		            node_kind(ev->type));
 	if (is_null_scalar(ev) || ev->data.scalar.length == 0)
 		return fail(w, MV_EINVAL, ev->start_mark, "item %zu is empty", n);
 	int rc = cfg_list_add(opt, &f->list.list, (const char *)ev->data.scalar.value,
-			      ev->data.scalar.length, msg, sizeof(msg));
+	                      ev->data.scalar.length, msg, sizeof(msg));
 	if (rc)
 		return fail(w, rc, ev->start_mark, "item %zu: %s", n, msg);
 	return 0;
@@ -336,8 +335,7 @@ static int check_node(struct walker *w, const yaml_event_t *ev)
 		anchor = ev->data.mapping_start.anchor;
 		tag = ev->data.mapping_start.tag;
 		break;
-	default:
-		return 0;
+	default: return 0;
 	}
 	if (anchor)
 		return fail(w, MV_EINVAL, ev->start_mark, "anchors (&name) are not supported");
@@ -353,26 +351,19 @@ static int on_event(struct walker *w, const yaml_event_t *ev, bool *done)
 	if (rc)
 		return rc;
 	switch (ev->type) {
-	case YAML_STREAM_END_EVENT:
-		*done = true;
-		return 0;
+	case YAML_STREAM_END_EVENT: *done = true; return 0;
 	case YAML_DOCUMENT_START_EVENT:
 		if (w->document_seen)
 			return fail(w, MV_EINVAL, ev->start_mark,
-				    "only one YAML document is allowed");
+			            "only one YAML document is allowed");
 		w->document_seen = true;
 		return 0;
-	case YAML_MAPPING_END_EVENT:
-		pop(w);
-		return 0;
-	case YAML_SEQUENCE_END_EVENT:
-		return on_list_end(w, f);
+	case YAML_MAPPING_END_EVENT: pop(w); return 0;
+	case YAML_SEQUENCE_END_EVENT: return on_list_end(w, f);
 	case YAML_SCALAR_EVENT:
 	case YAML_SEQUENCE_START_EVENT:
-	case YAML_MAPPING_START_EVENT:
-		break;
-	default:
-		return 0;
+	case YAML_MAPPING_START_EVENT: break;
+	default: return 0;
 	}
 	if (!f) {
 		if (ev->type == YAML_MAPPING_START_EVENT)
@@ -380,7 +371,7 @@ static int on_event(struct walker *w, const yaml_event_t *ev, bool *done)
 		if (ev->type == YAML_SCALAR_EVENT && is_null_scalar(ev))
 			return 0;
 		return fail(w, MV_EINVAL, ev->start_mark,
-			    "the document must be a mapping of keys, got %s", node_kind(ev->type));
+		            "the document must be a mapping of keys, got %s", node_kind(ev->type));
 	}
 	if (f->is_list)
 		return on_list_item(w, f, ev);
@@ -388,7 +379,7 @@ static int on_event(struct walker *w, const yaml_event_t *ev, bool *done)
 		return on_value(w, f, ev);
 	if (ev->type != YAML_SCALAR_EVENT)
 		return fail(w, MV_EINVAL, ev->start_mark, "a key must be a string, got %s",
-			    node_kind(ev->type));
+		            node_kind(ev->type));
 	return on_key(w, f, ev);
 }
 
@@ -412,8 +403,7 @@ static yaml_mark_t mark_at_offset(const char *data, size_t len, size_t offset)
 	return m;
 }
 
-static int syntax_error(struct walker *w, const yaml_parser_t *parser, const char *data,
-			size_t len)
+static int syntax_error(struct walker *w, const yaml_parser_t *parser, const char *data, size_t len)
 {
 	yaml_mark_t mark = parser->problem_mark;
 	const char *problem = parser->problem ? parser->problem : "invalid YAML";
@@ -425,17 +415,17 @@ static int syntax_error(struct walker *w, const yaml_parser_t *parser, const cha
 		mark = mark_at_offset(data, len, parser->problem_offset);
 		if (parser->problem_value != -1)
 			return fail(w, MV_ESYNTAX, mark, "%s (#x%X)", problem,
-				    (unsigned)parser->problem_value);
+			            (unsigned)parser->problem_value);
 		return fail(w, MV_ESYNTAX, mark, "%s", problem);
 	}
 	if (parser->context)
 		return fail(w, MV_ESYNTAX, mark, "%s (%s at %zu:%zu)", problem, parser->context,
-			    parser->context_mark.line + 1, parser->context_mark.column + 1);
+		            parser->context_mark.line + 1, parser->context_mark.column + 1);
 	return fail(w, MV_ESYNTAX, mark, "%s", problem);
 }
 
 int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *name,
-		   const char *data, size_t len, struct cfg_error *err)
+                   const char *data, size_t len, struct cfg_error *err)
 {
 	struct cfg_error scratch;
 	struct walker w;
@@ -455,8 +445,7 @@ int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *na
 		cfg_error_set(err, w.name, NULL, "document is larger than %zu bytes", CFG_FILE_MAX);
 		return MV_ETOOBIG;
 	}
-	w.first_set = calloc(schema->option_count ? schema->option_count : 1,
-			     sizeof(*w.first_set));
+	w.first_set = calloc(schema->option_count ? schema->option_count : 1, sizeof(*w.first_set));
 	if (!w.first_set) {
 		rc = MV_ENOMEM;
 		goto fail_first_set;
@@ -466,7 +455,7 @@ int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *na
 		goto fail_parser;
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)(data ? data : ""),
-				     data ? len : 0);
+	                             data ? len : 0);
 	while (!done) {
 		yaml_event_t ev;
 		if (!yaml_parser_parse(&parser, &ev)) {

@@ -11,10 +11,23 @@
 #include "movie/banned.h"
 
 static const char *const status_names[GRPC_STATUS_COUNT] = {
-	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-	"UNAUTHENTICATED",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
 };
 
 const char *grpc_status_name(int status)
@@ -73,8 +86,12 @@ int grpc_timeout_format(int64_t ns, char *out, size_t out_size)
 	static const struct {
 		char unit;
 		int64_t ns;
-	} units[] = {{'n', 1}, {'u', 1000}, {'m', 1000000}, {'S', 1000000000LL},
-		     {'M', 60000000000LL}, {'H', 3600000000000LL}};
+	} units[] = {{'n', 1},
+	             {'u', 1000},
+	             {'m', 1000000},
+	             {'S', 1000000000LL},
+	             {'M', 60000000000LL},
+	             {'H', 3600000000000LL}};
 	if (ns < 0 || out_size < 16)
 		return MV_EINVAL;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
@@ -141,7 +158,7 @@ int grpc_frame_append(struct buf *out, const uint8_t *msg, size_t len)
 	if (len > 0xffffffffu)
 		return MV_ETOOBIG;
 	uint8_t header[GRPC_FRAME_HEADER] = {0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-					     (uint8_t)(len >> 8), (uint8_t)len};
+	                                     (uint8_t)(len >> 8), (uint8_t)len};
 	int rc = buf_reserve(out, GRPC_FRAME_HEADER + len);
 	if (rc)
 		return rc;
@@ -150,12 +167,12 @@ int grpc_frame_append(struct buf *out, const uint8_t *msg, size_t len)
 }
 
 int grpc_frame_decode_single(const uint8_t *data, size_t len, size_t max_message,
-			     const uint8_t **msg, size_t *msg_len)
+                             const uint8_t **msg, size_t *msg_len)
 {
 	if (len < GRPC_FRAME_HEADER)
 		return MV_EAGAIN;
 	size_t declared = ((size_t)data[1] << 24) | ((size_t)data[2] << 16) |
-			  ((size_t)data[3] << 8) | (size_t)data[4];
+	                  ((size_t)data[3] << 8) | (size_t)data[4];
 	if (declared > max_message)
 		return MV_ETOOBIG;
 	if (data[0] != 0)

@@ -24,29 +24,29 @@
 #include "movie/banned.h"
 
 enum call_state {
-	CALL_RECEIVING,  /* headers seen, collecting the request message */
-	CALL_HANDLING,   /* handler owns the completion */
-	CALL_RESPONDED,  /* response submitted (or being streamed) */
+	CALL_RECEIVING, /* headers seen, collecting the request message */
+	CALL_HANDLING,  /* handler owns the completion */
+	CALL_RESPONDED, /* response submitted (or being streamed) */
 };
 
 struct grpc_call {
 	struct grpc_session *session; /* NULL once orphaned */
 	int32_t stream_id;
 	enum call_state state;
-	bool stream_open;      /* nghttp2 still has the stream */
-	bool handler_holds;    /* handler has not called finish yet */
+	bool stream_open;   /* nghttp2 still has the stream */
+	bool handler_holds; /* handler has not called finish yet */
 	bool cancelled;
-	bool headers_sent;     /* response HEADERS submitted (streaming / OK path) */
-	bool finished;         /* grpc_call_finish called */
-	bool bad_request;      /* request already answered with an error */
+	bool headers_sent; /* response HEADERS submitted (streaming / OK path) */
+	bool finished;     /* grpc_call_finish called */
+	bool bad_request;  /* request already answered with an error */
 	bool counted_active;
-	int status;            /* final status for trailers */
+	int status; /* final status for trailers */
 	const struct grpc_method *method;
 	char path[128];
 	int64_t deadline_ns;
 	int64_t start_ns;
-	struct buf request;     /* length-prefixed request bytes */
-	struct buf out;         /* framed response messages not yet sent */
+	struct buf request; /* length-prefixed request bytes */
+	struct buf out;     /* framed response messages not yet sent */
 	size_t out_sent;
 	struct buf status_message; /* percent-encoded grpc-message */
 	void (*cancel_fn)(struct grpc_call *call, void *arg);
@@ -63,7 +63,7 @@ struct grpc_session {
 	struct grpc_session_hooks hooks;
 	struct grpc_call *calls; /* every live call referencing this session */
 	size_t active_calls;
-	bool in_recv;            /* suppress want_write while inside recv */
+	bool in_recv; /* suppress want_write while inside recv */
 	bool goaway_sent;
 	bool fatal;
 };
@@ -132,7 +132,7 @@ static void notify_want_write(struct grpc_session *s)
 static nghttp2_nv make_nv(const char *name, const char *value)
 {
 	nghttp2_nv nv = {(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, strlen(name),
-			 strlen(value), NGHTTP2_NV_FLAG_NO_COPY_NAME};
+	                 strlen(value), NGHTTP2_NV_FLAG_NO_COPY_NAME};
 	return nv;
 }
 #define NV(name, value) make_nv((name), (value))
@@ -147,9 +147,9 @@ static void submit_trailers_only(struct grpc_call *c, int status, const char *me
 	if (message && *message)
 		grpc_message_encode(message, &c->status_message);
 	nghttp2_nv nv[4] = {
-		NV(":status", "200"),
-		NV("content-type", "application/grpc"),
-		NV("grpc-status", code),
+	    NV(":status", "200"),
+	    NV("content-type", "application/grpc"),
+	    NV("grpc-status", code),
 	};
 	size_t n = 3;
 	if (c->status_message.len) {
@@ -183,7 +183,7 @@ static void submit_trailers(struct grpc_call *c)
 }
 
 static ssize_t data_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest, size_t length,
-			    uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+                            uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct grpc_call *c = source->ptr;
 	size_t avail = c->out.len - c->out_sent;
@@ -227,7 +227,7 @@ static void dispatch(struct grpc_session *s, struct grpc_call *c)
 	const uint8_t *msg;
 	size_t msg_len;
 	int rc = grpc_frame_decode_single((const uint8_t *)c->request.data, c->request.len,
-					  s->limits.max_message_bytes, &msg, &msg_len);
+	                                  s->limits.max_message_bytes, &msg, &msg_len);
 	if (rc) {
 		int status = GRPC_STATUS_INVALID_ARGUMENT;
 		const char *why = "request must be exactly one uncompressed message";
@@ -280,7 +280,7 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
 }
 
 static const struct grpc_method *find_method(const struct grpc_session *s, const uint8_t *path,
-					     size_t len)
+                                             size_t len)
 {
 	for (size_t i = 0; i < s->method_count; i++) {
 		const char *p = s->methods[i].path;
@@ -297,8 +297,8 @@ static bool header_is(const uint8_t *name, size_t namelen, const char *literal)
 }
 
 static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
-		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-		     void *user_data)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *user_data)
 {
 	struct grpc_session *s = user_data;
 	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -318,7 +318,7 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 		static const char grpc_ct[] = "application/grpc";
 		size_t n = sizeof(grpc_ct) - 1;
 		bool ok = valuelen >= n && memcmp(value, grpc_ct, n) == 0 &&
-			  (valuelen == n || value[n] == '+' || value[n] == ';');
+		          (valuelen == n || value[n] == '+' || value[n] == ';');
 		if (!ok)
 			submit_http_error(c, "415");
 	} else if (header_is(name, namelen, "grpc-timeout")) {
@@ -334,8 +334,8 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 	return 0;
 }
 
-static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
-			 const uint8_t *data, size_t len, void *user_data)
+static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
+                         size_t len, void *user_data)
 {
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (!c || c->state != CALL_RECEIVING || c->bad_request)
@@ -349,7 +349,7 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
 		c->bad_request = true;
 		c->handler_holds = false;
 		submit_trailers_only(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-				     "request message larger than the server's maximum");
+		                     "request message larger than the server's maximum");
 		call_mark_done(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
 		return 0;
 	}
@@ -357,14 +357,14 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id,
 	if (c->request.len >= GRPC_FRAME_HEADER) {
 		const uint8_t *p = (const uint8_t *)c->request.data;
 		size_t declared = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
-				  ((size_t)p[3] << 8) | (size_t)p[4];
+		                  ((size_t)p[3] << 8) | (size_t)p[4];
 		struct grpc_session *s = user_data;
 		if (declared > s->limits.max_message_bytes) {
 			c->bad_request = true;
 			c->handler_holds = false;
 			buf_release(&c->request);
 			submit_trailers_only(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-					     "request message larger than the server's maximum");
+			                     "request message larger than the server's maximum");
 			call_mark_done(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
 		}
 	}
@@ -386,7 +386,7 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 }
 
 static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
-			   void *user_data)
+                           void *user_data)
 {
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (!c)
@@ -413,8 +413,8 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t erro
 }
 
 struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t method_count,
-				      const struct grpc_session_limits *limits,
-				      const struct grpc_session_hooks *hooks)
+                                      const struct grpc_session_limits *limits,
+                                      const struct grpc_session_hooks *hooks)
 {
 	struct grpc_session *s = calloc(1, sizeof(*s));
 	nghttp2_session_callbacks *cbs = NULL;
@@ -447,12 +447,12 @@ struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t 
 	nghttp2_session_callbacks_del(cbs);
 
 	nghttp2_settings_entry settings[] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits->max_concurrent_streams},
-		{NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)limits->max_header_bytes},
-		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
+	    {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits->max_concurrent_streams},
+	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, (uint32_t)limits->max_header_bytes},
+	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
 	};
 	if (nghttp2_submit_settings(s->h2, NGHTTP2_FLAG_NONE, settings,
-				    sizeof(settings) / sizeof(settings[0])) != 0) {
+	                            sizeof(settings) / sizeof(settings[0])) != 0) {
 		nghttp2_session_del(s->h2);
 		free(s);
 		return NULL;
@@ -544,8 +544,8 @@ void grpc_session_goaway(struct grpc_session *s)
 		return;
 	s->goaway_sent = true;
 	nghttp2_submit_goaway(s->h2, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR,
-			      NULL, 0);
+	                      nghttp2_session_get_last_proc_stream_id(s->h2), NGHTTP2_NO_ERROR,
+	                      NULL, 0);
 	notify_want_write(s);
 }
 
@@ -570,7 +570,7 @@ const char *grpc_call_path(const struct grpc_call *call)
 }
 
 void grpc_call_on_cancel(struct grpc_call *call, void (*fn)(struct grpc_call *call, void *arg),
-			 void *arg)
+                         void *arg)
 {
 	call->cancel_fn = fn;
 	call->cancel_arg = arg;
@@ -594,8 +594,8 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
 	return 0;
 }
 
-void grpc_call_finish(struct grpc_call *call, int status, const char *message,
-		      const uint8_t *msg, size_t len)
+void grpc_call_finish(struct grpc_call *call, int status, const char *message, const uint8_t *msg,
+                      size_t len)
 {
 	struct grpc_session *s = call->session;
 	if (call->finished || !call->handler_holds)
@@ -622,7 +622,7 @@ void grpc_call_finish(struct grpc_call *call, int status, const char *message,
 			call->status = GRPC_STATUS_INTERNAL;
 			if (!call->headers_sent) {
 				submit_trailers_only(call, GRPC_STATUS_INTERNAL,
-						     "response too large");
+				                     "response too large");
 				status = GRPC_STATUS_INTERNAL;
 			}
 		}

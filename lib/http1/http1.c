@@ -22,7 +22,12 @@
  * upload does not pin memory on an idle keep-alive connection. */
 #define BODY_KEEP_BYTES ((size_t)64 * 1024)
 
-enum header_kind { HDR_OTHER = 0, HDR_CONTENT_TYPE, HDR_EXPECT, HDR_TRANSFER_ENCODING };
+enum header_kind {
+	HDR_OTHER = 0,
+	HDR_CONTENT_TYPE,
+	HDR_EXPECT,
+	HDR_TRANSFER_ENCODING
+};
 
 static struct http1_parser *parser_of(http_parser *hp)
 {
@@ -60,7 +65,7 @@ static size_t trimmed_len(const char *s, size_t len)
 static void finish_header(struct http1_parser *p)
 {
 	size_t n = p->header_value_len < sizeof(p->header_value) ? p->header_value_len
-								  : sizeof(p->header_value);
+	                                                         : sizeof(p->header_value);
 	size_t len;
 	switch (p->header_kind) {
 	case HDR_CONTENT_TYPE:
@@ -81,8 +86,7 @@ static void finish_header(struct http1_parser *p)
 		    strncasecmp(p->header_value, "chunked", 7) != 0)
 			p->te_unsupported = true;
 		break;
-	default:
-		break;
+	default: break;
 	}
 	p->header_field_len = 0;
 	p->header_field[0] = '\0';
@@ -164,8 +168,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 		/* Bounded by the head cap; past the array it only marks truncation. */
 		p->header_value_len += len;
 		break;
-	default:
-		break;
+	default: break;
 	}
 	return 0;
 }
@@ -535,15 +538,15 @@ const char *http1_reason(int status)
 	switch (status) {
 #define XX(num, name, string) \
 	case num: return #string;
-	HTTP_STATUS_MAP(XX)
+		HTTP_STATUS_MAP(XX)
 #undef XX
 	default: return "Unknown";
 	}
 }
 
 int http1_response_build(struct buf *out, int status, const char *content_type,
-			 const char *extra_headers, const char *body, size_t body_len,
-			 bool keep_alive)
+                         const char *extra_headers, const char *body, size_t body_len,
+                         bool keep_alive)
 {
 	/* RFC 9110 8.6: no Content-Length (and no content) in 1xx and 204. */
 	bool no_length = status < 200 || status == 204;
@@ -571,7 +574,8 @@ int http1_response_build(struct buf *out, int status, const char *content_type,
 		if (rc)
 			goto fail_truncate;
 	}
-	rc = buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
+	rc = buf_append_str(out,
+	                    keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
 	if (rc)
 		goto fail_truncate;
 	if (extra_headers) {
@@ -602,8 +606,8 @@ static size_t format_allow(unsigned mask, char *allow, size_t allow_size)
 		enum http1_method m;
 		const char *name;
 	} order[] = {
-		{HTTP1_GET, "GET"}, {HTTP1_HEAD, "HEAD"}, {HTTP1_POST, "POST"},
-		{HTTP1_PUT, "PUT"}, {HTTP1_DELETE, "DELETE"},
+	    {HTTP1_GET, "GET"}, {HTTP1_HEAD, "HEAD"},     {HTTP1_POST, "POST"},
+	    {HTTP1_PUT, "PUT"}, {HTTP1_DELETE, "DELETE"},
 	};
 	size_t n = 0;
 	if (!allow || allow_size == 0)
@@ -623,7 +627,7 @@ static size_t format_allow(unsigned mask, char *allow, size_t allow_size)
 }
 
 int http1_route_find(const struct http1_route *routes, size_t route_count,
-		     const struct http1_request *req, int *status, char *allow, size_t allow_size)
+                     const struct http1_request *req, int *status, char *allow, size_t allow_size)
 {
 	const char *path = req->target.data ? req->target.data : "";
 	size_t path_len = req->target.data ? req->path_len : 0;

@@ -15,7 +15,7 @@
 
 /* A line buffer that grew past this for one huge line is given back. */
 #define LINE_KEEP_MAX ((size_t)16 * 1024)
-#define LINE_INITIAL ((size_t)1024)
+#define LINE_INITIAL  ((size_t)1024)
 /* Escaping can grow each byte to 6 ("\u00XX"), plus quotes and NUL. */
 #define SERVICE_JSON_MAX (LOG_SERVICE_MAX * 6 + 3)
 
@@ -200,27 +200,24 @@ static int append_field(struct buf *b, const struct log_field *f)
 	if (rc)
 		return rc;
 	switch (f->type) {
-	case LOG_FIELD_STR:
-		return append_json_cstr(b, f->v.s, LOG_LINE_MAX);
-	case LOG_FIELD_INT:
-		return append_int(b, f->v.i);
+	case LOG_FIELD_STR: return append_json_cstr(b, f->v.s, LOG_LINE_MAX);
+	case LOG_FIELD_INT: return append_int(b, f->v.i);
 	case LOG_FIELD_DOUBLE:
 		/* JSON has no NaN or Infinity. */
 		if (!isfinite(f->v.d))
 			return buf_append(b, "null", 4);
 		return buf_append(b, num, obs_format_double(num, f->v.d));
-	case LOG_FIELD_BOOL:
-		return f->v.b ? buf_append(b, "true", 4) : buf_append(b, "false", 5);
-	default:
-		return buf_append(b, "null", 4);
+	case LOG_FIELD_BOOL: return f->v.b ? buf_append(b, "true", 4) : buf_append(b, "false", 5);
+	default: return buf_append(b, "null", 4);
 	}
 }
 
 static int format_line(struct buf *b, enum log_level level, const char *msg,
-		       const struct log_field *fields)
+                       const struct log_field *fields)
 {
 	int rc = append_head(b, level, msg, LOG_LINE_MAX);
-	for (const struct log_field *f = fields; !rc && f && f->key && f->type != LOG_FIELD_END; f++)
+	for (const struct log_field *f = fields; !rc && f && f->key && f->type != LOG_FIELD_END;
+	     f++)
 		rc = append_field(b, f);
 	if (!rc)
 		rc = buf_append(b, "}\n", 2);

@@ -21,7 +21,11 @@
  * share a line (false sharing costs more than the atomic add itself). */
 #define CHILD_ALIGN 64
 
-enum family_type { FAM_COUNTER, FAM_GAUGE, FAM_HISTOGRAM };
+enum family_type {
+	FAM_COUNTER,
+	FAM_GAUGE,
+	FAM_HISTOGRAM
+};
 
 struct child {
 	struct child *next;
@@ -78,10 +82,10 @@ struct metrics_registry {
 };
 
 const double metrics_latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-					  0.01,	  0.025,   0.05,   0.1,	  0.25,	  0.5,
-					  1,	  2.5,	   5,	   10};
+                                          0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                          1,      2.5,     5,      10};
 const size_t metrics_latency_bucket_count =
-	sizeof(metrics_latency_buckets) / sizeof(metrics_latency_buckets[0]);
+    sizeof(metrics_latency_buckets) / sizeof(metrics_latency_buckets[0]);
 
 static uint64_t double_bits(double d)
 {
@@ -100,8 +104,9 @@ static double bits_double(uint64_t u)
 static void atomic_add_double(_Atomic uint64_t *p, double delta)
 {
 	uint64_t old = atomic_load_explicit(p, memory_order_relaxed);
-	while (!atomic_compare_exchange_weak_explicit(p, &old, double_bits(bits_double(old) + delta),
-						      memory_order_relaxed, memory_order_relaxed))
+	while (!atomic_compare_exchange_weak_explicit(p, &old,
+	                                              double_bits(bits_double(old) + delta),
+	                                              memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -162,8 +167,8 @@ static bool valid_metric_name(const char *s)
 		return false;
 	for (size_t i = 0; s[i]; i++) {
 		char c = s[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-			  (i > 0 && c >= '0' && c <= '9');
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+		          c == ':' || (i > 0 && c >= '0' && c <= '9');
 		if (!ok)
 			return false;
 	}
@@ -179,7 +184,7 @@ static bool valid_label_name(const char *s, enum family_type type)
 	for (size_t i = 0; s[i]; i++) {
 		char c = s[i];
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-			  (i > 0 && c >= '0' && c <= '9');
+		          (i > 0 && c >= '0' && c <= '9');
 		if (!ok)
 			return false;
 	}
@@ -201,8 +206,8 @@ static struct metrics_family *family_find(struct metrics_registry *reg, const ch
 }
 
 static bool family_matches(const struct metrics_family *f, enum family_type type,
-			   const double *bounds, size_t bound_count, size_t label_count,
-			   const char *const *label_names)
+                           const double *bounds, size_t bound_count, size_t label_count,
+                           const char *const *label_names)
 {
 	if (f->type != type || f->fn || f->label_count != label_count ||
 	    f->bound_count != bound_count)
@@ -220,9 +225,9 @@ static struct child *child_new_locked(struct metrics_family *f, const char *cons
 
 /* Allocate and link a family. Called with reg->lock held. */
 static int family_new_locked(struct metrics_registry *reg, const char *name, const char *help,
-			     enum family_type type, const double *bounds, size_t bound_count,
-			     size_t label_count, const char *const *label_names,
-			     struct metrics_family **out)
+                             enum family_type type, const double *bounds, size_t bound_count,
+                             size_t label_count, const char *const *label_names,
+                             struct metrics_family **out)
 {
 	struct metrics_family *f = calloc(1, sizeof(*f));
 	if (!f)
@@ -262,9 +267,9 @@ fail_alloc:
 }
 
 static struct metrics_family *family_register(struct metrics_registry *reg, const char *name,
-					      const char *help, enum family_type type,
-					      const double *bounds, size_t bound_count,
-					      size_t label_count, const char *const *label_names)
+                                              const char *help, enum family_type type,
+                                              const double *bounds, size_t bound_count,
+                                              size_t label_count, const char *const *label_names)
 {
 	struct metrics_family *f = NULL;
 	if (!reg || !valid_metric_name(name) || label_count > METRICS_MAX_LABELS ||
@@ -290,7 +295,7 @@ static struct metrics_family *family_register(struct metrics_registry *reg, cons
 		if (family_matches(existing, type, bounds, bound_count, label_count, label_names))
 			f = existing;
 	} else if (family_new_locked(reg, name, help, type, bounds, bound_count, label_count,
-				     label_names, &f) != 0) {
+	                             label_names, &f) != 0) {
 		f = NULL;
 	}
 	pthread_mutex_unlock(&reg->lock);
@@ -298,30 +303,30 @@ static struct metrics_family *family_register(struct metrics_registry *reg, cons
 }
 
 struct metrics_family *metrics_counter_family(struct metrics_registry *reg, const char *name,
-					      const char *help, size_t label_count,
-					      const char *const *label_names)
+                                              const char *help, size_t label_count,
+                                              const char *const *label_names)
 {
 	return family_register(reg, name, help, FAM_COUNTER, NULL, 0, label_count, label_names);
 }
 
 struct metrics_family *metrics_gauge_family(struct metrics_registry *reg, const char *name,
-					    const char *help, size_t label_count,
-					    const char *const *label_names)
+                                            const char *help, size_t label_count,
+                                            const char *const *label_names)
 {
 	return family_register(reg, name, help, FAM_GAUGE, NULL, 0, label_count, label_names);
 }
 
 struct metrics_family *metrics_histogram_family(struct metrics_registry *reg, const char *name,
-						const char *help, const double *bounds,
-						size_t bound_count, size_t label_count,
-						const char *const *label_names)
+                                                const char *help, const double *bounds,
+                                                size_t bound_count, size_t label_count,
+                                                const char *const *label_names)
 {
 	return family_register(reg, name, help, FAM_HISTOGRAM, bounds, bound_count, label_count,
-			       label_names);
+	                       label_names);
 }
 
 static int callback_register(struct metrics_registry *reg, const char *name, const char *help,
-			     enum family_type type, double (*fn)(void *arg), void *arg)
+                             enum family_type type, double (*fn)(void *arg), void *arg)
 {
 	struct metrics_family *f;
 	int rc;
@@ -343,13 +348,13 @@ out_unlock:
 }
 
 int metrics_gauge_callback(struct metrics_registry *reg, const char *name, const char *help,
-			   double (*fn)(void *arg), void *arg)
+                           double (*fn)(void *arg), void *arg)
 {
 	return callback_register(reg, name, help, FAM_GAUGE, fn, arg);
 }
 
 int metrics_counter_callback(struct metrics_registry *reg, const char *name, const char *help,
-			     double (*fn)(void *arg), void *arg)
+                             double (*fn)(void *arg), void *arg)
 {
 	return callback_register(reg, name, help, FAM_COUNTER, fn, arg);
 }
@@ -362,7 +367,8 @@ static size_t child_size(const struct metrics_family *f)
 	case FAM_COUNTER: return sizeof(struct metrics_counter);
 	case FAM_GAUGE: return sizeof(struct metrics_gauge);
 	default:
-		return sizeof(struct metrics_histogram) + (f->bound_count + 1) * sizeof(_Atomic uint64_t);
+		return sizeof(struct metrics_histogram) +
+		       (f->bound_count + 1) * sizeof(_Atomic uint64_t);
 	}
 }
 
@@ -428,7 +434,7 @@ static struct child *child_new_locked(struct metrics_family *f, const char *cons
 }
 
 static struct child *child_get(struct metrics_family *f, enum family_type type,
-			       const char *const *values)
+                               const char *const *values)
 {
 	struct child *c = NULL;
 	if (!f || f->type != type || f->fn)
@@ -456,7 +462,7 @@ struct metrics_gauge *metrics_gauge_get(struct metrics_family *fam, const char *
 }
 
 struct metrics_histogram *metrics_histogram_get(struct metrics_family *fam,
-						const char *const *values)
+                                                const char *const *values)
 {
 	return (struct metrics_histogram *)child_get(fam, FAM_HISTOGRAM, values);
 }
@@ -558,13 +564,14 @@ static int append_seconds_from_ns(struct buf *out, int64_t ns)
 	int digits = 9;
 	if (frac == 0)
 		return buf_printf(out, "%s%llu", ns < 0 ? "-" : "",
-				  (unsigned long long)(mag / 1000000000u));
+		                  (unsigned long long)(mag / 1000000000u));
 	while (frac % 10 == 0) {
 		frac /= 10;
 		digits--;
 	}
 	return buf_printf(out, "%s%llu.%0*llu", ns < 0 ? "-" : "",
-			  (unsigned long long)(mag / 1000000000u), digits, (unsigned long long)frac);
+	                  (unsigned long long)(mag / 1000000000u), digits,
+	                  (unsigned long long)frac);
 }
 
 /* HELP text escapes backslash and newline; label values also the double quote. */
@@ -594,7 +601,7 @@ static int append_escaped(struct buf *out, const char *s, bool quote)
 
 /* `name{labels,le="..."} ` for one sample; braces omitted without labels. */
 static int append_series(struct buf *out, const struct metrics_family *f, const char *suffix,
-			 const struct child *c, const char *le)
+                         const struct child *c, const char *le)
 {
 	int rc = buf_append_str(out, f->name);
 	if (!rc && suffix)
@@ -620,7 +627,7 @@ out_space:
 }
 
 static int render_histogram(struct buf *out, const struct metrics_family *f,
-			    const struct metrics_histogram *h)
+                            const struct metrics_histogram *h)
 {
 	char le[OBS_DOUBLE_MAX];
 	uint64_t cum = 0;
@@ -668,10 +675,11 @@ static int render_family(struct buf *out, const struct metrics_family *f)
 			rc = append_double(out, f->fn(f->arg));
 		else if (f->type == FAM_COUNTER)
 			rc = buf_printf(out, "%llu",
-					(unsigned long long)metrics_counter_value(
-						(const struct metrics_counter *)c));
+			                (unsigned long long)metrics_counter_value(
+			                    (const struct metrics_counter *)c));
 		else if (f->type == FAM_GAUGE)
-			rc = append_double(out, metrics_gauge_value((const struct metrics_gauge *)c));
+			rc = append_double(out,
+			                   metrics_gauge_value((const struct metrics_gauge *)c));
 		else
 			rc = render_histogram(out, f, (const struct metrics_histogram *)c);
 		if (!rc && f->type != FAM_HISTOGRAM)
@@ -700,7 +708,14 @@ int metrics_render(struct metrics_registry *reg, struct buf *out)
 
 /* ---- process collector (Linux /proc) ---- */
 
-enum proc_metric { PROC_CPU, PROC_RSS, PROC_VSIZE, PROC_FDS, PROC_MAX_FDS, PROC_START };
+enum proc_metric {
+	PROC_CPU,
+	PROC_RSS,
+	PROC_VSIZE,
+	PROC_FDS,
+	PROC_MAX_FDS,
+	PROC_START
+};
 
 /* Read a small /proc file whole into buf (NUL-terminated). Returns bytes or -1. */
 static ssize_t read_proc(const char *path, char *dst, size_t cap)
@@ -865,17 +880,17 @@ int metrics_register_process(struct metrics_registry *reg)
 		enum family_type type;
 		enum proc_metric which;
 	} defs[] = {
-		{"process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-		 FAM_COUNTER, PROC_CPU},
-		{"process_resident_memory_bytes", "Resident memory size in bytes.", FAM_GAUGE,
-		 PROC_RSS},
-		{"process_virtual_memory_bytes", "Virtual memory size in bytes.", FAM_GAUGE,
-		 PROC_VSIZE},
-		{"process_open_fds", "Number of open file descriptors.", FAM_GAUGE, PROC_FDS},
-		{"process_max_fds", "Maximum number of open file descriptors.", FAM_GAUGE,
-		 PROC_MAX_FDS},
-		{"process_start_time_seconds",
-		 "Start time of the process since unix epoch in seconds.", FAM_GAUGE, PROC_START},
+	    {"process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+	     FAM_COUNTER, PROC_CPU},
+	    {"process_resident_memory_bytes", "Resident memory size in bytes.", FAM_GAUGE,
+	     PROC_RSS},
+	    {"process_virtual_memory_bytes", "Virtual memory size in bytes.", FAM_GAUGE,
+	     PROC_VSIZE},
+	    {"process_open_fds", "Number of open file descriptors.", FAM_GAUGE, PROC_FDS},
+	    {"process_max_fds", "Maximum number of open file descriptors.", FAM_GAUGE,
+	     PROC_MAX_FDS},
+	    {"process_start_time_seconds", "Start time of the process since unix epoch in seconds.",
+	     FAM_GAUGE, PROC_START},
 	};
 	if (!reg)
 		return MV_EINVAL;
@@ -887,7 +902,7 @@ int metrics_register_process(struct metrics_registry *reg)
 		return MV_EEXIST;
 	for (size_t i = 0; i < sizeof(defs) / sizeof(defs[0]); i++) {
 		int rc = callback_register(reg, defs[i].name, defs[i].help, defs[i].type,
-					   proc_collect, (void *)(uintptr_t)defs[i].which);
+		                           proc_collect, (void *)(uintptr_t)defs[i].which);
 		if (rc)
 			return rc;
 	}

@@ -20,7 +20,11 @@ static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /* Stop reading while this much output is waiting for a slow reader. */
 #define OUTPUT_HIGH_WATER (4u * 1024 * 1024)
 
-enum conn_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
+enum conn_proto {
+	PROTO_UNKNOWN,
+	PROTO_H1,
+	PROTO_H2
+};
 
 struct http_exchange {
 	struct conn *conn; /* NULL once the connection is gone */
@@ -40,13 +44,13 @@ struct conn {
 	struct grpc_session *h2;
 	struct http1_parser h1;
 	struct http_exchange *exchange; /* HTTP/1.1 request being handled */
-	struct buf in;    /* sniffing bytes, or unprocessed HTTP/1.1 bytes */
-	struct buf out;   /* output not yet handed to the kernel */
-	struct buf wbuf;  /* output owned by the in-flight uv_write */
+	struct buf in;                  /* sniffing bytes, or unprocessed HTTP/1.1 bytes */
+	struct buf out;                 /* output not yet handed to the kernel */
+	struct buf wbuf;                /* output owned by the in-flight uv_write */
 	uv_write_t wreq;
 	bool writing;
 	bool reading;
-	bool closing;     /* uv_close called */
+	bool closing; /* uv_close called */
 	bool close_after_write;
 	bool goaway_sent;
 	int64_t created_ms;
@@ -133,7 +137,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
 static void update_reading(struct conn *c)
 {
 	bool want = !c->closing && c->out.len + c->wbuf.len < OUTPUT_HIGH_WATER &&
-		    !(c->proto == PROTO_H1 && c->exchange) && !c->close_after_write;
+	            !(c->proto == PROTO_H1 && c->exchange) && !c->close_after_write;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 			c->reading = true;
@@ -212,7 +216,7 @@ void conn_flush_pending(struct worker *w)
 }
 
 static void h2_call_done(void *ctx, const struct grpc_method *m, const char *path, int status,
-			 double seconds, bool started)
+                         double seconds, bool started)
 {
 	struct conn *c = ctx;
 	server_record_grpc(c->worker->srv, m, path, status, seconds, started);
@@ -228,15 +232,15 @@ static int start_h2(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
 	struct grpc_session_limits limits = {
-		.max_message_bytes = (size_t)srv->cfg->max_message_bytes,
-		.max_concurrent_streams = (uint32_t)srv->cfg->max_concurrent_streams,
-		.max_header_bytes = (size_t)srv->cfg->max_header_bytes,
+	    .max_message_bytes = (size_t)srv->cfg->max_message_bytes,
+	    .max_concurrent_streams = (uint32_t)srv->cfg->max_concurrent_streams,
+	    .max_header_bytes = (size_t)srv->cfg->max_header_bytes,
 	};
 	struct grpc_session_hooks hooks = {
-		.call_done = h2_call_done,
-		.call_started = h2_call_started,
-		.want_write = h2_want_write,
-		.hook_ctx = c,
+	    .call_done = h2_call_done,
+	    .call_started = h2_call_started,
+	    .want_write = h2_want_write,
+	    .hook_ctx = c,
 	};
 	c->h2 = grpc_session_new(srv->methods, srv->method_count, &limits, &hooks);
 	if (!c->h2)
@@ -264,12 +268,12 @@ static void h1_send_simple(struct conn *c, int status, const char *extra, bool k
 {
 	char body[64];
 	int n = snprintf(body, sizeof(body), "%d %s\n", status, http1_reason(status));
-	http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra, body,
-			     (size_t)n, keep_alive);
+	http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra, body, (size_t)n,
+	                     keep_alive);
 }
 
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
-			 const char *body, size_t len)
+                         const char *body, size_t len)
 {
 	struct conn *c = ex->conn;
 	struct server *srv = ex->srv;
@@ -283,7 +287,7 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 	bool keep_alive = ex->keep_alive && !atomic_load(&srv->stopping);
 	/* HEAD answers carry no body (and so Content-Length: 0). */
 	if (http1_response_build(&c->out, status, content_type, NULL, ex->head ? "" : body,
-				 ex->head ? 0 : len, keep_alive) != 0)
+	                         ex->head ? 0 : len, keep_alive) != 0)
 		keep_alive = false;
 	c->exchange = NULL;
 	free(ex);
@@ -301,8 +305,8 @@ static void h1_dispatch(struct conn *c)
 	const struct http1_request *req = &c->h1.request;
 	char allow[64];
 	int status = 0;
-	int idx = http1_route_find(srv->routes, srv->route_count, req, &status, allow,
-				   sizeof(allow));
+	int idx =
+	    http1_route_find(srv->routes, srv->route_count, req, &status, allow, sizeof(allow));
 	struct http_exchange *ex = calloc(1, sizeof(*ex));
 	if (!ex) {
 		h1_send_simple(c, 503, NULL, false);
@@ -333,7 +337,7 @@ static void h1_dispatch(struct conn *c)
 		atomic_fetch_sub(&srv->in_flight, 1);
 		bool keep_alive = ex->keep_alive && !atomic_load(&srv->stopping);
 		http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra,
-				     ex->head ? "" : body, ex->head ? 0 : (size_t)n, keep_alive);
+		                     ex->head ? "" : body, ex->head ? 0 : (size_t)n, keep_alive);
 		c->exchange = NULL;
 		free(ex);
 		if (!keep_alive)
@@ -375,8 +379,8 @@ static void start_h1(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
 	struct http1_limits limits = {
-		.max_header_bytes = (size_t)srv->cfg->max_header_bytes,
-		.max_body_bytes = (size_t)srv->cfg->max_body_bytes,
+	    .max_header_bytes = (size_t)srv->cfg->max_header_bytes,
+	    .max_body_bytes = (size_t)srv->cfg->max_body_bytes,
 	};
 	http1_parser_init(&c->h1, &limits);
 	c->proto = PROTO_H1;
@@ -423,7 +427,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		start_h1(c);
 		/* Pipelined input is bounded by one maximal request plus slack. */
 		buf_init(&c->in, (size_t)(c->worker->srv->cfg->max_header_bytes +
-					  c->worker->srv->cfg->max_body_bytes) + 65536);
+		                          c->worker->srv->cfg->max_body_bytes) +
+		                     65536);
 		if (early.len)
 			buf_append(&c->in, early.data, early.len);
 		buf_release(&early);
@@ -466,7 +471,8 @@ void conn_accept(struct worker *w)
 		/* +-10% jitter so connections made together do not all leave together. */
 		int64_t age = srv->cfg->max_connection_age_ms;
 		int64_t jitter = age / 10;
-		c->max_age_ms = age - jitter + (jitter ? (int64_t)(random() % (2 * jitter + 1)) : 0);
+		c->max_age_ms =
+		    age - jitter + (jitter ? (int64_t)(random() % (2 * jitter + 1)) : 0);
 	}
 	update_reading(c);
 }
@@ -507,8 +513,8 @@ void conn_sweep(struct worker *w)
 	struct conn *c = w->conns;
 	while (c) {
 		struct conn *next = c->next;
-		bool busy = c->exchange || (c->h2 && grpc_session_active_calls(c->h2) > 0) ||
-			    c->writing;
+		bool busy =
+		    c->exchange || (c->h2 && grpc_session_active_calls(c->h2) > 0) || c->writing;
 		if (!busy && now - c->last_active_ms >= srv->cfg->idle_timeout_ms) {
 			if (c->proto == PROTO_H2 && !c->goaway_sent)
 				conn_goaway(c);

@@ -15,7 +15,11 @@
 #include "movie/err.h"
 #include "movie/banned.h"
 
-enum { HEALTH_READINESS = 0, HEALTH_LIVENESS = 1, HEALTH_UNKNOWN = -1 };
+enum {
+	HEALTH_READINESS = 0,
+	HEALTH_LIVENESS = 1,
+	HEALTH_UNKNOWN = -1
+};
 
 static int name_kind(const struct server *srv, const char *name, size_t len)
 {
@@ -33,8 +37,8 @@ static int status_of_kind(const struct server *srv, int kind)
 		return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 	if (kind == HEALTH_READINESS)
 		return server_is_ready(srv)
-			       ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-			       : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+		           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+		           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
 	return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
 }
 
@@ -54,10 +58,10 @@ static void health_check(struct grpc_call *call, const uint8_t *msg, size_t len,
 {
 	struct server *srv = ctx;
 	Grpc__Health__V1__HealthCheckRequest *req =
-		grpc__health__v1__health_check_request__unpack(NULL, len, msg);
+	    grpc__health__v1__health_check_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest",
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	int kind = name_kind(srv, req->service, strlen(req->service));
@@ -95,10 +99,10 @@ static void health_watch(struct grpc_call *call, const uint8_t *msg, size_t len,
 	struct server *srv = ctx;
 	struct worker *w = server_current_worker;
 	Grpc__Health__V1__HealthCheckRequest *req =
-		grpc__health__v1__health_check_request__unpack(NULL, len, msg);
+	    grpc__health__v1__health_check_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest",
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	int kind = name_kind(srv, req->service, strlen(req->service));

@@ -16,7 +16,7 @@
 #include "movie/server.h"
 
 #define SERVER_MAX_METHODS 32
-#define SERVER_MAX_ROUTES 32
+#define SERVER_MAX_ROUTES  32
 #define SERVER_MAX_WORKERS 64
 
 /* Per-method metric children, resolved at registration (hot path: no lookups). */
@@ -58,8 +58,8 @@ struct server {
 	atomic_bool listening;
 	atomic_bool probe_ok;
 	atomic_bool draining;
-	atomic_bool stopping;     /* drain delay over: close listeners, GOAWAY */
-	atomic_bool forced;       /* grace period over: close everything */
+	atomic_bool stopping; /* drain delay over: close listeners, GOAWAY */
+	atomic_bool forced;   /* grace period over: close everything */
 	atomic_long in_flight;
 	atomic_long connections;
 	atomic_long workers_done;
@@ -87,8 +87,8 @@ struct conn;
 struct watch_entry {
 	struct grpc_call *call;
 	struct worker *worker;
-	int kind;        /* health name class: 0 readiness, 1 liveness */
-	int last_sent;   /* last status sent */
+	int kind;      /* health name class: 0 readiness, 1 liveness */
+	int last_sent; /* last status sent */
 	struct watch_entry *next, *prev;
 };
 
@@ -98,14 +98,14 @@ struct worker {
 	uv_loop_t loop;
 	uv_tcp_t listener;
 	int listen_fd;
-	uv_async_t wake;        /* health change, stop, force */
+	uv_async_t wake;            /* health change, stop, force */
 	pthread_mutex_t wake_mutex; /* guards wake_closed against senders */
 	bool wake_closed;
-	uv_timer_t sweep;       /* idle timeout, connection age */
+	uv_timer_t sweep; /* idle timeout, connection age */
 	pthread_t thread;
-	struct conn *conns;     /* doubly linked */
+	struct conn *conns;      /* doubly linked */
 	struct conn *flush_list; /* connections with output from async completions */
-	uv_check_t flush_check; /* flushes flush_list once per loop iteration */
+	uv_check_t flush_check;  /* flushes flush_list once per loop iteration */
 	size_t conn_count;
 	bool listener_closed;
 	bool stop_seen;
@@ -132,12 +132,12 @@ int health_status_for(const struct server *srv, const char *name, size_t len);
 /* The worker whose loop runs on this thread (NULL elsewhere). */
 extern __thread struct worker *server_current_worker;
 void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,
-			int status, double seconds, bool started);
+                        int status, double seconds, bool started);
 /* After a connection closed: end the worker's loop once it is stopping and idle. */
 void worker_maybe_finish(struct worker *w);
 void server_record_grpc_started(struct server *srv, const struct grpc_method *m);
-void server_record_http(struct server *srv, struct route_entry *route, int method,
-			const char *path, int status, double seconds);
+void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
+                        int status, double seconds);
 void server_wake_workers(struct server *srv);
 
 #endif

@@ -29,27 +29,26 @@ const char *const server_log_levels[] = {"debug", "info", "warn", "error", NULL}
 
 __thread struct worker *server_current_worker;
 
-static const char *const grpc_labels[] = {"grpc_type", "grpc_service", "grpc_method",
-					  "grpc_code"};
+static const char *const grpc_labels[] = {"grpc_type", "grpc_service", "grpc_method", "grpc_code"};
 static const char *const http_labels[] = {"handler", "code"};
 
 /* ---- metrics and request logs ---- */
 
 static int resolve_method_stats(struct server *srv, struct method_stats *st, const char *type,
-				const char *service, const char *method)
+                                const char *service, const char *method)
 {
-	struct metrics_family *started = metrics_counter_family(
-		srv->metrics, "grpc_server_started_total",
-		"Total number of RPCs started on the server.", 3, grpc_labels);
+	struct metrics_family *started =
+	    metrics_counter_family(srv->metrics, "grpc_server_started_total",
+	                           "Total number of RPCs started on the server.", 3, grpc_labels);
 	struct metrics_family *handled = metrics_counter_family(
-		srv->metrics, "grpc_server_handled_total",
-		"Total number of RPCs completed on the server, regardless of success or failure.",
-		4, grpc_labels);
+	    srv->metrics, "grpc_server_handled_total",
+	    "Total number of RPCs completed on the server, regardless of success or failure.", 4,
+	    grpc_labels);
 	struct metrics_family *seconds = metrics_histogram_family(
-		srv->metrics, "grpc_server_handling_seconds",
-		"Histogram of response latency (seconds) of gRPC that had been application-level "
-		"handled by the server.",
-		metrics_latency_buckets, metrics_latency_bucket_count, 3, grpc_labels);
+	    srv->metrics, "grpc_server_handling_seconds",
+	    "Histogram of response latency (seconds) of gRPC that had been application-level "
+	    "handled by the server.",
+	    metrics_latency_buckets, metrics_latency_bucket_count, 3, grpc_labels);
 	if (!started || !handled || !seconds)
 		return MV_ENOMEM;
 	const char *values[4] = {type, service, method, NULL};
@@ -66,12 +65,11 @@ static int resolve_route_stats(struct server *srv, struct route_entry *r, const 
 {
 	static const char *const classes[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
 	struct metrics_family *total = metrics_counter_family(
-		srv->metrics, "http_requests_total", "HTTP/1.1 requests by handler and status class.",
-		2, http_labels);
+	    srv->metrics, "http_requests_total", "HTTP/1.1 requests by handler and status class.",
+	    2, http_labels);
 	struct metrics_family *seconds = metrics_histogram_family(
-		srv->metrics, "http_request_duration_seconds",
-		"HTTP/1.1 request latency by handler.", metrics_latency_buckets,
-		metrics_latency_bucket_count, 1, http_labels);
+	    srv->metrics, "http_request_duration_seconds", "HTTP/1.1 request latency by handler.",
+	    metrics_latency_buckets, metrics_latency_bucket_count, 1, http_labels);
 	if (!total || !seconds)
 		return MV_ENOMEM;
 	for (int i = 1; i < 6; i++) {
@@ -91,7 +89,7 @@ void server_record_grpc_started(struct server *srv, const struct grpc_method *m)
 }
 
 void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,
-			int status, double seconds, bool started)
+                        int status, double seconds, bool started)
 {
 	const struct method_stats *st = m ? m->user : &srv->method_stats[SERVER_MAX_METHODS];
 	if (status < 0 || status >= GRPC_STATUS_COUNT)
@@ -102,11 +100,11 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 		atomic_fetch_sub(&srv->in_flight, 1);
 	if (srv->cfg->log_requests && log_enabled(LOG_INFO))
 		log_info("grpc", LOG_S("method", path), LOG_S("code", grpc_status_name(status)),
-			 LOG_D("ms", seconds * 1000.0));
+		         LOG_D("ms", seconds * 1000.0));
 }
 
-void server_record_http(struct server *srv, struct route_entry *route, int method,
-			const char *path, int status, double seconds)
+void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
+                        int status, double seconds)
 {
 	int cls = status / 100;
 	if (route && cls >= 1 && cls <= 5)
@@ -114,17 +112,18 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 	if (route)
 		metrics_histogram_observe(route->seconds, seconds);
 	if (srv->cfg->log_requests && log_enabled(LOG_INFO)) {
-		static const char *const names[] = {"OTHER", "GET", "HEAD", "POST", "PUT", "DELETE"};
+		static const char *const names[] = {"OTHER", "GET", "HEAD",
+		                                    "POST",  "PUT", "DELETE"};
 		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
 		log_info("http", LOG_S("method", mname), LOG_S("path", path),
-			 LOG_I("status", status), LOG_D("ms", seconds * 1000.0));
+		         LOG_I("status", status), LOG_D("ms", seconds * 1000.0));
 	}
 }
 
 /* ---- registration ---- */
 
 int server_add_grpc(struct server *srv, const char *service, const char *method,
-		    bool server_streaming, grpc_handler_fn handler, void *ctx)
+                    bool server_streaming, grpc_handler_fn handler, void *ctx)
 {
 	if (srv->method_count >= SERVER_MAX_METHODS)
 		return MV_ENOMEM;
@@ -141,7 +140,7 @@ int server_add_grpc(struct server *srv, const char *service, const char *method,
 	}
 	struct method_stats *st = &srv->method_stats[srv->method_count];
 	int rc = resolve_method_stats(srv, st, server_streaming ? "server_stream" : "unary",
-				      service, method);
+	                              service, method);
 	if (rc) {
 		free(path);
 		return rc;
@@ -158,7 +157,7 @@ int server_add_grpc(struct server *srv, const char *service, const char *method,
 }
 
 int server_add_http(struct server *srv, const char *path, unsigned method_mask,
-		    server_http_fn handler, void *ctx)
+                    server_http_fn handler, void *ctx)
 {
 	if (srv->route_count >= SERVER_MAX_ROUTES)
 		return MV_ENOMEM;
@@ -178,7 +177,7 @@ int server_add_http(struct server *srv, const char *path, unsigned method_mask,
 }
 
 void server_set_ready_probe(struct server *srv, int (*probe)(void *ctx), void *ctx,
-			    int64_t interval_ms)
+                            int64_t interval_ms)
 {
 	srv->probe = probe;
 	srv->probe_ctx = ctx;
@@ -266,7 +265,7 @@ static double gauge_connections(void *arg)
 }
 
 struct server *server_new(const struct server_config *cfg, const char *program,
-			  const char *grpc_service, struct metrics_registry *metrics)
+                          const char *grpc_service, struct metrics_registry *metrics)
 {
 	struct server *srv = calloc(1, sizeof(*srv));
 	if (!srv)
@@ -281,27 +280,25 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 
 	static const char *const build_labels[] = {"service", "version", "commit"};
 	struct metrics_family *build = metrics_gauge_family(
-		metrics, "movie_build_info", "Build of the running binary; always 1.", 3,
-		build_labels);
+	    metrics, "movie_build_info", "Build of the running binary; always 1.", 3, build_labels);
 	const char *bv[3] = {program, MOVIE_VERSION_STRING, MOVIE_GIT_COMMIT_STRING};
 	metrics_gauge_set(metrics_gauge_get(build, bv), 1);
-	struct metrics_family *ready =
-		metrics_gauge_family(metrics, "server_ready", "1 when the server reports ready.", 0,
-				     NULL);
+	struct metrics_family *ready = metrics_gauge_family(
+	    metrics, "server_ready", "1 when the server reports ready.", 0, NULL);
 	srv->ready_gauge = metrics_gauge_get(ready, NULL);
 	struct metrics_family *accepted = metrics_counter_family(
-		metrics, "server_connections_accepted_total", "Connections accepted.", 0, NULL);
+	    metrics, "server_connections_accepted_total", "Connections accepted.", 0, NULL);
 	srv->accepted = metrics_counter_get(accepted, NULL);
 	metrics_gauge_callback(metrics, "server_requests_in_flight",
-			       "Requests (gRPC calls and HTTP requests) being handled.",
-			       gauge_in_flight, srv);
+	                       "Requests (gRPC calls and HTTP requests) being handled.",
+	                       gauge_in_flight, srv);
 	metrics_gauge_callback(metrics, "server_connections_open", "Open client connections.",
-			       gauge_connections, srv);
+	                       gauge_connections, srv);
 	metrics_register_process(metrics);
 
 	const char *unknown = "unknown";
 	if (resolve_method_stats(srv, &srv->method_stats[SERVER_MAX_METHODS], "unary", unknown,
-				 unknown) != 0 ||
+	                         unknown) != 0 ||
 	    resolve_route_stats(srv, &srv->unrouted, "other") != 0 || health_register(srv) != 0 ||
 	    server_add_http(srv, "/healthz", HTTP1_METHOD_BIT(HTTP1_GET), http_healthz, srv) ||
 	    server_add_http(srv, "/readyz", HTTP1_METHOD_BIT(HTTP1_GET), http_readyz, srv) ||
@@ -452,15 +449,16 @@ static void *worker_main(void *arg)
 
 static int open_listener(const struct server_config *cfg, int *out_fd)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+	                         .ai_socktype = SOCK_STREAM,
+	                         .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
 	char port[16];
 	snprintf(port, sizeof(port), "%lld", (long long)cfg->port);
 	int rc = getaddrinfo(cfg->host, port, &hints, &res);
 	if (rc != 0) {
 		log_error("cannot resolve api.host", LOG_S("host", cfg->host),
-			  LOG_S("error", gai_strerror(rc)));
+		          LOG_S("error", gai_strerror(rc)));
 		return MV_EIO;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -482,7 +480,7 @@ fail_fd:
 	close(fd);
 fail:
 	log_error("cannot listen", LOG_S("host", cfg->host), LOG_I("port", cfg->port),
-		  LOG_S("error", strerror(errno)));
+	          LOG_S("error", strerror(errno)));
 	freeaddrinfo(res);
 	return MV_EIO;
 }
@@ -554,8 +552,8 @@ static void on_grace_expired(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 	long left = atomic_load(&srv->in_flight);
-	log_warn("grace period over: closing remaining connections",
-		 LOG_I("in_flight", left), LOG_I("connections", atomic_load(&srv->connections)));
+	log_warn("grace period over: closing remaining connections", LOG_I("in_flight", left),
+	         LOG_I("connections", atomic_load(&srv->connections)));
 	if (left > 0)
 		srv->exit_status = 1;
 	atomic_store(&srv->forced, true);
@@ -566,8 +564,8 @@ static void on_drain_delay_over(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 	log_info("drain delay over: closing listeners, sending GOAWAY",
-		 LOG_I("connections", atomic_load(&srv->connections)),
-		 LOG_I("grace_ms", srv->cfg->grace_period_ms));
+	         LOG_I("connections", atomic_load(&srv->connections)),
+	         LOG_I("grace_ms", srv->cfg->grace_period_ms));
 	atomic_store(&srv->stopping, true);
 	pthread_mutex_lock(&srv->probe_mutex);
 	pthread_cond_signal(&srv->probe_cond);
@@ -590,11 +588,11 @@ static void begin_shutdown(struct server *srv, const char *why)
 		return;
 	}
 	log_info("shutting down: not ready, still serving", LOG_S("reason", why),
-		 LOG_I("drain_delay_ms", srv->cfg->drain_delay_ms));
+	         LOG_I("drain_delay_ms", srv->cfg->drain_delay_ms));
 	metrics_gauge_set(srv->ready_gauge, 0);
 	server_wake_workers(srv); /* health watchers see NOT_SERVING now */
 	uv_timer_start(&srv->drain_timer, on_drain_delay_over, (uint64_t)srv->cfg->drain_delay_ms,
-		       0);
+	               0);
 }
 
 static void on_signal(uv_signal_t *handle, int signum)
@@ -681,8 +679,8 @@ int server_run(struct server *srv)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	atomic_store(&srv->listening, true);
 	log_info("listening", LOG_S("service", srv->program), LOG_S("host", cfg->host),
-		 LOG_I("port", cfg->port), LOG_I("workers", (long long)n),
-		 LOG_S("version", MOVIE_VERSION_STRING));
+	         LOG_I("port", cfg->port), LOG_I("workers", (long long)n),
+	         LOG_S("version", MOVIE_VERSION_STRING));
 
 	uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 

@@ -62,14 +62,14 @@ int storage_prepare_sqlite_dir(const char *path)
 static void usage(FILE *out, const char *program)
 {
 	fprintf(out,
-		"usage: %s [--config FILE]... [--check-config] [--print-config] [--help-config]\n"
-		"       [--version]\n"
-		"  --config FILE    YAML configuration; repeat to layer (base, then overlay)\n"
-		"  --check-config   validate the configuration and exit 0 (valid) or 1\n"
-		"  --print-config   print the effective configuration (secrets redacted) and exit\n"
-		"  --help-config    print every configuration key and exit\n"
-		"Environment variables override single keys: see docs/config.md.\n",
-		program);
+	        "usage: %s [--config FILE]... [--check-config] [--print-config] [--help-config]\n"
+	        "       [--version]\n"
+	        "  --config FILE    YAML configuration; repeat to layer (base, then overlay)\n"
+	        "  --check-config   validate the configuration and exit 0 (valid) or 1\n"
+	        "  --print-config   print the effective configuration (secrets redacted) and exit\n"
+	        "  --help-config    print every configuration key and exit\n"
+	        "Environment variables override single keys: see docs/config.md.\n",
+	        program);
 }
 
 #define MAX_CONFIG_FILES 16
@@ -88,14 +88,14 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 			}
 			if (file_count == MAX_CONFIG_FILES) {
 				fprintf(stderr, "%s: at most %d --config files\n", schema->program,
-					MAX_CONFIG_FILES);
+				        MAX_CONFIG_FILES);
 				return 1;
 			}
 			files[file_count++] = argv[++i];
 		} else if (strncmp(a, "--config=", 9) == 0) {
 			if (file_count == MAX_CONFIG_FILES) {
 				fprintf(stderr, "%s: at most %d --config files\n", schema->program,
-					MAX_CONFIG_FILES);
+				        MAX_CONFIG_FILES);
 				return 1;
 			}
 			files[file_count++] = a + 9;

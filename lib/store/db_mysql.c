@@ -34,7 +34,7 @@ struct db_mysql {
 	int64_t acquire_timeout_ms;
 	const struct db_migration *migrations;
 	size_t migration_count;
-	char migrations_table[64];  /* <component>_schema_migrations */
+	char migrations_table[64]; /* <component>_schema_migrations */
 
 	pthread_mutex_t mu;
 	pthread_cond_t cv;          /* a slot was released */
@@ -119,18 +119,14 @@ int db_mysql_fail(struct db_mysql_conn *c, unsigned int code)
 		return MV_EUNAVAIL;
 	case CR_OUT_OF_MEMORY:
 	case ER_OUTOFMEMORY:
-	case ER_OUT_OF_RESOURCES:
-		return MV_ENOMEM;
+	case ER_OUT_OF_RESOURCES: return MV_ENOMEM;
 	case ER_LOCK_DEADLOCK:
-	case ER_LOCK_WAIT_TIMEOUT:
-		return MV_EAGAIN;
+	case ER_LOCK_WAIT_TIMEOUT: return MV_EAGAIN;
 	case ER_DATA_TOO_LONG:
 	case ER_TRUNCATED_WRONG_VALUE_FOR_FIELD:
 	case ER_WARN_DATA_OUT_OF_RANGE:
-	case ER_BAD_NULL_ERROR:
-		return MV_EINVAL;
-	default:
-		return MV_EUNAVAIL;
+	case ER_BAD_NULL_ERROR: return MV_EINVAL;
+	default: return MV_EUNAVAIL;
 	}
 }
 
@@ -217,7 +213,8 @@ static int record_version(struct db_mysql *p, struct db_mysql_conn *c, int versi
 
 	if (!st)
 		return MV_ENOMEM;
-	snprintf(sql, sizeof(sql), "INSERT IGNORE INTO %s (version) VALUES (?)", p->migrations_table);
+	snprintf(sql, sizeof(sql), "INSERT IGNORE INTO %s (version) VALUES (?)",
+	         p->migrations_table);
 	memset(&b, 0, sizeof(b));
 	b.buffer_type = MYSQL_TYPE_LONG;
 	b.buffer = &version;
@@ -245,13 +242,13 @@ static int migrate(struct db_mysql *p, struct db_mysql_conn *c)
 	char create[256], select_max[128];
 	/* The table name is built from a validated constant, never from input. */
 	snprintf(create, sizeof(create),
-		 "CREATE TABLE IF NOT EXISTS %s ("
-		 " version INT NOT NULL PRIMARY KEY,"
-		 " applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
-		 ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-		 p->migrations_table);
+	         "CREATE TABLE IF NOT EXISTS %s ("
+	         " version INT NOT NULL PRIMARY KEY,"
+	         " applied_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP"
+	         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+	         p->migrations_table);
 	snprintf(select_max, sizeof(select_max), "SELECT COALESCE(MAX(version), 0) FROM %s",
-		 p->migrations_table);
+	         p->migrations_table);
 	rc = db_mysql_exec(c, create);
 	if (rc != 0)
 		return rc;
@@ -304,11 +301,11 @@ static int conn_connect(struct db_mysql *p, struct db_mysql_conn *c)
 	 * truncated. READ COMMITTED: no gap locks; the rating store serialises
 	 * writers of a record on its aggregate row instead. */
 	mysql_options(my, MYSQL_INIT_COMMAND,
-		      "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'");
+	              "SET SESSION sql_mode='STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'");
 	mysql_options(my, MYSQL_INIT_COMMAND,
-		      "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
+	              "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED");
 	if (!mysql_real_connect(my, p->host, p->user, p->password, p->database, p->port, NULL,
-				CLIENT_FOUND_ROWS)) {
+	                        CLIENT_FOUND_ROWS)) {
 		mysql_close(my);
 		return MV_EUNAVAIL;
 	}
@@ -329,7 +326,7 @@ static bool component_valid(const char *component)
 }
 
 int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, char *errbuf,
-		  size_t errbuf_size)
+                  size_t errbuf_size)
 {
 	struct db_mysql *p;
 	struct db_mysql_conn *c;
@@ -341,8 +338,8 @@ int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, cha
 	    opt->pool_size > DB_MYSQL_POOL_MAX || opt->connect_timeout_ms < 0 ||
 	    opt->query_timeout_ms < 0 || !component_valid(opt->component)) {
 		set_err(errbuf, errbuf_size,
-			"mysql: invalid options (host, user, database, component, port 1..65535, "
-			"pool_size 1..64)");
+		        "mysql: invalid options (host, user, database, component, port 1..65535, "
+		        "pool_size 1..64)");
 		return MV_EINVAL;
 	}
 	pthread_once(&library_once, library_init);
@@ -367,7 +364,7 @@ int db_mysql_open(const struct db_mysql_options *opt, struct db_mysql **out, cha
 	p->migrations = opt->migrations;
 	p->migration_count = opt->migration_count;
 	snprintf(p->migrations_table, sizeof(p->migrations_table), "%s_schema_migrations",
-		 opt->component);
+	         opt->component);
 	p->nconns = n;
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_mutex_init(&p->migrate_mu, NULL);

@@ -36,14 +36,11 @@ int db_sqlite_err(int rc)
 	switch (rc & 0xff) {
 	case SQLITE_OK:
 	case SQLITE_ROW:
-	case SQLITE_DONE:
-		return 0;
-	case SQLITE_NOMEM:
-		return MV_ENOMEM;
+	case SQLITE_DONE: return 0;
+	case SQLITE_NOMEM: return MV_ENOMEM;
 	case SQLITE_TOOBIG:
 	case SQLITE_MISMATCH:
-	case SQLITE_RANGE:
-		return MV_EINVAL;
+	case SQLITE_RANGE: return MV_EINVAL;
 	default:
 		/* BUSY/LOCKED past busy_timeout, IOERR, FULL, CORRUPT, CANTOPEN:
 		 * the database cannot serve now; the caller reports unavailable. */
@@ -96,7 +93,7 @@ static int conn_open(struct db_sqlite *d, struct db_sqlite_conn *c)
 		goto fail_open;
 	sqlite3_extended_result_codes(db, 1);
 	rc = sqlite3_busy_timeout(db, d->busy_timeout_ms > INT32_MAX ? INT32_MAX
-								      : (int)d->busy_timeout_ms);
+	                                                             : (int)d->busy_timeout_ms);
 	if (rc != SQLITE_OK)
 		goto fail_open;
 	/* NORMAL in WAL mode: a commit survives a process crash (kill -9), only
@@ -106,9 +103,9 @@ static int conn_open(struct db_sqlite *d, struct db_sqlite_conn *c)
 	 * the same file at this moment, retry for up to busy_timeout. */
 	for (int64_t waited = 0;; waited += 10) {
 		rc = sqlite3_exec(db,
-				  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-				  " PRAGMA foreign_keys=ON;",
-				  NULL, NULL, NULL);
+		                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+		                  " PRAGMA foreign_keys=ON;",
+		                  NULL, NULL, NULL);
 		if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED)
 			break;
 		if (waited >= d->busy_timeout_ms)
@@ -139,8 +136,8 @@ static void conn_close(struct db_sqlite_conn *c)
 static int max_version(struct db_sqlite_conn *c, int *version)
 {
 	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(c->db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-				    -1, &st, NULL);
+	int rc = sqlite3_prepare_v2(
+	    c->db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1, &st, NULL);
 
 	if (rc == SQLITE_OK) {
 		rc = sqlite3_step(st);
@@ -157,7 +154,7 @@ static int record_version(struct db_sqlite_conn *c, int version)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(c->db, "INSERT INTO schema_migrations(version) VALUES (?1)", -1,
-				    &st, NULL);
+	                            &st, NULL);
 
 	if (rc == SQLITE_OK)
 		rc = sqlite3_bind_int(st, 1, version);
@@ -171,14 +168,14 @@ static int record_version(struct db_sqlite_conn *c, int version)
  * opens the file at the same time waits for the lock, then sees the versions
  * as applied. */
 static int migrate(struct db_sqlite_conn *c, const struct db_migration *m, size_t n, char *errbuf,
-		   size_t errbuf_size)
+                   size_t errbuf_size)
 {
 	int version = 0;
 	int rc = sqlite3_exec(c->db,
-			      "CREATE TABLE IF NOT EXISTS schema_migrations ("
-			      " version INTEGER PRIMARY KEY,"
-			      " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
-			      NULL, NULL, NULL);
+	                      "CREATE TABLE IF NOT EXISTS schema_migrations ("
+	                      " version INTEGER PRIMARY KEY,"
+	                      " applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+	                      NULL, NULL, NULL);
 
 	if (rc != SQLITE_OK)
 		goto fail;
@@ -215,7 +212,7 @@ fail:
 }
 
 int db_sqlite_open(const struct db_sqlite_options *opt, struct db_sqlite **out, char *errbuf,
-		   size_t errbuf_size)
+                   size_t errbuf_size)
 {
 	struct db_sqlite *d;
 	size_t n = opt->max_connections;
@@ -223,8 +220,8 @@ int db_sqlite_open(const struct db_sqlite_options *opt, struct db_sqlite **out, 
 
 	if (!opt->path || !*opt->path || n == 0 || n > DB_SQLITE_MAX_CONNECTIONS ||
 	    opt->statement_count > DB_STMT_MAX || opt->busy_timeout_ms < 0) {
-		set_err(errbuf, errbuf_size, "sqlite: invalid options (path, pool size, statements)",
-			NULL);
+		set_err(errbuf, errbuf_size,
+		        "sqlite: invalid options (path, pool size, statements)", NULL);
 		return MV_EINVAL;
 	}
 	d = calloc(1, sizeof(*d) + n * sizeof(d->conns[0]));
@@ -361,7 +358,7 @@ sqlite3_stmt *db_sqlite_stmt(struct db_sqlite *d, struct db_sqlite_conn *c, size
 		return st;
 	}
 	rc = sqlite3_prepare_v3(c->db, d->statements[index], -1, SQLITE_PREPARE_PERSISTENT, &st,
-				NULL);
+	                        NULL);
 	if (rc != SQLITE_OK) {
 		*err = db_sqlite_err(rc);
 		return NULL;

@@ -24,7 +24,12 @@ struct handlers {
 
 static struct handlers handlers_ctx;
 
-enum job_kind { JOB_GRPC_GET, JOB_GRPC_PUT, JOB_HTTP_GET, JOB_HTTP_PUT };
+enum job_kind {
+	JOB_GRPC_GET,
+	JOB_GRPC_PUT,
+	JOB_HTTP_GET,
+	JOB_HTTP_PUT
+};
 
 struct job {
 	enum job_kind kind;
@@ -76,13 +81,9 @@ static void job_work(void *arg)
 	struct job *j = arg;
 	switch (j->kind) {
 	case JOB_GRPC_GET:
-	case JOB_HTTP_GET:
-		j->rc = metadata_store_get(j->h->store, j->id, &j->out);
-		break;
+	case JOB_HTTP_GET: j->rc = metadata_store_get(j->h->store, j->id, &j->out); break;
 	case JOB_GRPC_PUT:
-	case JOB_HTTP_PUT:
-		j->rc = metadata_store_put(j->h->store, &j->in);
-		break;
+	case JOB_HTTP_PUT: j->rc = metadata_store_put(j->h->store, &j->in); break;
 	}
 }
 
@@ -99,13 +100,13 @@ static void finish_grpc(struct job *j)
 {
 	if (j->rc != 0) {
 		grpc_call_finish(j->call, grpc_status_from_err(j->rc), store_error_message(j->rc),
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	int64_t deadline = grpc_call_deadline(j->call);
 	if (deadline && grpc_now_ns() > deadline) {
 		grpc_call_finish(j->call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL,
-				 0);
+		                 0);
 		return;
 	}
 	if (j->kind == JOB_GRPC_PUT) {
@@ -149,7 +150,8 @@ static int metadata_to_json(const struct metadata *m, struct buf *out)
 static void finish_http(struct job *j)
 {
 	if (j->rc != 0) {
-		service_http_error(j->ex, service_http_status_from_err(j->rc), store_error_message(j->rc));
+		service_http_error(j->ex, service_http_status_from_err(j->rc),
+		                   store_error_message(j->rc));
 		return;
 	}
 	struct buf body;
@@ -202,7 +204,7 @@ static void grpc_get_metadata(struct grpc_call *call, const uint8_t *msg, size_t
 	GetMetadataRequest *req = get_metadata_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed GetMetadataRequest",
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	const char *why = check_id(req->movie_id);
@@ -230,13 +232,13 @@ static void grpc_put_metadata(struct grpc_call *call, const uint8_t *msg, size_t
 	PutMetadataRequest *req = put_metadata_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PutMetadataRequest",
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	if (!req->metadata) {
 		put_metadata_request__free_unpacked(req, NULL);
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "metadata is required", NULL,
-				 0);
+		                 0);
 		return;
 	}
 	struct job *j = job_new(ctx, JOB_GRPC_PUT);
@@ -266,7 +268,7 @@ static void grpc_put_metadata(struct grpc_call *call, const uint8_t *msg, size_t
 /* ---- HTTP ---- */
 
 static void http_get_metadata(struct http_exchange *ex, const struct http1_request *req,
-			      struct handlers *h)
+                              struct handlers *h)
 {
 	char id[METADATA_ID_MAX + 1];
 	int n = http1_query_get(req->query, "id", id, sizeof(id));
@@ -275,8 +277,9 @@ static void http_get_metadata(struct http_exchange *ex, const struct http1_reque
 		return;
 	}
 	if (n <= 0) {
-		service_http_error(ex, 400, n == MV_EINVAL ? "malformed query string"
-							   : "query parameter id is required");
+		service_http_error(ex, 400,
+		                   n == MV_EINVAL ? "malformed query string"
+		                                  : "query parameter id is required");
 		return;
 	}
 	struct job *j = job_new(h, JOB_HTTP_GET);
@@ -305,11 +308,11 @@ static char *json_string_field(json_t *obj, const char *key, bool *bad)
 }
 
 static void http_put_metadata(struct http_exchange *ex, const struct http1_request *req,
-			      struct handlers *h)
+                              struct handlers *h)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(req->body.data ? req->body.data : "", req->body.len,
-				  JSON_REJECT_DUPLICATES, &jerr);
+	                          JSON_REJECT_DUPLICATES, &jerr);
 	if (!root || !json_is_object(root)) {
 		json_decref(root);
 		service_http_error(ex, 400, "body must be a JSON object");
@@ -367,12 +370,15 @@ int metadata_handlers_register(struct server *srv, struct metadata_store *store)
 	struct handlers *h = &handlers_ctx;
 	h->srv = srv;
 	h->store = store;
-	int rc = server_add_grpc(srv, "MetadataService", "GetMetadata", false, grpc_get_metadata, h);
-	rc = rc ? rc : server_add_grpc(srv, "MetadataService", "PutMetadata", false,
-				       grpc_put_metadata, h);
-	rc = rc ? rc : server_add_http(srv, "/metadata",
-				       HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT),
-				       http_metadata, h);
+	int rc =
+	    server_add_grpc(srv, "MetadataService", "GetMetadata", false, grpc_get_metadata, h);
+	rc = rc ? rc
+	        : server_add_grpc(srv, "MetadataService", "PutMetadata", false, grpc_put_metadata,
+	                          h);
+	rc = rc ? rc
+	        : server_add_http(srv, "/metadata",
+	                          HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT),
+	                          http_metadata, h);
 	if (rc)
 		return rc;
 	if (metadata_store_blocking(store))

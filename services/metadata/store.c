@@ -18,9 +18,9 @@ struct metadata_store {
 };
 
 static const struct metadata_store_ops *const drivers[] = {
-	&metadata_store_memory_ops,
-	&metadata_store_sqlite_ops,
-	&metadata_store_mysql_ops,
+    &metadata_store_memory_ops,
+    &metadata_store_sqlite_ops,
+    &metadata_store_mysql_ops,
 };
 
 char *metadata_strdup(const char *s)
@@ -40,7 +40,7 @@ void metadata_release(struct metadata *m)
 }
 
 struct metadata_store *metadata_store_open(const struct store_config *cfg, char *errbuf,
-					   size_t errbuf_size)
+                                           size_t errbuf_size)
 {
 	const struct metadata_store_ops *ops = NULL;
 	struct metadata_store *s;
@@ -53,8 +53,9 @@ struct metadata_store *metadata_store_open(const struct store_config *cfg, char 
 	}
 	if (!ops) {
 		if (errbuf && errbuf_size)
-			snprintf(errbuf, errbuf_size, "unknown storage driver '%s' (memory, sqlite, mysql)",
-				 cfg && cfg->driver ? cfg->driver : "(none)");
+			snprintf(errbuf, errbuf_size,
+			         "unknown storage driver '%s' (memory, sqlite, mysql)",
+			         cfg && cfg->driver ? cfg->driver : "(none)");
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));

@@ -15,7 +15,7 @@
 #include "movie/store_config.h"
 
 /* Field caps enforced by handlers before they reach a store. */
-#define METADATA_ID_MAX 256
+#define METADATA_ID_MAX   256
 #define METADATA_TEXT_MAX 16384
 
 struct metadata {
@@ -35,7 +35,7 @@ struct metadata_store;
  * reason to errbuf. Returns NULL on failure. A mysql store opens even while the
  * server is down (it reconnects later); its calls then fail with MV_EUNAVAIL. */
 struct metadata_store *metadata_store_open(const struct store_config *cfg, char *errbuf,
-					   size_t errbuf_size);
+                                           size_t errbuf_size);
 void metadata_store_close(struct metadata_store *s);
 
 /* True when calls may block (run them on worker threads). */

@@ -183,11 +183,11 @@ static int memory_ping(void *impl)
 }
 
 const struct metadata_store_ops metadata_store_memory_ops = {
-	.name = "memory",
-	.blocking = false,
-	.open = memory_open,
-	.close = memory_close,
-	.get = memory_get,
-	.put = memory_put,
-	.ping = memory_ping,
+    .name = "memory",
+    .blocking = false,
+    .open = memory_open,
+    .close = memory_close,
+    .get = memory_get,
+    .put = memory_put,
+    .ping = memory_ping,
 };

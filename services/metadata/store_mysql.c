@@ -16,41 +16,44 @@
 #include "movie/banned.h"
 
 static const char *const migration_1[] = {
-	"CREATE TABLE IF NOT EXISTS metadata ("
-	" id VARBINARY(256) NOT NULL PRIMARY KEY,"
-	" title TEXT NOT NULL,"
-	" description TEXT NOT NULL,"
-	" director TEXT NOT NULL"
-	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
-	NULL,
+    "CREATE TABLE IF NOT EXISTS metadata ("
+    " id VARBINARY(256) NOT NULL PRIMARY KEY,"
+    " title TEXT NOT NULL,"
+    " description TEXT NOT NULL,"
+    " director TEXT NOT NULL"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+    NULL,
 };
 
 static const struct db_migration migrations[] = {
-	{1, migration_1},
+    {1, migration_1},
 };
 
-enum { STMT_GET, STMT_PUT };
+enum {
+	STMT_GET,
+	STMT_PUT
+};
 
 static const char sql_get[] = "SELECT title, description, director FROM metadata WHERE id = ?";
 static const char sql_put[] = "INSERT INTO metadata (id, title, description, director)"
-			      " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
-			      " title = VALUES(title), description = VALUES(description),"
-			      " director = VALUES(director)";
+                              " VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE"
+                              " title = VALUES(title), description = VALUES(description),"
+                              " director = VALUES(director)";
 
 static void *mysql_store_open(const struct store_config *cfg, char *errbuf, size_t errbuf_size)
 {
 	struct db_mysql_options opt = {
-		.host = cfg->mysql_host,
-		.port = cfg->mysql_port,
-		.user = cfg->mysql_user,
-		.password = cfg->mysql_password,
-		.database = cfg->mysql_database,
-		.component = "metadata",
-		.pool_size = cfg->mysql_pool_size,
-		.connect_timeout_ms = cfg->mysql_connect_timeout_ms,
-		.query_timeout_ms = cfg->mysql_query_timeout_ms,
-		.migrations = migrations,
-		.migration_count = sizeof(migrations) / sizeof(migrations[0]),
+	    .host = cfg->mysql_host,
+	    .port = cfg->mysql_port,
+	    .user = cfg->mysql_user,
+	    .password = cfg->mysql_password,
+	    .database = cfg->mysql_database,
+	    .component = "metadata",
+	    .pool_size = cfg->mysql_pool_size,
+	    .connect_timeout_ms = cfg->mysql_connect_timeout_ms,
+	    .query_timeout_ms = cfg->mysql_query_timeout_ms,
+	    .migrations = migrations,
+	    .migration_count = sizeof(migrations) / sizeof(migrations[0]),
 	};
 	struct db_mysql *p = NULL;
 
@@ -209,11 +212,11 @@ static int mysql_store_ping(void *impl)
 }
 
 const struct metadata_store_ops metadata_store_mysql_ops = {
-	.name = "mysql",
-	.blocking = true,
-	.open = mysql_store_open,
-	.close = mysql_store_close,
-	.get = mysql_get,
-	.put = mysql_put,
-	.ping = mysql_store_ping,
+    .name = "mysql",
+    .blocking = true,
+    .open = mysql_store_open,
+    .close = mysql_store_close,
+    .get = mysql_get,
+    .put = mysql_put,
+    .ping = mysql_store_ping,
 };

@@ -16,39 +16,44 @@
 #define SQLITE_CONNECTIONS 8
 
 static const char *const migration_1[] = {
-	"CREATE TABLE IF NOT EXISTS metadata ("
-	" id TEXT NOT NULL PRIMARY KEY,"
-	" title TEXT NOT NULL,"
-	" description TEXT NOT NULL,"
-	" director TEXT NOT NULL"
-	") WITHOUT ROWID",
-	NULL,
+    "CREATE TABLE IF NOT EXISTS metadata ("
+    " id TEXT NOT NULL PRIMARY KEY,"
+    " title TEXT NOT NULL,"
+    " description TEXT NOT NULL,"
+    " director TEXT NOT NULL"
+    ") WITHOUT ROWID",
+    NULL,
 };
 
 static const struct db_migration migrations[] = {
-	{1, migration_1},
+    {1, migration_1},
 };
 
-enum { STMT_GET, STMT_PUT, STMT_PING, STMT_COUNT };
+enum {
+	STMT_GET,
+	STMT_PUT,
+	STMT_PING,
+	STMT_COUNT
+};
 
 static const char *const statements[STMT_COUNT] = {
-	[STMT_GET] = "SELECT title, description, director FROM metadata WHERE id = ?1",
-	[STMT_PUT] = "INSERT INTO metadata (id, title, description, director) VALUES (?1, ?2, ?3, ?4)"
-		     " ON CONFLICT (id) DO UPDATE SET title = excluded.title,"
-		     " description = excluded.description, director = excluded.director",
-	[STMT_PING] = "SELECT 1",
+    [STMT_GET] = "SELECT title, description, director FROM metadata WHERE id = ?1",
+    [STMT_PUT] = "INSERT INTO metadata (id, title, description, director) VALUES (?1, ?2, ?3, ?4)"
+                 " ON CONFLICT (id) DO UPDATE SET title = excluded.title,"
+                 " description = excluded.description, director = excluded.director",
+    [STMT_PING] = "SELECT 1",
 };
 
 static void *sqlite_store_open(const struct store_config *cfg, char *errbuf, size_t errbuf_size)
 {
 	struct db_sqlite_options opt = {
-		.path = cfg->sqlite_path,
-		.busy_timeout_ms = cfg->sqlite_busy_timeout_ms,
-		.max_connections = SQLITE_CONNECTIONS,
-		.migrations = migrations,
-		.migration_count = sizeof(migrations) / sizeof(migrations[0]),
-		.statements = statements,
-		.statement_count = STMT_COUNT,
+	    .path = cfg->sqlite_path,
+	    .busy_timeout_ms = cfg->sqlite_busy_timeout_ms,
+	    .max_connections = SQLITE_CONNECTIONS,
+	    .migrations = migrations,
+	    .migration_count = sizeof(migrations) / sizeof(migrations[0]),
+	    .statements = statements,
+	    .statement_count = STMT_COUNT,
 	};
 	struct db_sqlite *d = NULL;
 
@@ -123,8 +128,9 @@ static int sqlite_put(void *impl, const struct metadata *m)
 	if (sqlite3_bind_text(st, 1, m->id, -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 2, m->title ? m->title : "", -1, SQLITE_STATIC) != SQLITE_OK ||
 	    sqlite3_bind_text(st, 3, m->description ? m->description : "", -1, SQLITE_STATIC) !=
-		    SQLITE_OK ||
-	    sqlite3_bind_text(st, 4, m->director ? m->director : "", -1, SQLITE_STATIC) != SQLITE_OK) {
+	        SQLITE_OK ||
+	    sqlite3_bind_text(st, 4, m->director ? m->director : "", -1, SQLITE_STATIC) !=
+	        SQLITE_OK) {
 		rc = MV_ENOMEM;
 		goto out_reset;
 	}
@@ -156,11 +162,11 @@ static int sqlite_ping(void *impl)
 }
 
 const struct metadata_store_ops metadata_store_sqlite_ops = {
-	.name = "sqlite",
-	.blocking = true,
-	.open = sqlite_store_open,
-	.close = sqlite_close,
-	.get = sqlite_get,
-	.put = sqlite_put,
-	.ping = sqlite_ping,
+    .name = "sqlite",
+    .blocking = true,
+    .open = sqlite_store_open,
+    .close = sqlite_close,
+    .get = sqlite_get,
+    .put = sqlite_put,
+    .ping = sqlite_ping,
 };

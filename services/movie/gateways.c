@@ -19,25 +19,25 @@ struct gateways {
 static __thread struct gateways *loop_gateways;
 
 static struct grpc_channel *open_channel(const char *name, const struct cfg_string_list *targets,
-					 const struct movie_config *cfg,
-					 struct metrics_registry *metrics)
+                                         const struct movie_config *cfg,
+                                         struct metrics_registry *metrics)
 {
 	struct grpc_channel_config cc = {
-		.name = name,
-		.targets = (const char *const *)targets->items,
-		.target_count = targets->count,
-		.resolve_interval_ms = cfg->resolve_interval_ms,
-		.default_timeout_ms = cfg->timeout_ms,
-		.max_attempts = (int)cfg->max_attempts,
-		.retry_budget_ratio = cfg->retry_budget,
-		.max_message_bytes = (size_t)cfg->server.max_message_bytes,
-		.metrics = metrics,
+	    .name = name,
+	    .targets = (const char *const *)targets->items,
+	    .target_count = targets->count,
+	    .resolve_interval_ms = cfg->resolve_interval_ms,
+	    .default_timeout_ms = cfg->timeout_ms,
+	    .max_attempts = (int)cfg->max_attempts,
+	    .retry_budget_ratio = cfg->retry_budget,
+	    .max_message_bytes = (size_t)cfg->server.max_message_bytes,
+	    .metrics = metrics,
 	};
 	return grpc_channel_new(server_current_loop(), &cc);
 }
 
 struct gateways *gateways_for_this_loop(const struct movie_config *cfg,
-					struct metrics_registry *metrics)
+                                        struct metrics_registry *metrics)
 {
 	if (loop_gateways)
 		return loop_gateways;
@@ -89,7 +89,7 @@ struct pending {
 };
 
 static void metadata_done(void *arg, int status, const char *message, const uint8_t *resp,
-			  size_t len)
+                          size_t len)
 {
 	struct pending *p = arg;
 	struct movie_metadata m = {0};
@@ -117,14 +117,13 @@ static void metadata_done(void *arg, int status, const char *message, const uint
 	free(p);
 }
 
-static void rating_done(void *arg, int status, const char *message, const uint8_t *resp,
-			size_t len)
+static void rating_done(void *arg, int status, const char *message, const uint8_t *resp, size_t len)
 {
 	struct pending *p = arg;
 	double value = 0;
 	if (status == GRPC_STATUS_OK) {
 		GetAggregatedRatingResponse *r =
-			get_aggregated_rating_response__unpack(NULL, len, resp);
+		    get_aggregated_rating_response__unpack(NULL, len, resp);
 		if (!r) {
 			status = GRPC_STATUS_INTERNAL;
 			message = "malformed GetAggregatedRatingResponse from the rating service";
@@ -138,7 +137,7 @@ static void rating_done(void *arg, int status, const char *message, const uint8_
 }
 
 static int call_packed(struct grpc_channel *ch, const char *path, const ProtobufCMessage *msg,
-		       int64_t deadline_ns, grpc_client_done_fn done, struct pending *p)
+                       int64_t deadline_ns, grpc_client_done_fn done, struct pending *p)
 {
 	uint8_t stack[512];
 	size_t size = protobuf_c_message_get_packed_size(msg);
@@ -158,7 +157,7 @@ static int call_packed(struct grpc_channel *ch, const char *path, const Protobuf
 }
 
 int gateway_get_metadata(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-			 gateway_metadata_fn done, void *arg)
+                         gateway_metadata_fn done, void *arg)
 {
 	struct pending *p = malloc(sizeof(*p));
 	if (!p)
@@ -168,11 +167,11 @@ int gateway_get_metadata(struct gateways *gw, const char *movie_id, int64_t dead
 	GetMetadataRequest req = GET_METADATA_REQUEST__INIT;
 	req.movie_id = (char *)(uintptr_t)movie_id;
 	return call_packed(gw->metadata, "/MetadataService/GetMetadata", &req.base, deadline_ns,
-			   metadata_done, p);
+	                   metadata_done, p);
 }
 
 int gateway_get_rating(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-		       gateway_rating_fn done, void *arg)
+                       gateway_rating_fn done, void *arg)
 {
 	struct pending *p = malloc(sizeof(*p));
 	if (!p)
@@ -181,7 +180,7 @@ int gateway_get_rating(struct gateways *gw, const char *movie_id, int64_t deadli
 	p->arg = arg;
 	GetAggregatedRatingRequest req = GET_AGGREGATED_RATING_REQUEST__INIT;
 	req.record_id = (char *)(uintptr_t)movie_id;
-	req.record_type = (char *)(uintptr_t)"movie";
+	req.record_type = (char *)(uintptr_t) "movie";
 	return call_packed(gw->rating, "/RatingService/GetAggregatedRating", &req.base, deadline_ns,
-			   rating_done, p);
+	                   rating_done, p);
 }

@@ -18,7 +18,7 @@ struct gateways;
 /* The gateway of the calling worker loop (created on first use).
  * Returns NULL outside a worker loop or on allocation failure. */
 struct gateways *gateways_for_this_loop(const struct movie_config *cfg,
-					struct metrics_registry *metrics);
+                                        struct metrics_registry *metrics);
 /* Close the calling loop's gateway (pending calls fail with UNAVAILABLE). */
 void gateways_close_this_loop(void);
 
@@ -30,15 +30,15 @@ void movie_metadata_release(struct movie_metadata *m);
 
 /* Completion: status is a gRPC status; on OK, *m / rating hold the result. */
 typedef void (*gateway_metadata_fn)(void *arg, int status, const char *message,
-				    struct movie_metadata *m);
+                                    struct movie_metadata *m);
 typedef void (*gateway_rating_fn)(void *arg, int status, const char *message, double rating);
 
 /* Start GetMetadata(movie_id) / GetAggregatedRating(movie_id, "movie") with
  * the absolute deadline (0 = peers.timeout). The callback runs exactly once,
  * never before return. Returns 0 or MV_ENOMEM / MV_ECLOSED (no callback). */
 int gateway_get_metadata(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-			 gateway_metadata_fn done, void *arg);
+                         gateway_metadata_fn done, void *arg);
 int gateway_get_rating(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-		       gateway_rating_fn done, void *arg);
+                       gateway_rating_fn done, void *arg);
 
 #endif

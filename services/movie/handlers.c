@@ -34,10 +34,10 @@ static struct handlers handlers_ctx;
 
 struct request {
 	struct handlers *h;
-	struct grpc_call *call;     /* gRPC, or */
-	struct http_exchange *ex;   /* HTTP */
+	struct grpc_call *call;   /* gRPC, or */
+	struct http_exchange *ex; /* HTTP */
 	char id[MOVIE_ID_MAX + 1];
-	int outstanding;            /* peer calls not yet completed */
+	int outstanding; /* peer calls not yet completed */
 	int metadata_status;
 	char metadata_message[160];
 	struct movie_metadata metadata;
@@ -100,9 +100,9 @@ static void fail(struct request *r, int status, const char *message)
 		grpc_call_finish(r->call, status, message, NULL, 0);
 		return;
 	}
-	int http = status == GRPC_STATUS_NOT_FOUND ? 404
-		   : status == GRPC_STATUS_INVALID_ARGUMENT ? 400
-							      : 503;
+	int http = status == GRPC_STATUS_NOT_FOUND          ? 404
+	           : status == GRPC_STATUS_INVALID_ARGUMENT ? 400
+	                                                    : 503;
 	service_http_error(r->ex, http, message);
 }
 
@@ -124,8 +124,8 @@ static void complete(struct request *r)
 		} else if (!has_rating) {
 			metrics_counter_inc(h->degraded);
 			log_warn("rating unavailable: answering with metadata only",
-				 LOG_S("movie_id", r->id),
-				 LOG_S("rating_status", grpc_status_name(r->rating_status)));
+			         LOG_S("movie_id", r->id),
+			         LOG_S("rating_status", grpc_status_name(r->rating_status)));
 		}
 		if (r->call)
 			finish_grpc(r, has_rating);
@@ -191,12 +191,12 @@ static const char *check_id(const char *id)
 }
 
 static void grpc_get_movie_details(struct grpc_call *call, const uint8_t *msg, size_t len,
-				   void *ctx)
+                                   void *ctx)
 {
 	GetMovieDetailsRequest *req = get_movie_details_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-				 "malformed GetMovieDetailsRequest", NULL, 0);
+		                 "malformed GetMovieDetailsRequest", NULL, 0);
 		return;
 	}
 	const char *why = check_id(req->movie_id);
@@ -205,9 +205,9 @@ static void grpc_get_movie_details(struct grpc_call *call, const uint8_t *msg, s
 		memcpy(r->id, req->movie_id, strlen(req->movie_id) + 1);
 	get_movie_details_request__free_unpacked(req, NULL);
 	if (!r) {
-		grpc_call_finish(call, why ? GRPC_STATUS_INVALID_ARGUMENT
-					   : GRPC_STATUS_RESOURCE_EXHAUSTED,
-				 why ? why : "out of memory", NULL, 0);
+		grpc_call_finish(
+		    call, why ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_RESOURCE_EXHAUSTED,
+		    why ? why : "out of memory", NULL, 0);
 		return;
 	}
 	r->h = ctx;
@@ -226,9 +226,10 @@ static void http_movie(struct http_exchange *ex, const struct http1_request *req
 	int n = http1_query_get(req->query, "id", r->id, sizeof(r->id));
 	if (n <= 0) {
 		free(r);
-		service_http_error(ex, 400, n == MV_ETOOBIG ? "movie id too long"
-				   : n == MV_EINVAL     ? "malformed query string"
-							: "query parameter id is required");
+		service_http_error(ex, 400,
+		                   n == MV_ETOOBIG  ? "movie id too long"
+		                   : n == MV_EINVAL ? "malformed query string"
+		                                    : "query parameter id is required");
 		return;
 	}
 	r->h = ctx;
@@ -242,25 +243,24 @@ static void worker_stopped(void *ctx)
 }
 
 int movie_handlers_register(struct server *srv, const struct movie_config *cfg,
-			    struct metrics_registry *metrics)
+                            struct metrics_registry *metrics)
 {
 	struct handlers *h = &handlers_ctx;
 	h->srv = srv;
 	h->cfg = cfg;
 	h->metrics = metrics;
 	struct metrics_family *degraded = metrics_counter_family(
-		metrics, "movie_rating_degraded_total",
-		"GetMovieDetails answers without a rating because the rating service failed.", 0,
-		NULL);
-	struct metrics_family *unrated = metrics_counter_family(
-		metrics, "movie_unrated_total", "GetMovieDetails answers for movies with no ratings.",
-		0, NULL);
+	    metrics, "movie_rating_degraded_total",
+	    "GetMovieDetails answers without a rating because the rating service failed.", 0, NULL);
+	struct metrics_family *unrated =
+	    metrics_counter_family(metrics, "movie_unrated_total",
+	                           "GetMovieDetails answers for movies with no ratings.", 0, NULL);
 	h->degraded = degraded ? metrics_counter_get(degraded, NULL) : NULL;
 	h->unrated = unrated ? metrics_counter_get(unrated, NULL) : NULL;
 	if (!h->degraded || !h->unrated)
 		return MV_ENOMEM;
 	server_on_worker_stop(srv, worker_stopped, h);
 	int rc = server_add_grpc(srv, "MovieService", "GetMovieDetails", false,
-				 grpc_get_movie_details, h);
+	                         grpc_get_movie_details, h);
 	return rc ? rc : server_add_http(srv, "/movie", HTTP1_METHOD_BIT(HTTP1_GET), http_movie, h);
 }

@@ -13,6 +13,6 @@
 /* Register the handlers; `cfg` and `metrics` must outlive the server.
  * Returns 0 or MV_ENOMEM. */
 int movie_handlers_register(struct server *srv, const struct movie_config *cfg,
-			    struct metrics_registry *metrics);
+                            struct metrics_registry *metrics);
 
 #endif

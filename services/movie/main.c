@@ -40,7 +40,7 @@ int main(int argc, char **argv)
 	if (movie_handlers_register(srv, &cfg, metrics) != 0)
 		goto fail_server;
 	log_info("starting", LOG_I("metadata_targets", (long long)cfg.metadata_addresses.count),
-		 LOG_I("rating_targets", (long long)cfg.rating_addresses.count));
+	         LOG_I("rating_targets", (long long)cfg.rating_addresses.count));
 	status = server_run(srv) == 0 ? 0 : 1;
 fail_server:
 	server_free(srv);

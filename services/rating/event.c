@@ -14,17 +14,17 @@
 #include "movie/banned.h"
 
 static const char *const reason_names[RATING_EVENT_REASON_COUNT] = {
-	[RATING_EVENT_OK] = "ok",
-	[RATING_EVENT_TOO_LARGE] = "too_large",
-	[RATING_EVENT_BAD_JSON] = "bad_json",
-	[RATING_EVENT_NOT_OBJECT] = "not_object",
-	[RATING_EVENT_BAD_EVENT_TYPE] = "bad_event_type",
-	[RATING_EVENT_BAD_USER_ID] = "bad_user_id",
-	[RATING_EVENT_BAD_RECORD_ID] = "bad_record_id",
-	[RATING_EVENT_BAD_RECORD_TYPE] = "bad_record_type",
-	[RATING_EVENT_BAD_PROVIDER_ID] = "bad_provider_id",
-	[RATING_EVENT_BAD_VALUE] = "bad_value",
-	[RATING_EVENT_VALUE_RANGE] = "value_out_of_range",
+    [RATING_EVENT_OK] = "ok",
+    [RATING_EVENT_TOO_LARGE] = "too_large",
+    [RATING_EVENT_BAD_JSON] = "bad_json",
+    [RATING_EVENT_NOT_OBJECT] = "not_object",
+    [RATING_EVENT_BAD_EVENT_TYPE] = "bad_event_type",
+    [RATING_EVENT_BAD_USER_ID] = "bad_user_id",
+    [RATING_EVENT_BAD_RECORD_ID] = "bad_record_id",
+    [RATING_EVENT_BAD_RECORD_TYPE] = "bad_record_type",
+    [RATING_EVENT_BAD_PROVIDER_ID] = "bad_provider_id",
+    [RATING_EVENT_BAD_VALUE] = "bad_value",
+    [RATING_EVENT_VALUE_RANGE] = "value_out_of_range",
 };
 
 const char *rating_event_reason_name(enum rating_event_reason reason)
@@ -35,7 +35,7 @@ const char *rating_event_reason_name(enum rating_event_reason reason)
 }
 
 static int fail(struct rating_event_error *err, enum rating_event_reason reason, int code,
-		const char *field, const char *what)
+                const char *field, const char *what)
 {
 	if (err) {
 		err->reason = reason;
@@ -80,7 +80,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
 /* Copy the string member `key` of `obj` into dst (RATING_ID_MAX + 1 bytes).
  * Absent members are an error unless `optional`, which leaves dst empty. */
 static int copy_id(json_t *obj, const char *key, bool optional, char *dst,
-		   enum rating_event_reason reason, struct rating_event_error *err)
+                   enum rating_event_reason reason, struct rating_event_error *err)
 {
 	json_t *v = json_object_get(obj, key);
 	dst[0] = '\0';
@@ -112,7 +112,7 @@ static int copy_id(json_t *obj, const char *key, bool optional, char *dst,
 }
 
 int rating_event_parse(const void *data, size_t len, int32_t min_value, int32_t max_value,
-		       struct rating_event *out, struct rating_event_error *err)
+                       struct rating_event *out, struct rating_event_error *err)
 {
 	json_error_t jerr;
 	json_t *root = NULL;
@@ -124,7 +124,7 @@ int rating_event_parse(const void *data, size_t len, int32_t min_value, int32_t 
 	}
 	if (len > RATING_EVENT_MAX_BYTES)
 		return fail(err, RATING_EVENT_TOO_LARGE, MV_ETOOBIG, "message",
-			    "larger than 65536 bytes");
+		            "larger than 65536 bytes");
 	if (len == 0)
 		return fail(err, RATING_EVENT_BAD_JSON, MV_ESYNTAX, "json", "empty message");
 
@@ -149,24 +149,24 @@ int rating_event_parse(const void *data, size_t len, int32_t min_value, int32_t 
 	if (strcmp(json_string_value(type), "put") == 0 && json_string_length(type) == 3) {
 		out->op = RATING_OP_PUT;
 	} else if (strcmp(json_string_value(type), "delete") == 0 &&
-		   json_string_length(type) == 6) {
+	           json_string_length(type) == 6) {
 		out->op = RATING_OP_DELETE;
 	} else {
 		rc = fail(err, RATING_EVENT_BAD_EVENT_TYPE, MV_EINVAL, "eventType",
-			  "not \"put\" or \"delete\"");
+		          "not \"put\" or \"delete\"");
 		goto out_root;
 	}
 
 	rc = copy_id(root, "userId", false, out->user_id, RATING_EVENT_BAD_USER_ID, err);
 	if (rc == 0)
 		rc = copy_id(root, "recordId", false, out->record_id, RATING_EVENT_BAD_RECORD_ID,
-			     err);
+		             err);
 	if (rc == 0)
 		rc = copy_id(root, "recordType", false, out->record_type,
-			     RATING_EVENT_BAD_RECORD_TYPE, err);
+		             RATING_EVENT_BAD_RECORD_TYPE, err);
 	if (rc == 0)
 		rc = copy_id(root, "providerId", true, out->provider_id,
-			     RATING_EVENT_BAD_PROVIDER_ID, err);
+		             RATING_EVENT_BAD_PROVIDER_ID, err);
 	if (rc != 0)
 		goto out_root;
 
@@ -179,8 +179,8 @@ int rating_event_parse(const void *data, size_t len, int32_t min_value, int32_t 
 		}
 		/* 5.0 is a JSON real, not an integer: rejected rather than truncated. */
 		if (!json_is_integer(v)) {
-			rc = fail(err, RATING_EVENT_BAD_VALUE, MV_EINVAL, "value",
-				  "not an integer");
+			rc =
+			    fail(err, RATING_EVENT_BAD_VALUE, MV_EINVAL, "value", "not an integer");
 			goto out_root;
 		}
 		json_int_t iv = json_integer_value(v);
@@ -189,8 +189,8 @@ int rating_event_parse(const void *data, size_t len, int32_t min_value, int32_t 
 			if (err) {
 				err->reason = RATING_EVENT_VALUE_RANGE;
 				snprintf(err->detail, sizeof(err->detail),
-					 "value: %lld outside [%d, %d]", (long long)iv,
-					 (int)min_value, (int)max_value);
+				         "value: %lld outside [%d, %d]", (long long)iv,
+				         (int)min_value, (int)max_value);
 			}
 			goto out_root;
 		}

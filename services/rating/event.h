@@ -78,7 +78,7 @@ struct rating_event_error {
  *   MV_ERANGE   value outside [min_value, max_value]
  * *out is unspecified after a failure. */
 int rating_event_parse(const void *data, size_t len, int32_t min_value, int32_t max_value,
-		       struct rating_event *out, struct rating_event_error *err);
+                       struct rating_event *out, struct rating_event_error *err);
 
 /* Stable snake_case name of a reason ("bad_user_id"); "unknown" out of range. */
 const char *rating_event_reason_name(enum rating_event_reason reason);

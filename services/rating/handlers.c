@@ -23,7 +23,12 @@ struct handlers {
 
 static struct handlers handlers_ctx;
 
-enum job_kind { JOB_GRPC_GET, JOB_GRPC_PUT, JOB_HTTP_GET, JOB_HTTP_PUT };
+enum job_kind {
+	JOB_GRPC_GET,
+	JOB_GRPC_PUT,
+	JOB_HTTP_GET,
+	JOB_HTTP_PUT
+};
 
 struct job {
 	enum job_kind kind;
@@ -44,14 +49,14 @@ static void job_work(void *arg)
 	struct job *j = arg;
 	if (j->kind == JOB_GRPC_GET || j->kind == JOB_HTTP_GET) {
 		j->rc = rating_store_aggregate(j->h->store, j->record_id, j->record_type, &j->mean,
-					       &j->count);
+		                               &j->count);
 	} else {
 		struct rating_change change = {
-			.op = RATING_OP_PUT,
-			.record_id = j->record_id,
-			.record_type = j->record_type,
-			.user_id = j->user_id,
-			.value = j->value,
+		    .op = RATING_OP_PUT,
+		    .record_id = j->record_id,
+		    .record_type = j->record_type,
+		    .user_id = j->user_id,
+		    .value = j->value,
 		};
 		j->rc = rating_store_apply(j->h->store, &change, 1);
 	}
@@ -70,13 +75,13 @@ static void finish_grpc(struct job *j)
 {
 	if (j->rc != 0) {
 		grpc_call_finish(j->call, grpc_status_from_err(j->rc), store_error_message(j->rc),
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	int64_t deadline = grpc_call_deadline(j->call);
 	if (deadline && grpc_now_ns() > deadline) {
 		grpc_call_finish(j->call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL,
-				 0);
+		                 0);
 		return;
 	}
 	if (j->kind == JOB_GRPC_PUT) {
@@ -94,7 +99,7 @@ static void finish_http(struct job *j)
 {
 	if (j->rc != 0) {
 		service_http_error(j->ex, service_http_status_from_err(j->rc),
-				   store_error_message(j->rc));
+		                   store_error_message(j->rc));
 		return;
 	}
 	if (j->kind == JOB_HTTP_PUT) {
@@ -129,7 +134,7 @@ static void job_start(struct job *j)
 
 /* Copy a required id; NULL when fine, else why not. */
 static const char *copy_id(char *dst, const char *src, const char *what_empty,
-			   const char *what_long)
+                           const char *what_long)
 {
 	if (!src || !*src)
 		return what_empty;
@@ -141,13 +146,13 @@ static const char *copy_id(char *dst, const char *src, const char *what_empty,
 }
 
 static const char *fill_ids(struct job *j, const char *record_id, const char *record_type,
-			    const char *user_id)
+                            const char *user_id)
 {
-	const char *why = copy_id(j->record_id, record_id, "record_id must not be empty",
-				  "record_id too long");
+	const char *why =
+	    copy_id(j->record_id, record_id, "record_id must not be empty", "record_id too long");
 	if (!why)
 		why = copy_id(j->record_type, record_type, "record_type must not be empty",
-			      "record_type too long");
+		              "record_type too long");
 	if (!why && j->kind != JOB_GRPC_GET && j->kind != JOB_HTTP_GET)
 		why = copy_id(j->user_id, user_id, "user_id must not be empty", "user_id too long");
 	return why;
@@ -170,7 +175,7 @@ static void grpc_get_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 	GetAggregatedRatingRequest *req = get_aggregated_rating_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
-				 "malformed GetAggregatedRatingRequest", NULL, 0);
+		                 "malformed GetAggregatedRatingRequest", NULL, 0);
 		return;
 	}
 	struct job *j = job_new(ctx, JOB_GRPC_GET);
@@ -178,8 +183,9 @@ static void grpc_get_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 	get_aggregated_rating_request__free_unpacked(req, NULL);
 	if (!j || why) {
 		free(j);
-		grpc_call_finish(call, j ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_RESOURCE_EXHAUSTED,
-				 j ? why : "out of memory", NULL, 0);
+		grpc_call_finish(call,
+		                 j ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_RESOURCE_EXHAUSTED,
+		                 j ? why : "out of memory", NULL, 0);
 		return;
 	}
 	j->call = call;
@@ -192,7 +198,7 @@ static void grpc_put_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 	PutRatingRequest *req = put_rating_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PutRatingRequest",
-				 NULL, 0);
+		                 NULL, 0);
 		return;
 	}
 	struct job *j = job_new(h, JOB_GRPC_PUT);
@@ -205,8 +211,9 @@ static void grpc_put_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 	put_rating_request__free_unpacked(req, NULL);
 	if (!j || why) {
 		free(j);
-		grpc_call_finish(call, j ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_RESOURCE_EXHAUSTED,
-				 j ? why : "out of memory", NULL, 0);
+		grpc_call_finish(call,
+		                 j ? GRPC_STATUS_INVALID_ARGUMENT : GRPC_STATUS_RESOURCE_EXHAUSTED,
+		                 j ? why : "out of memory", NULL, 0);
 		return;
 	}
 	j->call = call;
@@ -217,7 +224,7 @@ static void grpc_put_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 
 /* Read query parameter `name` into dst; NULL when fine, else why not. */
 static const char *query_param(const struct http1_request *req, const char *name, char *dst,
-			       size_t size)
+                               size_t size)
 {
 	static __thread char why[96]; /* per loop thread */
 	int n = http1_query_get(req->query, name, dst, size);
@@ -277,19 +284,21 @@ static int store_probe(void *ctx)
 }
 
 int rating_handlers_register(struct server *srv, struct rating_store *store, int32_t min_value,
-			     int32_t max_value)
+                             int32_t max_value)
 {
 	struct handlers *h = &handlers_ctx;
 	h->srv = srv;
 	h->store = store;
 	h->min_value = min_value;
 	h->max_value = max_value;
-	int rc = server_add_grpc(srv, "RatingService", "GetAggregatedRating", false,
-				 grpc_get_rating, h);
-	rc = rc ? rc : server_add_grpc(srv, "RatingService", "PutRating", false, grpc_put_rating, h);
-	rc = rc ? rc : server_add_http(srv, "/rating",
-				       HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT),
-				       http_rating, h);
+	int rc =
+	    server_add_grpc(srv, "RatingService", "GetAggregatedRating", false, grpc_get_rating, h);
+	rc =
+	    rc ? rc : server_add_grpc(srv, "RatingService", "PutRating", false, grpc_put_rating, h);
+	rc = rc ? rc
+	        : server_add_http(srv, "/rating",
+	                          HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT),
+	                          http_rating, h);
 	if (rc)
 		return rc;
 	if (rating_store_blocking(store))

@@ -13,6 +13,6 @@
 /* Register every handler on `srv`; ratings outside [min_value, max_value] are
  * rejected. `store` must outlive the server. Returns 0 or MV_ENOMEM. */
 int rating_handlers_register(struct server *srv, struct rating_store *store, int32_t min_value,
-			     int32_t max_value);
+                             int32_t max_value);
 
 #endif

@@ -25,17 +25,17 @@
 
 #include "movie/banned.h"
 
-#define POLL_SLICE_MS 100
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 5000
+#define POLL_SLICE_MS   100
+#define BACKOFF_MIN_MS  100
+#define BACKOFF_MAX_MS  5000
 #define LAG_INTERVAL_MS 1000
-#define DLQ_FLUSH_MS 10000
+#define DLQ_FLUSH_MS    10000
 /* Shutdown budget with Kafka unreachable: a Kubernetes grace period must not
  * be spent waiting on a coordinator that is gone. */
 #define STOP_DLQ_FLUSH_MS 2000
-#define STOP_COMMIT_MS 2000
-#define STOP_CLOSE_MS 3000
-#define REVOKE_COMMIT_MS 5000
+#define STOP_COMMIT_MS    2000
+#define STOP_CLOSE_MS     3000
+#define REVOKE_COMMIT_MS  5000
 #define BROKERS_MAX_BYTES 4096
 /* Prefetch bound. Also bounds `deferred` below: after a pause librdkafka
  * stops fetching, so at most this much can still reach the application. */
@@ -50,15 +50,18 @@ struct slot {
 };
 
 struct batch {
-	struct slot *slots;             /* batch_max entries */
-	struct rating_change *changes;  /* batch_max entries, built at apply time */
-	size_t count;                   /* valid events */
-	size_t messages;                /* messages including rejected ones */
+	struct slot *slots;            /* batch_max entries */
+	struct rating_change *changes; /* batch_max entries, built at apply time */
+	size_t count;                  /* valid events */
+	size_t messages;               /* messages including rejected ones */
 	struct buf arena;
 	rd_kafka_topic_partition_list_t *offsets; /* next offset per partition */
 };
 
-enum reject_extra { REJECT_STORE_INVALID = RATING_EVENT_REASON_COUNT, REJECT_LABELS };
+enum reject_extra {
+	REJECT_STORE_INVALID = RATING_EVENT_REASON_COUNT,
+	REJECT_LABELS
+};
 
 struct ingest {
 	rd_kafka_t *rk;
@@ -97,21 +100,24 @@ static int64_t now_ms(void)
 
 static const char *reject_label(int reason)
 {
-	return reason == REJECT_STORE_INVALID ? "store_invalid"
-					      : rating_event_reason_name((enum rating_event_reason)reason);
+	return reason == REJECT_STORE_INVALID
+	           ? "store_invalid"
+	           : rating_event_reason_name((enum rating_event_reason)reason);
 }
 
 /* librdkafka logs (syslog levels) into our JSON log. Called from librdkafka's
  * threads; log_emit is thread-safe. */
 static void on_rdkafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	enum log_level l = level <= 3 ? LOG_ERROR : level == 4 ? LOG_WARN : level <= 6 ? LOG_INFO
-										   : LOG_DEBUG;
+	enum log_level l = level <= 3   ? LOG_ERROR
+	                   : level == 4 ? LOG_WARN
+	                   : level <= 6 ? LOG_INFO
+	                                : LOG_DEBUG;
 	if (!log_enabled(l))
 		return;
 	log_emit(l, buf,
-		 LOG_FIELDS(LOG_S("component", "rdkafka"), LOG_S("facility", fac),
-			    LOG_S("client", rd_kafka_name(rk))));
+	         LOG_FIELDS(LOG_S("component", "rdkafka"), LOG_S("facility", fac),
+	                    LOG_S("client", rd_kafka_name(rk))));
 }
 
 static void on_rdkafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -125,14 +131,15 @@ static void on_rdkafka_error(rd_kafka_t *rk, int err, const char *reason, void *
 		return;
 	}
 	log_warn("kafka error", LOG_S("component", "ingest"),
-		 LOG_S("error", rd_kafka_err2name((rd_kafka_resp_err_t)err)), LOG_S("reason", reason));
+	         LOG_S("error", rd_kafka_err2name((rd_kafka_resp_err_t)err)),
+	         LOG_S("reason", reason));
 }
 
 static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	if (m->err)
 		log_error("dead-letter delivery failed", LOG_S("component", "ingest"),
-			  LOG_S("error", rd_kafka_err2str(m->err)));
+		          LOG_S("error", rd_kafka_err2str(m->err)));
 }
 
 static void batch_reset(struct batch *b)
@@ -161,16 +168,17 @@ static void set_paused(struct ingest *in, bool paused)
 		return;
 	if (rd_kafka_assignment(in->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
 		rd_kafka_resp_err_t err = paused ? rd_kafka_pause_partitions(in->rk, parts)
-						 : rd_kafka_resume_partitions(in->rk, parts);
+		                                 : rd_kafka_resume_partitions(in->rk, parts);
 		if (err)
 			log_warn(paused ? "pause failed" : "resume failed",
-				 LOG_S("component", "ingest"), LOG_S("error", rd_kafka_err2str(err)));
+			         LOG_S("component", "ingest"),
+			         LOG_S("error", rd_kafka_err2str(err)));
 		rd_kafka_topic_partition_list_destroy(parts);
 	}
 	atomic_store(&in->paused, paused);
 	metrics_gauge_set(in->paused_gauge, paused ? 1 : 0);
 	log_info(paused ? "consumption paused: store unavailable" : "consumption resumed",
-		 LOG_S("component", "ingest"));
+	         LOG_S("component", "ingest"));
 }
 
 struct commit_wait {
@@ -179,7 +187,7 @@ struct commit_wait {
 };
 
 static void on_commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-			   rd_kafka_topic_partition_list_t *offsets, void *opaque)
+                           rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
 	struct commit_wait *w = opaque;
 	w->done = true;
@@ -214,12 +222,12 @@ static rd_kafka_resp_err_t commit_bounded(rd_kafka_t *rk, int timeout_ms)
 
 /* Served from inside rd_kafka_consumer_poll on the consumer thread. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-			 rd_kafka_topic_partition_list_t *parts, void *opaque)
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	struct ingest *in = opaque;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("partitions assigned", LOG_S("component", "ingest"),
-			 LOG_I("partitions", parts->cnt));
+		         LOG_I("partitions", parts->cnt));
 		rd_kafka_assign(rk, parts);
 		return;
 	}
@@ -231,11 +239,11 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		rd_kafka_resp_err_t cerr = commit_bounded(rk, REVOKE_COMMIT_MS);
 		if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
 			log_warn("commit on revocation failed", LOG_S("component", "ingest"),
-				 LOG_S("error", rd_kafka_err2str(cerr)));
+			         LOG_S("error", rd_kafka_err2str(cerr)));
 	}
 	if (in->batch.messages > 0 || in->deferred_count > 0)
 		log_info("dropping unapplied batch on revocation", LOG_S("component", "ingest"),
-			 LOG_I("messages", in->batch.messages + in->deferred_count));
+		         LOG_I("messages", in->batch.messages + in->deferred_count));
 	batch_reset(&in->batch);
 	deferred_drop(in);
 	if (atomic_load(&in->paused)) {
@@ -243,27 +251,27 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		metrics_gauge_set(in->paused_gauge, 0);
 	}
 	log_info("partitions revoked", LOG_S("component", "ingest"),
-		 LOG_S("reason", rd_kafka_err2name(err)));
+	         LOG_S("reason", rd_kafka_err2name(err)));
 	rd_kafka_assign(rk, NULL);
 }
 
 static void send_dead_letter(struct ingest *in, const rd_kafka_message_t *m, const char *reason,
-			     const char *detail)
+                             const char *detail)
 {
 	char part[16], off[24];
 	snprintf(part, sizeof(part), "%d", (int)m->partition);
 	snprintf(off, sizeof(off), "%lld", (long long)m->offset);
 	rd_kafka_resp_err_t err = rd_kafka_producev(
-		in->dlq, RD_KAFKA_V_TOPIC(in->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
-		RD_KAFKA_V_HEADER("reason", reason, -1), RD_KAFKA_V_HEADER("detail", detail, -1),
-		RD_KAFKA_V_HEADER("source_topic", in->topic, -1),
-		RD_KAFKA_V_HEADER("source_partition", part, -1),
-		RD_KAFKA_V_HEADER("source_offset", off, -1), RD_KAFKA_V_END);
+	    in->dlq, RD_KAFKA_V_TOPIC(in->dlq_topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(m->key, m->key_len), RD_KAFKA_V_VALUE(m->payload, m->len),
+	    RD_KAFKA_V_HEADER("reason", reason, -1), RD_KAFKA_V_HEADER("detail", detail, -1),
+	    RD_KAFKA_V_HEADER("source_topic", in->topic, -1),
+	    RD_KAFKA_V_HEADER("source_partition", part, -1),
+	    RD_KAFKA_V_HEADER("source_offset", off, -1), RD_KAFKA_V_END);
 	if (err) {
 		log_error("dead-letter produce failed", LOG_S("component", "ingest"),
-			  LOG_S("error", rd_kafka_err2str(err)), LOG_I("partition", m->partition),
-			  LOG_I("offset", m->offset));
+		          LOG_S("error", rd_kafka_err2str(err)), LOG_I("partition", m->partition),
+		          LOG_I("offset", m->offset));
 		return;
 	}
 	in->dlq_pending = true;
@@ -274,8 +282,8 @@ static void reject(struct ingest *in, const rd_kafka_message_t *m, int reason, c
 {
 	const char *label = reject_label(reason);
 	log_warn("rating event rejected", LOG_S("component", "ingest"), LOG_S("reason", label),
-		 LOG_S("detail", detail), LOG_I("partition", m->partition),
-		 LOG_I("offset", m->offset));
+	         LOG_S("detail", detail), LOG_I("partition", m->partition),
+	         LOG_I("offset", m->offset));
 	metrics_counter_inc(in->rejected[reason]);
 	if (in->dlq)
 		send_dead_letter(in, m, label, detail);
@@ -312,11 +320,11 @@ static void batch_add(struct ingest *in, const rd_kafka_message_t *m)
 		reject(in, m, perr.reason, perr.detail);
 	}
 	b->messages++;
-	rd_kafka_topic_partition_t *p =
-		rd_kafka_topic_partition_list_find(b->offsets, rd_kafka_topic_name(m->rkt), m->partition);
+	rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(
+	    b->offsets, rd_kafka_topic_name(m->rkt), m->partition);
 	if (!p)
 		p = rd_kafka_topic_partition_list_add(b->offsets, rd_kafka_topic_name(m->rkt),
-						      m->partition);
+		                                      m->partition);
 	p->offset = m->offset + 1;
 }
 
@@ -327,8 +335,8 @@ static bool take_message(struct ingest *in, rd_kafka_message_t *m)
 	if (m->err) {
 		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			log_warn("consumer error", LOG_S("component", "ingest"),
-				 LOG_S("error", rd_kafka_message_errstr(m)),
-				 LOG_I("partition", m->partition));
+			         LOG_S("error", rd_kafka_message_errstr(m)),
+			         LOG_I("partition", m->partition));
 		rd_kafka_message_destroy(m);
 		return false;
 	}
@@ -345,7 +353,8 @@ static void batch_fill(struct ingest *in)
 	for (; i < in->deferred_count && in->batch.messages < in->batch_max; i++)
 		take_message(in, in->deferred[i]);
 	if (i > 0) {
-		memmove(in->deferred, in->deferred + i, (in->deferred_count - i) * sizeof(*in->deferred));
+		memmove(in->deferred, in->deferred + i,
+		        (in->deferred_count - i) * sizeof(*in->deferred));
 		in->deferred_count -= i;
 		return;
 	}
@@ -369,11 +378,11 @@ static int batch_apply(struct ingest *in)
 	for (size_t i = 0; i < b->count; i++) {
 		const struct slot *s = &b->slots[i];
 		b->changes[i] = (struct rating_change){
-			.op = s->op,
-			.value = s->value,
-			.user_id = b->arena.data + s->user,
-			.record_id = b->arena.data + s->record,
-			.record_type = b->arena.data + s->type,
+		    .op = s->op,
+		    .value = s->value,
+		    .user_id = b->arena.data + s->user,
+		    .record_id = b->arena.data + s->record,
+		    .record_type = b->arena.data + s->type,
 		};
 	}
 	int rc = rating_store_apply(in->store, b->changes, b->count);
@@ -386,8 +395,9 @@ static int batch_apply(struct ingest *in)
 		rc = rating_store_apply(in->store, &b->changes[i], 1);
 		if (rc == MV_EINVAL) {
 			log_warn("rating event rejected", LOG_S("component", "ingest"),
-				 LOG_S("reason", "store_invalid"), LOG_S("record_id", b->changes[i].record_id),
-				 LOG_S("record_type", b->changes[i].record_type));
+			         LOG_S("reason", "store_invalid"),
+			         LOG_S("record_id", b->changes[i].record_id),
+			         LOG_S("record_type", b->changes[i].record_type));
 			metrics_counter_inc(in->rejected[REJECT_STORE_INVALID]);
 		} else if (rc != 0) {
 			return rc;
@@ -404,14 +414,14 @@ static void batch_done(struct ingest *in)
 		/* Dead letters first: their source offsets are about to be committed. */
 		if (rd_kafka_flush(in->dlq, DLQ_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
 			log_error("dead-letter flush timed out", LOG_S("component", "ingest"),
-				  LOG_I("pending", rd_kafka_outq_len(in->dlq)));
+			          LOG_I("pending", rd_kafka_outq_len(in->dlq)));
 		in->dlq_pending = false;
 	}
 	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, b->offsets);
 	if (err)
 		/* Partitions revoked meanwhile: the next owner replays; harmless. */
 		log_debug("offsets not stored", LOG_S("component", "ingest"),
-			  LOG_S("error", rd_kafka_err2str(err)));
+		          LOG_S("error", rd_kafka_err2str(err)));
 	if (b->count > 0)
 		metrics_counter_inc(in->batches);
 	metrics_counter_add(in->stored, b->count);
@@ -428,8 +438,8 @@ static void wait_polling(struct ingest *in, int64_t ms)
 		int64_t left = deadline - now_ms();
 		if (left <= 0 || atomic_load(&in->stop) || in->batch.messages == 0)
 			return;
-		rd_kafka_message_t *m =
-			rd_kafka_consumer_poll(in->rk, (int)(left < POLL_SLICE_MS ? left : POLL_SLICE_MS));
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(
+		    in->rk, (int)(left < POLL_SLICE_MS ? left : POLL_SLICE_MS));
 		if (!m)
 			continue;
 		if (in->batch.messages == 0) {
@@ -444,7 +454,7 @@ static void wait_polling(struct ingest *in, int64_t ms)
 				/* Not taking it would lose it: drop the whole uncommitted
 				 * state and rewind to the committed offsets instead. */
 				log_error("out of memory deferring a message; rewinding",
-					  LOG_S("component", "ingest"));
+				          LOG_S("component", "ingest"));
 				rd_kafka_message_destroy(m);
 				batch_reset(&in->batch);
 				deferred_drop(in);
@@ -515,8 +525,8 @@ static void *consumer_main(void *arg)
 		}
 		metrics_counter_inc(in->retries);
 		log_warn("store apply failed; retrying the batch", LOG_S("component", "ingest"),
-			 LOG_S("error", mv_strerror(rc)), LOG_I("events", in->batch.count),
-			 LOG_I("backoff_ms", backoff));
+		         LOG_S("error", mv_strerror(rc)), LOG_I("events", in->batch.count),
+		         LOG_I("backoff_ms", backoff));
 		set_paused(in, true);
 		wait_polling(in, backoff);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -524,7 +534,7 @@ static void *consumer_main(void *arg)
 
 	if (in->batch.messages > 0)
 		log_info("stopping with an unapplied batch; it will be redelivered",
-			 LOG_S("component", "ingest"), LOG_I("messages", in->batch.messages));
+		         LOG_S("component", "ingest"), LOG_I("messages", in->batch.messages));
 	batch_reset(&in->batch);
 	deferred_drop(in);
 	if (in->dlq)
@@ -532,13 +542,13 @@ static void *consumer_main(void *arg)
 	rd_kafka_resp_err_t err = commit_bounded(in->rk, STOP_COMMIT_MS);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_warn("final commit failed; the next owner replays from the last commit",
-			 LOG_S("component", "ingest"), LOG_S("error", rd_kafka_err2str(err)));
+		         LOG_S("component", "ingest"), LOG_S("error", rd_kafka_err2str(err)));
 	/* Leave the group, bounded: without a coordinator the group times us out. */
 	rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
 	rd_kafka_error_t *cerr = rd_kafka_consumer_close_queue(in->rk, q);
 	if (cerr) {
 		log_warn("consumer close failed", LOG_S("component", "ingest"),
-			 LOG_S("error", rd_kafka_error_string(cerr)));
+		         LOG_S("error", rd_kafka_error_string(cerr)));
 		rd_kafka_error_destroy(cerr);
 	} else {
 		int64_t deadline = now_ms() + STOP_CLOSE_MS;
@@ -547,7 +557,7 @@ static void *consumer_main(void *arg)
 		in->closed = rd_kafka_consumer_closed(in->rk) != 0;
 		if (!in->closed)
 			log_warn("consumer did not leave the group in time",
-				 LOG_S("component", "ingest"), LOG_I("timeout_ms", STOP_CLOSE_MS));
+			         LOG_S("component", "ingest"), LOG_I("timeout_ms", STOP_CLOSE_MS));
 	}
 	rd_kafka_queue_destroy(q);
 	atomic_store(&in->running, false);
@@ -555,7 +565,7 @@ static void *consumer_main(void *arg)
 }
 
 static int set_conf(rd_kafka_conf_t *conf, const char *key, const char *value, char *errbuf,
-		    size_t errbuf_size)
+                    size_t errbuf_size)
 {
 	if (rd_kafka_conf_set(conf, key, value, errbuf, errbuf_size) != RD_KAFKA_CONF_OK)
 		return MV_EINVAL;
@@ -580,7 +590,7 @@ static int join_brokers(const struct ingest_config *cfg, char *out, size_t out_s
 }
 
 static rd_kafka_conf_t *base_conf(struct ingest *in, const char *brokers, char *errbuf,
-				  size_t errbuf_size)
+                                  size_t errbuf_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	if (set_conf(conf, "bootstrap.servers", brokers, errbuf, errbuf_size) != 0) {
@@ -601,27 +611,26 @@ static void register_metrics(struct ingest *in, struct metrics_registry *reg)
 #define COUNTER(field, name, help) \
 	in->field = metrics_counter_get(metrics_counter_family(reg, name, help, 0, NULL), NULL)
 	COUNTER(consumed, "rating_ingest_events_consumed_total",
-		"Rating events consumed from Kafka.");
-	COUNTER(stored, "rating_ingest_events_stored_total",
-		"Rating events applied to the store.");
+	        "Rating events consumed from Kafka.");
+	COUNTER(stored, "rating_ingest_events_stored_total", "Rating events applied to the store.");
 	COUNTER(batches, "rating_ingest_batches_total", "Batches applied to the store.");
 	COUNTER(retries, "rating_ingest_store_retries_total",
-		"Batch applications that failed and were retried.");
+	        "Batch applications that failed and were retried.");
 #undef COUNTER
 	struct metrics_family *rej = metrics_counter_family(
-		reg, "rating_ingest_events_rejected_total",
-		"Rating events rejected as malformed or invalid, by reason.", 1, reason_label);
+	    reg, "rating_ingest_events_rejected_total",
+	    "Rating events rejected as malformed or invalid, by reason.", 1, reason_label);
 	for (int i = RATING_EVENT_OK + 1; i < REJECT_LABELS; i++) {
 		const char *v[1] = {reject_label(i)};
 		in->rejected[i] = rej ? metrics_counter_get(rej, v) : NULL;
 	}
 	struct metrics_family *lag = metrics_gauge_family(
-		reg, "rating_ingest_consumer_lag",
-		"Messages behind the high watermark, summed over the assigned partitions.", 0, NULL);
+	    reg, "rating_ingest_consumer_lag",
+	    "Messages behind the high watermark, summed over the assigned partitions.", 0, NULL);
 	in->lag = lag ? metrics_gauge_get(lag, NULL) : NULL;
-	struct metrics_family *paused = metrics_gauge_family(
-		reg, "rating_ingest_paused", "1 while consumption is paused (store unavailable).", 0,
-		NULL);
+	struct metrics_family *paused =
+	    metrics_gauge_family(reg, "rating_ingest_paused",
+	                         "1 while consumption is paused (store unavailable).", 0, NULL);
 	in->paused_gauge = paused ? metrics_gauge_get(paused, NULL) : NULL;
 }
 
@@ -646,7 +655,7 @@ static bool config_valid(const struct ingest_config *cfg, char *errbuf, size_t e
 }
 
 struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store *store,
-			    struct metrics_registry *metrics, char *errbuf, size_t errbuf_size)
+                            struct metrics_registry *metrics, char *errbuf, size_t errbuf_size)
 {
 	char brokers[BROKERS_MAX_BYTES];
 	char num[32];
@@ -693,8 +702,9 @@ struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store
 	    set_conf(conf, "queued.max.messages.kbytes", QUEUED_MAX_KBYTES, errbuf, errbuf_size))
 		goto fail_conf;
 	/* The heartbeat must fit in the session several times over. */
-	snprintf(num, sizeof(num), "%lld",
-		 (long long)(cfg->session_timeout_ms / 3 < 3000 ? cfg->session_timeout_ms / 3 : 3000));
+	snprintf(
+	    num, sizeof(num), "%lld",
+	    (long long)(cfg->session_timeout_ms / 3 < 3000 ? cfg->session_timeout_ms / 3 : 3000));
 	if (set_conf(conf, "heartbeat.interval.ms", num, errbuf, errbuf_size))
 		goto fail_conf;
 	rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
@@ -734,8 +744,8 @@ struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store
 		goto fail_thread;
 	}
 	log_info("kafka ingestion started", LOG_S("component", "ingest"), LOG_S("brokers", brokers),
-		 LOG_S("topic", in->topic), LOG_S("group_id", cfg->group_id),
-		 LOG_S("dead_letter_topic", in->dlq_topic), LOG_I("batch_max", cfg->batch_max));
+	         LOG_S("topic", in->topic), LOG_S("group_id", cfg->group_id),
+	         LOG_S("dead_letter_topic", in->dlq_topic), LOG_I("batch_max", cfg->batch_max));
 	return in;
 
 fail_thread:

@@ -43,7 +43,7 @@ struct rating_store;
 struct metrics_registry;
 
 struct ingest_config {
-	const char *const *brokers;    /* bootstrap "host:port" entries, at least one */
+	const char *const *brokers; /* bootstrap "host:port" entries, at least one */
 	size_t broker_count;
 	const char *topic;             /* "ratings" */
 	const char *group_id;          /* "rating" */
@@ -63,7 +63,7 @@ struct ingest;
  * is not checked here: the consumer connects, and retries, in the background.
  * Call from any thread, once per ingest. */
 struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store *store,
-			    struct metrics_registry *metrics, char *errbuf, size_t errbuf_size);
+                            struct metrics_registry *metrics, char *errbuf, size_t errbuf_size);
 
 /* Stop consuming, drop a batch that could not be applied (it will be
  * redelivered), commit the stored offsets, leave the group, join the thread

@@ -18,7 +18,7 @@
 #include "movie/banned.h"
 
 static struct ingest *start_ingestion(const struct rating_config *cfg, struct rating_store *store,
-				      struct metrics_registry *metrics, bool *failed)
+                                      struct metrics_registry *metrics, bool *failed)
 {
 	*failed = false;
 	if (cfg->kafka_brokers.count == 0) {
@@ -26,15 +26,15 @@ static struct ingest *start_ingestion(const struct rating_config *cfg, struct ra
 		return NULL;
 	}
 	struct ingest_config icfg = {
-		.brokers = (const char *const *)cfg->kafka_brokers.items,
-		.broker_count = cfg->kafka_brokers.count,
-		.topic = cfg->kafka_topic,
-		.group_id = cfg->kafka_group_id,
-		.dead_letter_topic = cfg->kafka_dead_letter_topic,
-		.batch_max = cfg->kafka_batch_max,
-		.session_timeout_ms = cfg->kafka_session_timeout_ms,
-		.min_value = (int32_t)cfg->min_value,
-		.max_value = (int32_t)cfg->max_value,
+	    .brokers = (const char *const *)cfg->kafka_brokers.items,
+	    .broker_count = cfg->kafka_brokers.count,
+	    .topic = cfg->kafka_topic,
+	    .group_id = cfg->kafka_group_id,
+	    .dead_letter_topic = cfg->kafka_dead_letter_topic,
+	    .batch_max = cfg->kafka_batch_max,
+	    .session_timeout_ms = cfg->kafka_session_timeout_ms,
+	    .min_value = (int32_t)cfg->min_value,
+	    .max_value = (int32_t)cfg->max_value,
 	};
 	char why[256] = "";
 	struct ingest *in = ingest_start(&icfg, store, metrics, why, sizeof(why));
@@ -53,8 +53,9 @@ int main(int argc, char **argv)
 	if (status >= 0)
 		return status;
 	if (cfg.min_value > cfg.max_value) {
-		fprintf(stderr, "rating: rating.min_value (%lld) is greater than rating.max_value (%lld)\n",
-			(long long)cfg.min_value, (long long)cfg.max_value);
+		fprintf(stderr,
+		        "rating: rating.min_value (%lld) is greater than rating.max_value (%lld)\n",
+		        (long long)cfg.min_value, (long long)cfg.max_value);
 		cfg_release(&rating_config_schema, &cfg);
 		return 1;
 	}
@@ -71,27 +72,28 @@ int main(int argc, char **argv)
 	storage_options_to_store_config(&cfg.storage, &store_cfg);
 	if (strcmp(store_cfg.driver, "sqlite") == 0 &&
 	    storage_prepare_sqlite_dir(store_cfg.sqlite_path) != 0) {
-		log_error("cannot create the SQLite directory", LOG_S("path", store_cfg.sqlite_path));
+		log_error("cannot create the SQLite directory",
+		          LOG_S("path", store_cfg.sqlite_path));
 		goto fail_metrics;
 	}
 	char why[256] = "";
 	struct rating_store *store = rating_store_open(&store_cfg, why, sizeof(why));
 	if (!store) {
 		log_error("cannot open the store", LOG_S("driver", store_cfg.driver),
-			  LOG_S("error", why));
+		          LOG_S("error", why));
 		goto fail_metrics;
 	}
 	struct server *srv = server_new(&cfg.server, "rating", "RatingService", metrics);
 	if (!srv)
 		goto fail_store;
-	if (rating_handlers_register(srv, store, (int32_t)cfg.min_value, (int32_t)cfg.max_value) != 0)
+	if (rating_handlers_register(srv, store, (int32_t)cfg.min_value, (int32_t)cfg.max_value) !=
+	    0)
 		goto fail_server;
 	bool ingest_failed;
 	struct ingest *ingest = start_ingestion(&cfg, store, metrics, &ingest_failed);
 	if (ingest_failed)
 		goto fail_server;
-	log_info("starting", LOG_S("storage", store_cfg.driver),
-		 LOG_B("kafka", ingest != NULL));
+	log_info("starting", LOG_S("storage", store_cfg.driver), LOG_B("kafka", ingest != NULL));
 	status = server_run(srv) == 0 ? 0 : 1;
 	/* Stop ingestion after the API drained: commits what was stored, leaves the group. */
 	if (ingest)

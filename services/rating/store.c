@@ -18,9 +18,9 @@ struct rating_store {
 };
 
 static const struct rating_store_ops *const drivers[] = {
-	&rating_store_memory_ops,
-	&rating_store_sqlite_ops,
-	&rating_store_mysql_ops,
+    &rating_store_memory_ops,
+    &rating_store_sqlite_ops,
+    &rating_store_mysql_ops,
 };
 
 /* ---------------------------------------------------------------- plan */
@@ -38,7 +38,7 @@ static uint64_t hash_bytes(uint64_t h, const char *s, size_t len)
 }
 
 static uint64_t key_hash(const char *type, size_t type_len, const char *id, size_t id_len,
-			 const char *user, size_t user_len)
+                         const char *user, size_t user_len)
 {
 	uint64_t h = 1469598103934665603ULL;
 	h = hash_bytes(h, type, type_len);
@@ -52,7 +52,7 @@ static bool str_eq(const char *a, const char *b, size_t b_len)
 }
 
 long rating_plan_find(const struct rating_plan *plan, const char *type, size_t type_len,
-		      const char *id, size_t id_len, const char *user, size_t user_len)
+                      const char *id, size_t id_len, const char *user, size_t user_len)
 {
 	size_t i = key_hash(type, type_len, id, id_len, user, user_len) & plan->index_mask;
 
@@ -83,8 +83,8 @@ static void rebuild_index(struct rating_plan *plan)
 	for (size_t k = 0; k < plan->nkeys; k++) {
 		const struct rating_plan_key *key = &plan->keys[k];
 		size_t i = key_hash(key->record_type, strlen(key->record_type), key->record_id,
-				    strlen(key->record_id), key->user_id, strlen(key->user_id)) &
-			   plan->index_mask;
+		                    strlen(key->record_id), key->user_id, strlen(key->user_id)) &
+		           plan->index_mask;
 		while (plan->index[i])
 			i = (i + 1) & plan->index_mask;
 		plan->index[i] = k + 1;
@@ -108,16 +108,16 @@ int rating_plan_build(struct rating_plan *plan, const struct rating_change *chan
 	/* Later changes of a key overwrite earlier ones: the final state. */
 	for (size_t c = 0; c < count; c++) {
 		const struct rating_change *ch = &changes[c];
-		long k = rating_plan_find(plan, ch->record_type, strlen(ch->record_type),
-					  ch->record_id, strlen(ch->record_id), ch->user_id,
-					  strlen(ch->user_id));
+		long k =
+		    rating_plan_find(plan, ch->record_type, strlen(ch->record_type), ch->record_id,
+		                     strlen(ch->record_id), ch->user_id, strlen(ch->user_id));
 		struct rating_plan_key *key;
 
 		if (k < 0) {
-			size_t i = key_hash(ch->record_type, strlen(ch->record_type), ch->record_id,
-					    strlen(ch->record_id), ch->user_id,
-					    strlen(ch->user_id)) &
-				   plan->index_mask;
+			size_t i =
+			    key_hash(ch->record_type, strlen(ch->record_type), ch->record_id,
+			             strlen(ch->record_id), ch->user_id, strlen(ch->user_id)) &
+			    plan->index_mask;
 			while (plan->index[i])
 				i = (i + 1) & plan->index_mask;
 			key = &plan->keys[plan->nkeys++];
@@ -138,7 +138,7 @@ int rating_plan_build(struct rating_plan *plan, const struct rating_change *chan
 	for (size_t k = 0; k < plan->nkeys; k++) {
 		struct rating_plan_key *key = &plan->keys[k];
 		struct rating_plan_record *last =
-			plan->nrecords ? &plan->records[plan->nrecords - 1] : NULL;
+		    plan->nrecords ? &plan->records[plan->nrecords - 1] : NULL;
 		if (!last || strcmp(last->record_type, key->record_type) != 0 ||
 		    strcmp(last->record_id, key->record_id) != 0) {
 			last = &plan->records[plan->nrecords++];
@@ -193,7 +193,7 @@ void rating_plan_deltas(struct rating_plan *plan)
 /* ---------------------------------------------------------------- public */
 
 struct rating_store *rating_store_open(const struct store_config *cfg, char *errbuf,
-				       size_t errbuf_size)
+                                       size_t errbuf_size)
 {
 	const struct rating_store_ops *ops = NULL;
 	struct rating_store *s;
@@ -206,8 +206,9 @@ struct rating_store *rating_store_open(const struct store_config *cfg, char *err
 	}
 	if (!ops) {
 		if (errbuf && errbuf_size)
-			snprintf(errbuf, errbuf_size, "unknown storage driver '%s' (memory, sqlite, mysql)",
-				 cfg && cfg->driver ? cfg->driver : "(none)");
+			snprintf(errbuf, errbuf_size,
+			         "unknown storage driver '%s' (memory, sqlite, mysql)",
+			         cfg && cfg->driver ? cfg->driver : "(none)");
 		return NULL;
 	}
 	s = calloc(1, sizeof(*s));
@@ -270,7 +271,7 @@ int rating_store_apply(struct rating_store *s, const struct rating_change *chang
 }
 
 int rating_store_aggregate(struct rating_store *s, const char *record_id, const char *record_type,
-			   double *mean, uint64_t *count)
+                           double *mean, uint64_t *count)
 {
 	int64_t sum = 0;
 	uint64_t n = 0;

@@ -19,7 +19,10 @@
 
 #define RATING_ID_MAX 256
 
-enum rating_op { RATING_OP_PUT = 0, RATING_OP_DELETE = 1 };
+enum rating_op {
+	RATING_OP_PUT = 0,
+	RATING_OP_DELETE = 1
+};
 
 /* One change, as PutRating or a Kafka event produces it. Strings are borrowed. */
 struct rating_change {
@@ -35,7 +38,7 @@ struct rating_store;
 /* Open the driver named in cfg->driver (see the metadata store for semantics).
  * Returns NULL with a reason in errbuf on failure. */
 struct rating_store *rating_store_open(const struct store_config *cfg, char *errbuf,
-				       size_t errbuf_size);
+                                       size_t errbuf_size);
 void rating_store_close(struct rating_store *s);
 bool rating_store_blocking(const struct rating_store *s);
 
@@ -54,7 +57,7 @@ int rating_store_apply(struct rating_store *s, const struct rating_change *chang
  * Returns 0, MV_ENOTFOUND (no ratings), MV_EUNAVAIL, MV_ENOMEM, MV_EINVAL
  * (empty or over-long id or type). */
 int rating_store_aggregate(struct rating_store *s, const char *record_id, const char *record_type,
-			   double *mean, uint64_t *count);
+                           double *mean, uint64_t *count);
 
 /* Cheap readiness probe. Returns 0 or MV_EUNAVAIL. */
 int rating_store_ping(struct rating_store *s);

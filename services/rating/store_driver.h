@@ -25,16 +25,16 @@
 
 struct rating_plan_key {
 	const char *record_type, *record_id, *user_id; /* borrowed from the changes */
-	size_t record;   /* index into plan->records */
-	bool present;    /* a rating exists after the batch */
-	int32_t value;   /* its value when present */
-	bool had_old;    /* filled by the driver: a rating existed before */
-	int32_t old;     /* its value when had_old */
+	size_t record;                                 /* index into plan->records */
+	bool present;                                  /* a rating exists after the batch */
+	int32_t value;                                 /* its value when present */
+	bool had_old; /* filled by the driver: a rating existed before */
+	int32_t old;  /* its value when had_old */
 };
 
 struct rating_plan_record {
 	const char *record_type, *record_id;
-	int64_t dsum;    /* filled by rating_plan_deltas */
+	int64_t dsum; /* filled by rating_plan_deltas */
 	int64_t dcount;
 };
 
@@ -43,7 +43,7 @@ struct rating_plan {
 	size_t nkeys;
 	struct rating_plan_record *records;
 	size_t nrecords;
-	size_t *index;   /* open-addressing table of key indexes + 1 (0 = empty) */
+	size_t *index; /* open-addressing table of key indexes + 1 (0 = empty) */
 	size_t index_mask;
 };
 
@@ -53,7 +53,7 @@ void rating_plan_release(struct rating_plan *plan);
 /* Index of the key (record_type, record_id, user_id), or -1. Lengths are of
  * the byte strings given (they need no NUL). */
 long rating_plan_find(const struct rating_plan *plan, const char *type, size_t type_len,
-		      const char *id, size_t id_len, const char *user, size_t user_len);
+                      const char *id, size_t id_len, const char *user, size_t user_len);
 /* Clear had_old/old of every key (before a retry). */
 void rating_plan_reset_old(struct rating_plan *plan);
 /* From each key's old and final state, compute every record's dsum/dcount. */
@@ -66,7 +66,7 @@ struct rating_store_ops {
 	void (*close)(void *impl);
 	int (*apply)(void *impl, struct rating_plan *plan);
 	int (*aggregate)(void *impl, const char *record_id, const char *record_type, int64_t *sum,
-			 uint64_t *count);
+	                 uint64_t *count);
 	int (*ping)(void *impl);
 };
 

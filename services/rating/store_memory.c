@@ -19,10 +19,10 @@
 struct node {
 	struct node *next;
 	uint64_t hash;
-	int64_t a;     /* rating: value; aggregate: sum */
-	int64_t b;     /* aggregate: count */
+	int64_t a; /* rating: value; aggregate: sum */
+	int64_t b; /* aggregate: count */
 	size_t key_len;
-	char key[];    /* "type\0id\0user" or "type\0id", NUL-separated */
+	char key[]; /* "type\0id\0user" or "type\0id", NUL-separated */
 };
 
 struct table {
@@ -175,7 +175,8 @@ static int memory_apply(void *impl, struct rating_plan *plan)
 		}
 	}
 	for (size_t r = 0; r < plan->nrecords; r++) {
-		rnodes[r] = node_new(plan->records[r].record_type, plan->records[r].record_id, NULL);
+		rnodes[r] =
+		    node_new(plan->records[r].record_type, plan->records[r].record_id, NULL);
 		if (!rnodes[r]) {
 			rc = MV_ENOMEM;
 			goto out_free;
@@ -245,7 +246,7 @@ out_free:
 }
 
 static int memory_aggregate(void *impl, const char *record_id, const char *record_type,
-			    int64_t *sum, uint64_t *count)
+                            int64_t *sum, uint64_t *count)
 {
 	struct memory_store *ms = impl;
 	size_t lt = strlen(record_type), li = strlen(record_id);
@@ -273,11 +274,11 @@ static int memory_ping(void *impl)
 }
 
 const struct rating_store_ops rating_store_memory_ops = {
-	.name = "memory",
-	.blocking = false,
-	.open = memory_open,
-	.close = memory_close,
-	.apply = memory_apply,
-	.aggregate = memory_aggregate,
-	.ping = memory_ping,
+    .name = "memory",
+    .blocking = false,
+    .open = memory_open,
+    .close = memory_close,
+    .apply = memory_apply,
+    .aggregate = memory_aggregate,
+    .ping = memory_ping,
 };

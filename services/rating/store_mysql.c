@@ -31,31 +31,31 @@
 #include "movie/banned.h"
 
 #define RETRIES 8
-#define NSIZES 5
+#define NSIZES  5
 static const size_t SIZES[NSIZES] = {1, 4, 16, 64, 256};
 #define CHUNK_MAX 256
-#define COLS_MAX 4
+#define COLS_MAX  4
 
 static const char *const migration_1[] = {
-	"CREATE TABLE IF NOT EXISTS ratings ("
-	" record_type VARBINARY(256) NOT NULL,"
-	" record_id VARBINARY(256) NOT NULL,"
-	" user_id VARBINARY(256) NOT NULL,"
-	" value INT NOT NULL,"
-	" PRIMARY KEY (record_type, record_id, user_id)"
-	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-	"CREATE TABLE IF NOT EXISTS rating_aggregates ("
-	" record_type VARBINARY(256) NOT NULL,"
-	" record_id VARBINARY(256) NOT NULL,"
-	" sum BIGINT NOT NULL,"
-	" count BIGINT NOT NULL,"
-	" PRIMARY KEY (record_type, record_id)"
-	") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
-	NULL,
+    "CREATE TABLE IF NOT EXISTS ratings ("
+    " record_type VARBINARY(256) NOT NULL,"
+    " record_id VARBINARY(256) NOT NULL,"
+    " user_id VARBINARY(256) NOT NULL,"
+    " value INT NOT NULL,"
+    " PRIMARY KEY (record_type, record_id, user_id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS rating_aggregates ("
+    " record_type VARBINARY(256) NOT NULL,"
+    " record_id VARBINARY(256) NOT NULL,"
+    " sum BIGINT NOT NULL,"
+    " count BIGINT NOT NULL,"
+    " PRIMARY KEY (record_type, record_id)"
+    ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    NULL,
 };
 
 static const struct db_migration migrations[] = {
-	{1, migration_1},
+    {1, migration_1},
 };
 
 /* Multi-row statement kinds; the statement index is kind * NSIZES + size class.
@@ -72,35 +72,38 @@ enum kind {
 	KIND_COUNT
 };
 
-enum { STMT_GET_AGGREGATE = KIND_COUNT * NSIZES, STMT_TOTAL };
+enum {
+	STMT_GET_AGGREGATE = KIND_COUNT * NSIZES,
+	STMT_TOTAL
+};
 
 struct kind_sql {
-	const char *head;  /* text before the rows */
-	const char *row;   /* one row's text */
-	const char *sep;   /* between rows */
-	const char *tail;  /* text after the rows */
+	const char *head; /* text before the rows */
+	const char *row;  /* one row's text */
+	const char *sep;  /* between rows */
+	const char *tail; /* text after the rows */
 	int cols;
 };
 
 static const struct kind_sql KINDS[KIND_COUNT] = {
-	[LOCK_AGG] = {"INSERT INTO rating_aggregates (record_type, record_id, sum, count) VALUES ",
-		      "(?, ?, 0, 0)", ", ", " ON DUPLICATE KEY UPDATE sum = sum", 2},
-	[SELECT_OLD] = {"SELECT record_type, record_id, user_id, value FROM ratings WHERE ",
-			"(record_type = ? AND record_id = ? AND user_id = ?)", " OR ", "", 3},
-	[UPSERT_RATING] = {"INSERT INTO ratings (record_type, record_id, user_id, value) VALUES ",
-			   "(?, ?, ?, ?)", ", ", " ON DUPLICATE KEY UPDATE value = VALUES(value)", 4},
-	[DELETE_RATING] = {"DELETE FROM ratings WHERE ",
-			   "(record_type = ? AND record_id = ? AND user_id = ?)", " OR ", "", 3},
-	[ADD_AGG] = {"INSERT INTO rating_aggregates (record_type, record_id, sum, count) VALUES ",
-		     "(?, ?, ?, ?)", ", ",
-		     " ON DUPLICATE KEY UPDATE sum = sum + VALUES(sum), count = count + VALUES(count)",
-		     4},
-	[DROP_AGG] = {"DELETE FROM rating_aggregates WHERE count <= 0 AND (",
-		      "(record_type = ? AND record_id = ?)", " OR ", ")", 2},
+    [LOCK_AGG] = {"INSERT INTO rating_aggregates (record_type, record_id, sum, count) VALUES ",
+                  "(?, ?, 0, 0)", ", ", " ON DUPLICATE KEY UPDATE sum = sum", 2},
+    [SELECT_OLD] = {"SELECT record_type, record_id, user_id, value FROM ratings WHERE ",
+                    "(record_type = ? AND record_id = ? AND user_id = ?)", " OR ", "", 3},
+    [UPSERT_RATING] = {"INSERT INTO ratings (record_type, record_id, user_id, value) VALUES ",
+                       "(?, ?, ?, ?)", ", ", " ON DUPLICATE KEY UPDATE value = VALUES(value)", 4},
+    [DELETE_RATING] = {"DELETE FROM ratings WHERE ",
+                       "(record_type = ? AND record_id = ? AND user_id = ?)", " OR ", "", 3},
+    [ADD_AGG] = {"INSERT INTO rating_aggregates (record_type, record_id, sum, count) VALUES ",
+                 "(?, ?, ?, ?)", ", ",
+                 " ON DUPLICATE KEY UPDATE sum = sum + VALUES(sum), count = count + VALUES(count)",
+                 4},
+    [DROP_AGG] = {"DELETE FROM rating_aggregates WHERE count <= 0 AND (",
+                  "(record_type = ? AND record_id = ?)", " OR ", ")", 2},
 };
 
 static const char sql_get_aggregate[] =
-	"SELECT sum, count FROM rating_aggregates WHERE record_type = ? AND record_id = ?";
+    "SELECT sum, count FROM rating_aggregates WHERE record_type = ? AND record_id = ?";
 
 struct mysql_store {
 	struct db_mysql *pool;
@@ -119,17 +122,17 @@ struct chunk {
 static void *mysql_store_open(const struct store_config *cfg, char *errbuf, size_t errbuf_size)
 {
 	struct db_mysql_options opt = {
-		.host = cfg->mysql_host,
-		.port = cfg->mysql_port,
-		.user = cfg->mysql_user,
-		.password = cfg->mysql_password,
-		.database = cfg->mysql_database,
-		.component = "rating",
-		.pool_size = cfg->mysql_pool_size,
-		.connect_timeout_ms = cfg->mysql_connect_timeout_ms,
-		.query_timeout_ms = cfg->mysql_query_timeout_ms,
-		.migrations = migrations,
-		.migration_count = sizeof(migrations) / sizeof(migrations[0]),
+	    .host = cfg->mysql_host,
+	    .port = cfg->mysql_port,
+	    .user = cfg->mysql_user,
+	    .password = cfg->mysql_password,
+	    .database = cfg->mysql_database,
+	    .component = "rating",
+	    .pool_size = cfg->mysql_pool_size,
+	    .connect_timeout_ms = cfg->mysql_connect_timeout_ms,
+	    .query_timeout_ms = cfg->mysql_query_timeout_ms,
+	    .migrations = migrations,
+	    .migration_count = sizeof(migrations) / sizeof(migrations[0]),
 	};
 	struct mysql_store *ms = calloc(1, sizeof(*ms));
 
@@ -207,7 +210,7 @@ static void bind_int(struct chunk *ch, size_t i, long long v)
 
 /* Fill row `r` of the chunk for kind k from item `item` of the plan. */
 static void bind_row(struct chunk *ch, enum kind k, size_t r, const struct rating_plan *plan,
-		     size_t item, bool pad)
+                     size_t item, bool pad)
 {
 	size_t i = r * (size_t)KINDS[k].cols;
 	const struct rating_plan_key *key = &plan->keys[item];
@@ -234,8 +237,7 @@ static void bind_row(struct chunk *ch, enum kind k, size_t r, const struct ratin
 		if (k == UPSERT_RATING)
 			bind_int(ch, i + 3, key->value);
 		break;
-	default:
-		break;
+	default: break;
 	}
 }
 
@@ -259,21 +261,23 @@ static int read_old(struct db_mysql_conn *c, MYSQL_STMT *st, struct rating_plan 
 	if (mysql_stmt_bind_result(st, res) != 0 || mysql_stmt_store_result(st) != 0)
 		return db_mysql_fail(c, mysql_stmt_errno(st));
 	while ((f = mysql_stmt_fetch(st)) == 0) {
-		long k = rating_plan_find(plan, cols[0], lens[0], cols[1], lens[1], cols[2], lens[2]);
+		long k =
+		    rating_plan_find(plan, cols[0], lens[0], cols[1], lens[1], cols[2], lens[2]);
 		if (k >= 0) {
 			plan->keys[k].had_old = true;
 			plan->keys[k].old = value;
 		}
 	}
 	if (f != MYSQL_NO_DATA)
-		rc = f == MYSQL_DATA_TRUNCATED ? MV_EINTERNAL : db_mysql_fail(c, mysql_stmt_errno(st));
+		rc = f == MYSQL_DATA_TRUNCATED ? MV_EINTERNAL
+		                               : db_mysql_fail(c, mysql_stmt_errno(st));
 	mysql_stmt_free_result(st);
 	return rc;
 }
 
 /* Run kind k over the plan items whose indexes are in items[0..n). */
 static int run_kind(struct mysql_store *ms, struct db_mysql_conn *c, struct chunk *ch, enum kind k,
-		    struct rating_plan *plan, const size_t *items, size_t n)
+                    struct rating_plan *plan, const size_t *items, size_t n)
 {
 	size_t done = 0;
 
@@ -311,7 +315,7 @@ struct work {
 };
 
 static int apply_once(struct mysql_store *ms, struct db_mysql_conn *c, struct chunk *ch,
-		      struct rating_plan *plan, struct work *w)
+                      struct rating_plan *plan, struct work *w)
 {
 	int rc;
 
@@ -430,7 +434,7 @@ out_free:
 }
 
 static int aggregate_once(struct db_mysql_conn *c, const char *record_id, const char *record_type,
-			  int64_t *sum, uint64_t *count)
+                          int64_t *sum, uint64_t *count)
 {
 	MYSQL_BIND params[2], res[2];
 	unsigned long lens[2];
@@ -470,8 +474,8 @@ static int aggregate_once(struct db_mysql_conn *c, const char *record_id, const 
 	return rc;
 }
 
-static int mysql_aggregate(void *impl, const char *record_id, const char *record_type,
-			   int64_t *sum, uint64_t *count)
+static int mysql_aggregate(void *impl, const char *record_id, const char *record_type, int64_t *sum,
+                           uint64_t *count)
 {
 	struct mysql_store *ms = impl;
 	struct db_mysql_conn *c;
@@ -498,11 +502,11 @@ static int mysql_store_ping(void *impl)
 }
 
 const struct rating_store_ops rating_store_mysql_ops = {
-	.name = "mysql",
-	.blocking = true,
-	.open = mysql_store_open,
-	.close = mysql_store_close,
-	.apply = mysql_apply,
-	.aggregate = mysql_aggregate,
-	.ping = mysql_store_ping,
+    .name = "mysql",
+    .blocking = true,
+    .open = mysql_store_open,
+    .close = mysql_store_close,
+    .apply = mysql_apply,
+    .aggregate = mysql_aggregate,
+    .ping = mysql_store_ping,
 };

@@ -18,26 +18,26 @@
 #define SQLITE_CONNECTIONS 8
 
 static const char *const migration_1[] = {
-	"CREATE TABLE IF NOT EXISTS ratings ("
-	" record_type TEXT NOT NULL,"
-	" record_id TEXT NOT NULL,"
-	" user_id TEXT NOT NULL,"
-	" value INTEGER NOT NULL,"
-	" PRIMARY KEY (record_type, record_id, user_id)"
-	") WITHOUT ROWID",
-	/* sum and count of the ratings of a record; no row = no ratings. */
-	"CREATE TABLE IF NOT EXISTS rating_aggregates ("
-	" record_type TEXT NOT NULL,"
-	" record_id TEXT NOT NULL,"
-	" sum INTEGER NOT NULL,"
-	" count INTEGER NOT NULL,"
-	" PRIMARY KEY (record_type, record_id)"
-	") WITHOUT ROWID",
-	NULL,
+    "CREATE TABLE IF NOT EXISTS ratings ("
+    " record_type TEXT NOT NULL,"
+    " record_id TEXT NOT NULL,"
+    " user_id TEXT NOT NULL,"
+    " value INTEGER NOT NULL,"
+    " PRIMARY KEY (record_type, record_id, user_id)"
+    ") WITHOUT ROWID",
+    /* sum and count of the ratings of a record; no row = no ratings. */
+    "CREATE TABLE IF NOT EXISTS rating_aggregates ("
+    " record_type TEXT NOT NULL,"
+    " record_id TEXT NOT NULL,"
+    " sum INTEGER NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " PRIMARY KEY (record_type, record_id)"
+    ") WITHOUT ROWID",
+    NULL,
 };
 
 static const struct db_migration migrations[] = {
-	{1, migration_1},
+    {1, migration_1},
 };
 
 enum {
@@ -52,35 +52,36 @@ enum {
 };
 
 static const char *const statements[STMT_COUNT] = {
-	[STMT_GET_RATING] = "SELECT value FROM ratings"
-			    " WHERE record_type = ?1 AND record_id = ?2 AND user_id = ?3",
-	[STMT_PUT_RATING] = "INSERT INTO ratings (record_type, record_id, user_id, value)"
-			    " VALUES (?1, ?2, ?3, ?4)"
-			    " ON CONFLICT (record_type, record_id, user_id)"
-			    " DO UPDATE SET value = excluded.value",
-	[STMT_DELETE_RATING] = "DELETE FROM ratings"
-			       " WHERE record_type = ?1 AND record_id = ?2 AND user_id = ?3",
-	[STMT_ADD_AGGREGATE] = "INSERT INTO rating_aggregates (record_type, record_id, sum, count)"
-			       " VALUES (?1, ?2, ?3, ?4)"
-			       " ON CONFLICT (record_type, record_id)"
-			       " DO UPDATE SET sum = sum + excluded.sum, count = count + excluded.count",
-	[STMT_DROP_EMPTY_AGGREGATE] = "DELETE FROM rating_aggregates"
-				      " WHERE record_type = ?1 AND record_id = ?2 AND count <= 0",
-	[STMT_GET_AGGREGATE] = "SELECT sum, count FROM rating_aggregates"
-			       " WHERE record_type = ?1 AND record_id = ?2",
-	[STMT_PING] = "SELECT 1",
+    [STMT_GET_RATING] = "SELECT value FROM ratings"
+                        " WHERE record_type = ?1 AND record_id = ?2 AND user_id = ?3",
+    [STMT_PUT_RATING] = "INSERT INTO ratings (record_type, record_id, user_id, value)"
+                        " VALUES (?1, ?2, ?3, ?4)"
+                        " ON CONFLICT (record_type, record_id, user_id)"
+                        " DO UPDATE SET value = excluded.value",
+    [STMT_DELETE_RATING] = "DELETE FROM ratings"
+                           " WHERE record_type = ?1 AND record_id = ?2 AND user_id = ?3",
+    [STMT_ADD_AGGREGATE] =
+        "INSERT INTO rating_aggregates (record_type, record_id, sum, count)"
+        " VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (record_type, record_id)"
+        " DO UPDATE SET sum = sum + excluded.sum, count = count + excluded.count",
+    [STMT_DROP_EMPTY_AGGREGATE] = "DELETE FROM rating_aggregates"
+                                  " WHERE record_type = ?1 AND record_id = ?2 AND count <= 0",
+    [STMT_GET_AGGREGATE] = "SELECT sum, count FROM rating_aggregates"
+                           " WHERE record_type = ?1 AND record_id = ?2",
+    [STMT_PING] = "SELECT 1",
 };
 
 static void *sqlite_store_open(const struct store_config *cfg, char *errbuf, size_t errbuf_size)
 {
 	struct db_sqlite_options opt = {
-		.path = cfg->sqlite_path,
-		.busy_timeout_ms = cfg->sqlite_busy_timeout_ms,
-		.max_connections = SQLITE_CONNECTIONS,
-		.migrations = migrations,
-		.migration_count = sizeof(migrations) / sizeof(migrations[0]),
-		.statements = statements,
-		.statement_count = STMT_COUNT,
+	    .path = cfg->sqlite_path,
+	    .busy_timeout_ms = cfg->sqlite_busy_timeout_ms,
+	    .max_connections = SQLITE_CONNECTIONS,
+	    .migrations = migrations,
+	    .migration_count = sizeof(migrations) / sizeof(migrations[0]),
+	    .statements = statements,
+	    .statement_count = STMT_COUNT,
 	};
 	struct db_sqlite *d = NULL;
 
@@ -154,7 +155,7 @@ static int apply_key(struct db_sqlite *d, struct db_sqlite_conn *c, struct ratin
 }
 
 static int apply_record(struct db_sqlite *d, struct db_sqlite_conn *c,
-			const struct rating_plan_record *rec)
+                        const struct rating_plan_record *rec)
 {
 	sqlite3_stmt *st;
 	int rc;
@@ -214,7 +215,7 @@ fail_rollback:
 }
 
 static int sqlite_aggregate(void *impl, const char *record_id, const char *record_type,
-			    int64_t *sum, uint64_t *count)
+                            int64_t *sum, uint64_t *count)
 {
 	struct db_sqlite *d = impl;
 	struct db_sqlite_conn *c;
@@ -264,11 +265,11 @@ static int sqlite_ping(void *impl)
 }
 
 const struct rating_store_ops rating_store_sqlite_ops = {
-	.name = "sqlite",
-	.blocking = true,
-	.open = sqlite_store_open,
-	.close = sqlite_close,
-	.apply = sqlite_apply,
-	.aggregate = sqlite_aggregate,
-	.ping = sqlite_ping,
+    .name = "sqlite",
+    .blocking = true,
+    .open = sqlite_store_open,
+    .close = sqlite_close,
+    .apply = sqlite_apply,
+    .aggregate = sqlite_aggregate,
+    .ping = sqlite_ping,
 };

@@ -64,9 +64,9 @@ static uint64_t counter(struct metrics_registry *reg, const char *name)
 static void usage(void)
 {
 	fprintf(stderr, "usage: kafka-dev-consumer (--brokers H:P | --bootstrap-file PATH) "
-			"[--topic T] [--group G] [--batch-max N] [--driver sqlite|mysql|memory]\n"
-			"  [--sqlite-path P] [--mysql-host H] [--mysql-port P] [--mysql-user U]\n"
-			"  [--mysql-password W] [--mysql-database D] [--expect N] [--timeout S]\n");
+	                "[--topic T] [--group G] [--batch-max N] [--driver sqlite|mysql|memory]\n"
+	                "  [--sqlite-path P] [--mysql-host H] [--mysql-port P] [--mysql-user U]\n"
+	                "  [--mysql-password W] [--mysql-database D] [--expect N] [--timeout S]\n");
 }
 
 int main(int argc, char **argv)
@@ -75,10 +75,17 @@ int main(int argc, char **argv)
 	const char *topic = "ratings", *group = "rating-bench";
 	long long batch_max = 1000, expect = 0, timeout_s = 600, port = 3306;
 	struct store_config sc = {
-		.driver = "sqlite", .sqlite_path = "data/rating.db", .sqlite_busy_timeout_ms = 5000,
-		.mysql_host = "127.0.0.1", .mysql_port = 3306, .mysql_user = "movie",
-		.mysql_password = "", .mysql_database = "movie", .mysql_pool_size = 2,
-		.mysql_connect_timeout_ms = 2000, .mysql_query_timeout_ms = 5000,
+	    .driver = "sqlite",
+	    .sqlite_path = "data/rating.db",
+	    .sqlite_busy_timeout_ms = 5000,
+	    .mysql_host = "127.0.0.1",
+	    .mysql_port = 3306,
+	    .mysql_user = "movie",
+	    .mysql_password = "",
+	    .mysql_database = "movie",
+	    .mysql_pool_size = 2,
+	    .mysql_connect_timeout_ms = 2000,
+	    .mysql_query_timeout_ms = 5000,
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -149,9 +156,15 @@ int main(int argc, char **argv)
 		goto out_store;
 	const char *broker_list[1] = {brokers};
 	struct ingest_config cfg = {
-		.brokers = broker_list, .broker_count = 1, .topic = topic, .group_id = group,
-		.dead_letter_topic = "", .batch_max = batch_max, .session_timeout_ms = 6000,
-		.min_value = 1, .max_value = 5,
+	    .brokers = broker_list,
+	    .broker_count = 1,
+	    .topic = topic,
+	    .group_id = group,
+	    .dead_letter_topic = "",
+	    .batch_max = batch_max,
+	    .session_timeout_ms = 6000,
+	    .min_value = 1,
+	    .max_value = 5,
 	};
 	struct ingest *in = ingest_start(&cfg, store, reg, err, sizeof(err));
 	if (!in) {

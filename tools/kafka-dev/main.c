@@ -27,8 +27,8 @@
 
 #include "movie/banned.h"
 
-#define MAX_TOPICS 32
-#define MAX_BROKERS 16
+#define MAX_TOPICS     32
+#define MAX_BROKERS    16
 #define MAX_PARTITIONS 1024
 
 struct topic_spec {
@@ -38,12 +38,13 @@ struct topic_spec {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: kafka-dev [--brokers N] [--bootstrap-file PATH] "
-		   "[--topic NAME:PARTITIONS]...\n"
-		   "  --brokers N              mock brokers, 1..%d (default 1)\n"
-		   "  --bootstrap-file PATH    write the bootstrap address there (atomically)\n"
-		   "  --topic NAME:PARTITIONS  create a topic (repeatable; default ratings:4)\n",
-		   MAX_BROKERS);
+	fprintf(f,
+	        "usage: kafka-dev [--brokers N] [--bootstrap-file PATH] "
+	        "[--topic NAME:PARTITIONS]...\n"
+	        "  --brokers N              mock brokers, 1..%d (default 1)\n"
+	        "  --bootstrap-file PATH    write the bootstrap address there (atomically)\n"
+	        "  --topic NAME:PARTITIONS  create a topic (repeatable; default ratings:4)\n",
+	        MAX_BROKERS);
 }
 
 static int parse_int(const char *s, long min, long max, long *out)
@@ -105,8 +106,9 @@ static void log_line(const char *level, const char *msg, const char *key, const 
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	buf_init(&b, 16384);
-	buf_printf(&b, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"service\":\"kafka-dev\",\"msg\":",
-		   when, ts.tv_nsec / 1000000, level);
+	buf_printf(
+	    &b, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"service\":\"kafka-dev\",\"msg\":", when,
+	    ts.tv_nsec / 1000000, level);
 	buf_append_json_string(&b, msg, strlen(msg));
 	if (key) {
 		buf_printf(&b, ",\"%s\":", key);
@@ -137,7 +139,8 @@ int main(int argc, char **argv)
 			return 0;
 		} else if (strcmp(a, "--brokers") == 0 && v) {
 			if (parse_int(v, 1, MAX_BROKERS, &brokers) != 0) {
-				fprintf(stderr, "kafka-dev: --brokers: expected 1..%d\n", MAX_BROKERS);
+				fprintf(stderr, "kafka-dev: --brokers: expected 1..%d\n",
+				        MAX_BROKERS);
 				return 2;
 			}
 			i++;
@@ -145,10 +148,12 @@ int main(int argc, char **argv)
 			bootstrap_file = v;
 			i++;
 		} else if (strcmp(a, "--topic") == 0 && v) {
-			if (topic_count == MAX_TOPICS || parse_topic(v, &topics[topic_count]) != 0) {
-				fprintf(stderr, "kafka-dev: --topic: expected NAME:PARTITIONS "
-						"(1..%d partitions, at most %d topics)\n",
-					MAX_PARTITIONS, MAX_TOPICS);
+			if (topic_count == MAX_TOPICS ||
+			    parse_topic(v, &topics[topic_count]) != 0) {
+				fprintf(stderr,
+				        "kafka-dev: --topic: expected NAME:PARTITIONS "
+				        "(1..%d partitions, at most %d topics)\n",
+				        MAX_PARTITIONS, MAX_TOPICS);
 				return 2;
 			}
 			topic_count++;
@@ -189,7 +194,7 @@ int main(int argc, char **argv)
 	}
 	for (size_t i = 0; i < topic_count; i++) {
 		rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
-			mc, topics[i].name, topics[i].partitions, (int)brokers < 3 ? (int)brokers : 3);
+		    mc, topics[i].name, topics[i].partitions, (int)brokers < 3 ? (int)brokers : 3);
 		if (err) {
 			log_line("error", "cannot create topic", "error", rd_kafka_err2str(err));
 			goto fail_topics;

@@ -19,14 +19,14 @@ struct svc_kind {
 };
 
 static const struct svc_kind kinds[] = {
-	{"metadata", "MetadataService", 8081, "METADATA_API_PORT"},
-	{"rating", "RatingService", 8082, "RATING_API_PORT"},
-	{"movie", "MovieService", 8083, "MOVIE_API_PORT"},
+    {"metadata", "MetadataService", 8081, "METADATA_API_PORT"},
+    {"rating", "RatingService", 8082, "RATING_API_PORT"},
+    {"movie", "MovieService", 8083, "MOVIE_API_PORT"},
 };
 
 /* Defaults the binaries use when a key is absent (docs/config.md). */
-#define DEFAULT_DRAIN_MS 5000LL
-#define DEFAULT_GRACE_MS 20000LL
+#define DEFAULT_DRAIN_MS            5000LL
+#define DEFAULT_GRACE_MS            20000LL
 #define DEFAULT_TERMINATION_GRACE_S 30LL
 
 static const char *or_dflt(const char *s, const char *dflt)
@@ -85,10 +85,10 @@ static char *object_name(const struct ynode *obj)
 }
 
 static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj, const char *rule,
-		const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj, const char *rule,
-		const char *fmt, ...)
+                const char *fmt, ...)
 {
 	struct lint_report *rep = c->rep;
 	if (rep->n >= LINT_MAX_FINDINGS) {
@@ -128,7 +128,7 @@ static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj
 }
 
 static const struct lint_doc *find_object(const struct ctx *c, const char *kind, const char *ns,
-					  const char *name)
+                                          const char *name)
 {
 	for (size_t i = 0; i < c->ndocs; i++) {
 		const struct ynode *r = c->docs[i].root;
@@ -192,8 +192,8 @@ static const struct svc_kind *kind_of_container(const struct ynode *ctr)
 /* Load one ConfigMap key named by a --config path and merge it into *cfg.
  * Returns 0, 1 (not resolvable; why is set), MV_ENOMEM. */
 static int merge_config_file(const struct ctx *c, const char *ns, const struct ynode *pod,
-			     const struct ynode *ctr, const char *path, struct ynode **cfg,
-			     char *why, size_t whylen)
+                             const struct ynode *ctr, const char *path, struct ynode **cfg,
+                             char *why, size_t whylen)
 {
 	const struct ynode *mounts = ytree_get(ctr, "volumeMounts");
 	const char *vol_name = NULL, *key = NULL;
@@ -209,7 +209,7 @@ static int merge_config_file(const struct ctx *c, const char *ns, const struct y
 			vol_name = ytree_str(ytree_get(mounts->vals[i], "name"));
 			key = sub;
 		} else if (!sub && strncmp(path, mp, mlen) == 0 && path[mlen] == '/' &&
-			   !strchr(path + mlen + 1, '/')) {
+		           !strchr(path + mlen + 1, '/')) {
 			vol_name = ytree_str(ytree_get(mounts->vals[i], "name"));
 			key = path + mlen + 1;
 		}
@@ -239,20 +239,22 @@ static int merge_config_file(const struct ctx *c, const char *ns, const struct y
 				mapped = ytree_str(ytree_get(items->vals[i], "key"));
 		}
 		if (!mapped) {
-			snprintf(why, whylen, "--config %s: ConfigMap %s projects no such item", path,
-				 cm_name);
+			snprintf(why, whylen, "--config %s: ConfigMap %s projects no such item",
+			         path, cm_name);
 			return 1;
 		}
 		key = mapped;
 	}
 	const struct lint_doc *cmd = find_object(c, "ConfigMap", ns, cm_name);
 	if (!cmd) {
-		snprintf(why, whylen, "--config %s: ConfigMap %s is not in the input", path, cm_name);
+		snprintf(why, whylen, "--config %s: ConfigMap %s is not in the input", path,
+		         cm_name);
 		return 1;
 	}
 	const char *text = ytree_str(ytree_at(cmd->root, "data", key, NULL));
 	if (!text) {
-		snprintf(why, whylen, "--config %s: ConfigMap %s has no key %s", path, cm_name, key);
+		snprintf(why, whylen, "--config %s: ConfigMap %s has no key %s", path, cm_name,
+		         key);
 		return 1;
 	}
 	struct ydocs docs = {0};
@@ -280,8 +282,8 @@ out:
 /* The effective service config of a container, as the binary would load it.
  * Returns 0, 1 (why is set), MV_ENOMEM. */
 static int build_config(const struct ctx *c, const char *ns, const struct ynode *pod,
-			const struct ynode *ctr, const struct svc_kind *kind, struct ynode **cfg,
-			char *why, size_t whylen)
+                        const struct ynode *ctr, const struct svc_kind *kind, struct ynode **cfg,
+                        char *why, size_t whylen)
 {
 	const struct ynode *args = ytree_get(ctr, "args");
 	int found = 0;
@@ -347,7 +349,7 @@ static int in_list(const char *s, const char *const *list, size_t n)
 
 /* Probes: presence, ports, health names. */
 static void check_probes(struct ctx *c, const struct lint_doc *d, const struct ynode *ctr,
-			 const struct svc_kind *kind, long long port)
+                         const struct svc_kind *kind, long long port)
 {
 	static const char *const which[] = {"startupProbe", "readinessProbe", "livenessProbe"};
 	const char *names[3] = {NULL, NULL, NULL};
@@ -358,19 +360,21 @@ static void check_probes(struct ctx *c, const struct lint_doc *d, const struct y
 	for (size_t i = 0; i < 3; i++) {
 		const struct ynode *grpc = ytree_at(ctr, which[i], "grpc", NULL);
 		if (!grpc) {
-			add(c, d, d->root, "probe-missing", "container %s: %s is not a native gRPC probe",
-			    cname, which[i]);
+			add(c, d, d->root, "probe-missing",
+			    "container %s: %s is not a native gRPC probe", cname, which[i]);
 			continue;
 		}
 		long long p;
 		if (ytree_int(ytree_get(grpc, "port"), &p) || p != port)
-			add(c, d, d->root, "port-probe", "container %s: %s port %s != api.port %lld",
-			    cname, which[i], or_dflt(ytree_str(ytree_get(grpc, "port")), "(none)"), port);
+			add(c, d, d->root, "port-probe",
+			    "container %s: %s port %s != api.port %lld", cname, which[i],
+			    or_dflt(ytree_str(ytree_get(grpc, "port")), "(none)"), port);
 		const char *svc = ytree_str(ytree_get(grpc, "service"));
 		svc = svc ? svc : "";
 		if (!in_list(svc, readiness_names, 3) && strcmp(svc, "liveness") != 0) {
 			add(c, d, d->root, "probe-health-name",
-			    "container %s: %s asks health name \"%s\", which the binary does not serve",
+			    "container %s: %s asks health name \"%s\", which the binary does not "
+			    "serve",
 			    cname, which[i], svc);
 			continue;
 		}
@@ -382,7 +386,8 @@ static void check_probes(struct ctx *c, const struct lint_doc *d, const struct y
 	for (size_t i = 0; i < 3; i += 2) {
 		if (names[i] && in_list(names[i], readiness_names, 3))
 			add(c, d, d->root, "probe-liveness",
-			    "container %s: %s asks \"%s\", which depends on the database; use \"liveness\"",
+			    "container %s: %s asks \"%s\", which depends on the database; use "
+			    "\"liveness\"",
 			    cname, which[i], names[i]);
 	}
 }
@@ -401,10 +406,11 @@ static int labels_select(const struct ynode *selector, const struct ynode *label
 }
 
 static void check_services(struct ctx *c, const struct lint_doc *dep, const struct ynode *ctr,
-			   long long port)
+                           long long port)
 {
 	const char *ns = ns_of(dep->root);
-	const struct ynode *labels = ytree_at(dep->root, "spec", "template", "metadata", "labels", NULL);
+	const struct ynode *labels =
+	    ytree_at(dep->root, "spec", "template", "metadata", "labels", NULL);
 	for (size_t i = 0; i < c->ndocs; i++) {
 		const struct lint_doc *d = &c->docs[i];
 		const char *k = ytree_str(ytree_get(d->root, "kind"));
@@ -420,17 +426,20 @@ static void check_services(struct ctx *c, const struct lint_doc *dep, const stru
 			long long target = -1;
 			if (ytree_int(tp, &target) != 0 && ytree_str(tp)) {
 				const struct ynode *cps = ytree_get(ctr, "ports");
-				for (size_t m = 0; cps && cps->type == YNODE_SEQ && m < cps->n; m++) {
+				for (size_t m = 0; cps && cps->type == YNODE_SEQ && m < cps->n;
+				     m++) {
 					const char *pn = ytree_str(ytree_get(cps->vals[m], "name"));
 					if (pn && strcmp(pn, ytree_str(tp)) == 0)
-						ytree_int(ytree_get(cps->vals[m], "containerPort"), &target);
+						ytree_int(ytree_get(cps->vals[m], "containerPort"),
+						          &target);
 				}
 			}
 			if (target != port)
 				add(c, d, d->root, "port-service",
-				    "targetPort %s of the pods of %s resolves to %lld, api.port is %lld",
-				    or_dflt(ytree_str(tp), "(none)"), or_dflt(meta_str(dep->root, "name"), "?"),
-				    target, port);
+				    "targetPort %s of the pods of %s resolves to %lld, api.port is "
+				    "%lld",
+				    or_dflt(ytree_str(tp), "(none)"),
+				    or_dflt(meta_str(dep->root, "name"), "?"), target, port);
 		}
 	}
 }
@@ -459,7 +468,8 @@ static void check_peer(struct ctx *c, const struct lint_doc *d, const char *peer
 	}
 	size_t hlen = colon ? (size_t)(colon - addr) : strlen(addr);
 	if (port < 0 || hlen >= sizeof(host)) {
-		add(c, d, d->root, "peer-headless", "peers.%s address \"%s\" is not host:port", peer, addr);
+		add(c, d, d->root, "peer-headless", "peers.%s address \"%s\" is not host:port",
+		    peer, addr);
 		return;
 	}
 	memcpy(host, addr, hlen);
@@ -487,15 +497,16 @@ static void check_peer(struct ctx *c, const struct lint_doc *d, const char *peer
 	}
 	const struct lint_doc *svc = find_object(c, "Service", ns, host);
 	if (!svc) {
-		add(c, d, d->root, "peer-headless", "peers.%s address %s: no Service %s in the input",
-		    peer, addr, host);
+		add(c, d, d->root, "peer-headless",
+		    "peers.%s address %s: no Service %s in the input", peer, addr, host);
 		return;
 	}
 	const char *cip = ytree_str(ytree_at(svc->root, "spec", "clusterIP", NULL));
 	if (!cip || strcmp(cip, "None") != 0) {
 		add(c, d, d->root, "peer-headless",
 		    "peers.%s address %s: Service %s is not headless (clusterIP: None); one HTTP/2 "
-		    "connection would pin one pod", peer, addr, host);
+		    "connection would pin one pod",
+		    peer, addr, host);
 		return;
 	}
 	const struct ynode *ports = ytree_at(svc->root, "spec", "ports", NULL);
@@ -504,16 +515,16 @@ static void check_peer(struct ctx *c, const struct lint_doc *d, const char *peer
 		if (ytree_int(ytree_get(ports->vals[i], "port"), &p) == 0 && p == port)
 			return;
 	}
-	add(c, d, d->root, "peer-headless", "peers.%s address %s: Service %s has no port %lld", peer,
-	    addr, host, port);
+	add(c, d, d->root, "peer-headless", "peers.%s address %s: Service %s has no port %lld",
+	    peer, addr, host, port);
 }
 
 static void check_peers(struct ctx *c, const struct lint_doc *d, const struct ynode *cfg,
-			const struct svc_kind *kind)
+                        const struct svc_kind *kind)
 {
 	static const char *const movie_peers[][2] = {
-		{"metadata", "127.0.0.1:8081"},
-		{"rating", "127.0.0.1:8082"},
+	    {"metadata", "127.0.0.1:8081"},
+	    {"rating", "127.0.0.1:8082"},
 	};
 	const struct ynode *peers = ytree_get(cfg, "peers");
 	for (size_t i = 0; peers && peers->type == YNODE_MAP && i < peers->n; i++) {
@@ -533,7 +544,7 @@ static void check_peers(struct ctx *c, const struct lint_doc *d, const struct yn
 }
 
 static long long config_duration(struct ctx *c, const struct lint_doc *d, const struct ynode *cfg,
-				 const char *key, long long dflt)
+                                 const char *key, long long dflt)
 {
 	const struct ynode *n = ytree_at(cfg, "shutdown", key, NULL);
 	if (!n)
@@ -554,7 +565,8 @@ static long long prestop_seconds(const struct ynode *ctr)
 	if (ytree_int(ytree_at(pre, "sleep", "seconds", NULL), &s) == 0)
 		return s;
 	const struct ynode *cmd = ytree_at(pre, "exec", "command", NULL);
-	if (cmd && cmd->type == YNODE_SEQ && cmd->n > 0 && strstr(or_dflt(ytree_str(cmd->vals[0]), ""), "sleep")) {
+	if (cmd && cmd->type == YNODE_SEQ && cmd->n > 0 &&
+	    strstr(or_dflt(ytree_str(cmd->vals[0]), ""), "sleep")) {
 		/* ["sleep", "5"] or ["/bin/sh", "-c", "sleep 5"] */
 		const char *last = ytree_str(cmd->vals[cmd->n - 1]);
 		const char *digits = last ? last + strcspn(last, "0123456789") : NULL;
@@ -565,7 +577,7 @@ static long long prestop_seconds(const struct ynode *ctr)
 }
 
 static void check_config_rules(struct ctx *c, const struct lint_doc *d, const struct ynode *pod,
-			       const struct ynode *ctr, const struct svc_kind *kind)
+                               const struct ynode *ctr, const struct svc_kind *kind)
 {
 	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
 	struct ynode *cfg = NULL;
@@ -587,7 +599,8 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
 		goto out;
 	}
 	if (!pn && !kind) {
-		add(c, d, d->root, "config", "container %s: no api.port and no default for it", cname);
+		add(c, d, d->root, "config", "container %s: no api.port and no default for it",
+		    cname);
 		goto out;
 	}
 
@@ -599,8 +612,8 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
 			has_port = 1;
 	}
 	if (!has_port)
-		add(c, d, d->root, "port-container", "container %s: api.port %lld is not a containerPort",
-		    cname, port);
+		add(c, d, d->root, "port-container",
+		    "container %s: api.port %lld is not a containerPort", cname, port);
 
 	check_probes(c, d, ctr, kind, port);
 	check_services(c, d, ctr, port);
@@ -648,7 +661,8 @@ static void check_rollout(struct ctx *c, const struct lint_doc *d)
 		add(c, d, d->root, "rollout-strategy",
 		    "strategy must be RollingUpdate with maxUnavailable 0 and maxSurge > 0 "
 		    "(type %s, maxUnavailable %s, maxSurge %s)",
-		    type ? type : "RollingUpdate", or_dflt(ytree_str(ytree_get(ru, "maxUnavailable")), "unset"),
+		    type ? type : "RollingUpdate",
+		    or_dflt(ytree_str(ytree_get(ru, "maxUnavailable")), "unset"),
 		    or_dflt(ytree_str(ytree_get(ru, "maxSurge")), "unset"));
 
 	long long mrs, pds;
@@ -658,7 +672,8 @@ static void check_rollout(struct ctx *c, const struct lint_doc *d)
 		    "minReadySeconds and progressDeadlineSeconds must both be set");
 	else if (pds <= mrs)
 		add(c, d, d->root, "rollout-deadline",
-		    "progressDeadlineSeconds %lld <= minReadySeconds %lld: every rollout would fail",
+		    "progressDeadlineSeconds %lld <= minReadySeconds %lld: every rollout would "
+		    "fail",
 		    pds, mrs);
 }
 
@@ -685,7 +700,10 @@ static void check_image(struct ctx *c, const struct lint_doc *d, const struct yn
 static void check_resources(struct ctx *c, const struct lint_doc *d, const struct ynode *ctr)
 {
 	static const char *const need[][2] = {
-		{"requests", "cpu"}, {"requests", "memory"}, {"limits", "cpu"}, {"limits", "memory"},
+	    {"requests", "cpu"},
+	    {"requests", "memory"},
+	    {"limits", "cpu"},
+	    {"limits", "memory"},
 	};
 	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
 	char missing[128] = "";
@@ -693,8 +711,8 @@ static void check_resources(struct ctx *c, const struct lint_doc *d, const struc
 	for (size_t i = 0; i < 4; i++) {
 		if (ytree_str(ytree_at(ctr, "resources", need[i][0], need[i][1], NULL)))
 			continue;
-		int w = snprintf(missing + used, sizeof(missing) - used, "%s%s.%s", used ? ", " : "",
-				 need[i][0], need[i][1]);
+		int w = snprintf(missing + used, sizeof(missing) - used, "%s%s.%s",
+		                 used ? ", " : "", need[i][0], need[i][1]);
 		if (w > 0 && (size_t)w < sizeof(missing) - used)
 			used += (size_t)w;
 	}
@@ -703,7 +721,7 @@ static void check_resources(struct ctx *c, const struct lint_doc *d, const struc
 }
 
 static void check_security(struct ctx *c, const struct lint_doc *d, const struct ynode *pod,
-			   const struct ynode *ctr)
+                           const struct ynode *ctr)
 {
 	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
 	const struct ynode *psc = ytree_get(pod, "securityContext");
@@ -711,12 +729,12 @@ static void check_security(struct ctx *c, const struct lint_doc *d, const struct
 	char missing[256] = "";
 	size_t used = 0;
 	int b;
-#define MISSING(what)                                                                          \
-	do {                                                                                   \
-		int w_ = snprintf(missing + used, sizeof(missing) - used, "%s%s",              \
-				  used ? ", " : "", what);                                     \
-		if (w_ > 0 && (size_t)w_ < sizeof(missing) - used)                             \
-			used += (size_t)w_;                                                    \
+#define MISSING(what)                                                             \
+	do {                                                                      \
+		int w_ = snprintf(missing + used, sizeof(missing) - used, "%s%s", \
+		                  used ? ", " : "", what);                        \
+		if (w_ > 0 && (size_t)w_ < sizeof(missing) - used)                \
+			used += (size_t)w_;                                       \
 	} while (0)
 
 	const struct ynode *nonroot = ytree_get(csc, "runAsNonRoot");

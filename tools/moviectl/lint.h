@@ -57,8 +57,8 @@ struct lint_report {
 	struct lint_finding *items;
 	size_t n;
 	size_t cap;
-	size_t dropped;   /* findings beyond LINT_MAX_FINDINGS */
-	size_t objects;   /* Deployments checked */
+	size_t dropped; /* findings beyond LINT_MAX_FINDINGS */
+	size_t objects; /* Deployments checked */
 };
 
 void lint_report_init(struct lint_report *rep);

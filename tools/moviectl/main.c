@@ -24,19 +24,23 @@
 
 /* A rendered manifest set is a few hundred KiB; this only stops runaway input. */
 #define MAX_FILE_BYTES ((size_t)64 * 1024 * 1024)
-#define MAX_FILES 1024
+#define MAX_FILES      1024
 
-enum { EXIT_CLEAN = 0, EXIT_FINDINGS = 1, EXIT_USAGE = 2 };
+enum {
+	EXIT_CLEAN = 0,
+	EXIT_FINDINGS = 1,
+	EXIT_USAGE = 2
+};
 
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: moviectl lint [--format text|json] FILE...\n"
-		"       moviectl --version\n"
-		"\n"
-		"lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
-		"with the service configs embedded in their ConfigMaps. One line per finding:\n"
-		"FILE:LINE: OBJECT: RULE: MESSAGE. Exit 1 when any rule fails.\n");
+	        "usage: moviectl lint [--format text|json] FILE...\n"
+	        "       moviectl --version\n"
+	        "\n"
+	        "lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
+	        "with the service configs embedded in their ConfigMaps. One line per finding:\n"
+	        "FILE:LINE: OBJECT: RULE: MESSAGE. Exit 1 when any rule fails.\n");
 }
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated heap buffer.
@@ -101,7 +105,7 @@ static int print_json(const struct lint_report *rep)
 	for (size_t i = 0; i < rep->n; i++) {
 		const struct lint_finding *f = &rep->items[i];
 		json_t *o = json_pack("{s:s, s:i, s:s, s:s, s:s}", "file", f->file, "line", f->line,
-				      "object", f->object, "rule", f->rule, "message", f->message);
+		                      "object", f->object, "rule", f->rule, "message", f->message);
 		if (!o || json_array_append_new(arr, o))
 			goto fail;
 	}
@@ -173,7 +177,7 @@ static int cmd_lint(int argc, char **argv)
 		int rc = read_file(files[i], &data, &len);
 		if (rc) {
 			fprintf(stderr, "moviectl lint: %s: %s\n", files[i],
-				rc == MV_EIO ? strerror(errno) : mv_strerror(rc));
+			        rc == MV_EIO ? strerror(errno) : mv_strerror(rc));
 			goto out;
 		}
 		char err[256];
@@ -207,12 +211,13 @@ static int cmd_lint(int argc, char **argv)
 	} else {
 		for (size_t i = 0; i < rep.n; i++) {
 			const struct lint_finding *f = &rep.items[i];
-			printf("%s:%d: %s: %s: %s\n", f->file, f->line, f->object, f->rule, f->message);
+			printf("%s:%d: %s: %s: %s\n", f->file, f->line, f->object, f->rule,
+			       f->message);
 		}
 		if (rep.dropped)
 			printf("(%zu more findings not shown)\n", rep.dropped);
-		fprintf(stderr, "moviectl lint: %zu Deployments checked, %zu findings\n", rep.objects,
-			rep.n + rep.dropped);
+		fprintf(stderr, "moviectl lint: %zu Deployments checked, %zu findings\n",
+		        rep.objects, rep.n + rep.dropped);
 	}
 	status = rep.n || rep.dropped ? EXIT_FINDINGS : EXIT_CLEAN;
 out:

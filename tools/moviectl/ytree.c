@@ -164,17 +164,15 @@ int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size
 	while (!done) {
 		if (!yaml_parser_parse(&parser, &ev)) {
 			snprintf(err, errlen, "%zu:%zu: %s", parser.problem_mark.line + 1,
-				 parser.problem_mark.column + 1,
-				 parser.problem ? parser.problem : "syntax error");
+			         parser.problem_mark.column + 1,
+			         parser.problem ? parser.problem : "syntax error");
 			rc = parser.error == YAML_MEMORY_ERROR ? MV_ENOMEM : MV_ESYNTAX;
 			goto fail_parse;
 		}
 		int line = (int)ev.start_mark.line + 1;
 		struct ynode *n = NULL;
 		switch (ev.type) {
-		case YAML_STREAM_END_EVENT:
-			done = 1;
-			break;
+		case YAML_STREAM_END_EVENT: done = 1; break;
 		case YAML_DOCUMENT_END_EVENT:
 			if (b.root) {
 				rc = push_doc(out, b.root);
@@ -185,7 +183,7 @@ int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size
 			break;
 		case YAML_ALIAS_EVENT:
 			snprintf(err, errlen, "%d:%zu: aliases are not supported", line,
-				 ev.start_mark.column + 1);
+			         ev.start_mark.column + 1);
 			rc = MV_ESYNTAX;
 			goto fail_event;
 		case YAML_SCALAR_EVENT:
@@ -198,7 +196,8 @@ int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size
 				rc = MV_ENOMEM;
 				goto fail_event;
 			}
-			n->str = dup_bytes((const char *)ev.data.scalar.value, ev.data.scalar.length);
+			n->str =
+			    dup_bytes((const char *)ev.data.scalar.value, ev.data.scalar.length);
 			if (!n->str) {
 				ytree_free(n);
 				rc = MV_ENOMEM;
@@ -213,11 +212,12 @@ int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size
 		case YAML_MAPPING_START_EVENT:
 			if (++b.nodes > YTREE_MAX_NODES || b.depth >= YTREE_MAX_DEPTH) {
 				snprintf(err, errlen, "%d:%zu: nesting or size cap exceeded", line,
-					 ev.start_mark.column + 1);
+				         ev.start_mark.column + 1);
 				rc = MV_ETOOBIG;
 				goto fail_event;
 			}
-			n = node_new(ev.type == YAML_SEQUENCE_START_EVENT ? YNODE_SEQ : YNODE_MAP, line);
+			n = node_new(ev.type == YAML_SEQUENCE_START_EVENT ? YNODE_SEQ : YNODE_MAP,
+			             line);
 			if (!n) {
 				rc = MV_ENOMEM;
 				goto fail_event;
@@ -237,8 +237,7 @@ int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size
 				goto fail_event;
 			break;
 		}
-		default:
-			break;
+		default: break;
 		}
 		yaml_event_delete(&ev);
 	}

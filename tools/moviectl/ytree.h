@@ -16,7 +16,7 @@
 /* Caps on untrusted input (a rendered manifest set is well under all of them). */
 #define YTREE_MAX_DEPTH 64
 #define YTREE_MAX_NODES 1000000
-#define YTREE_MAX_DOCS 10000
+#define YTREE_MAX_DOCS  10000
 
 enum ynode_type {
 	YNODE_SCALAR,
@@ -26,10 +26,10 @@ enum ynode_type {
 
 struct ynode {
 	enum ynode_type type;
-	int line;            /* 1-based line of the node's start */
-	char *str;           /* YNODE_SCALAR: the value, NUL-terminated */
-	int quoted;          /* YNODE_SCALAR: 1 when written quoted (so "1" is a string) */
-	size_t n;            /* YNODE_SEQ: items; YNODE_MAP: key/value pairs */
+	int line;   /* 1-based line of the node's start */
+	char *str;  /* YNODE_SCALAR: the value, NUL-terminated */
+	int quoted; /* YNODE_SCALAR: 1 when written quoted (so "1" is a string) */
+	size_t n;   /* YNODE_SEQ: items; YNODE_MAP: key/value pairs */
 	size_t cap;
 	char **keys;         /* YNODE_MAP: n keys */
 	struct ynode **vals; /* YNODE_SEQ: n items; YNODE_MAP: n values */

@@ -39,7 +39,7 @@
 
 #include "movie/banned.h"
 
-#define INPUT_MAX ((size_t)1024 * 1024 * 1024) /* 1 GiB of JSON */
+#define INPUT_MAX   ((size_t)1024 * 1024 * 1024) /* 1 GiB of JSON */
 #define BROKERS_MAX 4096
 
 struct opts {
@@ -58,9 +58,9 @@ struct counts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: ratingingester (--brokers HOST:PORT[,...] | --bootstrap-file PATH)\n"
-		"                      [--topic ratings] [--file events.json] [--timeout SECONDS]\n"
-		"                      [--allow-invalid] [--min-value N] [--max-value N]\n");
+	        "usage: ratingingester (--brokers HOST:PORT[,...] | --bootstrap-file PATH)\n"
+	        "                      [--topic ratings] [--file events.json] [--timeout SECONDS]\n"
+	        "                      [--allow-invalid] [--min-value N] [--max-value N]\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -169,7 +169,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (bootstrap_file && !o->brokers[0] &&
 	    read_bootstrap_file(bootstrap_file, o->brokers, sizeof(o->brokers)) != 0) {
 		fprintf(stderr, "ratingingester: cannot read a bootstrap address from %s\n",
-			bootstrap_file);
+		        bootstrap_file);
 		return -1;
 	}
 	if (!o->brokers[0] || !o->topic[0] || o->min_value > o->max_value)
@@ -182,17 +182,18 @@ bad:
 
 /* Produce one message, waiting (bounded by `deadline`) while the local queue is full. */
 static int produce(rd_kafka_t *rk, const char *topic, const char *key, size_t key_len,
-		   const char *payload, size_t len, double deadline)
+                   const char *payload, size_t len, double deadline)
 {
 	for (;;) {
 		rd_kafka_resp_err_t err = rd_kafka_producev(
-			rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)payload, len),
-			RD_KAFKA_V_END);
+		    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)(uintptr_t)payload, len),
+		    RD_KAFKA_V_END);
 		if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
 			return 0;
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || now_s() > deadline) {
-			fprintf(stderr, "ratingingester: produce failed: %s\n", rd_kafka_err2str(err));
+			fprintf(stderr, "ratingingester: produce failed: %s\n",
+			        rd_kafka_err2str(err));
 			return -1;
 		}
 		rd_kafka_poll(rk, 50);
@@ -229,7 +230,7 @@ int main(int argc, char **argv)
 	arr = json_loadb(in.data ? in.data : "", in.len, 0, &jerr);
 	if (!arr || !json_is_array(arr)) {
 		fprintf(stderr, "ratingingester: input is not a JSON array: %s (line %d)\n",
-			arr ? "top level is not an array" : jerr.text, arr ? 0 : jerr.line);
+		        arr ? "top level is not an array" : jerr.text, arr ? 0 : jerr.line);
 		goto out_json;
 	}
 
@@ -257,7 +258,8 @@ int main(int argc, char **argv)
 	bool produce_failed = false;
 	size_t index;
 	json_t *el;
-	json_array_foreach(arr, index, el) {
+	json_array_foreach(arr, index, el)
+	{
 		char *owned = NULL;
 		const char *payload;
 		size_t len;
@@ -279,21 +281,22 @@ int main(int argc, char **argv)
 		struct rating_event_error err;
 		char key[2 * RATING_ID_MAX + 2];
 		size_t key_len = 0;
-		if (rating_event_parse(payload, len, (int32_t)o.min_value, (int32_t)o.max_value, &ev,
-				       &err) == 0) {
+		if (rating_event_parse(payload, len, (int32_t)o.min_value, (int32_t)o.max_value,
+		                       &ev, &err) == 0) {
 			int n = snprintf(key, sizeof(key), "%s/%s", ev.record_type, ev.record_id);
 			key_len = n > 0 ? (size_t)n : 0;
 		} else {
 			c.invalid++;
 			fprintf(stderr, "ratingingester: event %zu: %s: %s%s\n", index,
-				rating_event_reason_name(err.reason), err.detail,
-				o.allow_invalid ? " (sent anyway)" : "");
+			        rating_event_reason_name(err.reason), err.detail,
+			        o.allow_invalid ? " (sent anyway)" : "");
 			if (!o.allow_invalid) {
 				free(owned);
 				continue;
 			}
 		}
-		if (produce(rk, o.topic, key_len ? key : NULL, key_len, payload, len, deadline) == 0)
+		if (produce(rk, o.topic, key_len ? key : NULL, key_len, payload, len, deadline) ==
+		    0)
 			c.produced++;
 		else
 			produce_failed = true;

@@ -36,36 +36,33 @@ struct tconf {
 
 static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
 
-#define OPT(k, t, field, def) .key = k, .type = t, .offset = offsetof(struct tconf, field), \
-	.default_value = def
+#define OPT(k, t, field, def) \
+	.key = k, .type = t, .offset = offsetof(struct tconf, field), .default_value = def
 
 static const struct cfg_option options[] = {
-	{OPT("api.host", CFG_STRING, api_host, "0.0.0.0"), .help = "bind address"},
-	{OPT("api.port", CFG_INT, api_port, "8081"), .min = 1, .max = 65535, .help = "port"},
-	{OPT("api.workers", CFG_INT, api_workers, "0"), .min = 0, .max = 64},
-	{OPT("api.max_message_bytes", CFG_SIZE, max_message_bytes, "4MiB")},
-	{OPT("log.level", CFG_ENUM, log_level, "info"), .enum_values = levels},
-	{OPT("api.idle_timeout", CFG_DURATION_MS, idle_timeout_ms, "5m")},
-	{OPT("log.requests", CFG_BOOL, log_requests, "true"), .help = "a | b"},
-	{OPT("shutdown.grace_period", CFG_DURATION_MS, grace_ms, "20s"), .min = 1000,
-	 .max = 3600000},
-	{OPT("storage.mysql.password", CFG_STRING, password, ""), .flags = CFG_SECRET},
-	{OPT("storage.mysql.password_file", CFG_STRING, password_file, "")},
-	{OPT("kafka.brokers", CFG_STRING_LIST, brokers, "")},
-	{OPT("peers.addresses", CFG_STRING_LIST, peers, "127.0.0.1:8081, 127.0.0.1:8082"),
-	 .max = 32},
-	{OPT("peers.retry_budget", CFG_DOUBLE, retry_budget, "0.2"), .min = 0, .max = 1},
-	{OPT("peers.jitter", CFG_DOUBLE, jitter, "1"), .dmin = 0.5, .dmax = 1.5},
-	{OPT("service.name", CFG_STRING, service_name, NULL), .max = 16,
-	 .flags = CFG_REQUIRED},
-	{OPT("rating.offset", CFG_INT, offset, "-3")},
+    {OPT("api.host", CFG_STRING, api_host, "0.0.0.0"), .help = "bind address"},
+    {OPT("api.port", CFG_INT, api_port, "8081"), .min = 1, .max = 65535, .help = "port"},
+    {OPT("api.workers", CFG_INT, api_workers, "0"), .min = 0, .max = 64},
+    {OPT("api.max_message_bytes", CFG_SIZE, max_message_bytes, "4MiB")},
+    {OPT("log.level", CFG_ENUM, log_level, "info"), .enum_values = levels},
+    {OPT("api.idle_timeout", CFG_DURATION_MS, idle_timeout_ms, "5m")},
+    {OPT("log.requests", CFG_BOOL, log_requests, "true"), .help = "a | b"},
+    {OPT("shutdown.grace_period", CFG_DURATION_MS, grace_ms, "20s"), .min = 1000, .max = 3600000},
+    {OPT("storage.mysql.password", CFG_STRING, password, ""), .flags = CFG_SECRET},
+    {OPT("storage.mysql.password_file", CFG_STRING, password_file, "")},
+    {OPT("kafka.brokers", CFG_STRING_LIST, brokers, "")},
+    {OPT("peers.addresses", CFG_STRING_LIST, peers, "127.0.0.1:8081, 127.0.0.1:8082"), .max = 32},
+    {OPT("peers.retry_budget", CFG_DOUBLE, retry_budget, "0.2"), .min = 0, .max = 1},
+    {OPT("peers.jitter", CFG_DOUBLE, jitter, "1"), .dmin = 0.5, .dmax = 1.5},
+    {OPT("service.name", CFG_STRING, service_name, NULL), .max = 16, .flags = CFG_REQUIRED},
+    {OPT("rating.offset", CFG_INT, offset, "-3")},
 };
 
 static const struct cfg_schema schema = {
-	.program = "test",
-	.env_prefix = "TEST",
-	.options = options,
-	.option_count = sizeof(options) / sizeof(options[0]),
+    .program = "test",
+    .env_prefix = "TEST",
+    .options = options,
+    .option_count = sizeof(options) / sizeof(options[0]),
 };
 
 static void make_dir(void)
@@ -76,7 +73,7 @@ static void make_dir(void)
 
 /* Write `content` to CFG_TEST_DIR/name; the path goes to `path`. */
 static void write_file(const char *name, const char *content, size_t len, char *path,
-		       size_t path_size)
+                       size_t path_size)
 {
 	snprintf(path, path_size, "%s/%s", CFG_TEST_DIR, name);
 	FILE *f = fopen(path, "wb");
@@ -181,25 +178,30 @@ static void test_layering(void)
 {
 	char f1[512], f2[512], line[1024];
 	const char *base = "api:\n  port: 9000\n  host: 10.0.0.1\nlog:\n  level: debug\n"
-			   "kafka:\n  brokers: [a:1, b:2]\nservice:\n  name: base\n";
+	                   "kafka:\n  brokers: [a:1, b:2]\nservice:\n  name: base\n";
 	const char *prod = "api.port: 9001\nkafka:\n  brokers:\n    - c:3\n";
 	write_file("base.yaml", base, strlen(base), f1, sizeof(f1));
 	write_file("prod.yaml", prod, strlen(prod), f2, sizeof(f2));
 	const char *files[] = {f1, f2};
-	const char *const env[] = {"PATH=/bin", "TEST_API_WORKERS=4", "TEST_LOG_LEVEL=warn", "OTHER_X=1",
-		       "TEST_PEERS_ADDRESSES= x:1 ,y:2", "TESTING_NOT_OURS=1", NULL};
+	const char *const env[] = {"PATH=/bin",
+	                           "TEST_API_WORKERS=4",
+	                           "TEST_LOG_LEVEL=warn",
+	                           "OTHER_X=1",
+	                           "TEST_PEERS_ADDRESSES= x:1 ,y:2",
+	                           "TESTING_NOT_OURS=1",
+	                           NULL};
 	struct tconf c = {0};
 	struct cfg_error err;
 	int rc = cfg_load(&schema, &c, files, 2, ENV(env), &err);
 	cfg_error_format(&err, line, sizeof(line));
 	CHECK_STR_EQ(line, "");
 	CHECK_INT_EQ(rc, 0);
-	CHECK_INT_EQ(c.api_port, 9001);           /* file2 over file1 */
-	CHECK_STR_EQ(c.api_host, "10.0.0.1");     /* file1 over default */
-	CHECK_INT_EQ(c.api_workers, 4);           /* env over default */
-	CHECK_STR_EQ(c.log_level, "warn");        /* env over file1 */
-	CHECK_INT_EQ(c.idle_timeout_ms, 300000);  /* default kept */
-	CHECK_INT_EQ(c.brokers.count, 1);         /* a list is replaced, not merged */
+	CHECK_INT_EQ(c.api_port, 9001);          /* file2 over file1 */
+	CHECK_STR_EQ(c.api_host, "10.0.0.1");    /* file1 over default */
+	CHECK_INT_EQ(c.api_workers, 4);          /* env over default */
+	CHECK_STR_EQ(c.log_level, "warn");       /* env over file1 */
+	CHECK_INT_EQ(c.idle_timeout_ms, 300000); /* default kept */
+	CHECK_INT_EQ(c.brokers.count, 1);        /* a list is replaced, not merged */
 	if (c.brokers.count == 1)
 		CHECK_STR_EQ(c.brokers.items[0], "c:3");
 	CHECK_INT_EQ(c.peers.count, 2);
@@ -221,104 +223,108 @@ static void test_layering(void)
 static void test_yaml_errors(void)
 {
 	expect_yaml_error("api:\n  port: 70000\n", MV_ERANGE,
-			  "t.yaml:2:9: api.port: 70000 is out of range 1..65535");
+	                  "t.yaml:2:9: api.port: 70000 is out of range 1..65535");
 	expect_yaml_error("api:\n  port: 0\n", MV_ERANGE,
-			  "t.yaml:2:9: api.port: 0 is out of range 1..65535");
+	                  "t.yaml:2:9: api.port: 0 is out of range 1..65535");
 	expect_yaml_error("api:\n  prot: 1\n", MV_EINVAL,
-			  "t.yaml:2:3: api.prot: unknown key (did you mean api.port?)");
+	                  "t.yaml:2:3: api.prot: unknown key (did you mean api.port?)");
 	expect_yaml_error("port: 1\n", MV_EINVAL,
-			  "t.yaml:1:1: port: unknown key (did you mean api.port?)");
+	                  "t.yaml:1:1: port: unknown key (did you mean api.port?)");
 	expect_yaml_error("apii:\n  port: 1\n", MV_EINVAL,
-			  "t.yaml:1:1: apii: unknown key (did you mean api?)");
+	                  "t.yaml:1:1: apii: unknown key (did you mean api?)");
 	expect_yaml_error("zzzzzzzz: 1\n", MV_EINVAL, "t.yaml:1:1: zzzzzzzz: unknown key");
 	expect_yaml_error("api:\n  port: abc\n", MV_EINVAL,
-			  "t.yaml:2:9: api.port: \"abc\" is not a decimal integer");
+	                  "t.yaml:2:9: api.port: \"abc\" is not a decimal integer");
 	expect_yaml_error("api:\n  port: 1.5\n", MV_EINVAL,
-			  "t.yaml:2:9: api.port: \"1.5\" is not a decimal integer");
+	                  "t.yaml:2:9: api.port: \"1.5\" is not a decimal integer");
 	expect_yaml_error("rating:\n  offset: 99999999999999999999\n", MV_ERANGE,
-			  "t.yaml:2:11: rating.offset: \"99999999999999999999\" does not fit in a "
-			  "64-bit integer");
+	                  "t.yaml:2:11: rating.offset: \"99999999999999999999\" does not fit in a "
+	                  "64-bit integer");
 	expect_yaml_error("api:\n  port: 1\n  port: 2\n", MV_EINVAL,
-			  "t.yaml:3:3: api.port: duplicate key (first set at 2:3)");
+	                  "t.yaml:3:3: api.port: duplicate key (first set at 2:3)");
 	expect_yaml_error("api.port: 1\napi:\n  port: 2\n", MV_EINVAL,
-			  "t.yaml:3:3: api.port: duplicate key (first set at 1:1)");
+	                  "t.yaml:3:3: api.port: duplicate key (first set at 1:1)");
 	expect_yaml_error("api:\n  port: 1\napi:\n  host: h\n", MV_EINVAL,
-			  "t.yaml:3:1: api: duplicate key (first at 1:1)");
+	                  "t.yaml:3:1: api: duplicate key (first at 1:1)");
 	expect_yaml_error("api:\n  port: [1]\n", MV_EINVAL,
-			  "t.yaml:2:9: api.port: expected a decimal integer in 1..65535, got a "
-			  "sequence");
+	                  "t.yaml:2:9: api.port: expected a decimal integer in 1..65535, got a "
+	                  "sequence");
 	expect_yaml_error("log:\n  level:\n    x: 1\n", MV_EINVAL,
-			  "t.yaml:3:5: log.level: expected one of debug, info, warn, error, got a "
-			  "mapping");
-	expect_yaml_error("api: 5\n", MV_EINVAL,
-			  "t.yaml:1:6: api: expected a mapping (a section of options), got a scalar");
-	expect_yaml_error("kafka:\n  brokers: a:1\n", MV_EINVAL,
-			  "t.yaml:2:12: kafka.brokers: expected a sequence of strings (e.g. [a, b]), "
-			  "got a scalar");
+	                  "t.yaml:3:5: log.level: expected one of debug, info, warn, error, got a "
+	                  "mapping");
+	expect_yaml_error(
+	    "api: 5\n", MV_EINVAL,
+	    "t.yaml:1:6: api: expected a mapping (a section of options), got a scalar");
+	expect_yaml_error(
+	    "kafka:\n  brokers: a:1\n", MV_EINVAL,
+	    "t.yaml:2:12: kafka.brokers: expected a sequence of strings (e.g. [a, b]), "
+	    "got a scalar");
 	expect_yaml_error("kafka:\n  brokers:\n    - a\n    - {x: 1}\n", MV_EINVAL,
-			  "t.yaml:4:7: kafka.brokers: item 2: expected a string, got a mapping");
+	                  "t.yaml:4:7: kafka.brokers: item 2: expected a string, got a mapping");
 	expect_yaml_error("kafka:\n  brokers: [a, ]\n", 0, "");
 	expect_yaml_error("kafka:\n  brokers: [a, '']\n", MV_EINVAL,
-			  "t.yaml:2:16: kafka.brokers: item 2 is empty");
+	                  "t.yaml:2:16: kafka.brokers: item 2 is empty");
 	expect_yaml_error("api:\n  host: &h x\n", MV_EINVAL,
-			  "t.yaml:2:9: api.host: anchors (&name) are not supported");
+	                  "t.yaml:2:9: api.host: anchors (&name) are not supported");
 	expect_yaml_error("api:\n  host: x\nlog:\n  level: *h\n", MV_EINVAL,
-			  "t.yaml:4:10: log.level: aliases (*name) are not supported");
+	                  "t.yaml:4:10: log.level: aliases (*name) are not supported");
 	expect_yaml_error("api:\n  host: !!str x\n", MV_EINVAL,
-			  "t.yaml:2:9: api.host: tags (!tag) are not supported");
+	                  "t.yaml:2:9: api.host: tags (!tag) are not supported");
 	expect_yaml_error("- a\n- b\n", MV_EINVAL,
-			  "t.yaml:1:1: the document must be a mapping of keys, got a sequence");
+	                  "t.yaml:1:1: the document must be a mapping of keys, got a sequence");
 	expect_yaml_error("hello\n", MV_EINVAL,
-			  "t.yaml:1:1: the document must be a mapping of keys, got a scalar");
+	                  "t.yaml:1:1: the document must be a mapping of keys, got a scalar");
 	expect_yaml_error("api:\n  port: 1\n---\napi:\n  port: 2\n", MV_EINVAL,
-			  "t.yaml:3:1: only one YAML document is allowed");
+	                  "t.yaml:3:1: only one YAML document is allowed");
 	expect_yaml_error("kafka:\n  brokers: [1, 2\n", MV_ESYNTAX,
-			  "t.yaml:3:1: did not find expected ',' or ']' (while parsing a flow "
-			  "sequence at 2:12)");
+	                  "t.yaml:3:1: did not find expected ',' or ']' (while parsing a flow "
+	                  "sequence at 2:12)");
 	expect_yaml_error("api:\n  port: 1\n host: x\n", MV_ESYNTAX,
-			  "t.yaml:3:2: did not find expected key (while parsing a block mapping at "
-			  "1:1)");
+	                  "t.yaml:3:2: did not find expected key (while parsing a block mapping at "
+	                  "1:1)");
 	expect_yaml_error("api:\n  host: \"a\xff\"\n", MV_ESYNTAX,
-			  "t.yaml:2:11: invalid leading UTF-8 octet (#xFF)");
+	                  "t.yaml:2:11: invalid leading UTF-8 octet (#xFF)");
 	expect_yaml_error("api:\n  host: a\tb: c\n", MV_ESYNTAX,
-			  "t.yaml:2:12: mapping values are not allowed in this context");
+	                  "t.yaml:2:12: mapping values are not allowed in this context");
 	expect_yaml_error("[a: 1]: 2\n", MV_EINVAL,
-			  "t.yaml:1:1: a key must be a string, got a sequence");
+	                  "t.yaml:1:1: a key must be a string, got a sequence");
 	expect_yaml_error("\"\": 1\n", MV_EINVAL, "t.yaml:1:1: empty key");
 	expect_yaml_error("log:\n  requests: maybe\n", MV_EINVAL,
-			  "t.yaml:2:13: log.requests: \"maybe\" is not a boolean (true/false, "
-			  "yes/no, on/off)");
+	                  "t.yaml:2:13: log.requests: \"maybe\" is not a boolean (true/false, "
+	                  "yes/no, on/off)");
 	expect_yaml_error("log:\n  level: verbose\n", MV_EINVAL,
-			  "t.yaml:2:10: log.level: \"verbose\" is not one of debug, info, warn, "
-			  "error");
-	expect_yaml_error("log:\n  level:\n", MV_EINVAL,
-			  "t.yaml:2:9: log.level: missing value, expected one of the listed values");
+	                  "t.yaml:2:10: log.level: \"verbose\" is not one of debug, info, warn, "
+	                  "error");
+	expect_yaml_error(
+	    "log:\n  level:\n", MV_EINVAL,
+	    "t.yaml:2:9: log.level: missing value, expected one of the listed values");
 	expect_yaml_error("shutdown:\n  grace_period: 2h\n", MV_ERANGE,
-			  "t.yaml:2:17: shutdown.grace_period: 2h is out of range 1s..1h");
+	                  "t.yaml:2:17: shutdown.grace_period: 2h is out of range 1s..1h");
 	expect_yaml_error("shutdown:\n  grace_period: 5d\n", MV_EINVAL,
-			  "t.yaml:2:17: shutdown.grace_period: \"5d\" has no valid duration unit "
-			  "(expected a duration (250ms, 5s, 2m, 1h; bare number = ms))");
-	expect_yaml_error("api:\n  idle_timeout: -5s\n", MV_EINVAL,
-			  "t.yaml:2:17: api.idle_timeout: \"-5s\" is not a duration (250ms, 5s, 2m, "
-			  "1h; bare number = ms)");
+	                  "t.yaml:2:17: shutdown.grace_period: \"5d\" has no valid duration unit "
+	                  "(expected a duration (250ms, 5s, 2m, 1h; bare number = ms))");
+	expect_yaml_error(
+	    "api:\n  idle_timeout: -5s\n", MV_EINVAL,
+	    "t.yaml:2:17: api.idle_timeout: \"-5s\" is not a duration (250ms, 5s, 2m, "
+	    "1h; bare number = ms)");
 	expect_yaml_error("api:\n  max_message_bytes: 10KB\n", MV_EINVAL,
-			  "t.yaml:2:22: api.max_message_bytes: \"10KB\" has no valid size unit "
-			  "(expected a size (512KiB, 4MiB, 1GiB, 10B; bare number = bytes))");
+	                  "t.yaml:2:22: api.max_message_bytes: \"10KB\" has no valid size unit "
+	                  "(expected a size (512KiB, 4MiB, 1GiB, 10B; bare number = bytes))");
 	expect_yaml_error("service:\n  name: abcdefghijklmnopq\n", MV_ERANGE,
-			  "t.yaml:2:9: service.name: value is 17 bytes long, longer than 16");
+	                  "t.yaml:2:9: service.name: value is 17 bytes long, longer than 16");
 	expect_yaml_error("service:\n  name: \"a\\0b\"\n", MV_EINVAL,
-			  "t.yaml:2:9: service.name: value contains a NUL byte");
+	                  "t.yaml:2:9: service.name: value contains a NUL byte");
 	expect_yaml_error("peers:\n  retry_budget: 1.5\n", MV_ERANGE,
-			  "t.yaml:2:17: peers.retry_budget: 1.5 is out of range 0..1");
+	                  "t.yaml:2:17: peers.retry_budget: 1.5 is out of range 0..1");
 	expect_yaml_error("peers:\n  jitter: 0.25\n", MV_ERANGE,
-			  "t.yaml:2:11: peers.jitter: 0.25 is out of range 0.5..1.5");
+	                  "t.yaml:2:11: peers.jitter: 0.25 is out of range 0.5..1.5");
 	expect_yaml_error("peers:\n  retry_budget: nan\n", MV_EINVAL,
-			  "t.yaml:2:17: peers.retry_budget: \"nan\" is not a decimal number");
+	                  "t.yaml:2:17: peers.retry_budget: \"nan\" is not a decimal number");
 	expect_yaml_error("peers:\n  jitter: 1e400\n", MV_ERANGE,
-			  "t.yaml:2:11: peers.jitter: \"1e400\" is too large");
+	                  "t.yaml:2:11: peers.jitter: \"1e400\" is too large");
 	expect_yaml_error("peers:\n  addresses: [abcdefghijabcdefghijabcdefghijabc]\n", MV_ERANGE,
-			  "t.yaml:2:15: peers.addresses: item 1: value is 33 bytes long, longer "
-			  "than 32");
+	                  "t.yaml:2:15: peers.addresses: item 1: value is 33 bytes long, longer "
+	                  "than 32");
 }
 
 static void test_yaml_accepts(void)
@@ -336,8 +342,11 @@ static void test_yaml_accepts(void)
 	CHECK_INT_EQ(cfg_apply_yaml(&schema, &c, "null-data", NULL, 0, &err), 0);
 	CHECK_INT_EQ(c.api_port, 8081);
 	/* Quoted numbers, flow mappings, nulls for strings and lists. */
-	CHECK_INT_EQ(apply(&c, "api: {port: \"8080\", host: ~}\nkafka: {brokers: ~}\n"
-			       "log: {requests: Off}\n", &err), 0);
+	CHECK_INT_EQ(apply(&c,
+	                   "api: {port: \"8080\", host: ~}\nkafka: {brokers: ~}\n"
+	                   "log: {requests: Off}\n",
+	                   &err),
+	             0);
 	CHECK_INT_EQ(c.api_port, 8080);
 	CHECK_STR_EQ(c.api_host, "");
 	CHECK_INT_EQ(c.brokers.count, 0);
@@ -376,13 +385,15 @@ struct deep {
 static void test_depth(void)
 {
 	static const struct cfg_option deep_options[] = {
-		{.key = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o", .type = CFG_STRING_LIST,
-		 .offset = offsetof(struct deep, ok)},
-		{.key = "z.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p", .type = CFG_STRING_LIST,
-		 .offset = offsetof(struct deep, tooDeep)},
+	    {.key = "a.b.c.d.e.f.g.h.i.j.k.l.m.n.o",
+	     .type = CFG_STRING_LIST,
+	     .offset = offsetof(struct deep, ok)},
+	    {.key = "z.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p",
+	     .type = CFG_STRING_LIST,
+	     .offset = offsetof(struct deep, tooDeep)},
 	};
 	static const struct cfg_schema deep_schema = {
-		.program = "deep", .env_prefix = "DEEP", .options = deep_options, .option_count = 2};
+	    .program = "deep", .env_prefix = "DEEP", .options = deep_options, .option_count = 2};
 	struct deep d = {0};
 	struct cfg_error err;
 	char yaml[1024], line[1024];
@@ -390,7 +401,7 @@ static void test_depth(void)
 	const char *segs = "abcdefghijklmno";
 	for (size_t i = 0; i < 15; i++)
 		o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "%*s%c:\n", (int)(2 * i), "",
-				      segs[i]);
+		                      segs[i]);
 	snprintf(yaml + o, sizeof(yaml) - o, "%*s- x\n", 30, "");
 	CHECK_INT_EQ(cfg_set_defaults(&deep_schema, &d, &err), 0);
 	CHECK_INT_EQ(cfg_apply_yaml(&deep_schema, &d, "d.yaml", yaml, strlen(yaml), &err), 0);
@@ -400,21 +411,25 @@ static void test_depth(void)
 	const char *zsegs = "zbcdefghijklmnop";
 	for (size_t i = 0; i < 16; i++)
 		o += (size_t)snprintf(yaml + o, sizeof(yaml) - o, "%*s%c:\n", (int)(2 * i), "",
-				      zsegs[i]);
+		                      zsegs[i]);
 	snprintf(yaml + o, sizeof(yaml) - o, "%*s- x\n", 32, "");
 	CHECK_INT_EQ(cfg_apply_yaml(&deep_schema, &d, "d.yaml", yaml, strlen(yaml), &err),
-		     MV_EINVAL);
+	             MV_EINVAL);
 	cfg_error_format(&err, line, sizeof(line));
 	CHECK_STR_EQ(line, "d.yaml:17:33: z.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p: nesting deeper than 16 "
-			   "levels");
+	                   "levels");
 	cfg_release(&deep_schema, &d);
 }
 
 static void test_env(void)
 {
-	const char *const ok[] = {"TEST_API_PORT=9090", "TEST_KAFKA_BROKERS=a:1,b:2", "TEST_LOG_REQUESTS=no",
-		      "TEST_API_MAX_MESSAGE_BYTES=1GiB", "TEST_PEERS_RETRY_BUDGET=0.75",
-		      "TEST_API_HOST=", NULL};
+	const char *const ok[] = {"TEST_API_PORT=9090",
+	                          "TEST_KAFKA_BROKERS=a:1,b:2",
+	                          "TEST_LOG_REQUESTS=no",
+	                          "TEST_API_MAX_MESSAGE_BYTES=1GiB",
+	                          "TEST_PEERS_RETRY_BUDGET=0.75",
+	                          "TEST_API_HOST=",
+	                          NULL};
 	struct tconf c = {0};
 	struct cfg_error err;
 	CHECK_INT_EQ(cfg_set_defaults(&schema, &c, &err), 0);
@@ -428,35 +443,38 @@ static void test_env(void)
 	cfg_release(&schema, &c);
 
 	/* Kubernetes/Docker service-link variables of a Service named "test" are ignored. */
-	const char *const links[] = {"TEST_SERVICE_HOST=10.0.0.1", "TEST_SERVICE_PORT=8081",
-				     "TEST_SERVICE_PORT_GRPC=8081", "TEST_PORT=tcp://10.0.0.1:8081",
-				     "TEST_PORT_8081_TCP=tcp://10.0.0.1:8081",
-				     "TEST_PORT_8081_TCP_ADDR=10.0.0.1", NULL};
+	const char *const links[] = {"TEST_SERVICE_HOST=10.0.0.1",
+	                             "TEST_SERVICE_PORT=8081",
+	                             "TEST_SERVICE_PORT_GRPC=8081",
+	                             "TEST_PORT=tcp://10.0.0.1:8081",
+	                             "TEST_PORT_8081_TCP=tcp://10.0.0.1:8081",
+	                             "TEST_PORT_8081_TCP_ADDR=10.0.0.1",
+	                             NULL};
 	struct tconf l = {0};
 	CHECK_INT_EQ(cfg_set_defaults(&schema, &l, &err), 0);
 	CHECK_INT_EQ(cfg_apply_env(&schema, &l, ENV(links), &err), 0);
 	cfg_release(&schema, &l);
 	const char *const not_link[] = {"TEST_PORTS=1", NULL};
 	expect_env_error(not_link, MV_EINVAL,
-			 "env TEST_PORTS: unknown variable: no option has this name");
+	                 "env TEST_PORTS: unknown variable: no option has this name");
 
 	const char *const unknown[] = {"TEST_API_PROT=1", NULL};
 	expect_env_error(unknown, MV_EINVAL,
-			 "env TEST_API_PROT: unknown variable: no option has this name (did you "
-			 "mean TEST_API_PORT?)");
+	                 "env TEST_API_PROT: unknown variable: no option has this name (did you "
+	                 "mean TEST_API_PORT?)");
 	const char *const far[] = {"TEST_NOTHING_LIKE_IT=1", NULL};
 	expect_env_error(far, MV_EINVAL,
-			 "env TEST_NOTHING_LIKE_IT: unknown variable: no option has this name");
+	                 "env TEST_NOTHING_LIKE_IT: unknown variable: no option has this name");
 	const char *const range[] = {"TEST_API_PORT=70000", NULL};
 	expect_env_error(range, MV_ERANGE,
-			 "env TEST_API_PORT: api.port: 70000 is out of range 1..65535");
+	                 "env TEST_API_PORT: api.port: 70000 is out of range 1..65535");
 	const char *const bad_list[] = {"TEST_KAFKA_BROKERS=a,,b", NULL};
 	expect_env_error(bad_list, MV_EINVAL,
-			 "env TEST_KAFKA_BROKERS: kafka.brokers: empty item in comma-separated "
-			 "list");
+	                 "env TEST_KAFKA_BROKERS: kafka.brokers: empty item in comma-separated "
+	                 "list");
 	const char *const space[] = {"TEST_API_PORT= 80", NULL};
 	expect_env_error(space, MV_EINVAL,
-			 "env TEST_API_PORT: api.port: \" 80\" is not a decimal integer");
+	                 "env TEST_API_PORT: api.port: \" 80\" is not a decimal integer");
 	const char *const lower[] = {"test_api_port=abc", "TEST=1", "TEST_=1", NULL};
 	expect_env_error(lower, 0, "");
 }
@@ -481,22 +499,27 @@ static void test_secrets(void)
 	cfg_release(&schema, &c);
 
 	/* Both set. */
-	const char *const both[] = {env_file, "TEST_SERVICE_NAME=svc", "TEST_STORAGE_MYSQL_PASSWORD=x", NULL};
+	const char *const both[] = {env_file, "TEST_SERVICE_NAME=svc",
+	                            "TEST_STORAGE_MYSQL_PASSWORD=x", NULL};
 	CHECK_INT_EQ(cfg_load(&schema, &c, NULL, 0, ENV(both), &err), MV_EINVAL);
 	cfg_error_format(&err, line, sizeof(line));
-	CHECK_STR_EQ(line, "env TEST_STORAGE_MYSQL_PASSWORD_FILE: storage.mysql.password_file: both "
-			   "storage.mysql.password (set at env TEST_STORAGE_MYSQL_PASSWORD) and "
-			   "storage.mysql.password_file are set; use only one");
+	CHECK_STR_EQ(line,
+	             "env TEST_STORAGE_MYSQL_PASSWORD_FILE: storage.mysql.password_file: both "
+	             "storage.mysql.password (set at env TEST_STORAGE_MYSQL_PASSWORD) and "
+	             "storage.mysql.password_file are set; use only one");
 	cfg_release(&schema, &c);
 
 	/* Unreadable, from YAML: the error points at the YAML value. */
 	CHECK_INT_EQ(cfg_set_defaults(&schema, &c, &err), 0);
-	CHECK_INT_EQ(apply(&c, "service: {name: s}\nstorage:\n  mysql:\n    password_file: "
-			       "/nonexistent/pw\n", &err), 0);
+	CHECK_INT_EQ(apply(&c,
+	                   "service: {name: s}\nstorage:\n  mysql:\n    password_file: "
+	                   "/nonexistent/pw\n",
+	                   &err),
+	             0);
 	CHECK_INT_EQ(cfg_finish(&schema, &c, &err), MV_EIO);
 	cfg_error_format(&err, line, sizeof(line));
 	CHECK_STR_EQ(line, "t.yaml:4:20: storage.mysql.password_file: cannot read secret file "
-			   "/nonexistent/pw: No such file or directory");
+	                   "/nonexistent/pw: No such file or directory");
 	cfg_release(&schema, &c);
 
 	/* Too big, and a directory. */
@@ -533,7 +556,7 @@ static void test_required(void)
 	CHECK_INT_EQ(cfg_load(&schema, &c, NULL, 0, NULL, &err), MV_EINVAL);
 	cfg_error_format(&err, line, sizeof(line));
 	CHECK_STR_EQ(line, "service.name: required option is not set (set it in a config file or "
-			   "TEST_SERVICE_NAME)");
+	                   "TEST_SERVICE_NAME)");
 	cfg_release(&schema, &c);
 
 	/* An explicit empty value counts as set; a default never does. */
@@ -543,11 +566,10 @@ static void test_required(void)
 	cfg_release(&schema, &c);
 
 	static const struct cfg_option req_default[] = {
-		{.key = "x", .type = CFG_INT, .offset = 0, .default_value = "5",
-		 .flags = CFG_REQUIRED},
+	    {.key = "x", .type = CFG_INT, .offset = 0, .default_value = "5", .flags = CFG_REQUIRED},
 	};
-	static const struct cfg_schema s2 = {.program = "r", .env_prefix = "R",
-					     .options = req_default, .option_count = 1};
+	static const struct cfg_schema s2 = {
+	    .program = "r", .env_prefix = "R", .options = req_default, .option_count = 1};
 	int64_t x = 0;
 	CHECK_INT_EQ(cfg_set_defaults(&s2, &x, &err), 0);
 	CHECK_INT_EQ(x, 5);
@@ -559,34 +581,33 @@ static void test_required(void)
 	cfg_release(&s2, &x);
 }
 
-static const char expected_dump[] =
-	"api:\n"
-	"  host: \"h\\\"q\\\\ \\t caf\xc3\xa9 \\u2028\"\n"
-	"  port: 9000\n"
-	"  workers: 0\n"
-	"  max_message_bytes: 1536KiB\n"
-	"  idle_timeout: 90s\n"
-	"log:\n"
-	"  level: \"info\"\n"
-	"  requests: true\n"
-	"shutdown:\n"
-	"  grace_period: 20s\n"
-	"storage:\n"
-	"  mysql:\n"
-	"    password: \"<redacted>\"\n"
-	"    password_file: \"\"\n"
-	"kafka:\n"
-	"  brokers: []\n"
-	"peers:\n"
-	"  addresses:\n"
-	"    - \"a:1\"\n"
-	"    - \"b:2\"\n"
-	"  retry_budget: 0.1\n"
-	"  jitter: 1\n"
-	"service:\n"
-	"  name: \"n\"\n"
-	"rating:\n"
-	"  offset: -3\n";
+static const char expected_dump[] = "api:\n"
+                                    "  host: \"h\\\"q\\\\ \\t caf\xc3\xa9 \\u2028\"\n"
+                                    "  port: 9000\n"
+                                    "  workers: 0\n"
+                                    "  max_message_bytes: 1536KiB\n"
+                                    "  idle_timeout: 90s\n"
+                                    "log:\n"
+                                    "  level: \"info\"\n"
+                                    "  requests: true\n"
+                                    "shutdown:\n"
+                                    "  grace_period: 20s\n"
+                                    "storage:\n"
+                                    "  mysql:\n"
+                                    "    password: \"<redacted>\"\n"
+                                    "    password_file: \"\"\n"
+                                    "kafka:\n"
+                                    "  brokers: []\n"
+                                    "peers:\n"
+                                    "  addresses:\n"
+                                    "    - \"a:1\"\n"
+                                    "    - \"b:2\"\n"
+                                    "  retry_budget: 0.1\n"
+                                    "  jitter: 1\n"
+                                    "service:\n"
+                                    "  name: \"n\"\n"
+                                    "rating:\n"
+                                    "  offset: -3\n";
 
 static void test_dump(void)
 {
@@ -596,10 +617,13 @@ static void test_dump(void)
 	buf_init(&out, 0);
 	buf_init(&out2, 0);
 	CHECK_INT_EQ(cfg_set_defaults(&schema, &c, &err), 0);
-	CHECK_INT_EQ(apply(&c, "api:\n  port: 9000\n  host: \"h\\\"q\\\\ \\t caf\xc3\xa9 \\L\"\n"
-			       "  max_message_bytes: 1572864\n  idle_timeout: 90000\n"
-			       "peers: {addresses: [a:1, b:2], retry_budget: 0.1}\n"
-			       "storage: {mysql: {password: hunter2}}\nservice.name: n\n", &err), 0);
+	CHECK_INT_EQ(apply(&c,
+	                   "api:\n  port: 9000\n  host: \"h\\\"q\\\\ \\t caf\xc3\xa9 \\L\"\n"
+	                   "  max_message_bytes: 1572864\n  idle_timeout: 90000\n"
+	                   "peers: {addresses: [a:1, b:2], retry_budget: 0.1}\n"
+	                   "storage: {mysql: {password: hunter2}}\nservice.name: n\n",
+	                   &err),
+	             0);
 	CHECK_INT_EQ(cfg_dump(&schema, &c, &out), 0);
 	CHECK_STR_EQ(out.data, expected_dump);
 	CHECK(out.data && strstr(out.data, "hunter2") == NULL);
@@ -641,12 +665,13 @@ static void test_describe(void)
 	CHECK(strncmp(text, "| key | type | default | range | env | meaning |\n|---|", 52) == 0);
 	CHECK(strstr(text, "| api.port | int | `8081` | 1..65535 | `TEST_API_PORT` | port |\n"));
 	CHECK(strstr(text, "| log.level | enum: debug, info, warn, error | `info` |  | "
-			   "`TEST_LOG_LEVEL` |  |\n"));
-	CHECK(strstr(text, "| log.requests | bool | `true` |  | `TEST_LOG_REQUESTS` | a \\| b |\n"));
+	                   "`TEST_LOG_LEVEL` |  |\n"));
+	CHECK(
+	    strstr(text, "| log.requests | bool | `true` |  | `TEST_LOG_REQUESTS` | a \\| b |\n"));
 	CHECK(strstr(text, "| shutdown.grace_period | duration | `20s` | 1s..1h |"));
 	CHECK(strstr(text, "| storage.mysql.password | secret string | `\"\"` |"));
 	CHECK(strstr(text, "| service.name | string | (required) | max 16 bytes | "
-			   "`TEST_SERVICE_NAME` |  |\n"));
+	                   "`TEST_SERVICE_NAME` |  |\n"));
 	CHECK(strstr(text, "| peers.jitter | double | `1` | 0.5..1.5 |"));
 	buf_release(&out);
 }
@@ -661,50 +686,50 @@ struct parse_case {
 static void test_parse_edges(void)
 {
 	static const struct parse_case cases[] = {
-		{"rating.offset", "0", 0, 0},
-		{"rating.offset", "-0", 0, 0},
-		{"rating.offset", "+7", 0, 7},
-		{"rating.offset", "-9223372036854775808", 0, INT64_MIN},
-		{"rating.offset", "9223372036854775807", 0, INT64_MAX},
-		{"rating.offset", "9223372036854775808", MV_ERANGE, 0},
-		{"rating.offset", "-9223372036854775809", MV_ERANGE, 0},
-		{"rating.offset", "0644", MV_EINVAL, 0},
-		{"rating.offset", "0x10", MV_EINVAL, 0},
-		{"rating.offset", "1_000", MV_EINVAL, 0},
-		{"rating.offset", "", MV_EINVAL, 0},
-		{"rating.offset", "-", MV_EINVAL, 0},
-		{"rating.offset", "12 ", MV_EINVAL, 0},
-		{"api.idle_timeout", "250ms", 0, 250},
-		{"api.idle_timeout", "5s", 0, 5000},
-		{"api.idle_timeout", "2m", 0, 120000},
-		{"api.idle_timeout", "1h", 0, 3600000},
-		{"api.idle_timeout", "42", 0, 42},
-		{"api.idle_timeout", "0", 0, 0},
-		{"api.idle_timeout", "1.5s", MV_EINVAL, 0},
-		{"api.idle_timeout", "5 s", MV_EINVAL, 0},
-		{"api.idle_timeout", "5S", MV_EINVAL, 0},
-		{"api.idle_timeout", "1h30m", MV_EINVAL, 0},
-		{"api.idle_timeout", "s", MV_EINVAL, 0},
-		{"api.idle_timeout", "9223372036854775807ms", 0, INT64_MAX},
-		{"api.idle_timeout", "9223372036854775807s", MV_ERANGE, 0},
-		{"api.max_message_bytes", "512KiB", 0, 512 * 1024},
-		{"api.max_message_bytes", "4MiB", 0, 4 * 1024 * 1024},
-		{"api.max_message_bytes", "1GiB", 0, (int64_t)1 << 30},
-		{"api.max_message_bytes", "10B", 0, 10},
-		{"api.max_message_bytes", "1000", 0, 1000},
-		{"api.max_message_bytes", "10KB", MV_EINVAL, 0},
-		{"api.max_message_bytes", "1kib", MV_EINVAL, 0},
-		{"api.max_message_bytes", "-1", MV_EINVAL, 0},
-		{"api.max_message_bytes", "9007199254740992GiB", MV_ERANGE, 0},
-		{"log.requests", "true", 0, 1},
-		{"log.requests", "TRUE", 0, 1},
-		{"log.requests", "yes", 0, 1},
-		{"log.requests", "on", 0, 1},
-		{"log.requests", "false", 0, 0},
-		{"log.requests", "No", 0, 0},
-		{"log.requests", "off", 0, 0},
-		{"log.requests", "1", MV_EINVAL, 0},
-		{"log.requests", "y", MV_EINVAL, 0},
+	    {"rating.offset", "0", 0, 0},
+	    {"rating.offset", "-0", 0, 0},
+	    {"rating.offset", "+7", 0, 7},
+	    {"rating.offset", "-9223372036854775808", 0, INT64_MIN},
+	    {"rating.offset", "9223372036854775807", 0, INT64_MAX},
+	    {"rating.offset", "9223372036854775808", MV_ERANGE, 0},
+	    {"rating.offset", "-9223372036854775809", MV_ERANGE, 0},
+	    {"rating.offset", "0644", MV_EINVAL, 0},
+	    {"rating.offset", "0x10", MV_EINVAL, 0},
+	    {"rating.offset", "1_000", MV_EINVAL, 0},
+	    {"rating.offset", "", MV_EINVAL, 0},
+	    {"rating.offset", "-", MV_EINVAL, 0},
+	    {"rating.offset", "12 ", MV_EINVAL, 0},
+	    {"api.idle_timeout", "250ms", 0, 250},
+	    {"api.idle_timeout", "5s", 0, 5000},
+	    {"api.idle_timeout", "2m", 0, 120000},
+	    {"api.idle_timeout", "1h", 0, 3600000},
+	    {"api.idle_timeout", "42", 0, 42},
+	    {"api.idle_timeout", "0", 0, 0},
+	    {"api.idle_timeout", "1.5s", MV_EINVAL, 0},
+	    {"api.idle_timeout", "5 s", MV_EINVAL, 0},
+	    {"api.idle_timeout", "5S", MV_EINVAL, 0},
+	    {"api.idle_timeout", "1h30m", MV_EINVAL, 0},
+	    {"api.idle_timeout", "s", MV_EINVAL, 0},
+	    {"api.idle_timeout", "9223372036854775807ms", 0, INT64_MAX},
+	    {"api.idle_timeout", "9223372036854775807s", MV_ERANGE, 0},
+	    {"api.max_message_bytes", "512KiB", 0, 512 * 1024},
+	    {"api.max_message_bytes", "4MiB", 0, 4 * 1024 * 1024},
+	    {"api.max_message_bytes", "1GiB", 0, (int64_t)1 << 30},
+	    {"api.max_message_bytes", "10B", 0, 10},
+	    {"api.max_message_bytes", "1000", 0, 1000},
+	    {"api.max_message_bytes", "10KB", MV_EINVAL, 0},
+	    {"api.max_message_bytes", "1kib", MV_EINVAL, 0},
+	    {"api.max_message_bytes", "-1", MV_EINVAL, 0},
+	    {"api.max_message_bytes", "9007199254740992GiB", MV_ERANGE, 0},
+	    {"log.requests", "true", 0, 1},
+	    {"log.requests", "TRUE", 0, 1},
+	    {"log.requests", "yes", 0, 1},
+	    {"log.requests", "on", 0, 1},
+	    {"log.requests", "false", 0, 0},
+	    {"log.requests", "No", 0, 0},
+	    {"log.requests", "off", 0, 0},
+	    {"log.requests", "1", MV_EINVAL, 0},
+	    {"log.requests", "y", MV_EINVAL, 0},
 	};
 	char msg[256];
 	struct tconf c = {0};
@@ -743,8 +768,8 @@ static void test_parse_edges(void)
 	const char *const dbl[] = {"TEST_PEERS_RETRY_BUDGET=1e-1", NULL};
 	CHECK_INT_EQ(cfg_apply_env(&schema, &c, ENV(dbl), &err), 0);
 	CHECK(c.retry_budget == 0.1);
-	static const char *const bad_doubles[] = {"", ".", "1.", "0x1p-3", "inf", "-nan", " 1",
-						  "1e", "--1", "0.5.5"};
+	static const char *const bad_doubles[] = {"",     ".",  "1.", "0x1p-3", "inf",
+	                                          "-nan", " 1", "1e", "--1",    "0.5.5"};
 	for (size_t i = 0; i < sizeof(bad_doubles) / sizeof(bad_doubles[0]); i++) {
 		char env[64];
 		snprintf(env, sizeof(env), "TEST_PEERS_RETRY_BUDGET=%s", bad_doubles[i]);
@@ -767,37 +792,39 @@ static void test_schema_checks(void)
 	char line[512];
 	int64_t v[4] = {0};
 	static const struct cfg_option dup[] = {
-		{.key = "a.b", .type = CFG_INT, .offset = 0},
-		{.key = "a.b", .type = CFG_INT, .offset = 8},
+	    {.key = "a.b", .type = CFG_INT, .offset = 0},
+	    {.key = "a.b", .type = CFG_INT, .offset = 8},
 	};
 	static const struct cfg_option prefix[] = {
-		{.key = "a", .type = CFG_INT, .offset = 0},
-		{.key = "a.b", .type = CFG_INT, .offset = 8},
+	    {.key = "a", .type = CFG_INT, .offset = 0},
+	    {.key = "a.b", .type = CFG_INT, .offset = 8},
 	};
 	static const struct cfg_option env_clash[] = {
-		{.key = "a.b", .type = CFG_INT, .offset = 0},
-		{.key = "a_b", .type = CFG_INT, .offset = 8},
+	    {.key = "a.b", .type = CFG_INT, .offset = 0},
+	    {.key = "a_b", .type = CFG_INT, .offset = 8},
 	};
 	static const struct cfg_option bad_default[] = {
-		{.key = "a", .type = CFG_INT, .offset = 0, .default_value = "x", .min = 1, .max = 2},
+	    {.key = "a", .type = CFG_INT, .offset = 0, .default_value = "x", .min = 1, .max = 2},
 	};
 	static const struct cfg_option bad_key[] = {
-		{.key = "a..b", .type = CFG_INT, .offset = 0},
+	    {.key = "a..b", .type = CFG_INT, .offset = 0},
 	};
 	struct {
 		const struct cfg_option *options;
 		size_t count;
 		const char *line;
 	} cases[] = {
-		{dup, 2, "schema: a.b: option declared twice"},
-		{prefix, 2, "schema: a: option is also the parent of other options"},
-		{env_clash, 2, "schema: a_b: same environment variable S_A_B as a.b"},
-		{bad_default, 1, "default: a: \"x\" is not a decimal integer"},
-		{bad_key, 1, "schema: a..b: invalid option key"},
+	    {dup, 2, "schema: a.b: option declared twice"},
+	    {prefix, 2, "schema: a: option is also the parent of other options"},
+	    {env_clash, 2, "schema: a_b: same environment variable S_A_B as a.b"},
+	    {bad_default, 1, "default: a: \"x\" is not a decimal integer"},
+	    {bad_key, 1, "schema: a..b: invalid option key"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct cfg_schema s = {.program = "s", .env_prefix = "S",
-				       .options = cases[i].options, .option_count = cases[i].count};
+		struct cfg_schema s = {.program = "s",
+		                       .env_prefix = "S",
+		                       .options = cases[i].options,
+		                       .option_count = cases[i].count};
 		CHECK_INT_EQ(cfg_set_defaults(&s, v, &err), MV_EINVAL);
 		cfg_error_format(&err, line, sizeof(line));
 		CHECK_STR_EQ(line, cases[i].line);

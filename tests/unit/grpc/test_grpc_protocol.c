@@ -70,7 +70,7 @@ static void test_framing(void)
 	CHECK_INT_EQ(grpc_frame_decode_single(p, b.len, 4, &msg, &len), MV_ETOOBIG);
 	buf_append(&b, "x", 1);
 	CHECK_INT_EQ(grpc_frame_decode_single((const uint8_t *)b.data, b.len, 100, &msg, &len),
-		     MV_EPROTO);
+	             MV_EPROTO);
 	uint8_t compressed[6] = {1, 0, 0, 0, 1, 'z'};
 	CHECK_INT_EQ(grpc_frame_decode_single(compressed, 6, 100, &msg, &len), MV_EPROTO);
 	uint8_t empty[5] = {0, 0, 0, 0, 0};

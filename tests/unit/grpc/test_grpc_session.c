@@ -23,7 +23,7 @@
 #include "movie/banned.h"
 
 #define MAX_PUMP_ROUNDS 10000
-#define MAX_HELD 256
+#define MAX_HELD        256
 
 /* ---- server side: handlers and hooks record into one global state ---- */
 
@@ -48,7 +48,7 @@ struct srv_state {
 static struct srv_state st;
 
 static void hook_done(void *ctx, const struct grpc_method *method, const char *path, int status,
-		      double seconds, bool started)
+                      double seconds, bool started)
 {
 	st.done++;
 	if (started)
@@ -74,9 +74,9 @@ static void hook_want_write(void *ctx)
 }
 
 static const struct grpc_session_hooks hooks = {
-	.call_done = hook_done,
-	.call_started = hook_started,
-	.want_write = hook_want_write,
+    .call_done = hook_done,
+    .call_started = hook_started,
+    .want_write = hook_want_write,
 };
 
 static void h_echo(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
@@ -133,30 +133,30 @@ static void h_stream(struct grpc_call *call, const uint8_t *msg, size_t len, voi
 }
 
 static const struct grpc_method methods[] = {
-	{"/test.Echo/Unary", "test.Echo", "Unary", false, h_echo, NULL, NULL},
-	{"/test.Echo/Fail", "test.Echo", "Fail", false, h_fail, NULL, NULL},
-	{"/test.Echo/Hold", "test.Echo", "Hold", false, h_hold, NULL, NULL},
-	{"/test.Echo/Stream", "test.Echo", "Stream", true, h_stream, NULL, NULL},
-	{"/test.Echo/HoldStream", "test.Echo", "HoldStream", true, h_hold, NULL, NULL},
+    {"/test.Echo/Unary", "test.Echo", "Unary", false, h_echo, NULL, NULL},
+    {"/test.Echo/Fail", "test.Echo", "Fail", false, h_fail, NULL, NULL},
+    {"/test.Echo/Hold", "test.Echo", "Hold", false, h_hold, NULL, NULL},
+    {"/test.Echo/Stream", "test.Echo", "Stream", true, h_stream, NULL, NULL},
+    {"/test.Echo/HoldStream", "test.Echo", "HoldStream", true, h_hold, NULL, NULL},
 };
 #define METHOD_COUNT (sizeof(methods) / sizeof(methods[0]))
 
 static const struct grpc_session_limits default_limits = {
-	.max_message_bytes = 1024,
-	.max_concurrent_streams = 128,
-	.max_header_bytes = 8192,
+    .max_message_bytes = 1024,
+    .max_concurrent_streams = 128,
+    .max_header_bytes = 8192,
 };
 
 /* ---- client side ---- */
 
 struct rec {
 	int32_t id;
-	struct buf req;   /* request body the data provider sends */
+	struct buf req; /* request body the data provider sends */
 	size_t req_off;
-	bool defer;       /* data provider defers: HEADERS go out without END_STREAM */
+	bool defer; /* data provider defers: HEADERS go out without END_STREAM */
 	int http_status;
 	char content_type[64];
-	int grpc_status;  /* -1: none seen */
+	int grpc_status; /* -1: none seen */
 	bool status_in_trailers;
 	char grpc_message_raw[256];
 	char grpc_message[256];
@@ -202,8 +202,8 @@ static int parse_small_int(const uint8_t *v, size_t len)
 }
 
 static int cli_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
-			 size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-			 void *user_data)
+                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                         void *user_data)
 {
 	struct rec *r = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 	if (!r || frame->hd.type != NGHTTP2_HEADERS)
@@ -218,7 +218,7 @@ static int cli_on_header(nghttp2_session *h2, const nghttp2_frame *frame, const 
 	} else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
 		copy_value(r->grpc_message_raw, sizeof(r->grpc_message_raw), value, valuelen);
 		grpc_message_decode((const char *)value, valuelen, r->grpc_message,
-				    sizeof(r->grpc_message));
+		                    sizeof(r->grpc_message));
 	}
 	return 0;
 }
@@ -247,7 +247,7 @@ static int cli_on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, vo
 }
 
 static int cli_on_data(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
-		       size_t len, void *user_data)
+                       size_t len, void *user_data)
 {
 	struct rec *r = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (r)
@@ -256,7 +256,7 @@ static int cli_on_data(nghttp2_session *h2, uint8_t flags, int32_t stream_id, co
 }
 
 static int cli_on_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
-			void *user_data)
+                        void *user_data)
 {
 	struct rec *r = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (r) {
@@ -267,7 +267,7 @@ static int cli_on_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_c
 }
 
 static ssize_t cli_read_body(nghttp2_session *h2, int32_t stream_id, uint8_t *dest, size_t length,
-			     uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
+                             uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct rec *r = source->ptr;
 	if (r->defer)
@@ -362,8 +362,8 @@ static bool pump(struct conn *k)
 }
 
 static struct rec *start_call_ex(struct conn *k, const char *path, const char *method,
-				 const char *ctype, const char *timeout, const void *body,
-				 size_t body_len, bool with_body)
+                                 const char *ctype, const char *timeout, const void *body,
+                                 size_t body_len, bool with_body)
 {
 	struct rec *r = calloc(1, sizeof(*r));
 	CHECK(r != NULL);
@@ -378,8 +378,8 @@ static struct rec *start_call_ex(struct conn *k, const char *path, const char *m
 		CHECK_INT_EQ(buf_append(&r->req, body, body_len), 0);
 #define HDR(n, v) {(uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), strlen(n), strlen(v), 0}
 	nghttp2_nv nv[7] = {
-		HDR(":method", method), HDR(":scheme", "http"), HDR(":path", path),
-		HDR(":authority", "127.0.0.1"), HDR("te", "trailers"),
+	    HDR(":method", method),         HDR(":scheme", "http"), HDR(":path", path),
+	    HDR(":authority", "127.0.0.1"), HDR("te", "trailers"),
 	};
 	size_t n = 5;
 	if (ctype)
@@ -400,7 +400,7 @@ static struct rec *start_call(struct conn *k, const char *path, const char *msg)
 	buf_init(&f, 0);
 	CHECK_INT_EQ(grpc_frame_append(&f, (const uint8_t *)msg, strlen(msg)), 0);
 	struct rec *r =
-		start_call_ex(k, path, "POST", "application/grpc", NULL, f.data, f.len, true);
+	    start_call_ex(k, path, "POST", "application/grpc", NULL, f.data, f.len, true);
 	buf_release(&f);
 	return r;
 }
@@ -412,8 +412,8 @@ static bool data_is_frames(const struct rec *r, const char *a, const char *b)
 	grpc_frame_append(&want, (const uint8_t *)a, strlen(a));
 	if (b)
 		grpc_frame_append(&want, (const uint8_t *)b, strlen(b));
-	bool same = want.len == r->data.len && (want.len == 0 || memcmp(want.data, r->data.data,
-									    want.len) == 0);
+	bool same = want.len == r->data.len &&
+	            (want.len == 0 || memcmp(want.data, r->data.data, want.len) == 0);
 	buf_release(&want);
 	return same;
 }
@@ -479,7 +479,7 @@ static void test_unary_ok(void)
 	/* An empty message is a valid message; +proto content type is gRPC too. */
 	uint8_t empty_frame[5] = {0, 0, 0, 0, 0};
 	r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc+proto", NULL,
-			  empty_frame, 5, true);
+	                  empty_frame, 5, true);
 	CHECK(pump(&k));
 	check_ok_response(r, "");
 	CHECK_INT_EQ(st.done, 2);
@@ -540,12 +540,12 @@ static void test_unknown_path_method_content_type(void)
 	CHECK_STR_EQ(st.last_done_path, "/test.Echo/Nope");
 	CHECK_INT_EQ(st.last_done_status, GRPC_STATUS_UNIMPLEMENTED);
 
-	struct rec *get = start_call_ex(&k, "/test.Echo/Unary", "GET", "application/grpc", NULL,
-					NULL, 0, false);
-	struct rec *json = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/json", NULL,
-					 "{}", 2, true);
-	struct rec *prefix = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpcx",
-					   NULL, "{}", 2, true);
+	struct rec *get =
+	    start_call_ex(&k, "/test.Echo/Unary", "GET", "application/grpc", NULL, NULL, 0, false);
+	struct rec *json =
+	    start_call_ex(&k, "/test.Echo/Unary", "POST", "application/json", NULL, "{}", 2, true);
+	struct rec *prefix =
+	    start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpcx", NULL, "{}", 2, true);
 	CHECK(pump(&k));
 	CHECK_INT_EQ(get->http_status, 405);
 	CHECK_INT_EQ(get->grpc_status, -1);
@@ -561,14 +561,14 @@ static void test_unknown_path_method_content_type(void)
 	char *large = calloc(1, 4096);
 	CHECK(large != NULL);
 	struct rec *unknown_big = start_call_ex(&k, "/test.Echo/Nope", "POST", "application/grpc",
-						NULL, large, large ? 4096 : 0, true);
+	                                        NULL, large, large ? 4096 : 0, true);
 	free(large);
 	CHECK(pump(&k));
 	check_trailers_only(unknown_big, GRPC_STATUS_UNIMPLEMENTED);
 
 	/* A request without any body is not one message. */
-	struct rec *nobody = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc",
-					   NULL, NULL, 0, false);
+	struct rec *nobody =
+	    start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL, NULL, 0, false);
 	CHECK(pump(&k));
 	check_trailers_only(nobody, GRPC_STATUS_INVALID_ARGUMENT);
 	CHECK_INT_EQ(st.handler_calls, 0);
@@ -582,20 +582,20 @@ static void test_malformed_frames(void)
 	conn_open(&k, &default_limits);
 
 	uint8_t two[12] = {0, 0, 0, 0, 1, 'a', 0, 0, 0, 0, 1, 'b'};
-	struct rec *r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL,
-				      two, sizeof(two), true);
+	struct rec *r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL, two,
+	                              sizeof(two), true);
 	CHECK(pump(&k));
 	check_trailers_only(r, GRPC_STATUS_INVALID_ARGUMENT);
 
 	uint8_t compressed[6] = {1, 0, 0, 0, 1, 'z'};
 	r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL, compressed,
-			  sizeof(compressed), true);
+	                  sizeof(compressed), true);
 	CHECK(pump(&k));
 	check_trailers_only(r, GRPC_STATUS_UNIMPLEMENTED);
 
 	uint8_t truncated[7] = {0, 0, 0, 0, 9, 'a', 'b'};
 	r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL, truncated,
-			  sizeof(truncated), true);
+	                  sizeof(truncated), true);
 	CHECK(pump(&k));
 	check_trailers_only(r, GRPC_STATUS_INVALID_ARGUMENT);
 	CHECK_INT_EQ(st.handler_calls, 0);
@@ -615,7 +615,7 @@ static void test_malformed_frames(void)
 	body[3] = (uint8_t)(big >> 8);
 	body[4] = (uint8_t)big;
 	r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL, body,
-			  big + GRPC_FRAME_HEADER, true);
+	                  big + GRPC_FRAME_HEADER, true);
 	CHECK(pump(&k));
 	check_trailers_only(r, GRPC_STATUS_RESOURCE_EXHAUSTED);
 	CHECK_INT_EQ(r->req_off, big + GRPC_FRAME_HEADER); /* client could send it all */
@@ -626,7 +626,7 @@ static void test_malformed_frames(void)
 	body[1] = body[2] = body[3] = 0;
 	body[4] = 10;
 	r = start_call_ex(&k, "/test.Echo/Unary", "POST", "application/grpc", NULL, body, 4096,
-			  true);
+	                  true);
 	CHECK(pump(&k));
 	check_trailers_only(r, GRPC_STATUS_RESOURCE_EXHAUSTED);
 	free(body);
@@ -651,7 +651,7 @@ static void test_deadline_already_expired(void)
 	buf_init(&f, 0);
 	grpc_frame_append(&f, (const uint8_t *)"x", 1);
 	struct rec *r = start_call_ex(&k, "/test.Echo/Hold", "POST", "application/grpc", "1n",
-				      f.data, f.len, true);
+	                              f.data, f.len, true);
 	CHECK(pump(&k));
 	check_trailers_only(r, GRPC_STATUS_DEADLINE_EXCEEDED);
 	CHECK_INT_EQ(st.handler_calls, 0);
@@ -662,7 +662,7 @@ static void test_deadline_already_expired(void)
 	/* A generous timeout reaches the handler with an absolute deadline. */
 	int64_t before = grpc_now_ns();
 	r = start_call_ex(&k, "/test.Echo/Hold", "POST", "application/grpc", "5S", f.data, f.len,
-			  true);
+	                  true);
 	CHECK(pump(&k));
 	int64_t after = grpc_now_ns();
 	CHECK_INT_EQ(st.handler_calls, 1);
@@ -808,7 +808,7 @@ static void test_session_freed_while_held(void)
 	/* One held call was reset before the session goes: its cancel callback
 	 * must not run a second time at free. */
 	CHECK_INT_EQ(nghttp2_submit_rst_stream(k.cli, NGHTTP2_FLAG_NONE, reset->id, NGHTTP2_CANCEL),
-		     0);
+	             0);
 	CHECK(pump(&k));
 	CHECK_INT_EQ(st.cancels, 1);
 	struct grpc_call *a = st.held[0], *b = st.held[1];
@@ -1036,7 +1036,10 @@ static void test_many_calls(void)
  */
 static void test_rapid_reset_flood(void)
 {
-	enum { STREAMS = 5000, PIECE = 4096 };
+	enum {
+		STREAMS = 5000,
+		PIECE = 4096
+	};
 	struct conn k;
 	struct buf attack;
 	reset_state();
@@ -1054,7 +1057,7 @@ static void test_rapid_reset_flood(void)
 				buf_append(&attack, d, (size_t)n);
 			if (j == 0)
 				nghttp2_submit_rst_stream(k.cli, NGHTTP2_FLAG_NONE, r->id,
-							  NGHTTP2_CANCEL);
+				                          NGHTTP2_CANCEL);
 		}
 		submitted++;
 	}
@@ -1085,10 +1088,11 @@ static void test_rapid_reset_flood(void)
 	/* Nothing per stream survives the flood (meaningful without ASan, whose
 	 * allocator mallinfo2 does not see). */
 	CHECK(after.uordblks < before.uordblks + 1024 * 1024);
-	fprintf(stderr, "  rapid reset: %zu bytes, %d calls seen, GOAWAY last_stream_id %d err %u, "
-			"heap delta %lld\n",
-		attack.len, st.done, k.goaway_last, k.goaway_error,
-		(long long)after.uordblks - (long long)before.uordblks);
+	fprintf(stderr,
+	        "  rapid reset: %zu bytes, %d calls seen, GOAWAY last_stream_id %d err %u, "
+	        "heap delta %lld\n",
+	        attack.len, st.done, k.goaway_last, k.goaway_error,
+	        (long long)after.uordblks - (long long)before.uordblks);
 	/* Every stream is gone and the GOAWAY is out: the connection is done. */
 	CHECK(!grpc_session_want_io(k.srv));
 	buf_release(&attack);

@@ -29,7 +29,7 @@ static const char *method_name(enum http1_method m)
  * depend on `piece`.
  */
 static void transcript(const char *in, size_t len, size_t piece, const struct http1_limits *lim,
-		       char *out, size_t out_size)
+                       char *out, size_t out_size)
 {
 	struct http1_parser p;
 	size_t pos = 0, used = 0, w = 0;
@@ -46,12 +46,12 @@ static void transcript(const char *in, size_t len, size_t piece, const struct ht
 		pos += used;
 		if (rc == HTTP1_REQUEST_READY) {
 			struct http1_request *r = &p.request;
-			w += (size_t)snprintf(out + w, out_size - w,
-					      "[%s %.*s q=%s ka=%d minor=%u ct=%s exp=%d body=%.*s]",
-					      method_name(r->method), (int)r->path_len,
-					      r->target.data, r->query, r->keep_alive, r->http_minor,
-					      r->content_type, r->expect_continue, (int)r->body.len,
-					      r->body.data ? r->body.data : "");
+			w += (size_t)snprintf(
+			    out + w, out_size - w,
+			    "[%s %.*s q=%s ka=%d minor=%u ct=%s exp=%d body=%.*s]",
+			    method_name(r->method), (int)r->path_len, r->target.data, r->query,
+			    r->keep_alive, r->http_minor, r->content_type, r->expect_continue,
+			    (int)r->body.len, r->body.data ? r->body.data : "");
 			http1_parser_next(&p);
 		} else if (rc == HTTP1_NEED_MORE) {
 			if (used != n) {
@@ -76,13 +76,14 @@ static void transcript(const char *in, size_t len, size_t piece, const struct ht
 /* The transcript of `in` with lim, checked equal for whole, 1-byte and other
  * piece sizes, then compared with `expected`. */
 static void check_transcript_len(const char *in, size_t len, const struct http1_limits *lim,
-				 const char *expected, int line)
+                                 const char *expected, int line)
 {
 	static const size_t pieces[] = {0, 1, 2, 3, 7, 13, 64};
 	char whole[2048], other[2048];
 	transcript(in, len, 0, lim, whole, sizeof(whole));
 	if (strcmp(whole, expected) != 0)
-		fprintf(stderr, "line %d: transcript\n  got:  %s\n  want: %s\n", line, whole, expected);
+		fprintf(stderr, "line %d: transcript\n  got:  %s\n  want: %s\n", line, whole,
+		        expected);
 	CHECK_STR_EQ(whole, expected);
 	for (size_t i = 1; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
 		transcript(in, len, pieces[i], lim, other, sizeof(other));
@@ -100,40 +101,41 @@ static void check_transcript_len(const char *in, size_t len, const struct http1_
 static void test_simple_get(void)
 {
 	CHECK_TRANSCRIPT("GET /metadata?id=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-			 "[GET /metadata q=id=1 ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[GET /metadata q=id=1 ka=1 minor=1 ct= exp=0 body=]END");
 	/* no Host in HTTP/1.1: lenient */
 	CHECK_TRANSCRIPT("GET /healthz HTTP/1.1\r\n\r\n",
-			 "[GET /healthz q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[GET /healthz q= ka=1 minor=1 ct= exp=0 body=]END");
 	/* leading empty lines are skipped (RFC 9112 2.2) */
 	CHECK_TRANSCRIPT("\r\n\r\nHEAD /x HTTP/1.1\r\n\r\n",
-			 "[HEAD /x q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[HEAD /x q= ka=1 minor=1 ct= exp=0 body=]END");
 	/* incomplete: every byte consumed, nothing ready */
 	CHECK_TRANSCRIPT("GET /x HTTP/1.1\r\nHost: a\r\n", "END");
 	/* fragment is not part of the path or the query */
 	CHECK_TRANSCRIPT("GET /a?b=1#frag HTTP/1.1\r\n\r\n",
-			 "[GET /a q=b=1#frag ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[GET /a q=b=1#frag ka=1 minor=1 ct= exp=0 body=]END");
 	/* absolute-form is reduced to origin-form */
 	CHECK_TRANSCRIPT("GET http://example.com:8080/movie?id=7 HTTP/1.1\r\n\r\n",
-			 "[GET /movie q=id=7 ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[GET /movie q=id=7 ka=1 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("GET http://example.com?id=7 HTTP/1.1\r\n\r\n",
-			 "[GET / q=id=7 ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[GET / q=id=7 ka=1 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("OPTIONS * HTTP/1.1\r\n\r\n",
-			 "[OTHER * q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[OTHER * q= ka=1 minor=1 ct= exp=0 body=]END");
 }
 
 static void test_content_type_and_body(void)
 {
-	CHECK_TRANSCRIPT("PUT /metadata HTTP/1.1\r\nContent-Type: application/json  \r\n"
-			 "Content-Length: 7\r\n\r\n{\"a\":1}",
-			 "[PUT /metadata q= ka=1 minor=1 ct=application/json exp=0 body={\"a\":1}]END");
+	CHECK_TRANSCRIPT(
+	    "PUT /metadata HTTP/1.1\r\nContent-Type: application/json  \r\n"
+	    "Content-Length: 7\r\n\r\n{\"a\":1}",
+	    "[PUT /metadata q= ka=1 minor=1 ct=application/json exp=0 body={\"a\":1}]END");
 	/* header names are case-insensitive; an empty value between headers keeps
 	 * name/value pairing right */
 	CHECK_TRANSCRIPT("POST /r HTTP/1.1\r\nX-Empty:\r\ncOnTeNt-TyPe: text/plain\r\n"
-			 "Content-Length: 2\r\n\r\nhi",
-			 "[POST /r q= ka=1 minor=1 ct=text/plain exp=0 body=hi]END");
+	                 "Content-Length: 2\r\n\r\nhi",
+	                 "[POST /r q= ka=1 minor=1 ct=text/plain exp=0 body=hi]END");
 	/* a header named like a prefix of Content-Type is not Content-Type */
 	CHECK_TRANSCRIPT("POST /r HTTP/1.1\r\nContent-Typ: a\r\nContent-Type-X: b\r\n\r\n",
-			 "[POST /r q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[POST /r q= ka=1 minor=1 ct= exp=0 body=]END");
 	/* body exactly at the cap is fine */
 	char req[256];
 	snprintf(req, sizeof(req), "POST /b HTTP/1.1\r\nContent-Length: 64\r\n\r\n%064d", 0);
@@ -173,11 +175,11 @@ static void test_content_type_and_body(void)
 static void test_pipelining(void)
 {
 	const char *in = "GET /a HTTP/1.1\r\n\r\n"
-			 "POST /b?x=1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
-			 "GET /c HTTP/1.1\r\nConnection: close\r\n\r\n";
+	                 "POST /b?x=1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+	                 "GET /c HTTP/1.1\r\nConnection: close\r\n\r\n";
 	CHECK_TRANSCRIPT(in, "[GET /a q= ka=1 minor=1 ct= exp=0 body=]"
-			     "[POST /b q=x=1 ka=1 minor=1 ct= exp=0 body=abc]"
-			     "[GET /c q= ka=0 minor=1 ct= exp=0 body=]END");
+	                     "[POST /b q=x=1 ka=1 minor=1 ct= exp=0 body=abc]"
+	                     "[GET /c q= ka=0 minor=1 ct= exp=0 body=]END");
 
 	/* consumed stops exactly at the end of the first request; feeding before
 	 * next returns READY and consumes nothing */
@@ -187,7 +189,8 @@ static void test_pipelining(void)
 	CHECK_INT_EQ(http1_parser_feed(&p, in, strlen(in), &used), HTTP1_REQUEST_READY);
 	CHECK_INT_EQ(used, strlen("GET /a HTTP/1.1\r\n\r\n"));
 	size_t again = 99;
-	CHECK_INT_EQ(http1_parser_feed(&p, in + used, strlen(in) - used, &again), HTTP1_REQUEST_READY);
+	CHECK_INT_EQ(http1_parser_feed(&p, in + used, strlen(in) - used, &again),
+	             HTTP1_REQUEST_READY);
 	CHECK_INT_EQ(again, 0);
 	CHECK(memcmp(p.request.target.data, "/a", 3) == 0);
 	http1_parser_next(&p);
@@ -202,38 +205,40 @@ static void test_keep_alive_rules(void)
 {
 	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\n\r\n", "[GET / q= ka=1 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nConnection: close\r\n\r\n",
-			 "[GET / q= ka=0 minor=1 ct= exp=0 body=]END");
+	                 "[GET / q= ka=0 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n",
-			 "[GET / q= ka=0 minor=1 ct= exp=0 body=]END");
+	                 "[GET / q= ka=0 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("GET / HTTP/1.0\r\n\r\n", "[GET / q= ka=0 minor=0 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-			 "[GET / q= ka=1 minor=0 ct= exp=0 body=]END");
+	                 "[GET / q= ka=1 minor=0 ct= exp=0 body=]END");
 	/* HTTP/1.0 request pipelined after a keep-alive one */
 	CHECK_TRANSCRIPT("GET /1 HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\nGET /2 HTTP/1.0\r\n\r\n",
-			 "[GET /1 q= ka=1 minor=0 ct= exp=0 body=]"
-			 "[GET /2 q= ka=0 minor=0 ct= exp=0 body=]END");
+	                 "[GET /1 q= ka=1 minor=0 ct= exp=0 body=]"
+	                 "[GET /2 q= ka=0 minor=0 ct= exp=0 body=]END");
 	/* bytes after a request that ends the connection are an error */
 	CHECK_TRANSCRIPT("GET /1 HTTP/1.1\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n\r\n",
-			 "[GET /1 q= ka=0 minor=1 ct= exp=0 body=]ERR 400");
+	                 "[GET /1 q= ka=0 minor=1 ct= exp=0 body=]ERR 400");
 }
 
 static void test_chunked(void)
 {
 	CHECK_TRANSCRIPT("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-			 "4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\n",
-			 "[POST /c q= ka=1 minor=1 ct= exp=0 body=Wikipedia]END");
+	                 "4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\n",
+	                 "[POST /c q= ka=1 minor=1 ct= exp=0 body=Wikipedia]END");
 	/* trailers, then a pipelined request */
 	CHECK_TRANSCRIPT("POST /c HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"
-			 "a\r\n0123456789\r\n0\r\nX-Trailer: t\r\nContent-Type: no\r\n"
-			 "Expect: 100-continue\r\n\r\nGET /n HTTP/1.1\r\n\r\n",
-			 "[POST /c q= ka=1 minor=1 ct= exp=0 body=0123456789]"
-			 "[GET /n q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "a\r\n0123456789\r\n0\r\nX-Trailer: t\r\nContent-Type: no\r\n"
+	                 "Expect: 100-continue\r\n\r\nGET /n HTTP/1.1\r\n\r\n",
+	                 "[POST /c q= ka=1 minor=1 ct= exp=0 body=0123456789]"
+	                 "[GET /n q= ka=1 minor=1 ct= exp=0 body=]END");
 	/* exactly the cap (64 bytes) in two chunks */
 	char req[512], want[512];
 	snprintf(req, sizeof(req),
-		 "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n%032d\r\n20\r\n%032d\r\n0\r\n\r\n",
-		 1, 2);
-	snprintf(want, sizeof(want), "[POST /c q= ka=1 minor=1 ct= exp=0 body=%032d%032d]END", 1, 2);
+	         "POST /c HTTP/1.1\r\nTransfer-Encoding: "
+	         "chunked\r\n\r\n20\r\n%032d\r\n20\r\n%032d\r\n0\r\n\r\n",
+	         1, 2);
+	snprintf(want, sizeof(want), "[POST /c q= ka=1 minor=1 ct= exp=0 body=%032d%032d]END", 1,
+	         2);
 	CHECK_TRANSCRIPT(req, want);
 }
 
@@ -244,11 +249,15 @@ static void test_errors(void)
 	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nNo colon here\r\n\r\n", "ERR 400");
 	CHECK_TRANSCRIPT("GET / HTTP/2.0\r\n\r\n", "ERR 400");
 	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", "ERR 400");
-	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", "ERR 400");
-	CHECK_TRANSCRIPT("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-			 "ERR 400");
+	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+	                 "ERR 400");
+	CHECK_TRANSCRIPT(
+	    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+	    "ERR 400");
 	CHECK_TRANSCRIPT("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "ERR 400");
-	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nContent-Type: a\x01" "b\r\n\r\n", "ERR 400");
+	CHECK_TRANSCRIPT("GET / HTTP/1.1\r\nContent-Type: a\x01"
+	                 "b\r\n\r\n",
+	                 "ERR 400");
 
 	/* 413 by Content-Length: decided from the head alone, before any body byte */
 	CHECK_TRANSCRIPT("POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n", "ERR 413");
@@ -256,14 +265,15 @@ static void test_errors(void)
 	/* 413 by chunks: one chunk too big, declared; or the sum too big */
 	CHECK_TRANSCRIPT("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n", "ERR 413");
 	CHECK_TRANSCRIPT("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffff\r\n",
-			 "ERR 413");
+	                 "ERR 413");
 	/* a chunk size overflowing 64 bits is malformed */
-	CHECK_TRANSCRIPT("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
-			 "ERR 400");
+	CHECK_TRANSCRIPT(
+	    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n", "ERR 400");
 	char req[512];
 	snprintf(req, sizeof(req),
-		 "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\n%032d\r\n20\r\n%032d\r\n1\r\n",
-		 1, 2);
+	         "POST / HTTP/1.1\r\nTransfer-Encoding: "
+	         "chunked\r\n\r\n20\r\n%032d\r\n20\r\n%032d\r\n1\r\n",
+	         1, 2);
 	CHECK_TRANSCRIPT(req, "ERR 413");
 
 	/* 431 */
@@ -318,8 +328,8 @@ static void test_header_cap_exact(void)
 	lim.max_header_bytes = head;
 	lim.max_body_bytes = 0;
 	CHECK_TRANSCRIPT_LIM(two, &lim,
-			     "[GET /exact q= ka=1 minor=1 ct= exp=0 body=]"
-			     "[GET /exact q= ka=1 minor=1 ct= exp=0 body=]END");
+	                     "[GET /exact q= ka=1 minor=1 ct= exp=0 body=]"
+	                     "[GET /exact q= ka=1 minor=1 ct= exp=0 body=]END");
 }
 
 static void test_expect_continue(void)
@@ -346,9 +356,9 @@ static void test_expect_continue(void)
 	CHECK(!http1_parser_continue_due(&p));
 	http1_parser_release(&p);
 	CHECK_TRANSCRIPT("PUT /m HTTP/1.1\r\nExpect: 100-continue-ish\r\n\r\n",
-			 "[PUT /m q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[PUT /m q= ka=1 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("PUT /m HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-			 "[PUT /m q= ka=1 minor=1 ct= exp=1 body=]END");
+	                 "[PUT /m q= ka=1 minor=1 ct= exp=1 body=]END");
 	/* too big: 413 from the head, so no 100 Continue is ever due */
 	http1_parser_init(&p, &default_limits);
 	const char *big = "PUT /m HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1000\r\n\r\n";
@@ -359,17 +369,18 @@ static void test_expect_continue(void)
 
 static void test_upgrade_ignored(void)
 {
-	CHECK_TRANSCRIPT("GET /u HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-			 "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
-			 "[GET /u q= ka=1 minor=1 ct= exp=0 body=]"
-			 "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
+	CHECK_TRANSCRIPT(
+	    "GET /u HTTP/1.1\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+	    "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
+	    "[GET /u q= ka=1 minor=1 ct= exp=0 body=]"
+	    "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("POST /u HTTP/1.1\r\nConnection: upgrade\r\nUpgrade: websocket\r\n"
-			 "Content-Length: 2\r\n\r\nhiGET /next HTTP/1.1\r\n\r\n",
-			 "[POST /u q= ka=1 minor=1 ct= exp=0 body=hi]"
-			 "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "Content-Length: 2\r\n\r\nhiGET /next HTTP/1.1\r\n\r\n",
+	                 "[POST /u q= ka=1 minor=1 ct= exp=0 body=hi]"
+	                 "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
 	CHECK_TRANSCRIPT("CONNECT example.com:443 HTTP/1.1\r\n\r\nGET /next HTTP/1.1\r\n\r\n",
-			 "[OTHER example.com:443 q= ka=1 minor=1 ct= exp=0 body=]"
-			 "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
+	                 "[OTHER example.com:443 q= ka=1 minor=1 ct= exp=0 body=]"
+	                 "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
 }
 
 static void test_query_get(void)
@@ -380,7 +391,8 @@ static void test_query_get(void)
 	CHECK_INT_EQ(http1_query_get("id=1&type=movie", "id", out, sizeof(out)), 1);
 	CHECK_STR_EQ(out, "1");
 	CHECK_INT_EQ(http1_query_get("id=1&type=movie", "i", out, sizeof(out)), HTTP1_QUERY_ABSENT);
-	CHECK_INT_EQ(http1_query_get("id=1&type=movie", "ids", out, sizeof(out)), HTTP1_QUERY_ABSENT);
+	CHECK_INT_EQ(http1_query_get("id=1&type=movie", "ids", out, sizeof(out)),
+	             HTTP1_QUERY_ABSENT);
 	CHECK_INT_EQ(http1_query_get("", "id", out, sizeof(out)), HTTP1_QUERY_ABSENT);
 	/* decoding: '+', %XX in both cases, in names too */
 	CHECK_INT_EQ(http1_query_get("q=a+b%20c%2B%2b%41", "q", out, sizeof(out)), 8);
@@ -427,7 +439,7 @@ static void test_query_get(void)
 }
 
 static void check_response(int status, const char *ct, const char *extra, const char *body,
-			   size_t body_len, bool ka, int want_rc, const char *want, int line)
+                           size_t body_len, bool ka, int want_rc, const char *want, int line)
 {
 	struct buf b;
 	buf_init(&b, 0);
@@ -446,27 +458,33 @@ static void check_response(int status, const char *ct, const char *extra, const 
 static void test_response_build(void)
 {
 	CHECK_RESPONSE(200, "application/json", NULL, "{\"a\":1}", 7, true, 0,
-		       "prefix|HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-		       "Content-Length: 7\r\nConnection: keep-alive\r\n\r\n{\"a\":1}");
-	CHECK_RESPONSE(404, NULL, NULL, NULL, 0, false, 0,
-		       "prefix|HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-	CHECK_RESPONSE(405, "text/plain", "Allow: GET, HEAD\r\n", "no\n", 3, true, 0,
-		       "prefix|HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
-		       "Content-Length: 3\r\nConnection: keep-alive\r\nAllow: GET, HEAD\r\n\r\nno\n");
+	               "prefix|HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+	               "Content-Length: 7\r\nConnection: keep-alive\r\n\r\n{\"a\":1}");
+	CHECK_RESPONSE(
+	    404, NULL, NULL, NULL, 0, false, 0,
+	    "prefix|HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	CHECK_RESPONSE(
+	    405, "text/plain", "Allow: GET, HEAD\r\n", "no\n", 3, true, 0,
+	    "prefix|HTTP/1.1 405 Method Not Allowed\r\nContent-Type: text/plain\r\n"
+	    "Content-Length: 3\r\nConnection: keep-alive\r\nAllow: GET, HEAD\r\n\r\nno\n");
 	CHECK_RESPONSE(413, "", "", "", 0, false, 0,
-		       "prefix|HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-	CHECK_RESPONSE(431, NULL, NULL, NULL, 0, false, 0,
-		       "prefix|HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
-		       "Connection: close\r\n\r\n");
+	               "prefix|HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\nConnection: "
+	               "close\r\n\r\n");
+	CHECK_RESPONSE(
+	    431, NULL, NULL, NULL, 0, false, 0,
+	    "prefix|HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+	    "Connection: close\r\n\r\n");
 	/* HEAD: length of the GET body, no body bytes */
-	CHECK_RESPONSE(200, "text/plain", NULL, NULL, 12, true, 0,
-		       "prefix|HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
-		       "Connection: keep-alive\r\n\r\n");
+	CHECK_RESPONSE(
+	    200, "text/plain", NULL, NULL, 12, true, 0,
+	    "prefix|HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n"
+	    "Connection: keep-alive\r\n\r\n");
 	/* 204 and 1xx: no Content-Length */
 	CHECK_RESPONSE(204, NULL, NULL, NULL, 0, true, 0,
-		       "prefix|HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
-	CHECK_RESPONSE(599, NULL, NULL, NULL, 0, true, 0,
-		       "prefix|HTTP/1.1 599 Unknown\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
+	               "prefix|HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n");
+	CHECK_RESPONSE(
+	    599, NULL, NULL, NULL, 0, true, 0,
+	    "prefix|HTTP/1.1 599 Unknown\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n");
 	/* invalid: out unchanged */
 	CHECK_RESPONSE(204, NULL, NULL, "x", 1, true, MV_EINVAL, "prefix|");
 	CHECK_RESPONSE(99, NULL, NULL, NULL, 0, true, MV_EINVAL, "prefix|");
@@ -500,10 +518,10 @@ static void make_request(struct http1_request *r, enum http1_method m, const cha
 static void test_router(void)
 {
 	static const struct http1_route routes[] = {
-		{"/metadata", HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT)},
-		{"/healthz", HTTP1_METHOD_BIT(HTTP1_GET)},
-		{"/ingest", HTTP1_METHOD_BIT(HTTP1_POST)},
-		{"/ingest", HTTP1_METHOD_BIT(HTTP1_DELETE)},
+	    {"/metadata", HTTP1_METHOD_BIT(HTTP1_GET) | HTTP1_METHOD_BIT(HTTP1_PUT)},
+	    {"/healthz", HTTP1_METHOD_BIT(HTTP1_GET)},
+	    {"/ingest", HTTP1_METHOD_BIT(HTTP1_POST)},
+	    {"/ingest", HTTP1_METHOD_BIT(HTTP1_DELETE)},
 	};
 	size_t n = sizeof(routes) / sizeof(routes[0]);
 	struct http1_request r;
@@ -578,7 +596,8 @@ static void test_big_body_reuse(void)
 	struct http1_parser p;
 	size_t len = 100000, used;
 	char head[64];
-	int hl = snprintf(head, sizeof(head), "PUT /b HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", len);
+	int hl =
+	    snprintf(head, sizeof(head), "PUT /b HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", len);
 	char *body = malloc(len);
 	CHECK(body != NULL);
 	if (!body)

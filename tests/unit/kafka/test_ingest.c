@@ -29,7 +29,7 @@
 /* ---- fake store: (type, record, user) -> value, plus failure injection ---- */
 
 #define FAKE_KEYS 4096
-#define KEY_MAX 64
+#define KEY_MAX   64
 
 struct fake_entry {
 	char key[3 * KEY_MAX];
@@ -41,11 +41,11 @@ struct rating_store {
 	pthread_mutex_t mu;
 	struct fake_entry entries[FAKE_KEYS];
 	size_t entry_count;
-	atomic_int unavailable;   /* nonzero: apply returns MV_EUNAVAIL */
+	atomic_int unavailable; /* nonzero: apply returns MV_EUNAVAIL */
 	atomic_long apply_calls;
-	atomic_long applied;      /* changes applied */
+	atomic_long applied; /* changes applied */
 	atomic_long max_batch;
-	const char *poison_user;  /* apply returns MV_EINVAL for a batch holding it */
+	const char *poison_user; /* apply returns MV_EINVAL for a batch holding it */
 };
 
 static struct fake_entry *fake_find(struct rating_store *s, const char *key, bool create)
@@ -72,7 +72,7 @@ int rating_store_apply(struct rating_store *s, const struct rating_change *chang
 	for (size_t i = 0; i < count; i++) {
 		char key[3 * KEY_MAX];
 		snprintf(key, sizeof(key), "%s|%s|%s", changes[i].record_type, changes[i].record_id,
-			 changes[i].user_id);
+		         changes[i].user_id);
 		struct fake_entry *e = fake_find(s, key, true);
 		if (!e)
 			abort();
@@ -135,9 +135,9 @@ static void cluster_stop(struct cluster *c)
 static void produce(struct cluster *c, const char *key, const char *payload)
 {
 	rd_kafka_resp_err_t err = rd_kafka_producev(
-		c->rk, RD_KAFKA_V_TOPIC("ratings"), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-		RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-		RD_KAFKA_V_VALUE((void *)(uintptr_t)payload, strlen(payload)), RD_KAFKA_V_END);
+	    c->rk, RD_KAFKA_V_TOPIC("ratings"), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+	    RD_KAFKA_V_VALUE((void *)(uintptr_t)payload, strlen(payload)), RD_KAFKA_V_END);
 	CHECK_INT_EQ(err, 0);
 }
 
@@ -157,11 +157,12 @@ static void produce_events(struct cluster *c, struct rating_store *model, int n,
 		char key[32], payload[256];
 		snprintf(key, sizeof(key), "movie/m%u", r);
 		snprintf(payload, sizeof(payload),
-			 "{\"userId\":\"u%u\",\"recordId\":\"m%u\",\"recordType\":\"movie\","
-			 "\"value\":%u,\"eventType\":\"%s\"}", u, r, v, del ? "delete" : "put");
+		         "{\"userId\":\"u%u\",\"recordId\":\"m%u\",\"recordType\":\"movie\","
+		         "\"value\":%u,\"eventType\":\"%s\"}",
+		         u, r, v, del ? "delete" : "put");
 		produce(c, key, payload);
 		struct rating_change ch = {del ? RATING_OP_DELETE : RATING_OP_PUT, "", "movie", "",
-					   del ? 0 : (int32_t)v};
+		                           del ? 0 : (int32_t)v};
 		char rid[16], uid[16];
 		snprintf(rid, sizeof(rid), "m%u", r);
 		snprintf(uid, sizeof(uid), "u%u", u);
@@ -216,7 +217,7 @@ static uint64_t rejected(struct metrics_registry *reg, const char *reason)
 	static const char *const labels[] = {"reason"};
 	const char *v[1] = {reason};
 	struct metrics_family *f =
-		metrics_counter_family(reg, "rating_ingest_events_rejected_total", "", 1, labels);
+	    metrics_counter_family(reg, "rating_ingest_events_rejected_total", "", 1, labels);
 	return f ? metrics_counter_value(metrics_counter_get(f, v)) : 0;
 }
 
@@ -228,7 +229,7 @@ static double gauge(struct metrics_registry *reg, const char *name)
 
 /* Wait (at most timeout_ms) until `name` reaches `want`. */
 static bool wait_counter(struct metrics_registry *reg, const char *name, uint64_t want,
-			 int timeout_ms)
+                         int timeout_ms)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	while (now_ms() < deadline) {
@@ -239,14 +240,20 @@ static bool wait_counter(struct metrics_registry *reg, const char *name, uint64_
 	return counter(reg, name) >= want;
 }
 
-static struct ingest *start(struct cluster *c, struct rating_store *s,
-			    struct metrics_registry *reg, const char *group, int64_t batch_max)
+static struct ingest *start(struct cluster *c, struct rating_store *s, struct metrics_registry *reg,
+                            const char *group, int64_t batch_max)
 {
 	const char *brokers[1] = {c->bootstrap};
 	struct ingest_config cfg = {
-		.brokers = brokers, .broker_count = 1, .topic = "ratings", .group_id = group,
-		.dead_letter_topic = "ratings-dlq", .batch_max = batch_max,
-		.session_timeout_ms = 6000, .min_value = 1, .max_value = 5,
+	    .brokers = brokers,
+	    .broker_count = 1,
+	    .topic = "ratings",
+	    .group_id = group,
+	    .dead_letter_topic = "ratings-dlq",
+	    .batch_max = batch_max,
+	    .session_timeout_ms = 6000,
+	    .min_value = 1,
+	    .max_value = 5,
 	};
 	char err[256];
 	struct ingest *in = ingest_start(&cfg, s, reg, err, sizeof(err));
@@ -265,7 +272,8 @@ static int count_dead_letters(struct cluster *c, int expect, int timeout_ms, int
 	rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
 	rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
 	rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(parts, "ratings-dlq", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+	rd_kafka_topic_partition_list_add(parts, "ratings-dlq", 0)->offset =
+	    RD_KAFKA_OFFSET_BEGINNING;
 	rd_kafka_assign(rk, parts);
 	rd_kafka_topic_partition_list_destroy(parts);
 	int n = 0;
@@ -306,10 +314,12 @@ static void test_all_events_applied_and_invalid_skipped(void)
 	produce_events(&c, model, 1500, 7);
 	/* Invalid events in the middle of the stream, in several partitions. */
 	produce(&c, "movie/m1", "not json");
-	produce(&c, "movie/m2", "{\"userId\":\"\",\"recordId\":\"m2\",\"recordType\":\"movie\","
-				"\"value\":3,\"eventType\":\"put\"}");
-	produce(&c, "movie/m3", "{\"userId\":\"u1\",\"recordId\":\"m3\",\"recordType\":\"movie\","
-				"\"value\":9,\"eventType\":\"put\"}");
+	produce(&c, "movie/m2",
+	        "{\"userId\":\"\",\"recordId\":\"m2\",\"recordType\":\"movie\","
+	        "\"value\":3,\"eventType\":\"put\"}");
+	produce(&c, "movie/m3",
+	        "{\"userId\":\"u1\",\"recordId\":\"m3\",\"recordType\":\"movie\","
+	        "\"value\":9,\"eventType\":\"put\"}");
 	produce(&c, NULL, "[1,2,3]");
 	produce_events(&c, model, 500, 99);
 
@@ -396,8 +406,9 @@ static void test_store_rejects_one_event(void)
 	store->poison_user = "poison";
 
 	produce_events(&c, model, 100, 5);
-	produce(&c, "movie/m1", "{\"userId\":\"poison\",\"recordId\":\"m1\",\"recordType\":\"movie\","
-				"\"value\":3,\"eventType\":\"put\"}");
+	produce(&c, "movie/m1",
+	        "{\"userId\":\"poison\",\"recordId\":\"m1\",\"recordType\":\"movie\","
+	        "\"value\":3,\"eventType\":\"put\"}");
 	produce_events(&c, model, 100, 6);
 	struct ingest *in = start(&c, store, reg, "g-poison", 1000);
 	CHECK(in != NULL);
@@ -455,9 +466,15 @@ static void test_config_rejected(void)
 	struct rating_store *store = fake_new();
 	const char *brokers[1] = {"127.0.0.1:1"};
 	struct ingest_config cfg = {
-		.brokers = brokers, .broker_count = 1, .topic = "ratings", .group_id = "g",
-		.dead_letter_topic = "", .batch_max = 0, .session_timeout_ms = 6000,
-		.min_value = 1, .max_value = 5,
+	    .brokers = brokers,
+	    .broker_count = 1,
+	    .topic = "ratings",
+	    .group_id = "g",
+	    .dead_letter_topic = "",
+	    .batch_max = 0,
+	    .session_timeout_ms = 6000,
+	    .min_value = 1,
+	    .max_value = 5,
 	};
 	char err[256];
 	CHECK(ingest_start(&cfg, store, NULL, err, sizeof(err)) == NULL);

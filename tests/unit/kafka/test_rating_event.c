@@ -20,7 +20,7 @@ static void expect_reject(const char *json, int code, enum rating_event_reason r
 	int rc = parse(json, &ev, &err);
 	if (rc != code || err.reason != reason) {
 		fprintf(stderr, "line %d: %s -> rc %d reason %s (%s)\n", line, json, rc,
-			rating_event_reason_name(err.reason), err.detail);
+		        rating_event_reason_name(err.reason), err.detail);
 	}
 	CHECK_INT_EQ(rc, code);
 	CHECK_INT_EQ(err.reason, reason);
@@ -32,8 +32,9 @@ static void test_valid_put(void)
 {
 	struct rating_event ev;
 	struct rating_event_error err;
-	const char *j = "{\"userId\":\"105\",\"recordId\":\"1\",\"recordType\":\"movie\",\"value\":5,"
-			"\"providerId\":\"test-provider\",\"eventType\":\"put\"}";
+	const char *j =
+	    "{\"userId\":\"105\",\"recordId\":\"1\",\"recordType\":\"movie\",\"value\":5,"
+	    "\"providerId\":\"test-provider\",\"eventType\":\"put\"}";
 	CHECK_INT_EQ(parse(j, &ev, &err), 0);
 	CHECK_INT_EQ(ev.op, RATING_OP_PUT);
 	CHECK_INT_EQ(ev.value, 5);
@@ -56,14 +57,20 @@ static void test_valid_delete_ignores_value(void)
 	struct rating_event ev;
 	struct rating_event_error err;
 	CHECK_INT_EQ(parse("{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			   "\"eventType\":\"delete\"}", &ev, &err), 0);
+	                   "\"eventType\":\"delete\"}",
+	                   &ev, &err),
+	             0);
 	CHECK_INT_EQ(ev.op, RATING_OP_DELETE);
 	CHECK_INT_EQ(ev.value, 0);
 	CHECK_STR_EQ(ev.provider_id, "");
 	CHECK_INT_EQ(parse("{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			   "\"eventType\":\"delete\",\"value\":\"x\"}", &ev, &err), 0);
+	                   "\"eventType\":\"delete\",\"value\":\"x\"}",
+	                   &ev, &err),
+	             0);
 	CHECK_INT_EQ(parse("{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			   "\"eventType\":\"delete\",\"value\":99}", &ev, &err), 0);
+	                   "\"eventType\":\"delete\",\"value\":99}",
+	                   &ev, &err),
+	             0);
 	CHECK_INT_EQ(ev.value, 0);
 }
 
@@ -73,33 +80,40 @@ static void test_edges(void)
 	struct rating_event_error err;
 	/* Range bounds inclusive, unknown members ignored, escapes decoded. */
 	CHECK_INT_EQ(parse("{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			   "\"eventType\":\"put\",\"value\":1,\"extra\":[1,{}]}", &ev, &err), 0);
+	                   "\"eventType\":\"put\",\"value\":1,\"extra\":[1,{}]}",
+	                   &ev, &err),
+	             0);
 	CHECK_INT_EQ(ev.value, 1);
 	CHECK_INT_EQ(parse("{\"userId\":\"\\u00e9\\ud83c\\udfac\",\"recordId\":\"r\","
-			   "\"recordType\":\"t\",\"eventType\":\"put\",\"value\":5}", &ev, &err), 0);
+	                   "\"recordType\":\"t\",\"eventType\":\"put\",\"value\":5}",
+	                   &ev, &err),
+	             0);
 	CHECK_STR_EQ(ev.user_id, "\xc3\xa9\xf0\x9f\x8e\xac");
 	/* Whitespace around the object is fine. */
 	CHECK_INT_EQ(parse(" \n{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			   "\"eventType\":\"put\",\"value\":3}\n ", &ev, &err), 0);
+	                   "\"eventType\":\"put\",\"value\":3}\n ",
+	                   &ev, &err),
+	             0);
 	/* Exactly RATING_ID_MAX bytes is accepted. */
 	char id[RATING_ID_MAX + 1];
 	memset(id, 'a', RATING_ID_MAX);
 	id[RATING_ID_MAX] = '\0';
 	char json[1024];
 	snprintf(json, sizeof(json),
-		 "{\"userId\":\"%s\",\"recordId\":\"r\",\"recordType\":\"t\",\"eventType\":\"put\","
-		 "\"value\":2}", id);
+	         "{\"userId\":\"%s\",\"recordId\":\"r\",\"recordType\":\"t\",\"eventType\":\"put\","
+	         "\"value\":2}",
+	         id);
 	CHECK_INT_EQ(parse(json, &ev, &err), 0);
 	CHECK_INT_EQ(strlen(ev.user_id), RATING_ID_MAX);
 	/* Configured range. */
 	const char *ten = "{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			  "\"eventType\":\"put\",\"value\":10}";
+	                  "\"eventType\":\"put\",\"value\":10}";
 	CHECK_INT_EQ(rating_event_parse(ten, strlen(ten), 0, 10, &ev, &err), 0);
 	CHECK_INT_EQ(ev.value, 10);
 	CHECK_INT_EQ(rating_event_parse(ten, strlen(ten), 0, 9, &ev, &err), MV_ERANGE);
 	/* Not NUL-terminated input: parse only the first len bytes. */
 	const char *j = "{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			"\"eventType\":\"put\",\"value\":4}GARBAGE";
+	                "\"eventType\":\"put\",\"value\":4}GARBAGE";
 	CHECK_INT_EQ(rating_event_parse(j, strlen(j) - 7, 1, 5, &ev, &err), 0);
 	CHECK_INT_EQ(rating_event_parse(j, strlen(j), 1, 5, &ev, &err), MV_ESYNTAX);
 	/* err may be NULL. */
@@ -118,7 +132,7 @@ static void test_size_cap(void)
 		return;
 	/* A valid event padded with whitespace to one byte over the cap. */
 	const char *j = "{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"t\","
-			"\"eventType\":\"put\",\"value\":4}";
+	                "\"eventType\":\"put\",\"value\":4}";
 	memset(big, ' ', n);
 	memcpy(big, j, strlen(j));
 	CHECK_INT_EQ(rating_event_parse(big, n, 1, 5, &ev, &err), MV_ETOOBIG);
@@ -184,15 +198,15 @@ static void test_rejections(void)
 	memset(id, 'x', sizeof(id) - 1);
 	id[sizeof(id) - 1] = '\0';
 	char json[1024];
-	snprintf(json, sizeof(json), "{\"userId\":\"u\",\"recordId\":\"%s\",\"recordType\":\"t\","
-		 EV_PUT "}", id);
+	snprintf(json, sizeof(json),
+	         "{\"userId\":\"u\",\"recordId\":\"%s\",\"recordType\":\"t\"," EV_PUT "}", id);
 	REJECT(json, MV_EINVAL, RATING_EVENT_BAD_RECORD_ID);
 	char multi[RATING_ID_MAX + 3]; /* 129 two-byte characters = 258 bytes */
 	for (size_t i = 0; i + 1 < sizeof(multi); i += 2)
 		memcpy(multi + i, "\xc3\xa9", 2);
 	multi[sizeof(multi) - 1] = '\0';
-	snprintf(json, sizeof(json), "{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"%s\","
-		 EV_PUT "}", multi);
+	snprintf(json, sizeof(json),
+	         "{\"userId\":\"u\",\"recordId\":\"r\",\"recordType\":\"%s\"," EV_PUT "}", multi);
 	REJECT(json, MV_EINVAL, RATING_EVENT_BAD_RECORD_TYPE);
 
 	REJECT("{" BASE_IDS ",\"eventType\":\"put\"}", MV_EINVAL, RATING_EVENT_BAD_VALUE);
@@ -224,13 +238,14 @@ static void test_reason_names(void)
 	CHECK_STR_EQ(rating_event_reason_name(RATING_EVENT_BAD_USER_ID), "bad_user_id");
 	CHECK_STR_EQ(rating_event_reason_name(RATING_EVENT_VALUE_RANGE), "value_out_of_range");
 	CHECK_STR_EQ(rating_event_reason_name(RATING_EVENT_REASON_COUNT), "unknown");
-	CHECK_STR_EQ(rating_event_reason_name((enum rating_event_reason)-1), "unknown");
+	CHECK_STR_EQ(rating_event_reason_name((enum rating_event_reason) - 1), "unknown");
 	/* Every reason has a distinct, non-empty name (they are metric labels). */
 	for (int i = 0; i < RATING_EVENT_REASON_COUNT; i++) {
 		const char *a = rating_event_reason_name((enum rating_event_reason)i);
 		CHECK(a && a[0] && strcmp(a, "unknown") != 0);
 		for (int k = i + 1; k < RATING_EVENT_REASON_COUNT; k++)
-			CHECK(strcmp(a, rating_event_reason_name((enum rating_event_reason)k)) != 0);
+			CHECK(strcmp(a, rating_event_reason_name((enum rating_event_reason)k)) !=
+			      0);
 	}
 }
 

@@ -73,10 +73,11 @@ static int lint_text(const char *text, char *rules, size_t rules_len)
 		rules[0] = '\0';
 	for (size_t i = 0; i < rep.n; i++) {
 		fprintf(stderr, "  finding: %s: %s: %s\n", rep.items[i].object, rep.items[i].rule,
-			rep.items[i].message);
+		        rep.items[i].message);
 		if (rules && !strstr(rules, rep.items[i].rule)) {
 			size_t used = strlen(rules);
-			snprintf(rules + used, rules_len - used, "%s%s", used ? "," : "", rep.items[i].rule);
+			snprintf(rules + used, rules_len - used, "%s%s", used ? "," : "",
+			         rep.items[i].rule);
 		}
 	}
 	n = (int)rep.n;
@@ -98,25 +99,27 @@ struct breakage {
 };
 
 static const struct breakage breakages[] = {
-	{"config", "- /etc/movie/config/production.yaml", "- /etc/movie/config/prod.yaml"},
-	{"port-container", "containerPort: 8083", "containerPort: 8084"},
-	{"port-probe", "readinessProbe:\n            grpc:\n              port: 8083",
-	 "readinessProbe:\n            grpc:\n              port: 8084"},
-	{"port-service", "targetPort: 8083", "targetPort: 8084"},
-	{"probe-missing", "readinessProbe:\n            grpc:",
-	 "readinessProbe:\n            tcpSocket:"},
-	{"probe-health-name", "service: readiness", "service: ready"},
-	{"probe-distinct", "service: readiness", "service: liveness"},
-	{"probe-liveness", "livenessProbe:\n            grpc:\n              port: 8083\n              service: liveness",
-	 "livenessProbe:\n            grpc:\n              port: 8083\n              service: MovieService"},
-	{"drain-grace", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30"},
-	{"rollout-strategy", "maxUnavailable: 0", "maxUnavailable: 1"},
-	{"rollout-deadline", "progressDeadlineSeconds: 300", "progressDeadlineSeconds: 10"},
-	{"image-tag", "image: movie-movie:0.1.0", "image: movie-movie:latest"},
-	{"resources", "cpu: \"1\"\n              memory: 256Mi", "cpu: \"1\""},
-	{"security-context", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"},
-	{"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082",
-	 "rating.movie-production.svc.cluster.local:8082"},
+    {"config", "- /etc/movie/config/production.yaml", "- /etc/movie/config/prod.yaml"},
+    {"port-container", "containerPort: 8083", "containerPort: 8084"},
+    {"port-probe", "readinessProbe:\n            grpc:\n              port: 8083",
+     "readinessProbe:\n            grpc:\n              port: 8084"},
+    {"port-service", "targetPort: 8083", "targetPort: 8084"},
+    {"probe-missing",
+     "readinessProbe:\n            grpc:", "readinessProbe:\n            tcpSocket:"},
+    {"probe-health-name", "service: readiness", "service: ready"},
+    {"probe-distinct", "service: readiness", "service: liveness"},
+    {"probe-liveness",
+     "livenessProbe:\n            grpc:\n              port: 8083\n              service: liveness",
+     "livenessProbe:\n            grpc:\n              port: 8083\n              service: "
+     "MovieService"},
+    {"drain-grace", "terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 30"},
+    {"rollout-strategy", "maxUnavailable: 0", "maxUnavailable: 1"},
+    {"rollout-deadline", "progressDeadlineSeconds: 300", "progressDeadlineSeconds: 10"},
+    {"image-tag", "image: movie-movie:0.1.0", "image: movie-movie:latest"},
+    {"resources", "cpu: \"1\"\n              memory: 256Mi", "cpu: \"1\""},
+    {"security-context", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"},
+    {"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082",
+     "rating.movie-production.svc.cluster.local:8082"},
 };
 
 static void test_each_rule_breaks_alone(void)
@@ -138,23 +141,24 @@ static void test_each_rule_breaks_alone(void)
 
 /* More ways to break some rules, each must be caught by the named rule. */
 static const struct breakage variants[] = {
-	{"image-tag", "image: movie-movie:0.1.0", "image: registry:5000/movie-movie"},
-	{"drain-grace", "drain_delay: 5s\n", "drain_delay: 25s\n"},
-	{"rollout-strategy", "maxSurge: 1", "maxSurge: 0"},
-	{"rollout-strategy", "    type: RollingUpdate\n", "    type: Recreate\n"},
-	{"rollout-deadline", "  minReadySeconds: 10\n", ""},
-	{"peer-headless", "metadata-headless:8081\"]\n      rating", "127.0.0.1:8081\"]\n      rating"},
-	{"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082",
-	 "rating-headless.movie-production.svc.cluster.local:9999"},
-	{"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082",
-	 "nothere:8082"},
-	{"security-context", "        runAsNonRoot: true\n", ""},
-	{"security-context", "                - ALL\n", "                - NET_RAW\n"},
-	{"probe-liveness", "startupProbe:\n            grpc:\n              port: 8083\n              service: liveness",
-	 "startupProbe:\n            grpc:\n              port: 8083\n              service: readiness"},
-	{"probe-health-name", "service: readiness", "service: RatingService"},
-	{"config", "      port: 8083\n    shutdown", "      port: eighty\n    shutdown"},
-	{"config", "grace_period: 20s", "grace_period: soon"},
+    {"image-tag", "image: movie-movie:0.1.0", "image: registry:5000/movie-movie"},
+    {"drain-grace", "drain_delay: 5s\n", "drain_delay: 25s\n"},
+    {"rollout-strategy", "maxSurge: 1", "maxSurge: 0"},
+    {"rollout-strategy", "    type: RollingUpdate\n", "    type: Recreate\n"},
+    {"rollout-deadline", "  minReadySeconds: 10\n", ""},
+    {"peer-headless", "metadata-headless:8081\"]\n      rating", "127.0.0.1:8081\"]\n      rating"},
+    {"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082",
+     "rating-headless.movie-production.svc.cluster.local:9999"},
+    {"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082", "nothere:8082"},
+    {"security-context", "        runAsNonRoot: true\n", ""},
+    {"security-context", "                - ALL\n", "                - NET_RAW\n"},
+    {"probe-liveness",
+     "startupProbe:\n            grpc:\n              port: 8083\n              service: liveness",
+     "startupProbe:\n            grpc:\n              port: 8083\n              service: "
+     "readiness"},
+    {"probe-health-name", "service: readiness", "service: RatingService"},
+    {"config", "      port: 8083\n    shutdown", "      port: eighty\n    shutdown"},
+    {"config", "grace_period: 20s", "grace_period: soon"},
 };
 
 static void test_variants(void)
@@ -177,10 +181,11 @@ static void test_variants(void)
  * 8083. Reversing the --config order must therefore break the port rules. */
 static void test_config_order_matters(void)
 {
-	char *text = edit("            - /etc/movie/config/base.yaml\n            - --config\n"
-			  "            - /etc/movie/config/production.yaml\n",
-			  "            - /etc/movie/config/production.yaml\n            - --config\n"
-			  "            - /etc/movie/config/base.yaml\n");
+	char *text =
+	    edit("            - /etc/movie/config/base.yaml\n            - --config\n"
+	         "            - /etc/movie/config/production.yaml\n",
+	         "            - /etc/movie/config/production.yaml\n            - --config\n"
+	         "            - /etc/movie/config/base.yaml\n");
 	CHECK(text != NULL);
 	if (!text)
 		return;
@@ -195,8 +200,9 @@ static void test_config_order_matters(void)
 /* MOVIE_API_PORT in the container env overrides the files, as in the binary. */
 static void test_env_port_override(void)
 {
-	char *text = edit("          ports:\n", "          env:\n            - name: MOVIE_API_PORT\n"
-			  "              value: \"9000\"\n          ports:\n");
+	char *text =
+	    edit("          ports:\n", "          env:\n            - name: MOVIE_API_PORT\n"
+	                               "              value: \"9000\"\n          ports:\n");
 	CHECK(text != NULL);
 	if (!text)
 		return;
@@ -218,7 +224,7 @@ static void test_named_target_port(void)
 	char *saved = good;
 	good = text;
 	renamed = edit("            - name: grpc\n              containerPort",
-		       "            - name: h2c\n              containerPort");
+	               "            - name: h2c\n              containerPort");
 	good = saved;
 	CHECK(renamed != NULL);
 	if (renamed) {

@@ -133,7 +133,7 @@ static int capture_parse(struct capture *cap, json_t **out, size_t max)
 		json_t *obj = json_loadb(p, (size_t)(nl - p), JSON_REJECT_DUPLICATES, &err);
 		if (!obj || !json_is_object(obj)) {
 			fprintf(stderr, "line %d is not a JSON object (%s): %.200s\n", count + 1,
-				err.text, p);
+			        err.text, p);
 			json_decref(obj);
 			return -1;
 		}
@@ -165,11 +165,15 @@ static int check_time(const char *s)
 	if (!s || strlen(s) != 24 || s[23] != 'Z' || s[10] != 'T' || s[19] != '.')
 		return 0;
 	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &y, &mo, &d, &h, &mi, &sec, &ms,
-		   &consumed) != 7 ||
+	           &consumed) != 7 ||
 	    consumed != 24)
 		return 0;
-	struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d,
-			.tm_hour = h, .tm_min = mi, .tm_sec = sec};
+	struct tm tm = {.tm_year = y - 1900,
+	                .tm_mon = mo - 1,
+	                .tm_mday = d,
+	                .tm_hour = h,
+	                .tm_min = mi,
+	                .tm_sec = sec};
 	time_t t = timegm(&tm);
 	time_t now = time(NULL);
 	return t <= now && t >= now - 5 && ms >= 0 && ms <= 999;
@@ -195,10 +199,10 @@ static void test_fields_and_escaping(void)
 	const char *msg = "q\" b\\ nl\n tab\t ctl\x01 utf8 \xc3\xa9 bad \xff end";
 	CHECK_INT_EQ(capture_start(&cap, "meta\"data", LOG_DEBUG), 0);
 	log_info(msg, LOG_S("method", "/MetadataService/GetMetadata"), LOG_I("max", LLONG_MAX),
-		 LOG_I("min", LLONG_MIN), LOG_D("ms", 0.1), LOG_D("big", 1e300),
-		 LOG_D("third", 1.0 / 3.0), LOG_D("whole", 42.0), LOG_D("nan", NAN),
-		 LOG_D("inf", INFINITY), LOG_D("ninf", -INFINITY), LOG_B("yes", true),
-		 LOG_B("no", false), LOG_S("k\"ey\n", "v\\al"));
+	         LOG_I("min", LLONG_MIN), LOG_D("ms", 0.1), LOG_D("big", 1e300),
+	         LOG_D("third", 1.0 / 3.0), LOG_D("whole", 42.0), LOG_D("nan", NAN),
+	         LOG_D("inf", INFINITY), LOG_D("ninf", -INFINITY), LOG_B("yes", true),
+	         LOG_B("no", false), LOG_S("k\"ey\n", "v\\al"));
 	log_debug("dbg");
 	log_warn("w", LOG_I("n", 1));
 	log_error("e", LOG_S("nul", NULL));
@@ -212,7 +216,7 @@ static void test_fields_and_escaping(void)
 		CHECK_STR_EQ(str_of(l, "level"), "info");
 		CHECK_STR_EQ(str_of(l, "service"), "meta\"data");
 		CHECK_STR_EQ(str_of(l, "msg"),
-			     "q\" b\\ nl\n tab\t ctl\x01 utf8 \xc3\xa9 bad \xef\xbf\xbd end");
+		             "q\" b\\ nl\n tab\t ctl\x01 utf8 \xc3\xa9 bad \xef\xbf\xbd end");
 		CHECK_STR_EQ(str_of(l, "method"), "/MetadataService/GetMetadata");
 		CHECK(json_is_integer(json_object_get(l, "max")));
 		CHECK(json_integer_value(json_object_get(l, "max")) == LLONG_MAX);
@@ -243,10 +247,10 @@ static void test_null_strings(void)
 {
 	struct capture cap;
 	json_t *lines[3] = {0};
-	const struct log_field stop_at_null_key[] = {LOG_I("a", 1), {.key = NULL}, LOG_I("b", 2),
-						     {0}};
-	const struct log_field stop_at_end[] = {LOG_I("a", 1), {.key = "x", .type = LOG_FIELD_END},
-						LOG_I("b", 2), {0}};
+	const struct log_field stop_at_null_key[] = {
+	    LOG_I("a", 1), {.key = NULL}, LOG_I("b", 2), {0}};
+	const struct log_field stop_at_end[] = {
+	    LOG_I("a", 1), {.key = "x", .type = LOG_FIELD_END}, LOG_I("b", 2), {0}};
 	CHECK_INT_EQ(capture_start(&cap, NULL, LOG_INFO), 0);
 	log_emit(LOG_INFO, NULL, NULL);
 	log_emit(LOG_INFO, "k", stop_at_null_key);
@@ -337,9 +341,9 @@ static void test_overlong_line(void)
 	buf_release(&cap.data);
 }
 
-#define WRITERS 4
+#define WRITERS          4
 #define LINES_PER_WRITER 3000
-#define LONG_VALUE 9000 /* > PIPE_BUF: atomic only thanks to the logger's lock */
+#define LONG_VALUE       9000 /* > PIPE_BUF: atomic only thanks to the logger's lock */
 
 struct writer_arg {
 	int id;
@@ -427,8 +431,8 @@ static void test_no_malloc_after_warmup(void)
 	long before = thread_allocs;
 	for (int i = 0; i < 1000; i++)
 		log_info("rpc done", LOG_S("method", "/MetadataService/GetMetadata"),
-			 LOG_S("code", "OK"), LOG_D("ms", 0.125 * i), LOG_I("i", i),
-			 LOG_B("ok", true));
+		         LOG_S("code", "OK"), LOG_D("ms", 0.125 * i), LOG_I("i", i),
+		         LOG_B("ok", true));
 	long during = thread_allocs - before;
 	capture_finish(&cap);
 	CHECK_INT_EQ(during, 0);

@@ -39,7 +39,7 @@ static char *render(struct metrics_registry *reg)
 
 /* ---- concurrent updates ---- */
 
-#define THREADS 4
+#define THREADS    4
 #define ITERATIONS 200000
 
 struct shared {
@@ -90,21 +90,18 @@ static void test_concurrent_updates(void)
 	if (!reg)
 		return;
 	s.requests = metrics_counter_family(reg, "rpc_requests_total", "Requests.", 2, method_code);
-	s.bytes = metrics_counter_get(metrics_counter_family(reg, "rx_bytes_total", "Bytes.", 0,
-							     NULL),
-				      NULL);
-	s.in_flight = metrics_gauge_get(metrics_gauge_family(reg, "in_flight", "In flight.", 0,
-							     NULL),
-					NULL);
-	s.level = metrics_gauge_get(metrics_gauge_family(reg, "level_ratio", "Level.", 0, NULL),
-				    NULL);
-	s.latency = metrics_histogram_get(metrics_histogram_family(reg, "rpc_latency_seconds",
-								   "Latency.", ms_bounds, 3, 0,
-								   NULL),
-					  NULL);
-	s.size = metrics_histogram_get(metrics_histogram_family(reg, "msg_size_units", "Size.",
-								size_bounds, 1, 0, NULL),
-				       NULL);
+	s.bytes = metrics_counter_get(
+	    metrics_counter_family(reg, "rx_bytes_total", "Bytes.", 0, NULL), NULL);
+	s.in_flight =
+	    metrics_gauge_get(metrics_gauge_family(reg, "in_flight", "In flight.", 0, NULL), NULL);
+	s.level =
+	    metrics_gauge_get(metrics_gauge_family(reg, "level_ratio", "Level.", 0, NULL), NULL);
+	s.latency = metrics_histogram_get(
+	    metrics_histogram_family(reg, "rpc_latency_seconds", "Latency.", ms_bounds, 3, 0, NULL),
+	    NULL);
+	s.size = metrics_histogram_get(
+	    metrics_histogram_family(reg, "msg_size_units", "Size.", size_bounds, 1, 0, NULL),
+	    NULL);
 	CHECK(s.requests && s.bytes && s.in_flight && s.level && s.latency && s.size);
 	for (int i = 0; i < THREADS; i++) {
 		w[i].s = &s;
@@ -168,84 +165,82 @@ static void test_render_exact(void)
 	CHECK(reg != NULL);
 	if (!reg)
 		return;
-	struct metrics_family *req = metrics_counter_family(reg, "http_requests_total",
-							    "Requests served.", 2, method_code);
+	struct metrics_family *req =
+	    metrics_counter_family(reg, "http_requests_total", "Requests served.", 2, method_code);
 	const char *get_ok[] = {"GET", "200"};
 	const char *post_err[] = {"POST", "500"};
 	metrics_counter_add(metrics_counter_get(req, get_ok), 41);
 	metrics_counter_inc(metrics_counter_get(req, get_ok));
 	metrics_counter_inc(metrics_counter_get(req, post_err));
-	struct metrics_family *temp = metrics_gauge_family(reg, "temperature_celsius",
-							   "Temperature.", 0, NULL);
+	struct metrics_family *temp =
+	    metrics_gauge_family(reg, "temperature_celsius", "Temperature.", 0, NULL);
 	metrics_gauge_set(metrics_gauge_get(temp, NULL), -1.5);
-	struct metrics_family *nums = metrics_gauge_family(reg, "format_check", "Doubles.", 1,
-							   (const char *const[]){"v"});
+	struct metrics_family *nums =
+	    metrics_gauge_family(reg, "format_check", "Doubles.", 1, (const char *const[]){"v"});
 	const struct {
 		const char *label;
 		double v;
 	} cases[] = {
-		{"tenth", 0.1},	    {"third", 1.0 / 3.0}, {"big", 1e20},	  {"int", 123456789},
-		{"negzero", -0.0},  {"tiny", 5e-324},	  {"sum17", 0.1 + 0.2}, {"nan", NAN},
-		{"inf", INFINITY}, {"ninf", -INFINITY},
+	    {"tenth", 0.1},    {"third", 1.0 / 3.0}, {"big", 1e20},        {"int", 123456789},
+	    {"negzero", -0.0}, {"tiny", 5e-324},     {"sum17", 0.1 + 0.2}, {"nan", NAN},
+	    {"inf", INFINITY}, {"ninf", -INFINITY},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		metrics_gauge_set(metrics_gauge_get(nums, &cases[i].label), cases[i].v);
 	struct metrics_family *lat = metrics_histogram_family(reg, "rpc_duration_seconds",
-							      "RPC latency.", bounds, 2, 1, method);
+	                                                      "RPC latency.", bounds, 2, 1, method);
 	struct metrics_histogram *h = metrics_histogram_get(lat, (const char *const[]){"Get"});
 	metrics_histogram_observe(h, 0.05);
 	metrics_histogram_observe(h, 0.1);
 	metrics_histogram_observe(h, 0.5);
 	metrics_histogram_observe(h, 3.000000001);
 	metrics_histogram_observe(h, NAN); /* dropped */
-	struct metrics_family *sz = metrics_histogram_family(reg, "response_size_bytes", "Sizes.",
-							     size_bounds, 2, 0, NULL);
+	struct metrics_family *sz =
+	    metrics_histogram_family(reg, "response_size_bytes", "Sizes.", size_bounds, 2, 0, NULL);
 	metrics_histogram_observe(metrics_histogram_get(sz, NULL), 50);
 	metrics_histogram_observe(metrics_histogram_get(sz, NULL), 2000.5);
-	CHECK_INT_EQ(metrics_gauge_callback(reg, "queue_depth", "Queue depth.", seven,
-					    &seven_value),
-		     0);
+	CHECK_INT_EQ(
+	    metrics_gauge_callback(reg, "queue_depth", "Queue depth.", seven, &seven_value), 0);
 	metrics_counter_family(reg, "idle_total", "Never used.", 1, method);
 
-	const char *want =
-		"# HELP http_requests_total Requests served.\n"
-		"# TYPE http_requests_total counter\n"
-		"http_requests_total{method=\"GET\",code=\"200\"} 42\n"
-		"http_requests_total{method=\"POST\",code=\"500\"} 1\n"
-		"# HELP temperature_celsius Temperature.\n"
-		"# TYPE temperature_celsius gauge\n"
-		"temperature_celsius -1.5\n"
-		"# HELP format_check Doubles.\n"
-		"# TYPE format_check gauge\n"
-		"format_check{v=\"tenth\"} 0.1\n"
-		"format_check{v=\"third\"} 0.3333333333333333\n"
-		"format_check{v=\"big\"} 1e+20\n"
-		"format_check{v=\"int\"} 123456789\n"
-		"format_check{v=\"negzero\"} -0\n"
-		"format_check{v=\"tiny\"} 4.94065645841247e-324\n"
-		"format_check{v=\"sum17\"} 0.30000000000000004\n"
-		"format_check{v=\"nan\"} NaN\n"
-		"format_check{v=\"inf\"} +Inf\n"
-		"format_check{v=\"ninf\"} -Inf\n"
-		"# HELP rpc_duration_seconds RPC latency.\n"
-		"# TYPE rpc_duration_seconds histogram\n"
-		"rpc_duration_seconds_bucket{method=\"Get\",le=\"0.1\"} 2\n"
-		"rpc_duration_seconds_bucket{method=\"Get\",le=\"1\"} 3\n"
-		"rpc_duration_seconds_bucket{method=\"Get\",le=\"+Inf\"} 4\n"
-		"rpc_duration_seconds_sum{method=\"Get\"} 3.650000001\n"
-		"rpc_duration_seconds_count{method=\"Get\"} 4\n"
-		"# HELP response_size_bytes Sizes.\n"
-		"# TYPE response_size_bytes histogram\n"
-		"response_size_bytes_bucket{le=\"100\"} 1\n"
-		"response_size_bytes_bucket{le=\"1000\"} 1\n"
-		"response_size_bytes_bucket{le=\"+Inf\"} 2\n"
-		"response_size_bytes_sum 2050.5\n"
-		"response_size_bytes_count 2\n"
-		"# HELP queue_depth Queue depth.\n"
-		"# TYPE queue_depth gauge\n"
-		"queue_depth 7\n"
-		"# HELP idle_total Never used.\n"
-		"# TYPE idle_total counter\n";
+	const char *want = "# HELP http_requests_total Requests served.\n"
+	                   "# TYPE http_requests_total counter\n"
+	                   "http_requests_total{method=\"GET\",code=\"200\"} 42\n"
+	                   "http_requests_total{method=\"POST\",code=\"500\"} 1\n"
+	                   "# HELP temperature_celsius Temperature.\n"
+	                   "# TYPE temperature_celsius gauge\n"
+	                   "temperature_celsius -1.5\n"
+	                   "# HELP format_check Doubles.\n"
+	                   "# TYPE format_check gauge\n"
+	                   "format_check{v=\"tenth\"} 0.1\n"
+	                   "format_check{v=\"third\"} 0.3333333333333333\n"
+	                   "format_check{v=\"big\"} 1e+20\n"
+	                   "format_check{v=\"int\"} 123456789\n"
+	                   "format_check{v=\"negzero\"} -0\n"
+	                   "format_check{v=\"tiny\"} 4.94065645841247e-324\n"
+	                   "format_check{v=\"sum17\"} 0.30000000000000004\n"
+	                   "format_check{v=\"nan\"} NaN\n"
+	                   "format_check{v=\"inf\"} +Inf\n"
+	                   "format_check{v=\"ninf\"} -Inf\n"
+	                   "# HELP rpc_duration_seconds RPC latency.\n"
+	                   "# TYPE rpc_duration_seconds histogram\n"
+	                   "rpc_duration_seconds_bucket{method=\"Get\",le=\"0.1\"} 2\n"
+	                   "rpc_duration_seconds_bucket{method=\"Get\",le=\"1\"} 3\n"
+	                   "rpc_duration_seconds_bucket{method=\"Get\",le=\"+Inf\"} 4\n"
+	                   "rpc_duration_seconds_sum{method=\"Get\"} 3.650000001\n"
+	                   "rpc_duration_seconds_count{method=\"Get\"} 4\n"
+	                   "# HELP response_size_bytes Sizes.\n"
+	                   "# TYPE response_size_bytes histogram\n"
+	                   "response_size_bytes_bucket{le=\"100\"} 1\n"
+	                   "response_size_bytes_bucket{le=\"1000\"} 1\n"
+	                   "response_size_bytes_bucket{le=\"+Inf\"} 2\n"
+	                   "response_size_bytes_sum 2050.5\n"
+	                   "response_size_bytes_count 2\n"
+	                   "# HELP queue_depth Queue depth.\n"
+	                   "# TYPE queue_depth gauge\n"
+	                   "queue_depth 7\n"
+	                   "# HELP idle_total Never used.\n"
+	                   "# TYPE idle_total counter\n";
 	char *text = render(reg);
 	CHECK_STR_EQ(text, want);
 	free(text);
@@ -267,16 +262,16 @@ static void test_escaping(void)
 	if (!reg)
 		return;
 	struct metrics_family *f = metrics_counter_family(
-		reg, "escaped_total", "Help with \\ backslash\nand \"quotes\".", 1, method);
+	    reg, "escaped_total", "Help with \\ backslash\nand \"quotes\".", 1, method);
 	const char *v[] = {"a\\b\"c\nd"};
 	metrics_counter_inc(metrics_counter_get(f, v));
 	const char *empty[] = {NULL};
 	metrics_counter_inc(metrics_counter_get(f, empty));
 	char *text = render(reg);
 	CHECK_STR_EQ(text, "# HELP escaped_total Help with \\\\ backslash\\nand \"quotes\".\n"
-			   "# TYPE escaped_total counter\n"
-			   "escaped_total{method=\"a\\\\b\\\"c\\nd\"} 1\n"
-			   "escaped_total{method=\"\"} 1\n");
+	                   "# TYPE escaped_total counter\n"
+	                   "escaped_total{method=\"a\\\\b\\\"c\\nd\"} 1\n"
+	                   "escaped_total{method=\"\"} 1\n");
 	free(text);
 	metrics_registry_free(reg);
 }
@@ -310,13 +305,13 @@ static void test_registration_rules(void)
 	CHECK(metrics_counter_family(reg, "l_total", "x", 2, (const char *const[]){"a", "a"}) ==
 	      NULL);
 	CHECK(metrics_counter_family(reg, "l_total", "x", METRICS_MAX_LABELS + 1,
-				     (const char *const[]){"a", "b", "c", "d", "e"}) == NULL);
+	                             (const char *const[]){"a", "b", "c", "d", "e"}) == NULL);
 	CHECK(metrics_histogram_family(reg, "h_seconds", "x", bounds, 2, 1,
-				       (const char *const[]){"le"}) == NULL);
+	                               (const char *const[]){"le"}) == NULL);
 	CHECK(metrics_histogram_family(reg, "h_seconds", "x", bad_bounds, 2, 0, NULL) == NULL);
 	CHECK(metrics_histogram_family(reg, "h_seconds", "x", bounds, 0, 0, NULL) == NULL);
-	struct metrics_family *h = metrics_histogram_family(reg, "h_seconds", "x", bounds, 2, 0,
-							    NULL);
+	struct metrics_family *h =
+	    metrics_histogram_family(reg, "h_seconds", "x", bounds, 2, 0, NULL);
 	CHECK(h != NULL);
 	CHECK(metrics_histogram_family(reg, "h_seconds", "x", bounds, 2, 0, NULL) == h);
 	CHECK(metrics_histogram_family(reg, "h_seconds", "x", bad_bounds + 1, 1, 0, NULL) == NULL);
@@ -418,26 +413,26 @@ static void test_promtool_accepts_everything(void)
 		return;
 	CHECK(access(MOVIE_PROMTOOL, X_OK) == 0);
 	struct metrics_family *req = metrics_counter_family(
-		reg, "grpc_server_handled_total", "RPCs completed on the server.", 2, method_code);
+	    reg, "grpc_server_handled_total", "RPCs completed on the server.", 2, method_code);
 	metrics_counter_add(metrics_counter_get(req, (const char *const[]){"/M/Get", "OK"}), 5);
 	metrics_counter_inc(
-		metrics_counter_get(req, (const char *const[]){"we\\ird\"\nvalue", "NOT_FOUND"}));
+	    metrics_counter_get(req, (const char *const[]){"we\\ird\"\nvalue", "NOT_FOUND"}));
 	struct metrics_family *inflight = metrics_gauge_family(
-		reg, "grpc_server_in_flight_requests", "RPCs in progress.", 0, NULL);
+	    reg, "grpc_server_in_flight_requests", "RPCs in progress.", 0, NULL);
 	metrics_gauge_set(metrics_gauge_get(inflight, NULL), 3);
 	struct metrics_family *lat = metrics_histogram_family(
-		reg, "grpc_server_handling_seconds", "RPC latency in seconds.",
-		metrics_latency_buckets, metrics_latency_bucket_count, 1, method);
+	    reg, "grpc_server_handling_seconds", "RPC latency in seconds.", metrics_latency_buckets,
+	    metrics_latency_bucket_count, 1, method);
 	struct metrics_histogram *h = metrics_histogram_get(lat, (const char *const[]){"/M/Get"});
 	for (int i = 0; i < 100; i++)
 		metrics_histogram_observe(h, 0.0001 * i);
-	struct metrics_family *sz = metrics_histogram_family(
-		reg, "grpc_server_msg_size_bytes", "Message sizes in bytes.",
-		(const double[]){64, 1024, 65536}, 3, 0, NULL);
+	struct metrics_family *sz =
+	    metrics_histogram_family(reg, "grpc_server_msg_size_bytes", "Message sizes in bytes.",
+	                             (const double[]){64, 1024, 65536}, 3, 0, NULL);
 	metrics_histogram_observe(metrics_histogram_get(sz, NULL), 100.25);
-	CHECK_INT_EQ(metrics_gauge_callback(reg, "kafka_consumer_lag_messages", "Consumer lag.",
-					    zero, NULL),
-		     0);
+	CHECK_INT_EQ(
+	    metrics_gauge_callback(reg, "kafka_consumer_lag_messages", "Consumer lag.", zero, NULL),
+	    0);
 	CHECK_INT_EQ(metrics_register_process(reg), 0);
 	char *text = render(reg);
 	CHECK(text != NULL);
@@ -468,8 +463,8 @@ static void test_promtool_accepts_everything(void)
 
 	/* The check has teeth: a counter without _total is a lint warning (3). */
 	CHECK_INT_EQ(write_temp("# HELP bad_counter x\n# TYPE bad_counter counter\nbad_counter 1\n",
-				path, sizeof(path)),
-		     0);
+	                        path, sizeof(path)),
+	             0);
 	CHECK_INT_EQ(promtool_check(path), 3);
 	unlink(path);
 	metrics_registry_free(reg);

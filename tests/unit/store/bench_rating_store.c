@@ -43,7 +43,7 @@ static void *bench_main(void *arg)
 {
 	struct bench *b = arg;
 	struct rating_change *c = calloc((size_t)b->batch, sizeof(*c));
-	char (*ids)[2][24] = calloc((size_t)b->batch, sizeof(*ids));
+	char(*ids)[2][24] = calloc((size_t)b->batch, sizeof(*ids));
 	unsigned int seed = 12345u + (unsigned int)b->thread;
 	long mine = b->events / b->threads;
 
@@ -57,7 +57,7 @@ static void *bench_main(void *arg)
 			unsigned int r = (unsigned int)rand_r(&seed);
 			snprintf(ids[k][0], sizeof(ids[k][0]), "%u", r % 10000);
 			snprintf(ids[k][1], sizeof(ids[k][1]), "user%u",
-				 (unsigned int)rand_r(&seed) % 100000);
+			         (unsigned int)rand_r(&seed) % 100000);
 			c[k].record_type = "movie";
 			c[k].record_id = ids[k][0];
 			c[k].user_id = ids[k][1];

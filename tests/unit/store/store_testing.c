@@ -22,7 +22,7 @@ int64_t store_testing_now_ms(void)
 }
 
 static MYSQL *admin_connect(const char *host, unsigned int port, const char *user,
-			    const char *password, const char *db, bool quiet)
+                            const char *password, const char *db, bool quiet)
 {
 	MYSQL *my = mysql_init(NULL);
 	unsigned int timeout = 2;
@@ -33,7 +33,7 @@ static MYSQL *admin_connect(const char *host, unsigned int port, const char *use
 	if (!mysql_real_connect(my, host, user, password, db, port, NULL, 0)) {
 		if (!quiet)
 			fprintf(stderr, "mysql connect %s:%u as %s: %s\n", host, port, user,
-				mysql_error(my));
+			        mysql_error(my));
 		mysql_close(my);
 		return NULL;
 	}
@@ -41,7 +41,7 @@ static MYSQL *admin_connect(const char *host, unsigned int port, const char *use
 }
 
 int store_testing_mysql_admin(const char *host, unsigned int port, const char *user,
-			      const char *password, const char *sql, bool quiet)
+                              const char *password, const char *sql, bool quiet)
 {
 	MYSQL *my = admin_connect(host, port, user, password, NULL, quiet);
 	int rc = 0;
@@ -102,11 +102,11 @@ int store_fixture_init(struct store_fixture *f, const char *driver)
 		char sql[128];
 
 		if (!host || !port || !user || !password) {
-			fprintf(stderr,
-				"FAIL: the mysql variant needs MOVIE_TEST_MYSQL_HOST, "
-				"MOVIE_TEST_MYSQL_PORT, MOVIE_TEST_MYSQL_USER and "
-				"MOVIE_TEST_MYSQL_PASSWORD (start a server with "
-				"scripts/test-mariadb.sh start DIR PORT; user movie, password movie)\n");
+			fprintf(stderr, "FAIL: the mysql variant needs MOVIE_TEST_MYSQL_HOST, "
+			                "MOVIE_TEST_MYSQL_PORT, MOVIE_TEST_MYSQL_USER and "
+			                "MOVIE_TEST_MYSQL_PASSWORD (start a server with "
+			                "scripts/test-mariadb.sh start DIR PORT; user movie, "
+			                "password movie)\n");
 			return -1;
 		}
 		if (parse_port(port, &port_num) != 0) {
@@ -117,7 +117,7 @@ int store_fixture_init(struct store_fixture *f, const char *driver)
 		snprintf(f->user, sizeof(f->user), "%s", user);
 		snprintf(f->password, sizeof(f->password), "%s", password);
 		snprintf(f->database, sizeof(f->database), "movie_test_%ld_%d", (long)getpid(),
-			 fixture_seq++);
+		         fixture_seq++);
 		snprintf(sql, sizeof(sql), "CREATE DATABASE %s CHARACTER SET utf8mb4", f->database);
 		if (store_testing_mysql_admin(f->host, port_num, f->user, f->password, sql, false))
 			return -1;
@@ -139,7 +139,7 @@ void store_fixture_release(struct store_fixture *f)
 		char sql[128];
 		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", f->database);
 		store_testing_mysql_admin(f->host, (unsigned int)f->cfg.mysql_port, f->user,
-					  f->password, sql, false);
+		                          f->password, sql, false);
 		f->created = false;
 	}
 	if (f->dir[0]) {
@@ -172,7 +172,7 @@ int store_fixture_sql(const struct store_fixture *f, const char *sql)
 	}
 	if (strcmp(f->driver, "mysql") == 0) {
 		MYSQL *my = admin_connect(f->host, (unsigned int)f->cfg.mysql_port, f->user,
-					  f->password, f->database, false);
+		                          f->password, f->database, false);
 		int rc = 0;
 		if (!my)
 			return -1;
@@ -205,7 +205,7 @@ int store_fixture_query_int(const struct store_fixture *f, const char *sql, long
 		sqlite3_close(db);
 	} else if (strcmp(f->driver, "mysql") == 0) {
 		MYSQL *my = admin_connect(f->host, (unsigned int)f->cfg.mysql_port, f->user,
-					  f->password, f->database, false);
+		                          f->password, f->database, false);
 		MYSQL_RES *res = NULL;
 		MYSQL_ROW row;
 		if (!my)

@@ -19,11 +19,11 @@
 struct store_fixture {
 	struct store_config cfg;
 	char driver[16];
-	char dir[256];      /* sqlite: temporary directory */
-	char path[320];     /* sqlite: database file */
+	char dir[256];  /* sqlite: temporary directory */
+	char path[320]; /* sqlite: database file */
 	char host[128], user[64], password[64];
-	char database[64];  /* mysql: movie_test_<pid>_<n> */
-	bool created;       /* mysql: database created by us */
+	char database[64]; /* mysql: movie_test_<pid>_<n> */
+	bool created;      /* mysql: database created by us */
 };
 
 /* Prepare a fixture for driver "memory", "sqlite" or "mysql".
@@ -42,7 +42,7 @@ int store_fixture_query_int(const struct store_fixture *f, const char *sql, long
 /* Connect to a mysql server and run one statement with no database selected.
  * Returns 0, or -1 (quietly when quiet is true). */
 int store_testing_mysql_admin(const char *host, unsigned int port, const char *user,
-			      const char *password, const char *sql, bool quiet);
+                              const char *password, const char *sql, bool quiet);
 
 /* Monotonic milliseconds. */
 int64_t store_testing_now_ms(void);

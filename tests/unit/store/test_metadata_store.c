@@ -33,10 +33,10 @@ static struct metadata_store *open_store(void)
 }
 
 static int put4(struct metadata_store *s, const char *id, const char *title, const char *desc,
-		const char *director)
+                const char *director)
 {
 	struct metadata m = {(char *)(uintptr_t)id, (char *)(uintptr_t)title,
-			     (char *)(uintptr_t)desc, (char *)(uintptr_t)director};
+	                     (char *)(uintptr_t)desc, (char *)(uintptr_t)director};
 	return metadata_store_put(s, &m);
 }
 
@@ -72,11 +72,11 @@ static void test_concurrent_open(void)
 	}
 	/* MariaDB keeps each service's versions in its own table (a shared database). */
 	const char *count_sql = strcmp(driver, "mysql") == 0
-					? "SELECT COUNT(*) FROM metadata_schema_migrations"
-					: "SELECT COUNT(*) FROM schema_migrations";
+	                            ? "SELECT COUNT(*) FROM metadata_schema_migrations"
+	                            : "SELECT COUNT(*) FROM schema_migrations";
 	const char *max_sql = strcmp(driver, "mysql") == 0
-				      ? "SELECT MAX(version) FROM metadata_schema_migrations"
-				      : "SELECT MAX(version) FROM schema_migrations";
+	                          ? "SELECT MAX(version) FROM metadata_schema_migrations"
+	                          : "SELECT MAX(version) FROM schema_migrations";
 	CHECK_INT_EQ(store_fixture_query_int(&fx, count_sql, &n), 0);
 	CHECK_INT_EQ(n, 1);
 	CHECK_INT_EQ(store_fixture_query_int(&fx, max_sql, &n), 0);
@@ -140,8 +140,9 @@ static void test_strings_and_limits(void)
 	struct metadata_store *s = open_store();
 	static char long_text[METADATA_TEXT_MAX + 2];
 	static char long_id[METADATA_ID_MAX + 2];
-	const char *tricky = "'; DROP TABLE metadata; -- \"quoted\" \\back\\ %s %n \xc3\xa9\xe6\x98\xa0"
-			     "\xe7\x94\xbb \xf0\x9f\x8e\xac\ttab\nnewline";
+	const char *tricky =
+	    "'; DROP TABLE metadata; -- \"quoted\" \\back\\ %s %n \xc3\xa9\xe6\x98\xa0"
+	    "\xe7\x94\xbb \xf0\x9f\x8e\xac\ttab\nnewline";
 	struct metadata m;
 
 	CHECK(s != NULL);
@@ -220,7 +221,7 @@ static void test_survives_reopen(void)
 	metadata_store_close(s);
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 150
 
 struct worker {
@@ -330,10 +331,10 @@ static int run_script(const char *action, const char *dir, unsigned int port)
 	int rc;
 	if (port)
 		snprintf(cmd, sizeof(cmd), "%s/scripts/test-mariadb.sh %s %s %u", MOVIE_SOURCE_DIR,
-			 action, dir, port);
+		         action, dir, port);
 	else
 		snprintf(cmd, sizeof(cmd), "%s/scripts/test-mariadb.sh %s %s", MOVIE_SOURCE_DIR,
-			 action, dir);
+		         action, dir);
 	rc = system(cmd);
 	if (rc != 0) {
 		/* Say why: the server's own logs. */
@@ -402,8 +403,8 @@ static void test_reconnect(void)
 	 * without reopening the store; the schema is migrated on first contact. */
 	CHECK_INT_EQ(run_script("start", dir, port), 0);
 	CHECK_INT_EQ(store_testing_mysql_admin("127.0.0.1", port, "movie", "movie",
-					       "CREATE DATABASE movie_reconnect", false),
-		     0);
+	                                       "CREATE DATABASE movie_reconnect", false),
+	             0);
 	waited = wait_put_ok(s, "1", "first");
 	fprintf(stderr, "  server up: first successful put after %lld ms\n", (long long)waited);
 	CHECK(waited >= 0);
@@ -426,12 +427,11 @@ static void test_reconnect(void)
 	metadata_release(&m);
 	metadata_store_close(s);
 	CHECK_INT_EQ(run_script("stop", dir, 0), 0);
-out_rmdir:
-	{
-		char cmd[600];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-		CHECK_INT_EQ(system(cmd), 0);
-	}
+out_rmdir : {
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	CHECK_INT_EQ(system(cmd), 0);
+}
 }
 
 int main(int argc, char **argv)

@@ -45,18 +45,18 @@ static struct rating_change del(const char *type, const char *id, const char *us
 }
 
 /* Expect exactly (count, sum) for a record; count 0 means MV_ENOTFOUND. */
-#define CHECK_AGG(s, type, id, want_count, want_sum)                                     \
-	do {                                                                             \
-		double mean_ = -1;                                                       \
-		uint64_t n_ = 0;                                                         \
-		int rc_ = rating_store_aggregate((s), (id), (type), &mean_, &n_);        \
-		if ((want_count) == 0) {                                                 \
-			CHECK_INT_EQ(rc_, MV_ENOTFOUND);                                 \
-		} else {                                                                 \
-			CHECK_INT_EQ(rc_, 0);                                            \
-			CHECK_INT_EQ(n_, (want_count));                                  \
-			CHECK(mean_ == (double)(want_sum) / (double)(want_count));       \
-		}                                                                        \
+#define CHECK_AGG(s, type, id, want_count, want_sum)                               \
+	do {                                                                       \
+		double mean_ = -1;                                                 \
+		uint64_t n_ = 0;                                                   \
+		int rc_ = rating_store_aggregate((s), (id), (type), &mean_, &n_);  \
+		if ((want_count) == 0) {                                           \
+			CHECK_INT_EQ(rc_, MV_ENOTFOUND);                           \
+		} else {                                                           \
+			CHECK_INT_EQ(rc_, 0);                                      \
+			CHECK_INT_EQ(n_, (want_count));                            \
+			CHECK(mean_ == (double)(want_sum) / (double)(want_count)); \
+		}                                                                  \
 	} while (0)
 
 static void test_put_replace_delete(void)
@@ -188,7 +188,7 @@ static void test_failure_rolls_back(void)
 	const char *trigger;
 
 	if (strcmp(driver, "memory") == 0)
-		return; /* cannot fail once validated */
+		return;   /* cannot fail once validated */
 	s = open_store(); /* creates the schema */
 	CHECK(s != NULL);
 	if (!s)
@@ -197,15 +197,15 @@ static void test_failure_rolls_back(void)
 	CHECK_INT_EQ(rating_store_apply(s, c, 1), 0);
 	if (strcmp(driver, "sqlite") == 0)
 		trigger = "CREATE TRIGGER poison BEFORE INSERT ON ratings"
-			  " WHEN NEW.user_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END";
+		          " WHEN NEW.user_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poison'); END";
 	else
 		trigger = "CREATE TRIGGER poison BEFORE INSERT ON ratings FOR EACH ROW"
-			  " IF NEW.user_id = 'poison' THEN"
-			  " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison'; END IF";
+		          " IF NEW.user_id = 'poison' THEN"
+		          " SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'poison'; END IF";
 	CHECK_INT_EQ(store_fixture_sql(&fx, trigger), 0);
-	c[0] = put("movie", "rb", "a", 5);       /* replace */
-	c[1] = put("movie", "rb", "b", 4);       /* new */
-	c[2] = put("movie", "rb-new", "c", 1);   /* new record */
+	c[0] = put("movie", "rb", "a", 5);     /* replace */
+	c[1] = put("movie", "rb", "b", 4);     /* new */
+	c[2] = put("movie", "rb-new", "c", 1); /* new record */
 	c[3] = put("movie", "rb", "poison", 1);
 	CHECK(rating_store_apply(s, c, 4) != 0);
 	CHECK_AGG(s, "movie", "rb", 1, 2);
@@ -237,7 +237,9 @@ static long big_count(void)
 static void test_big_aggregate(void)
 {
 	struct rating_store *s = open_store();
-	enum { BATCH = 1000 };
+	enum {
+		BATCH = 1000
+	};
 	static struct rating_change c[BATCH];
 	static char users[BATCH][24];
 	long n = big_count();
@@ -261,8 +263,8 @@ static void test_big_aggregate(void)
 	}
 	CHECK_INT_EQ(failed, 0);
 	ms = store_testing_now_ms() - t0;
-	fprintf(stderr, "  %s: %ld ratings in %lld ms (%.0f ratings/s)\n", driver, n,
-		(long long)ms, ms > 0 ? (double)n * 1000.0 / (double)ms : 0.0);
+	fprintf(stderr, "  %s: %ld ratings in %lld ms (%.0f ratings/s)\n", driver, n, (long long)ms,
+	        ms > 0 ? (double)n * 1000.0 / (double)ms : 0.0);
 	CHECK_AGG(s, "movie", "big", count, sum);
 
 	/* Replace the first 1000 with 5 and delete the next 1000. */
@@ -292,12 +294,12 @@ static void test_big_aggregate(void)
 	}
 	CHECK_INT_EQ(failed, 0);
 	fprintf(stderr, "  %s: 1000 aggregate reads over %lld ratings: %lld ms\n", driver, count,
-		(long long)(store_testing_now_ms() - t0));
+	        (long long)(store_testing_now_ms() - t0));
 	rating_store_close(s);
 }
 
-#define THREADS 4
-#define ROUNDS 20
+#define THREADS   4
+#define ROUNDS    20
 #define PER_BATCH 50
 
 struct worker {
@@ -377,7 +379,8 @@ static void test_survives_kill9(void)
 	pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
-		struct rating_change c[2] = {put("movie", "k9", "a", 4), put("movie", "k9", "b", 1)};
+		struct rating_change c[2] = {put("movie", "k9", "a", 4),
+		                             put("movie", "k9", "b", 1)};
 		char err[256];
 		struct rating_store *cs = rating_store_open(&fx.cfg, err, sizeof(err));
 		if (!cs || rating_store_apply(cs, c, 2) != 0)
