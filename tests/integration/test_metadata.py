@@ -285,6 +285,33 @@ class CheckConfigTest(unittest.TestCase):
         self.assertIn("/nonexistent/x.yaml", err)
 
 
+class ConnectionAgeTest(unittest.TestCase):
+    def test_max_connection_age_rebalances_without_errors(self):
+        """api.max_connection_age: the server sends GOAWAY to old connections; a
+        client reconnects (to whichever pod a Service picks) and loses no call."""
+        with Service("metadata", "storage:\n  driver: memory\napi:\n  max_connection_age: 1s\n"
+                     "shutdown:\n  drain_delay: 0s\n") as svc:
+            svc.start()
+            ch, stub = metadata_stub(svc)
+            stub.PutMetadata(S.movie_pb2.PutMetadataRequest(metadata=S.movie_pb2.Metadata(
+                id="age", title="t")), timeout=5)
+            accepted_before = harness.scrape(svc)["server_connections_accepted_total"]
+            deadline = time.monotonic() + 4.5
+            calls = 0
+            while time.monotonic() < deadline:
+                resp = stub.GetMetadata(S.movie_pb2.GetMetadataRequest(movie_id="age"), timeout=5)
+                self.assertEqual(resp.metadata.title, "t")
+                calls += 1
+                time.sleep(0.01)
+            accepted = harness.scrape(svc)["server_connections_accepted_total"] - accepted_before
+            ch.close()
+            self.assertGreater(calls, 100)
+            # One scrape connection per scrape (HTTP/1.1) plus at least two gRPC
+            # reconnections within 4.5 s of 1 s-old connections.
+            self.assertGreaterEqual(accepted, 1 + 2)
+            self.assertEqual(svc.stop(), 0)
+
+
 class GracefulShutdownTest(unittest.TestCase):
     def test_watch_sees_not_serving_on_sigterm(self):
         with Service("metadata", "storage:\n  driver: memory\nshutdown:\n  drain_delay: 1s\n"
