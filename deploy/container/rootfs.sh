@@ -13,18 +13,34 @@ out=$1 configs=$2
 shift 2
 mkdir -p "$out/usr/local/bin" "$out/etc/movie/config" "$out/var/lib/movie/data" "$out/tmp"
 chmod 1777 "$out/tmp"
-for bin in "$@"; do
-	install -m 0755 "$bin" "$out/usr/local/bin/"
+# copy_libs FILE: exactly the shared libraries `ldd` lists for FILE, plus the loader.
+copy_libs() {
 	# "libfoo.so.1 => /lib/.../libfoo.so.1 (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"
-	ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
+	ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' |
 		while read -r lib; do
 			mkdir -p "$out$(dirname "$lib")"
 			cp -L "$lib" "$out$lib"
 		done
+}
+files=""
+for bin in "$@"; do
+	install -m 0755 "$bin" "$out/usr/local/bin/"
+	files="$files $bin"
+	# A store's MariaDB driver is a module loaded on demand from ../lib/movie
+	# (include/movie/db_module.h); ldd cannot see it.
+	module="$(dirname "$bin")/../lib/movie/movie-mysql-$(basename "$bin").so"
+	if [ -f "$module" ]; then
+		mkdir -p "$out/usr/local/lib/movie"
+		install -m 0644 "$module" "$out/usr/local/lib/movie/"
+		files="$files $module"
+	fi
+done
+for f in $files; do
+	copy_libs "$f"
 done
 # libmariadb loads authentication plugins at run time (dlopen), invisible to ldd.
-for bin in "$@"; do
-	if ldd "$bin" | grep -q libmariadb; then
+for f in $files; do
+	if ldd "$f" | grep -q libmariadb; then
 		plugins=$(find /usr/lib -type d -path '*libmariadb3/plugin' | head -n 1)
 		[ -n "$plugins" ] && mkdir -p "$out$plugins" && cp -L "$plugins"/*.so "$out$plugins/"
 	fi

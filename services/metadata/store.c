@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "movie/db_module.h"
 #include "movie/err.h"
 #include "store.h"
 #include "store_driver.h"
@@ -20,7 +21,6 @@ struct metadata_store {
 static const struct metadata_store_ops *const drivers[] = {
     &metadata_store_memory_ops,
     &metadata_store_sqlite_ops,
-    &metadata_store_mysql_ops,
 };
 
 char *metadata_strdup(const char *s)
@@ -50,6 +50,13 @@ struct metadata_store *metadata_store_open(const struct store_config *cfg, char 
 	for (size_t i = 0; cfg && cfg->driver && i < sizeof(drivers) / sizeof(drivers[0]); i++) {
 		if (strcmp(cfg->driver, drivers[i]->name) == 0)
 			ops = drivers[i];
+	}
+	if (!ops && cfg && cfg->driver && strcmp(cfg->driver, "mysql") == 0) {
+		/* Loaded on demand: see movie/db_module.h. */
+		ops = db_module_symbol("movie-mysql-metadata.so", "metadata_store_mysql_ops", errbuf,
+				       errbuf_size);
+		if (!ops)
+			return NULL;
 	}
 	if (!ops) {
 		if (errbuf && errbuf_size)

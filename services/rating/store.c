@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "movie/db_module.h"
 #include "movie/err.h"
 #include "store.h"
 #include "store_driver.h"
@@ -20,7 +21,6 @@ struct rating_store {
 static const struct rating_store_ops *const drivers[] = {
     &rating_store_memory_ops,
     &rating_store_sqlite_ops,
-    &rating_store_mysql_ops,
 };
 
 /* ---------------------------------------------------------------- plan */
@@ -203,6 +203,13 @@ struct rating_store *rating_store_open(const struct store_config *cfg, char *err
 	for (size_t i = 0; cfg && cfg->driver && i < sizeof(drivers) / sizeof(drivers[0]); i++) {
 		if (strcmp(cfg->driver, drivers[i]->name) == 0)
 			ops = drivers[i];
+	}
+	if (!ops && cfg && cfg->driver && strcmp(cfg->driver, "mysql") == 0) {
+		/* Loaded on demand: see movie/db_module.h. */
+		ops = db_module_symbol("movie-mysql-rating.so", "rating_store_mysql_ops", errbuf,
+				       errbuf_size);
+		if (!ops)
+			return NULL;
 	}
 	if (!ops) {
 		if (errbuf && errbuf_size)

@@ -159,6 +159,32 @@ for ((i = ${#services[@]} - 1; i >= 0; i--)); do
 	fi
 done
 
+# The MariaDB driver is a module loaded on demand (include/movie/db_module.h):
+# with storage.driver mysql and no database reachable, the image must load it,
+# stay alive (liveness SERVING) and report not ready.
+for svc in metadata rating; do
+	[[ " ${services[*]} " == *" $svc "* ]] || continue
+	up=${svc^^}
+	name=movie-test-$svc-mysql-$$
+	containers+=("$name")
+	p=$(free_port)
+	if ! podman run -d --name "$name" --network host \
+		-e "${up}_API_HOST=127.0.0.1" -e "${up}_API_PORT=$p" \
+		-e "${up}_STORAGE_DRIVER=mysql" -e "${up}_STORAGE_MYSQL_HOST=127.0.0.1" \
+		-e "${up}_STORAGE_MYSQL_PORT=1" -e "${up}_SHUTDOWN_DRAIN_DELAY=0s" \
+		"movie-$svc:$tag" --config /etc/movie/config/base.yaml >/dev/null; then
+		bad "$svc starts with the mysql driver"
+		continue
+	fi
+	if /usr/bin/python3 "$tmp/health.py" "$p" liveness 20 "$tmp" &&
+		! /usr/bin/python3 "$tmp/health.py" "$p" "" 2 "$tmp" 2>/dev/null; then
+		ok "$svc loads its MariaDB driver module (alive, not ready without a database)"
+	else
+		bad "$svc with the mysql driver"; podman logs --tail 20 "$name" 2>&1
+	fi
+	podman rm -f "$name" >/dev/null 2>&1 || true
+done
+
 for img in "${services[@]}" tools; do
 	if podman run --rm --entrypoint /bin/sh "movie-$img:$tag" -c true >/dev/null 2>&1; then
 		bad "movie-$img has no shell"
