@@ -13,11 +13,14 @@ mkdir -p "$run_dir/data"
 cd "$run_dir"
 
 pids=()
+kafka_pid=
 stop_all() {
   trap - INT TERM
   echo "run: stopping (SIGTERM)..." >&2
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # The broker last, so that rating commits its offsets and leaves the group.
+  if [ -n "$kafka_pid" ]; then kill -TERM "$kafka_pid" 2>/dev/null || true; wait "$kafka_pid" 2>/dev/null || true; fi
   echo "run: stopped" >&2
   exit 0
 }
@@ -30,7 +33,7 @@ export RATING_STORAGE_SQLITE_PATH="$run_dir/data/rating.db"
 if [ "${KAFKA:-0}" = "1" ]; then
   rm -f "$run_dir/kafka.bootstrap"
   setsid "$bin/kafka-dev" --bootstrap-file "$run_dir/kafka.bootstrap" &
-  pids+=($!)
+  kafka_pid=$!
   for _ in $(seq 1 100); do [ -s "$run_dir/kafka.bootstrap" ] && break; sleep 0.05; done
   [ -s "$run_dir/kafka.bootstrap" ] || { echo "run: kafka-dev did not start" >&2; stop_all; }
   export RATING_KAFKA_BROKERS="$(cat "$run_dir/kafka.bootstrap")"
