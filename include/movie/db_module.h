@@ -23,6 +23,6 @@
  * a one-line reason in errbuf when the module cannot be found or loaded or
  * lacks the symbol. */
 const void *db_module_symbol(const char *module, const char *symbol, char *errbuf,
-			     size_t errbuf_size);
+                             size_t errbuf_size);
 
 #endif

@@ -113,9 +113,6 @@ extern const char *const storage_drivers[];
 /* Fill a store_config that borrows the strings of `opts`. */
 void storage_options_to_store_config(const struct storage_options *opts, struct store_config *out);
 
-/* Create the parent directory of a SQLite path (like mkdir -p). Returns 0 or MV_EIO. */
-int storage_prepare_sqlite_dir(const char *path);
-
 /* Parse the command line and load the configuration (schema defaults, each
  * --config file in order, environment, secrets). Prints errors to stderr as
  * "program: file:line:column: key: message".

@@ -36,29 +36,6 @@ void storage_options_to_store_config(const struct storage_options *o, struct sto
 	out->mysql_query_timeout_ms = o->mysql_query_timeout_ms;
 }
 
-int storage_prepare_sqlite_dir(const char *path)
-{
-	char dir[4096];
-	int n = snprintf(dir, sizeof(dir), "%s", path);
-	if (n < 0 || (size_t)n >= sizeof(dir))
-		return MV_EINVAL;
-	char *slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	for (char *p = dir + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-			return MV_EIO;
-		*p = '/';
-	}
-	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-		return MV_EIO;
-	return 0;
-}
-
 static void usage(FILE *out, const char *program)
 {
 	fprintf(out,

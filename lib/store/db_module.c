@@ -50,13 +50,14 @@ static void *load(const char *name, char *errbuf, size_t errbuf_size)
 			snprintf(errbuf, errbuf_size, "cannot load %s", dlerror());
 		return handle;
 	}
-	snprintf(errbuf, errbuf_size, "the driver module %s is not installed (looked in %.200s/../lib/movie and %.200s)",
-		 name, dir, dir);
+	snprintf(errbuf, errbuf_size,
+	         "the driver module %s is not installed (looked in %.200s/../lib/movie and %.200s)",
+	         name, dir, dir);
 	return NULL;
 }
 
 const void *db_module_symbol(const char *module, const char *symbol, char *errbuf,
-			     size_t errbuf_size)
+                             size_t errbuf_size)
 {
 	char scratch[8];
 	if (!errbuf || !errbuf_size) {

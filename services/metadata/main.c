@@ -33,12 +33,6 @@ int main(int argc, char **argv)
 		goto fail_config;
 	struct store_config store_cfg;
 	storage_options_to_store_config(&cfg.storage, &store_cfg);
-	if (strcmp(store_cfg.driver, "sqlite") == 0 &&
-	    storage_prepare_sqlite_dir(store_cfg.sqlite_path) != 0) {
-		log_error("cannot create the SQLite directory",
-		          LOG_S("path", store_cfg.sqlite_path));
-		goto fail_metrics;
-	}
 	char why[256] = "";
 	struct metadata_store *store = metadata_store_open(&store_cfg, why, sizeof(why));
 	if (!store) {

@@ -53,8 +53,8 @@ struct metadata_store *metadata_store_open(const struct store_config *cfg, char 
 	}
 	if (!ops && cfg && cfg->driver && strcmp(cfg->driver, "mysql") == 0) {
 		/* Loaded on demand: see movie/db_module.h. */
-		ops = db_module_symbol("movie-mysql-metadata.so", "metadata_store_mysql_ops", errbuf,
-				       errbuf_size);
+		ops = db_module_symbol("movie-mysql-metadata.so", "metadata_store_mysql_ops",
+		                       errbuf, errbuf_size);
 		if (!ops)
 			return NULL;
 	}

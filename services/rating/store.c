@@ -207,7 +207,7 @@ struct rating_store *rating_store_open(const struct store_config *cfg, char *err
 	if (!ops && cfg && cfg->driver && strcmp(cfg->driver, "mysql") == 0) {
 		/* Loaded on demand: see movie/db_module.h. */
 		ops = db_module_symbol("movie-mysql-rating.so", "rating_store_mysql_ops", errbuf,
-				       errbuf_size);
+		                       errbuf_size);
 		if (!ops)
 			return NULL;
 	}
