@@ -4,6 +4,7 @@
  * (/healthz, /readyz, /metrics) and request metrics/logs.
  */
 #include <errno.h>
+#include <math.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -81,6 +82,13 @@ static int resolve_route_stats(struct server *srv, struct route_entry *r, const 
 	return r->seconds ? 0 : MV_ENOMEM;
 }
 
+/* Milliseconds for logs, from whole nanoseconds so that they print short
+ * (0.00034, not 0.00033999999999999997). */
+static double duration_ms(double seconds)
+{
+	return (double)llround(seconds * 1e9) / 1e6;
+}
+
 void server_record_grpc_started(struct server *srv, const struct grpc_method *m)
 {
 	const struct method_stats *st = m->user;
@@ -100,7 +108,7 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 		atomic_fetch_sub(&srv->in_flight, 1);
 	if (srv->cfg->log_requests && log_enabled(LOG_INFO))
 		log_info("grpc", LOG_S("method", path), LOG_S("code", grpc_status_name(status)),
-		         LOG_D("ms", seconds * 1000.0));
+		         LOG_D("ms", duration_ms(seconds)));
 }
 
 void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
@@ -116,7 +124,7 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 		                                    "POST",  "PUT", "DELETE"};
 		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
 		log_info("http", LOG_S("method", mname), LOG_S("path", path),
-		         LOG_I("status", status), LOG_D("ms", seconds * 1000.0));
+		         LOG_I("status", status), LOG_D("ms", duration_ms(seconds)));
 	}
 }
 
