@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "movie/cfg.h"
+#include "movie/grpc.h"
 #include "movie/store_config.h"
 
 /* storage.* keys as loaded from YAML (owned by the config loader). */
@@ -125,6 +126,12 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
  * Only from a handler. Returns 0, or an error from server_queue_work (then
  * neither callback ran). */
 int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *arg), void *arg);
+
+/* The common end of a store-backed gRPC call: when the store failed
+ * (err != 0) finish with the matching status and `message`; when the call's
+ * deadline passed meanwhile, finish with DEADLINE_EXCEEDED. Returns true when
+ * the call was finished here, false when the caller answers OK. */
+bool service_grpc_finish_failed(struct grpc_call *call, int err, const char *message);
 
 struct http_exchange;
 /* Answer an HTTP request with {"error": message} and `status`. */

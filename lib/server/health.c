@@ -18,7 +18,8 @@
 enum {
 	HEALTH_READINESS = 0,
 	HEALTH_LIVENESS = 1,
-	HEALTH_UNKNOWN = -1
+	HEALTH_UNKNOWN = -1,
+	HEALTH_ANSWERED = -2, /* request_kind already finished the call */
 };
 
 static int name_kind(const struct server *srv, const char *name, size_t len)
@@ -29,6 +30,23 @@ static int name_kind(const struct server *srv, const char *name, size_t len)
 	if (len == 8 && memcmp(name, "liveness", 8) == 0)
 		return HEALTH_LIVENESS;
 	return HEALTH_UNKNOWN;
+}
+
+/* Decode a HealthCheckRequest and classify its name; a malformed request is
+ * answered INVALID_ARGUMENT here (HEALTH_ANSWERED). */
+static int request_kind(const struct server *srv, struct grpc_call *call, const uint8_t *msg,
+                        size_t len)
+{
+	Grpc__Health__V1__HealthCheckRequest *req =
+	    grpc__health__v1__health_check_request__unpack(NULL, len, msg);
+	if (!req) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest",
+		                 NULL, 0);
+		return HEALTH_ANSWERED;
+	}
+	int kind = name_kind(srv, req->service, strlen(req->service));
+	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
+	return kind;
 }
 
 static int status_of_kind(const struct server *srv, int kind)
@@ -57,15 +75,9 @@ static size_t pack_status(int status, uint8_t *out)
 static void health_check(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
 	struct server *srv = ctx;
-	Grpc__Health__V1__HealthCheckRequest *req =
-	    grpc__health__v1__health_check_request__unpack(NULL, len, msg);
-	if (!req) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest",
-		                 NULL, 0);
+	int kind = request_kind(srv, call, msg, len);
+	if (kind == HEALTH_ANSWERED)
 		return;
-	}
-	int kind = name_kind(srv, req->service, strlen(req->service));
-	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
 	if (kind == HEALTH_UNKNOWN) {
 		grpc_call_finish(call, GRPC_STATUS_NOT_FOUND, "unknown service", NULL, 0);
 		return;
@@ -98,15 +110,9 @@ static void health_watch(struct grpc_call *call, const uint8_t *msg, size_t len,
 {
 	struct server *srv = ctx;
 	struct worker *w = server_current_worker;
-	Grpc__Health__V1__HealthCheckRequest *req =
-	    grpc__health__v1__health_check_request__unpack(NULL, len, msg);
-	if (!req) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed HealthCheckRequest",
-		                 NULL, 0);
+	int kind = request_kind(srv, call, msg, len);
+	if (kind == HEALTH_ANSWERED)
 		return;
-	}
-	int kind = name_kind(srv, req->service, strlen(req->service));
-	grpc__health__v1__health_check_request__free_unpacked(req, NULL);
 	uint8_t out[16];
 	int status = status_of_kind(srv, kind);
 	size_t n = pack_status(status, out);

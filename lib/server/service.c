@@ -163,3 +163,17 @@ int service_http_status_from_err(int err)
 	default: return 500;
 	}
 }
+
+bool service_grpc_finish_failed(struct grpc_call *call, int err, const char *message)
+{
+	if (err != 0) {
+		grpc_call_finish(call, grpc_status_from_err(err), message, NULL, 0);
+		return true;
+	}
+	int64_t deadline = grpc_call_deadline(call);
+	if (deadline && grpc_now_ns() > deadline) {
+		grpc_call_finish(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0);
+		return true;
+	}
+	return false;
+}

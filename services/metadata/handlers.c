@@ -98,17 +98,8 @@ static const char *store_error_message(int rc)
 
 static void finish_grpc(struct job *j)
 {
-	if (j->rc != 0) {
-		grpc_call_finish(j->call, grpc_status_from_err(j->rc), store_error_message(j->rc),
-		                 NULL, 0);
+	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
 		return;
-	}
-	int64_t deadline = grpc_call_deadline(j->call);
-	if (deadline && grpc_now_ns() > deadline) {
-		grpc_call_finish(j->call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL,
-		                 0);
-		return;
-	}
 	if (j->kind == JOB_GRPC_PUT) {
 		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, (const uint8_t *)"", 0);
 		return;
