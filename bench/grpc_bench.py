@@ -74,6 +74,7 @@ def start(program, port, extra_env, pin=None, config=""):
     proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=subprocess.DEVNULL)
     svc = harness.Service.__new__(harness.Service)
     svc.program, svc.port, svc.proc, svc.workdir = program, port, proc, workdir
+    svc.host = "127.0.0.1"
     svc.log_path = os.devnull
     svc.wait_ready(20)
     return svc

@@ -12,7 +12,7 @@ packages=(
   libhttp-parser-dev
   # tests: real peers and tools
   python3 python3-grpcio python3-grpc-tools python3-confluent-kafka python3-yaml
-  nghttp2-client mariadb-server prometheus curl wrk
+  nghttp2-client mariadb-server prometheus curl wrk iproute2
 )
 
 missing=()

@@ -60,8 +60,10 @@ def free_port():
 class Service:
     """One running service process."""
 
-    def __init__(self, program, config_yaml="", env=None, args=None, workdir=None, port=None):
+    def __init__(self, program, config_yaml="", env=None, args=None, workdir=None, port=None,
+                 host="127.0.0.1"):
         self.program = program
+        self.host = host
         self.port = port or free_port()
         self.workdir = workdir or tempfile.mkdtemp(prefix="movie-%s-" % program)
         self.config_path = os.path.join(self.workdir, "config.yaml")
@@ -72,7 +74,7 @@ class Service:
         # error): drop variables of the test environment that share it (MOVIE_...).
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(prefix + "_")}
         # Loopback only, on the chosen port; the environment layer wins over the file.
-        self.env[prefix + "_API_HOST"] = "127.0.0.1"
+        self.env[prefix + "_API_HOST"] = host
         self.env[prefix + "_API_PORT"] = str(self.port)
         self.env.update(env or {})
         self.args = args or []
@@ -104,7 +106,7 @@ class Service:
         raise RuntimeError("%s not ready after %ss:\n%s" % (self.program, timeout, self.logs()))
 
     def http(self, method, path, body=None, timeout=5, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
@@ -119,7 +121,7 @@ class Service:
 
     @property
     def target(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def signal(self, sig):
         self.proc.send_signal(sig)
