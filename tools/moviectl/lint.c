@@ -58,7 +58,7 @@ void lint_report_release(struct lint_report *rep)
 
 static const char *meta_str(const struct ynode *obj, const char *key)
 {
-	return ytree_str(ytree_at(obj, "metadata", key, NULL));
+	return ytree_str(ytree_at(obj, "metadata", key, YTREE_END));
 }
 
 static const char *ns_of(const struct ynode *obj)
@@ -251,7 +251,7 @@ static int merge_config_file(const struct ctx *c, const char *ns, const struct y
 		         cm_name);
 		return 1;
 	}
-	const char *text = ytree_str(ytree_at(cmd->root, "data", key, NULL));
+	const char *text = ytree_str(ytree_at(cmd->root, "data", key, YTREE_END));
 	if (!text) {
 		snprintf(why, whylen, "--config %s: ConfigMap %s has no key %s", path, cm_name,
 		         key);
@@ -358,7 +358,7 @@ static void check_probes(struct ctx *c, const struct lint_doc *d, const struct y
 	cname = cname ? cname : "?";
 
 	for (size_t i = 0; i < 3; i++) {
-		const struct ynode *grpc = ytree_at(ctr, which[i], "grpc", NULL);
+		const struct ynode *grpc = ytree_at(ctr, which[i], "grpc", YTREE_END);
 		if (!grpc) {
 			add(c, d, d->root, "probe-missing",
 			    "container %s: %s is not a native gRPC probe", cname, which[i]);
@@ -410,15 +410,15 @@ static void check_services(struct ctx *c, const struct lint_doc *dep, const stru
 {
 	const char *ns = ns_of(dep->root);
 	const struct ynode *labels =
-	    ytree_at(dep->root, "spec", "template", "metadata", "labels", NULL);
+	    ytree_at(dep->root, "spec", "template", "metadata", "labels", YTREE_END);
 	for (size_t i = 0; i < c->ndocs; i++) {
 		const struct lint_doc *d = &c->docs[i];
 		const char *k = ytree_str(ytree_get(d->root, "kind"));
 		if (!k || strcmp(k, "Service") != 0 || strcmp(ns_of(d->root), ns) != 0)
 			continue;
-		if (!labels_select(ytree_at(d->root, "spec", "selector", NULL), labels))
+		if (!labels_select(ytree_at(d->root, "spec", "selector", YTREE_END), labels))
 			continue;
-		const struct ynode *ports = ytree_at(d->root, "spec", "ports", NULL);
+		const struct ynode *ports = ytree_at(d->root, "spec", "ports", YTREE_END);
 		for (size_t j = 0; ports && ports->type == YNODE_SEQ && j < ports->n; j++) {
 			const struct ynode *tp = ytree_get(ports->vals[j], "targetPort");
 			if (!tp)
@@ -501,7 +501,7 @@ static void check_peer(struct ctx *c, const struct lint_doc *d, const char *peer
 		    "peers.%s address %s: no Service %s in the input", peer, addr, host);
 		return;
 	}
-	const char *cip = ytree_str(ytree_at(svc->root, "spec", "clusterIP", NULL));
+	const char *cip = ytree_str(ytree_at(svc->root, "spec", "clusterIP", YTREE_END));
 	if (!cip || strcmp(cip, "None") != 0) {
 		add(c, d, d->root, "peer-headless",
 		    "peers.%s address %s: Service %s is not headless (clusterIP: None); one HTTP/2 "
@@ -509,7 +509,7 @@ static void check_peer(struct ctx *c, const struct lint_doc *d, const char *peer
 		    peer, addr, host);
 		return;
 	}
-	const struct ynode *ports = ytree_at(svc->root, "spec", "ports", NULL);
+	const struct ynode *ports = ytree_at(svc->root, "spec", "ports", YTREE_END);
 	for (size_t i = 0; ports && ports->type == YNODE_SEQ && i < ports->n; i++) {
 		long long p;
 		if (ytree_int(ytree_get(ports->vals[i], "port"), &p) == 0 && p == port)
@@ -539,14 +539,14 @@ static void check_peers(struct ctx *c, const struct lint_doc *d, const struct yn
 		return;
 	/* An absent peer list means the loopback default, which is wrong in a pod. */
 	for (size_t i = 0; i < 2; i++)
-		if (!ytree_at(peers, movie_peers[i][0], "addresses", NULL))
+		if (!ytree_at(peers, movie_peers[i][0], "addresses", YTREE_END))
 			check_peer(c, d, movie_peers[i][0], movie_peers[i][1]);
 }
 
 static long long config_duration(struct ctx *c, const struct lint_doc *d, const struct ynode *cfg,
                                  const char *key, long long dflt)
 {
-	const struct ynode *n = ytree_at(cfg, "shutdown", key, NULL);
+	const struct ynode *n = ytree_at(cfg, "shutdown", key, YTREE_END);
 	if (!n)
 		return dflt;
 	long long ms;
@@ -560,11 +560,11 @@ static long long config_duration(struct ctx *c, const struct lint_doc *d, const 
 
 static long long prestop_seconds(const struct ynode *ctr)
 {
-	const struct ynode *pre = ytree_at(ctr, "lifecycle", "preStop", NULL);
+	const struct ynode *pre = ytree_at(ctr, "lifecycle", "preStop", YTREE_END);
 	long long s = 0;
-	if (ytree_int(ytree_at(pre, "sleep", "seconds", NULL), &s) == 0)
+	if (ytree_int(ytree_at(pre, "sleep", "seconds", YTREE_END), &s) == 0)
 		return s;
-	const struct ynode *cmd = ytree_at(pre, "exec", "command", NULL);
+	const struct ynode *cmd = ytree_at(pre, "exec", "command", YTREE_END);
 	if (cmd && cmd->type == YNODE_SEQ && cmd->n > 0 &&
 	    strstr(or_dflt(ytree_str(cmd->vals[0]), ""), "sleep")) {
 		/* ["sleep", "5"] or ["/bin/sh", "-c", "sleep 5"] */
@@ -592,7 +592,7 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
 	}
 
 	long long port = kind ? kind->default_port : 0;
-	const struct ynode *pn = ytree_at(cfg, "api", "port", NULL);
+	const struct ynode *pn = ytree_at(cfg, "api", "port", YTREE_END);
 	if (pn && (ytree_int(pn, &port) || port < 1 || port > 65535)) {
 		add(c, d, d->root, "config", "container %s: api.port \"%s\" is not a port", cname,
 		    or_dflt(ytree_str(pn), "(not a scalar)"));
@@ -653,8 +653,8 @@ static long long int_or_percent(const struct ynode *n)
 static void check_rollout(struct ctx *c, const struct lint_doc *d)
 {
 	const struct ynode *spec = ytree_get(d->root, "spec");
-	const char *type = ytree_str(ytree_at(spec, "strategy", "type", NULL));
-	const struct ynode *ru = ytree_at(spec, "strategy", "rollingUpdate", NULL);
+	const char *type = ytree_str(ytree_at(spec, "strategy", "type", YTREE_END));
+	const struct ynode *ru = ytree_at(spec, "strategy", "rollingUpdate", YTREE_END);
 	long long unavail = int_or_percent(ytree_get(ru, "maxUnavailable"));
 	long long surge = int_or_percent(ytree_get(ru, "maxSurge"));
 	if ((type && strcmp(type, "RollingUpdate") != 0) || unavail != 0 || surge <= 0)
@@ -709,7 +709,7 @@ static void check_resources(struct ctx *c, const struct lint_doc *d, const struc
 	char missing[128] = "";
 	size_t used = 0;
 	for (size_t i = 0; i < 4; i++) {
-		if (ytree_str(ytree_at(ctr, "resources", need[i][0], need[i][1], NULL)))
+		if (ytree_str(ytree_at(ctr, "resources", need[i][0], need[i][1], YTREE_END)))
 			continue;
 		int w = snprintf(missing + used, sizeof(missing) - used, "%s%s.%s",
 		                 used ? ", " : "", need[i][0], need[i][1]);
@@ -746,16 +746,16 @@ static void check_security(struct ctx *c, const struct lint_doc *d, const struct
 		MISSING("readOnlyRootFilesystem: true");
 	if (ytree_bool(ytree_get(csc, "allowPrivilegeEscalation"), &b) || b)
 		MISSING("allowPrivilegeEscalation: false");
-	const struct ynode *drop = ytree_at(csc, "capabilities", "drop", NULL);
+	const struct ynode *drop = ytree_at(csc, "capabilities", "drop", YTREE_END);
 	int all = 0;
 	for (size_t i = 0; drop && drop->type == YNODE_SEQ && i < drop->n; i++)
 		if (ytree_str(drop->vals[i]) && strcmp(ytree_str(drop->vals[i]), "ALL") == 0)
 			all = 1;
 	if (!all)
 		MISSING("capabilities.drop: [ALL]");
-	const struct ynode *sp = ytree_at(csc, "seccompProfile", "type", NULL);
+	const struct ynode *sp = ytree_at(csc, "seccompProfile", "type", YTREE_END);
 	if (!sp)
-		sp = ytree_at(psc, "seccompProfile", "type", NULL);
+		sp = ytree_at(psc, "seccompProfile", "type", YTREE_END);
 	const char *spt = ytree_str(sp);
 	if (!spt || (strcmp(spt, "RuntimeDefault") != 0 && strcmp(spt, "Localhost") != 0))
 		MISSING("seccompProfile.type: RuntimeDefault");
@@ -766,7 +766,7 @@ static void check_security(struct ctx *c, const struct lint_doc *d, const struct
 
 static void check_deployment(struct ctx *c, const struct lint_doc *d)
 {
-	const struct ynode *pod = ytree_at(d->root, "spec", "template", "spec", NULL);
+	const struct ynode *pod = ytree_at(d->root, "spec", "template", "spec", YTREE_END);
 	const struct ynode *ctrs = ytree_get(pod, "containers");
 	c->rep->objects++;
 	check_rollout(c, d);

@@ -71,7 +71,10 @@ const struct ynode *ytree_get(const struct ynode *map, const char *key);
 /* ytree_get for a tree the caller may modify. */
 struct ynode *ytree_get_mut(struct ynode *map, const char *key);
 
-/* Follow a NULL-terminated list of mapping keys: ytree_at(doc, "spec", "template", NULL). */
+/* Follow a list of mapping keys ended by YTREE_END:
+ * ytree_at(doc, "spec", "template", YTREE_END). A typed null pointer, because a
+ * plain NULL passed through "..." may be an int 0 (C11 7.19). */
+#define YTREE_END ((const char *)NULL)
 const struct ynode *ytree_at(const struct ynode *root, ...) __attribute__((sentinel));
 
 /* The scalar's text, or NULL when n is NULL or not a scalar. */

@@ -25,9 +25,9 @@ static void test_multi_document(void)
 			CHECK_INT_EQ(b->vals[1]->quoted, 1);
 			CHECK_INT_EQ(b->vals[0]->line, 3);
 		}
-		CHECK_STR_EQ(ytree_str(ytree_at(d.docs[2], "metadata", "name", NULL)), "s");
+		CHECK_STR_EQ(ytree_str(ytree_at(d.docs[2], "metadata", "name", YTREE_END)), "s");
 		CHECK_INT_EQ(d.docs[2]->line, 7);
-		CHECK(ytree_at(d.docs[2], "metadata", "nope", NULL) == NULL);
+		CHECK(ytree_at(d.docs[2], "metadata", "nope", YTREE_END) == NULL);
 	}
 	ytree_docs_release(&d);
 }
@@ -43,15 +43,15 @@ static void test_merge_later_wins(void)
 	struct ynode *cfg = NULL;
 	CHECK_INT_EQ(ytree_merge(&cfg, a.docs[0]), 0);
 	CHECK_INT_EQ(ytree_merge(&cfg, b.docs[0]), 0);
-	CHECK_STR_EQ(ytree_str(ytree_at(cfg, "api", "port", NULL)), "2");
-	CHECK_STR_EQ(ytree_str(ytree_at(cfg, "api", "host", NULL)), "h");
+	CHECK_STR_EQ(ytree_str(ytree_at(cfg, "api", "port", YTREE_END)), "2");
+	CHECK_STR_EQ(ytree_str(ytree_at(cfg, "api", "host", YTREE_END)), "h");
 	const struct ynode *list = ytree_get(cfg, "list");
 	CHECK(list && list->n == 1); /* sequences are replaced, not appended */
 	CHECK_STR_EQ(ytree_str(ytree_get(cfg, "new")), "x");
 	/* the sources are untouched */
-	CHECK_STR_EQ(ytree_str(ytree_at(a.docs[0], "api", "port", NULL)), "1");
+	CHECK_STR_EQ(ytree_str(ytree_at(a.docs[0], "api", "port", YTREE_END)), "1");
 	CHECK_INT_EQ(ytree_map_set_str(ytree_get_mut(cfg, "api"), "port", "9"), 0);
-	CHECK_STR_EQ(ytree_str(ytree_at(cfg, "api", "port", NULL)), "9");
+	CHECK_STR_EQ(ytree_str(ytree_at(cfg, "api", "port", YTREE_END)), "9");
 	ytree_free(cfg);
 	ytree_docs_release(&a);
 	ytree_docs_release(&b);
