@@ -63,8 +63,13 @@ enum reject_extra {
 	REJECT_LABELS
 };
 
+struct commit_wait;
+
 struct ingest {
 	rd_kafka_t *rk;
+	/* Waiters of commits that timed out (consumer thread only): their reply
+	 * may still arrive, so they are freed after rd_kafka_destroy. */
+	struct commit_wait *orphan_waits;
 	rd_kafka_t *dlq; /* NULL: no dead-letter topic */
 	struct rating_store *store;
 	char *topic;
@@ -184,6 +189,7 @@ static void set_paused(struct ingest *in, bool paused)
 struct commit_wait {
 	bool done;
 	rd_kafka_resp_err_t err;
+	struct commit_wait *next; /* in ingest.orphan_waits after a timeout */
 };
 
 static void on_commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -198,11 +204,10 @@ static void on_commit_done(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * would wait for an unreachable coordinator far longer). Returns the result,
  * RD_KAFKA_RESP_ERR__NO_OFFSET when nothing was stored, or
  * RD_KAFKA_RESP_ERR__TIMED_OUT. */
-static rd_kafka_resp_err_t commit_bounded(rd_kafka_t *rk, int timeout_ms)
+static rd_kafka_resp_err_t commit_bounded(struct ingest *in, rd_kafka_t *rk, int timeout_ms)
 {
 	/* On the heap: after a timeout the result may still arrive, so the
-	 * waiter is then deliberately left to librdkafka (a few bytes, only when
-	 * Kafka is unreachable) rather than freed under a pending callback. */
+	 * waiter then stays alive until ingest_stop has destroyed the handle. */
 	struct commit_wait *w = calloc(1, sizeof(*w));
 	if (!w)
 		return RD_KAFKA_RESP_ERR__FAIL;
@@ -215,8 +220,12 @@ static rd_kafka_resp_err_t commit_bounded(rd_kafka_t *rk, int timeout_ms)
 		err = w->done ? w->err : RD_KAFKA_RESP_ERR__TIMED_OUT;
 	}
 	rd_kafka_queue_destroy(q);
-	if (err != RD_KAFKA_RESP_ERR__TIMED_OUT)
+	if (err == RD_KAFKA_RESP_ERR__TIMED_OUT) {
+		w->next = in->orphan_waits;
+		in->orphan_waits = w;
+	} else {
 		free(w);
+	}
 	return err;
 }
 
@@ -236,7 +245,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	 * is dropped; the next owner gets it from the committed offset. */
 	/* While stopping, the stop path has just committed (bounded). */
 	if (!atomic_load(&in->stop)) {
-		rd_kafka_resp_err_t cerr = commit_bounded(rk, REVOKE_COMMIT_MS);
+		rd_kafka_resp_err_t cerr = commit_bounded(in, rk, REVOKE_COMMIT_MS);
 		if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
 			log_warn("commit on revocation failed", LOG_S("component", "ingest"),
 			         LOG_S("error", rd_kafka_err2str(cerr)));
@@ -539,7 +548,7 @@ static void *consumer_main(void *arg)
 	deferred_drop(in);
 	if (in->dlq)
 		rd_kafka_flush(in->dlq, STOP_DLQ_FLUSH_MS);
-	rd_kafka_resp_err_t err = commit_bounded(in->rk, STOP_COMMIT_MS);
+	rd_kafka_resp_err_t err = commit_bounded(in, in->rk, STOP_COMMIT_MS);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_warn("final commit failed; the next owner replays from the last commit",
 		         LOG_S("component", "ingest"), LOG_S("error", rd_kafka_err2str(err)));
@@ -789,6 +798,12 @@ void ingest_stop(struct ingest *in)
 	if (in->dlq)
 		rd_kafka_destroy(in->dlq);
 	rd_kafka_destroy_flags(in->rk, in->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+	/* No callback can run any more: release the waiters of timed-out commits. */
+	while (in->orphan_waits) {
+		struct commit_wait *w = in->orphan_waits;
+		in->orphan_waits = w->next;
+		free(w);
+	}
 	rd_kafka_topic_partition_list_destroy(in->batch.offsets);
 	buf_release(&in->batch.arena);
 	free(in->deferred);
