@@ -5,6 +5,7 @@ Run with Debian's /usr/bin/python3 (it sees python3-grpcio). Environment:
   MOVIE_BIN_DIR    where the binaries are (default: ../../build/bin)
   MOVIE_SOURCE_DIR the repository (default: ../..)
 """
+import atexit
 import http.client
 import json
 import os
@@ -21,6 +22,18 @@ SOURCE_DIR = os.environ.get("MOVIE_SOURCE_DIR", os.path.normpath(os.path.join(HE
 BIN_DIR = os.environ.get("MOVIE_BIN_DIR", os.path.join(SOURCE_DIR, "build", "bin"))
 
 _stubs = None
+
+# Every process a test started, so that none outlives the test run, even when a
+# setUp or setUpClass fails before its cleanup was registered.
+_started = []
+
+
+@atexit.register
+def _kill_leftovers():
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def stubs():
@@ -86,6 +99,7 @@ class Service:
         self.proc = subprocess.Popen(
             [os.path.join(BIN_DIR, self.program), "--config", self.config_path] + self.args,
             cwd=self.workdir, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        _started.append(self.proc)
         if wait_ready:
             self.wait_ready(timeout)
         return self
