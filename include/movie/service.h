@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "movie/cfg.h"
 #include "movie/grpc.h"
 #include "movie/store_config.h"
@@ -132,6 +134,17 @@ int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *
  * deadline passed meanwhile, finish with DEADLINE_EXCEEDED. Returns true when
  * the call was finished here, false when the caller answers OK. */
 bool service_grpc_finish_failed(struct grpc_call *call, int err, const char *message);
+
+/* Finish `call` OK with `msg` serialized as its response (an empty message
+ * for Put* calls). Answers RESOURCE_EXHAUSTED when the buffer cannot be had. */
+void service_grpc_finish_message(struct grpc_call *call, const ProtobufCMessage *msg);
+
+struct buf;
+/* Append the JSON object of a movie's metadata, {"id","title","description",
+ * "director"} (the shape GET /metadata and GET /movie share), no newline.
+ * Returns 0, MV_ENOMEM, MV_ETOOBIG. */
+int service_json_metadata(struct buf *out, const char *id, const char *title,
+                          const char *description, const char *director);
 
 struct http_exchange;
 /* Answer an HTTP request with {"error": message} and `status`. */

@@ -177,3 +177,33 @@ bool service_grpc_finish_failed(struct grpc_call *call, int err, const char *mes
 	}
 	return false;
 }
+
+void service_grpc_finish_message(struct grpc_call *call, const ProtobufCMessage *msg)
+{
+	uint8_t stack[1024];
+	size_t size = protobuf_c_message_get_packed_size(msg);
+	uint8_t *out = size <= sizeof(stack) ? stack : malloc(size);
+	if (!out) {
+		grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		return;
+	}
+	protobuf_c_message_pack(msg, out);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL, out, size);
+	if (out != stack)
+		free(out);
+}
+
+int service_json_metadata(struct buf *out, const char *id, const char *title,
+                          const char *description, const char *director)
+{
+	int rc = buf_append_str(out, "{\"id\":");
+	rc = rc ? rc : buf_append_json_string(out, id, strlen(id));
+	rc = rc ? rc : buf_append_str(out, ",\"title\":");
+	rc = rc ? rc : buf_append_json_string(out, title, strlen(title));
+	rc = rc ? rc : buf_append_str(out, ",\"description\":");
+	rc = rc ? rc : buf_append_json_string(out, description, strlen(description));
+	rc = rc ? rc : buf_append_str(out, ",\"director\":");
+	rc = rc ? rc : buf_append_json_string(out, director, strlen(director));
+	rc = rc ? rc : buf_append_str(out, "}");
+	return rc;
+}

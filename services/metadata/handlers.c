@@ -101,7 +101,8 @@ static void finish_grpc(struct job *j)
 	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
 		return;
 	if (j->kind == JOB_GRPC_PUT) {
-		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, (const uint8_t *)"", 0);
+		PutMetadataResponse empty = PUT_METADATA_RESPONSE__INIT;
+		service_grpc_finish_message(j->call, &empty.base);
 		return;
 	}
 	Metadata m = METADATA__INIT;
@@ -111,31 +112,7 @@ static void finish_grpc(struct job *j)
 	m.director = j->out.director;
 	GetMetadataResponse resp = GET_METADATA_RESPONSE__INIT;
 	resp.metadata = &m;
-	size_t size = get_metadata_response__get_packed_size(&resp);
-	uint8_t stack[1024];
-	uint8_t *out = size <= sizeof(stack) ? stack : malloc(size);
-	if (!out) {
-		grpc_call_finish(j->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
-		return;
-	}
-	get_metadata_response__pack(&resp, out);
-	grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, out, size);
-	if (out != stack)
-		free(out);
-}
-
-static int metadata_to_json(const struct metadata *m, struct buf *out)
-{
-	int rc = buf_append_str(out, "{\"id\":");
-	rc = rc ? rc : buf_append_json_string(out, m->id, strlen(m->id));
-	rc = rc ? rc : buf_append_str(out, ",\"title\":");
-	rc = rc ? rc : buf_append_json_string(out, m->title, strlen(m->title));
-	rc = rc ? rc : buf_append_str(out, ",\"description\":");
-	rc = rc ? rc : buf_append_json_string(out, m->description, strlen(m->description));
-	rc = rc ? rc : buf_append_str(out, ",\"director\":");
-	rc = rc ? rc : buf_append_json_string(out, m->director, strlen(m->director));
-	rc = rc ? rc : buf_append_str(out, "}\n");
-	return rc;
+	service_grpc_finish_message(j->call, &resp.base);
 }
 
 static void finish_http(struct job *j)
@@ -148,7 +125,8 @@ static void finish_http(struct job *j)
 	struct buf body;
 	buf_init(&body, 0);
 	const struct metadata *m = j->kind == JOB_HTTP_GET ? &j->out : &j->in;
-	if (metadata_to_json(m, &body) != 0) {
+	if (service_json_metadata(&body, m->id, m->title, m->description, m->director) != 0 ||
+	    buf_append_str(&body, "\n") != 0) {
 		buf_release(&body);
 		service_http_error(j->ex, 500, "out of memory");
 		return;

@@ -57,17 +57,7 @@ static void finish_grpc(struct request *r, bool has_rating)
 	details.rating = has_rating ? r->rating : 0;
 	GetMovieDetailsResponse resp = GET_MOVIE_DETAILS_RESPONSE__INIT;
 	resp.movie_details = &details;
-	size_t size = get_movie_details_response__get_packed_size(&resp);
-	uint8_t stack[1024];
-	uint8_t *out = size <= sizeof(stack) ? stack : malloc(size);
-	if (!out) {
-		grpc_call_finish(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
-		return;
-	}
-	get_movie_details_response__pack(&resp, out);
-	grpc_call_finish(r->call, GRPC_STATUS_OK, NULL, out, size);
-	if (out != stack)
-		free(out);
+	service_grpc_finish_message(r->call, &resp.base);
 }
 
 static void finish_http(struct request *r, bool has_rating)
@@ -75,18 +65,12 @@ static void finish_http(struct request *r, bool has_rating)
 	struct buf body;
 	buf_init(&body, 0);
 	const struct movie_metadata *m = &r->metadata;
-	int rc = buf_append_str(&body, "{\"metadata\":{\"id\":");
-	rc = rc ? rc : buf_append_json_string(&body, m->id, strlen(m->id));
-	rc = rc ? rc : buf_append_str(&body, ",\"title\":");
-	rc = rc ? rc : buf_append_json_string(&body, m->title, strlen(m->title));
-	rc = rc ? rc : buf_append_str(&body, ",\"description\":");
-	rc = rc ? rc : buf_append_json_string(&body, m->description, strlen(m->description));
-	rc = rc ? rc : buf_append_str(&body, ",\"director\":");
-	rc = rc ? rc : buf_append_json_string(&body, m->director, strlen(m->director));
+	int rc = buf_append_str(&body, "{\"metadata\":");
+	rc = rc ? rc : service_json_metadata(&body, m->id, m->title, m->description, m->director);
 	if (has_rating)
-		rc = rc ? rc : buf_printf(&body, "},\"rating\":%.17g}\n", r->rating);
+		rc = rc ? rc : buf_printf(&body, ",\"rating\":%.17g}\n", r->rating);
 	else
-		rc = rc ? rc : buf_append_str(&body, "},\"rating\":null}\n");
+		rc = rc ? rc : buf_append_str(&body, ",\"rating\":null}\n");
 	if (rc)
 		service_http_error(r->ex, 500, "out of memory");
 	else

@@ -76,14 +76,13 @@ static void finish_grpc(struct job *j)
 	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
 		return;
 	if (j->kind == JOB_GRPC_PUT) {
-		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, (const uint8_t *)"", 0);
+		PutRatingResponse empty = PUT_RATING_RESPONSE__INIT;
+		service_grpc_finish_message(j->call, &empty.base);
 		return;
 	}
 	GetAggregatedRatingResponse resp = GET_AGGREGATED_RATING_RESPONSE__INIT;
 	resp.rating_value = j->mean;
-	uint8_t out[16];
-	size_t n = get_aggregated_rating_response__pack(&resp, out);
-	grpc_call_finish(j->call, GRPC_STATUS_OK, NULL, out, n);
+	service_grpc_finish_message(j->call, &resp.base);
 }
 
 static void finish_http(struct job *j)
