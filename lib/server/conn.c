@@ -35,6 +35,7 @@ struct http_exchange {
 	bool keep_alive;
 	int64_t start_ns;
 	char path[96];
+	char extra_headers[96]; /* e.g. "Allow: GET, PUT\r\n" for a 405 */
 };
 
 struct conn {
@@ -53,6 +54,7 @@ struct conn {
 	bool closing; /* uv_close called */
 	bool close_after_write;
 	bool goaway_sent;
+	bool processing; /* inside conn_process_h1: it flushes and goes on */
 	int64_t created_ms;
 	int64_t last_active_ms;
 	int64_t max_age_ms; /* with jitter; 0 = none */
@@ -286,16 +288,19 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 	}
 	bool keep_alive = ex->keep_alive && !atomic_load(&srv->stopping);
 	/* HEAD answers carry no body (and so Content-Length: 0). */
-	if (http1_response_build(&c->out, status, content_type, NULL, ex->head ? "" : body,
-	                         ex->head ? 0 : len, keep_alive) != 0)
+	if (http1_response_build(&c->out, status, content_type,
+	                         ex->extra_headers[0] ? ex->extra_headers : NULL,
+	                         ex->head ? "" : body, ex->head ? 0 : len, keep_alive) != 0)
 		keep_alive = false;
 	c->exchange = NULL;
 	free(ex);
 	if (!keep_alive)
 		c->close_after_write = true;
 	http1_parser_next(&c->h1);
-	conn_flush(c);
-	if (!c->close_after_write && !c->closing && c->in.len)
+	/* An answer given inside conn_process_h1 is flushed by its loop, which
+	 * then parses the next pipelined request; only an asynchronous answer
+	 * resumes the connection from here. */
+	if (!c->processing)
 		conn_process_h1(c);
 }
 
@@ -326,23 +331,12 @@ static void h1_dispatch(struct conn *c)
 	atomic_fetch_add(&srv->in_flight, 1);
 	if (idx < 0) {
 		ex->route = &srv->unrouted;
-		char extra[96] = "";
 		if (status == 405)
-			snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+			snprintf(ex->extra_headers, sizeof(ex->extra_headers), "Allow: %s\r\n",
+			         allow);
 		char body[64];
 		int n = snprintf(body, sizeof(body), "%d %s\n", status, http1_reason(status));
-		/* Build directly to carry the Allow header. */
-		double seconds = (double)(grpc_now_ns() - ex->start_ns) / 1e9;
-		server_record_http(srv, ex->route, ex->method, ex->path, status, seconds);
-		atomic_fetch_sub(&srv->in_flight, 1);
-		bool keep_alive = ex->keep_alive && !atomic_load(&srv->stopping);
-		http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra,
-		                     ex->head ? "" : body, ex->head ? 0 : (size_t)n, keep_alive);
-		c->exchange = NULL;
-		free(ex);
-		if (!keep_alive)
-			c->close_after_write = true;
-		http1_parser_next(&c->h1);
+		server_http_respond(ex, status, "text/plain; charset=utf-8", body, (size_t)n);
 		return;
 	}
 	ex->route = &srv->route_entries[idx];
@@ -352,9 +346,9 @@ static void h1_dispatch(struct conn *c)
 /* Parse and answer as many buffered requests as possible. */
 static void conn_process_h1(struct conn *c)
 {
-	for (int guard = 0; guard < 1024 && !c->closing && !c->close_after_write; guard++) {
-		if (c->exchange || c->in.len == 0)
-			break;
+	c->processing = true;
+	/* Bounded: every answered request consumed at least one byte of input. */
+	while (!c->closing && !c->close_after_write && !c->exchange && c->in.len > 0) {
 		size_t consumed = 0;
 		int rc = http1_parser_feed(&c->h1, c->in.data, c->in.len, &consumed);
 		buf_consume(&c->in, consumed);
@@ -372,6 +366,7 @@ static void conn_process_h1(struct conn *c)
 		}
 		h1_dispatch(c);
 	}
+	c->processing = false;
 	conn_flush(c);
 }
 

@@ -184,6 +184,22 @@ class MetadataHttpTest(unittest.TestCase):
         statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
         self.assertEqual(statuses, [b"200", b"404", b"200"])
 
+    def test_long_pipeline(self):
+        """Thousands of pipelined requests in one segment are all answered (no deep
+        recursion per request, no stall after a fixed number of them)."""
+        import socket
+        n = 5000
+        with socket.create_connection(("127.0.0.1", self.svc.port), timeout=10) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * n)
+            data = b""
+            deadline = time.monotonic() + 20
+            while data.count(b"HTTP/1.1 200 OK") < n and time.monotonic() < deadline:
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        self.assertEqual(data.count(b"HTTP/1.1 200 OK"), n)
+
     def test_http10_short_request(self):
         import socket
         with socket.create_connection(("127.0.0.1", self.svc.port), timeout=5) as s:
