@@ -113,7 +113,6 @@ struct worker {
 	bool finished;
 	struct watch_entry *watches;
 	char read_buf[64 * 1024];
-	struct buf log_scratch;
 };
 
 /* conn.c */
