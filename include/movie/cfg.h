@@ -89,13 +89,27 @@ struct cfg_option {
 	const char *help;               /* one line, for --help-config and docs */
 	double dmin, dmax;              /* CFG_DOUBLE range when either is non-zero (added last
 	                              so existing initialisers keep their meaning) */
+	/* Optional syntax check of a CFG_STRING value or of each CFG_STRING_LIST
+	 * item, run by every layer (defaults, YAML, env) after the type's own
+	 * checks: returns 0, or MV_EINVAL with `msg` saying why (without the
+	 * key). Must be pure: no I/O, no global state. */
+	int (*check)(const char *value, size_t len, char *msg, size_t msg_size);
 };
+
+struct cfg_errors;
 
 struct cfg_schema {
 	const char *program;    /* "metadata" */
 	const char *env_prefix; /* "METADATA" */
 	const struct cfg_option *options;
 	size_t option_count;
+	size_t config_size; /* sizeof the program's config struct (tools allocate it) */
+	/* Optional checks across options (min <= max, ...), run by cfg_load_all
+	 * and cfg_validate after every layer, so that start-up, --check-config and
+	 * `moviectl lint` run the same rules. Adds each problem to `errs`, placed
+	 * with cfg_origin(); returns 0 or MV_EINVAL. Pure: no I/O. */
+	int (*validate)(const struct cfg_schema *schema, const void *config,
+	                struct cfg_errors *errs);
 };
 
 /* Where and why loading failed. `where` is "file:line:column" for YAML,
@@ -108,6 +122,40 @@ struct cfg_error {
 
 /* Format an error as one line: "where: key: message" (parts omitted when empty). */
 void cfg_error_format(const struct cfg_error *err, char *out, size_t out_size);
+
+/* Every error of a load, in the order found. The loader goes on after an
+ * error wherever the rest of the input still means something (a bad value,
+ * an unknown key and its subtree, a bad list item, another file, another
+ * variable); it stops a document at YAML syntax errors, anchors, aliases,
+ * tags, nesting past CFG_DEPTH_MAX and out of memory. At most CFG_ERRORS_MAX
+ * are kept; the rest are only counted. About 37 KB: embed or heap-allocate. */
+#define CFG_ERRORS_MAX 50
+struct cfg_errors {
+	struct cfg_error items[CFG_ERRORS_MAX];
+	size_t count;   /* items kept */
+	size_t dropped; /* errors past CFG_ERRORS_MAX */
+	int first_rc;   /* the MV_E* code of the first error; 0 when none */
+};
+
+void cfg_errors_init(struct cfg_errors *errs);
+
+/* Record one error (kept when there is room, else counted in `dropped`).
+ * `rc` is its MV_E* code; where/key may be NULL. */
+void cfg_errors_add(struct cfg_errors *errs, int rc, const char *where, const char *key,
+                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* A YAML document held in memory, and where it sits: a document embedded in a
+ * bigger file (a ConfigMap value inside a manifest) is reported at the
+ * positions of that file. `line_offset` is added to every line and
+ * `column_offset` to every column (a YAML literal block scalar keeps lines
+ * and indents them uniformly). */
+struct cfg_source {
+	const char *name; /* file name for positions; NULL: "<yaml>" */
+	const char *data;
+	size_t len;
+	unsigned line_offset;
+	unsigned column_offset;
+};
 
 /* Set every option to its default (or zero/NULL when it has none), freeing
  * any value a previous load left, and forget which options layers had set.
@@ -154,6 +202,48 @@ int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *
  * Returns the first error of any step. */
 int cfg_load(const struct cfg_schema *schema, void *config, const char *const *files,
              size_t file_count, char *const *envp, struct cfg_error *err);
+
+/* The functions above, collecting every error into `errs` (not cleared:
+ * several calls add to one list) instead of stopping at the first. Each
+ * returns 0 when it added no error, else the code of the first error it added
+ * (MV_E* as its single-error twin above). */
+int cfg_apply_source(const struct cfg_schema *schema, void *config, const struct cfg_source *src,
+                     struct cfg_errors *errs);
+int cfg_apply_file_all(const struct cfg_schema *schema, void *config, const char *path,
+                       struct cfg_errors *errs);
+int cfg_apply_env_all(const struct cfg_schema *schema, void *config, char *const *envp,
+                      struct cfg_errors *errs);
+int cfg_finish_all(const struct cfg_schema *schema, void *config, struct cfg_errors *errs);
+
+/* The checks of cfg_finish that need no file: required options, and <key>
+ * set together with a non-empty <key>_file; then schema->validate. For tools
+ * that check a configuration meant for another machine (moviectl lint), where
+ * the secret files are not. Returns 0, MV_EINVAL. */
+int cfg_check_all(const struct cfg_schema *schema, void *config, struct cfg_errors *errs);
+
+/* Run schema->validate (0 when it has none). Returns 0, MV_EINVAL. */
+int cfg_validate(const struct cfg_schema *schema, const void *config, struct cfg_errors *errs);
+
+/* cfg_load collecting every error of every file, the environment, the
+ * secrets and schema->validate. A failing cfg_set_defaults (a bug) stops it.
+ * Returns 0 or the code of the first error. Release `config` either way. */
+int cfg_load_all(const struct cfg_schema *schema, void *config, const char *const *files,
+                 size_t file_count, char *const *envp, struct cfg_errors *errs);
+
+/* Where a layer last set option `key`: "file:line:column", "env NAME", "file
+ * PATH" (a secret); NULL when the value is the default or `key` is no option.
+ * Valid until the next load or cfg_release of `config`. */
+const char *cfg_origin(const struct cfg_schema *schema, const void *config, const char *key);
+
+/* The field of option `key` when it exists and has `type`, else NULL: lets a
+ * tool read values of a schema it knows only by key (moviectl lint). */
+const void *cfg_get(const struct cfg_schema *schema, const void *config, const char *key,
+                    enum cfg_type type);
+
+/* A cfg_option.check for "host:port" values: a non-empty host name or IPv4
+ * address, or a bracketed well-formed IPv6 address ("[::1]:8081"), then a
+ * decimal port in 1..65535. Returns 0 or MV_EINVAL. */
+int cfg_check_host_port(const char *value, size_t len, char *msg, size_t msg_size);
 
 /* Free every string and list the loader allocated in `config` (fields become
  * NULL / empty) and the private record of which options were set. */

@@ -96,6 +96,21 @@ static const char *state_origin(const void *config, size_t index)
 	return st && index < st->count ? st->origin[index] : NULL;
 }
 
+const char *cfg_origin(const struct cfg_schema *schema, const void *config, const char *key)
+{
+	ptrdiff_t i = cfg_find_option(schema, key, strlen(key));
+	return i < 0 ? NULL : state_origin(config, (size_t)i);
+}
+
+const void *cfg_get(const struct cfg_schema *schema, const void *config, const char *key,
+                    enum cfg_type type)
+{
+	ptrdiff_t i = cfg_find_option(schema, key, strlen(key));
+	if (i < 0 || schema->options[i].type != type)
+		return NULL;
+	return cfg_field_const(&schema->options[i], config);
+}
+
 void cfg_error_set(struct cfg_error *err, const char *where, const char *key, const char *fmt, ...)
 {
 	va_list ap;
@@ -104,6 +119,53 @@ void cfg_error_set(struct cfg_error *err, const char *where, const char *key, co
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
+}
+
+void cfg_errors_init(struct cfg_errors *errs)
+{
+	errs->count = 0;
+	errs->dropped = 0;
+	errs->first_rc = 0;
+}
+
+void cfg_errors_add(struct cfg_errors *errs, int rc, const char *where, const char *key,
+                    const char *fmt, ...)
+{
+	va_list ap;
+	if (!errs->first_rc)
+		errs->first_rc = rc;
+	if (errs->count == CFG_ERRORS_MAX) {
+		errs->dropped++;
+		return;
+	}
+	struct cfg_error *err = &errs->items[errs->count++];
+	snprintf(err->where, sizeof(err->where), "%s", where ? where : "");
+	snprintf(err->key, sizeof(err->key), "%s", key ? key : "");
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+void cfg_errors_first(const struct cfg_errors *errs, struct cfg_error *err)
+{
+	if (!err)
+		return;
+	if (errs->count)
+		*err = errs->items[0];
+	else
+		memset(err, 0, sizeof(*err));
+}
+
+/* Errors added since `mark` (count + dropped at the start of a call): the
+ * code of the first of them, or 0. */
+static size_t errors_mark(const struct cfg_errors *errs)
+{
+	return errs->count + errs->dropped;
+}
+
+static int errors_since(const struct cfg_errors *errs, size_t mark, int rc)
+{
+	return errors_mark(errs) > mark ? rc : 0;
 }
 
 void cfg_error_format(const struct cfg_error *err, char *out, size_t out_size)
@@ -453,33 +515,52 @@ fail_open:
 	return rc;
 }
 
-int cfg_apply_file(const struct cfg_schema *schema, void *config, const char *path,
-                   struct cfg_error *err)
+int cfg_apply_file_all(const struct cfg_schema *schema, void *config, const char *path,
+                       struct cfg_errors *errs)
 {
-	struct cfg_error scratch;
 	char *data = NULL;
 	size_t len = 0;
 	int err_no = 0;
-	if (!err)
-		err = &scratch;
-	memset(err, 0, sizeof(*err));
 	int rc = read_capped(path, CFG_FILE_MAX, &data, &len, &err_no);
 	if (rc == MV_ETOOBIG) {
-		cfg_error_set(err, path, NULL, "file is larger than %zu bytes", CFG_FILE_MAX);
+		cfg_errors_add(errs, rc, path, NULL, "file is larger than %zu bytes", CFG_FILE_MAX);
 		return rc;
 	}
 	if (rc == MV_EIO) {
-		cfg_error_set(err, path, NULL, "cannot read: %s",
-		              err_no == EINVAL ? "not a regular file" : strerror(err_no));
+		cfg_errors_add(errs, rc, path, NULL, "cannot read: %s",
+		               err_no == EINVAL ? "not a regular file" : strerror(err_no));
 		return rc;
 	}
 	if (rc) {
-		cfg_error_set(err, path, NULL, "out of memory");
+		cfg_errors_add(errs, rc, path, NULL, "out of memory");
 		return rc;
 	}
-	rc = cfg_apply_yaml(schema, config, path, data, len, err);
+	struct cfg_source src = {.name = path, .data = data, .len = len};
+	rc = cfg_apply_source(schema, config, &src, errs);
 	free(data);
 	return rc;
+}
+
+/* Run one of the collecting functions for the single-error API. */
+#define SINGLE_ERROR(err, call)                                                  \
+	do {                                                                     \
+		struct cfg_errors *errs_ = malloc(sizeof(*errs_));               \
+		if (!errs_) {                                                    \
+			if (err)                                                 \
+				cfg_error_set(err, NULL, NULL, "out of memory"); \
+			return MV_ENOMEM;                                        \
+		}                                                                \
+		cfg_errors_init(errs_);                                          \
+		int rc_ = (call);                                                \
+		cfg_errors_first(errs_, err);                                    \
+		free(errs_);                                                     \
+		return rc_;                                                      \
+	} while (0)
+
+int cfg_apply_file(const struct cfg_schema *schema, void *config, const char *path,
+                   struct cfg_error *err)
+{
+	SINGLE_ERROR(err, cfg_apply_file_all(schema, config, path, errs_));
 }
 
 static void suggest_env(const struct cfg_schema *schema, const char *name, size_t len, char *out,
@@ -514,14 +595,12 @@ static bool is_service_link(const char *rest, size_t len)
 	return false;
 }
 
-int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *envp,
-                  struct cfg_error *err)
+int cfg_apply_env_all(const struct cfg_schema *schema, void *config, char *const *envp,
+                      struct cfg_errors *errs)
 {
-	struct cfg_error scratch;
 	char name[ENV_NAME_MAX], where[ENV_NAME_MAX + 8], msg[CFG_MSG_MAX], hint[ENV_NAME_MAX];
-	if (!err)
-		err = &scratch;
-	memset(err, 0, sizeof(*err));
+	size_t mark = errors_mark(errs);
+	int first = 0;
 	if (!envp || !has_env(schema))
 		return 0;
 	size_t plen = strlen(schema->env_prefix);
@@ -543,30 +622,43 @@ int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *en
 			continue;
 		if (index < 0) {
 			suggest_env(schema, entry, nlen, hint, sizeof(hint));
-			cfg_error_set(err, where, NULL,
-			              "unknown variable: no option has this name%s%s%s",
-			              hint[0] ? " (did you mean " : "", hint, hint[0] ? "?)" : "");
-			return MV_EINVAL;
+			cfg_errors_add(errs, MV_EINVAL, where, NULL,
+			               "unknown variable: no option has this name%s%s%s",
+			               hint[0] ? " (did you mean " : "", hint, hint[0] ? "?)" : "");
+			first = first ? first : MV_EINVAL;
+			continue;
 		}
 		const struct cfg_option *opt = &schema->options[index];
 		union cfg_value v;
 		int rc = cfg_value_parse(opt, eq + 1, strlen(eq + 1), false, &v, msg, sizeof(msg));
 		if (rc) {
-			cfg_error_set(err, where, opt->key, "%s", msg);
-			return rc;
+			cfg_errors_add(errs, rc, where, opt->key, "%s", msg);
+			first = first ? first : rc;
+			if (rc == MV_ENOMEM)
+				break;
+			continue;
 		}
 		rc = cfg_assign(schema, config, (size_t)index, &v, where);
 		if (rc) {
-			cfg_error_set(err, where, opt->key, "out of memory");
-			return rc;
+			cfg_errors_add(errs, rc, where, opt->key, "out of memory");
+			first = first ? first : rc;
+			break;
 		}
 	}
-	return 0;
+	return errors_since(errs, mark, first);
 }
 
-/* Load one secret from the file named by option `file_index` into `index`. */
+int cfg_apply_env(const struct cfg_schema *schema, void *config, char *const *envp,
+                  struct cfg_error *err)
+{
+	SINGLE_ERROR(err, cfg_apply_env_all(schema, config, envp, errs_));
+}
+
+/* Load one secret from the file named by option `file_index` into `index`;
+ * with `read_file` false only check that <key> and <key>_file are not both
+ * set. Errors go to `errs`. Returns 0 or the code of the error added. */
 static int resolve_secret(const struct cfg_schema *schema, void *config, size_t index,
-                          size_t file_index, struct cfg_error *err)
+                          size_t file_index, bool read_file, struct cfg_errors *errs)
 {
 	const struct cfg_option *opt = &schema->options[index];
 	const struct cfg_option *file_opt = &schema->options[file_index];
@@ -581,25 +673,28 @@ static int resolve_secret(const struct cfg_schema *schema, void *config, size_t 
 		return 0;
 	if (current && current[0]) {
 		const char *value_where = state_origin(config, index);
-		cfg_error_set(err, file_where, file_opt->key,
-		              "both %s (set %s%s) and %s are set; use only one", opt->key,
-		              value_where ? "at " : "by default", value_where ? value_where : "",
-		              file_opt->key);
+		cfg_errors_add(errs, MV_EINVAL, file_where, file_opt->key,
+		               "both %s (set %s%s) and %s are set; use only one", opt->key,
+		               value_where ? "at " : "by default", value_where ? value_where : "",
+		               file_opt->key);
 		return MV_EINVAL;
 	}
+	if (!read_file)
+		return 0;
 	rc = read_capped(path, CFG_SECRET_MAX, &data, &len, &err_no);
 	if (rc == MV_EIO) {
-		cfg_error_set(err, file_where, file_opt->key, "cannot read secret file %s: %s",
-		              path, err_no == EINVAL ? "not a regular file" : strerror(err_no));
+		cfg_errors_add(errs, rc, file_where, file_opt->key,
+		               "cannot read secret file %s: %s", path,
+		               err_no == EINVAL ? "not a regular file" : strerror(err_no));
 		return rc;
 	}
 	if (rc == MV_ETOOBIG) {
-		cfg_error_set(err, file_where, file_opt->key,
-		              "secret file %s is larger than %zu bytes", path, CFG_SECRET_MAX);
+		cfg_errors_add(errs, rc, file_where, file_opt->key,
+		               "secret file %s is larger than %zu bytes", path, CFG_SECRET_MAX);
 		return rc;
 	}
 	if (rc) {
-		cfg_error_set(err, file_where, file_opt->key, "out of memory");
+		cfg_errors_add(errs, rc, file_where, file_opt->key, "out of memory");
 		return rc;
 	}
 	/* Editors and `echo` end files with a newline no password contains. */
@@ -611,25 +706,24 @@ static int resolve_secret(const struct cfg_schema *schema, void *config, size_t 
 	data[len] = '\0';
 	if (memchr(data, '\0', len)) {
 		free(data);
-		cfg_error_set(err, file_where, file_opt->key, "secret file %s contains a NUL byte",
-		              path);
+		cfg_errors_add(errs, MV_EINVAL, file_where, file_opt->key,
+		               "secret file %s contains a NUL byte", path);
 		return MV_EINVAL;
 	}
 	snprintf(where, sizeof(where), "file %s", path);
 	union cfg_value v = {.s = data};
 	rc = cfg_assign(schema, config, index, &v, where);
 	if (rc)
-		cfg_error_set(err, NULL, opt->key, "out of memory");
+		cfg_errors_add(errs, rc, NULL, opt->key, "out of memory");
 	return rc;
 }
 
-int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *err)
+/* Secrets (read or only checked) and required options; every error added. */
+static int finish(const struct cfg_schema *schema, void *config, bool read_files,
+                  struct cfg_errors *errs)
 {
-	struct cfg_error scratch;
 	char name[ENV_NAME_MAX];
-	if (!err)
-		err = &scratch;
-	memset(err, 0, sizeof(*err));
+	int first = 0;
 	for (size_t i = 0; i < schema->option_count; i++) {
 		const struct cfg_option *opt = &schema->options[i];
 		if (!(opt->flags & CFG_SECRET))
@@ -637,8 +731,10 @@ int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *
 		ptrdiff_t j = secret_file_option(schema, opt);
 		if (j < 0)
 			continue;
-		int rc = resolve_secret(schema, config, i, (size_t)j, err);
-		if (rc)
+		int rc = resolve_secret(schema, config, i, (size_t)j, read_files, errs);
+		if (rc && !first)
+			first = rc;
+		if (rc == MV_ENOMEM)
 			return rc;
 	}
 	for (size_t i = 0; i < schema->option_count; i++) {
@@ -647,30 +743,77 @@ int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *
 			continue;
 		if (has_env(schema)) {
 			cfg_env_name(schema, opt, name, sizeof(name));
-			cfg_error_set(err, NULL, opt->key,
-			              "required option is not set (set it in a config file or %s)",
-			              name);
+			cfg_errors_add(errs, MV_EINVAL, NULL, opt->key,
+			               "required option is not set (set it in a config file or %s)",
+			               name);
 		} else {
-			cfg_error_set(err, NULL, opt->key,
-			              "required option is not set (set it in a config file)");
+			cfg_errors_add(errs, MV_EINVAL, NULL, opt->key,
+			               "required option is not set (set it in a config file)");
 		}
-		return MV_EINVAL;
+		if (!first)
+			first = MV_EINVAL;
 	}
-	return 0;
+	return first;
+}
+
+int cfg_finish_all(const struct cfg_schema *schema, void *config, struct cfg_errors *errs)
+{
+	return finish(schema, config, true, errs);
+}
+
+int cfg_finish(const struct cfg_schema *schema, void *config, struct cfg_error *err)
+{
+	SINGLE_ERROR(err, cfg_finish_all(schema, config, errs_));
+}
+
+int cfg_validate(const struct cfg_schema *schema, const void *config, struct cfg_errors *errs)
+{
+	if (!schema->validate)
+		return 0;
+	size_t mark = errors_mark(errs);
+	int rc = schema->validate(schema, config, errs);
+	/* A validator that forgot to return its error still fails the load. */
+	return rc ? rc : errors_since(errs, mark, MV_EINVAL);
+}
+
+int cfg_check_all(const struct cfg_schema *schema, void *config, struct cfg_errors *errs)
+{
+	int rc = finish(schema, config, false, errs);
+	if (rc == MV_ENOMEM)
+		return rc;
+	int vrc = cfg_validate(schema, config, errs);
+	return rc ? rc : vrc;
+}
+
+int cfg_load_all(const struct cfg_schema *schema, void *config, const char *const *files,
+                 size_t file_count, char *const *envp, struct cfg_errors *errs)
+{
+	struct cfg_error err;
+	int first = cfg_set_defaults(schema, config, &err);
+	if (first) {
+		cfg_errors_add(errs, first, err.where, err.key, "%s", err.message);
+		return first;
+	}
+	for (size_t i = 0; i < file_count; i++) {
+		int rc = cfg_apply_file_all(schema, config, files[i], errs);
+		first = first ? first : rc;
+		if (rc == MV_ENOMEM)
+			return first;
+	}
+	int rc = cfg_apply_env_all(schema, config, envp, errs);
+	first = first ? first : rc;
+	if (rc == MV_ENOMEM)
+		return first;
+	rc = cfg_finish_all(schema, config, errs);
+	first = first ? first : rc;
+	if (rc == MV_ENOMEM)
+		return first;
+	rc = cfg_validate(schema, config, errs);
+	return first ? first : rc;
 }
 
 int cfg_load(const struct cfg_schema *schema, void *config, const char *const *files,
              size_t file_count, char *const *envp, struct cfg_error *err)
 {
-	struct cfg_error scratch;
-	if (!err)
-		err = &scratch;
-	int rc = cfg_set_defaults(schema, config, err);
-	for (size_t i = 0; rc == 0 && i < file_count; i++)
-		rc = cfg_apply_file(schema, config, files[i], err);
-	if (rc == 0)
-		rc = cfg_apply_env(schema, config, envp, err);
-	if (rc == 0)
-		rc = cfg_finish(schema, config, err);
-	return rc;
+	SINGLE_ERROR(err, cfg_load_all(schema, config, files, file_count, envp, errs_));
 }

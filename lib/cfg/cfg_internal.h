@@ -84,6 +84,10 @@ void cfg_suggest_key(const struct cfg_schema *schema, const char *path, char *ou
 void cfg_error_set(struct cfg_error *err, const char *where, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
+/* Copy the first error of `errs` into `err` (zeroed when there is none);
+ * `err` may be NULL. For the single-error API. */
+void cfg_errors_first(const struct cfg_errors *errs, struct cfg_error *err);
+
 /* Copy untrusted text for a message: quoted, control and non-ASCII bytes as
  * \xNN, cut at about 48 bytes. */
 void cfg_quote(const char *text, size_t len, char *out, size_t out_size);

@@ -11,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include "cfg_internal.h"
 #include "movie/err.h"
 #include "movie/banned.h"
@@ -313,6 +316,8 @@ static int check_string(const struct cfg_option *opt, const char *text, size_t l
 		snprintf(msg, msg_size, "value contains a NUL byte");
 		return MV_EINVAL;
 	}
+	if (opt->check && opt->check(text, len, msg, msg_size) != 0)
+		return MV_EINVAL;
 	return 0;
 }
 
@@ -397,9 +402,12 @@ static int parse_comma_list(const struct cfg_option *opt, const char *text, size
 			snprintf(msg, msg_size, "empty item in comma-separated list");
 			return MV_EINVAL;
 		}
-		int rc = cfg_list_add(opt, out, text + a, b - a, msg, msg_size);
-		if (rc)
+		char why[CFG_MSG_MAX];
+		int rc = cfg_list_add(opt, out, text + a, b - a, why, sizeof(why));
+		if (rc) {
+			snprintf(msg, msg_size, "item %zu: %s", out->count + 1, why);
 			return rc;
+		}
 		if (!comma)
 			return 0;
 		i = end + 1;
@@ -583,4 +591,104 @@ size_t cfg_edit_distance(const char *a, size_t alen, const char *b, size_t blen,
 		cur = t;
 	}
 	return prev[blen] > cap ? cap + 1 : prev[blen];
+}
+
+static bool is_host_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '.' || c == '-' || c == '_';
+}
+
+int cfg_check_host_port(const char *value, size_t len, char *msg, size_t msg_size)
+{
+	char quoted[80], host[INET6_ADDRSTRLEN + 1];
+	struct in6_addr a6;
+	const char *port;
+	size_t host_len, port_len;
+	cfg_quote(value, len, quoted, sizeof(quoted));
+	if (len == 0) {
+		snprintf(msg, msg_size, "empty address, expected host:port");
+		return MV_EINVAL;
+	}
+	if (value[0] == '[') {
+		const char *end = memchr(value, ']', len);
+		if (!end) {
+			snprintf(msg, msg_size, "%s: '[' without ']', expected [IPv6]:port",
+			         quoted);
+			return MV_EINVAL;
+		}
+		host_len = (size_t)(end - value - 1);
+		if (host_len == 0 || host_len >= sizeof(host)) {
+			snprintf(msg, msg_size, "%s: not an IPv6 address between [ ]", quoted);
+			return MV_EINVAL;
+		}
+		memcpy(host, value + 1, host_len);
+		host[host_len] = '\0';
+		/* A link-local address may name its interface: [fe80::1%eth0]. */
+		char *zone = strchr(host, '%');
+		bool zone_ok = true;
+		if (zone) {
+			*zone++ = '\0';
+			zone_ok = *zone != '\0';
+			for (const char *z = zone; *z; z++)
+				zone_ok = zone_ok && is_host_char(*z);
+		}
+		if (!zone_ok || inet_pton(AF_INET6, host, &a6) != 1) {
+			snprintf(msg, msg_size, "%s: not an IPv6 address between [ ]", quoted);
+			return MV_EINVAL;
+		}
+		if ((size_t)(end + 1 - value) == len || end[1] != ':') {
+			snprintf(msg, msg_size, "%s: missing :port after ]", quoted);
+			return MV_EINVAL;
+		}
+		port = end + 2;
+	} else {
+		const char *colon = NULL;
+		for (size_t i = 0; i < len; i++)
+			if (value[i] == ':')
+				colon = value + i;
+		if (!colon) {
+			snprintf(msg, msg_size, "%s: missing :port, expected host:port", quoted);
+			return MV_EINVAL;
+		}
+		host_len = (size_t)(colon - value);
+		if (host_len == 0) {
+			snprintf(msg, msg_size, "%s: empty host, expected host:port", quoted);
+			return MV_EINVAL;
+		}
+		if (host_len > 253) {
+			snprintf(msg, msg_size, "%s: host longer than 253 bytes", quoted);
+			return MV_EINVAL;
+		}
+		for (size_t i = 0; i < host_len; i++) {
+			if (value[i] == ':') {
+				snprintf(msg, msg_size,
+				         "%s: an IPv6 address must be bracketed, e.g. [::1]:8081",
+				         quoted);
+				return MV_EINVAL;
+			}
+			if (!is_host_char(value[i])) {
+				snprintf(msg, msg_size,
+				         "%s: the host has a character not allowed in "
+				         "a host name",
+				         quoted);
+				return MV_EINVAL;
+			}
+		}
+		port = colon + 1;
+	}
+	port_len = len - (size_t)(port - value);
+	long p = 0;
+	bool digits = port_len > 0 && port_len <= 5;
+	for (size_t i = 0; digits && i < port_len; i++) {
+		if (port[i] < '0' || port[i] > '9')
+			digits = false;
+		else
+			p = p * 10 + (port[i] - '0');
+	}
+	if (!digits || p < 1 || p > 65535) {
+		snprintf(msg, msg_size, "%s: the port must be a number in 1..65535", quoted);
+		return MV_EINVAL;
+	}
+	return 0;
 }

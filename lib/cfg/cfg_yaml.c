@@ -5,6 +5,12 @@
  * exact marks for every key and value, arrive before anything is built (so
  * the depth cap and the alias/anchor/tag refusals act before libyaml grows a
  * tree), and let nested mappings be walked with an explicit bounded stack.
+ *
+ * An error in a key or a value does not end the walk: the offending node
+ * (with its subtree) is skipped and the rest of the document is still
+ * checked, so that one run reports every mistake of a file. Only what leaves
+ * the rest meaningless or unsafe to read stops it (syntax, anchors, aliases,
+ * tags, nesting, a second document, out of memory).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,10 +38,13 @@ struct frame {
 	size_t value_path_len;  /* path length with the pending key */
 	struct seen_key *seen;  /* section keys of this mapping (options use first_set) */
 	size_t seen_count;
+	bool skip_value; /* the pending key was refused: skip its value */
 	/* sequence of a CFG_STRING_LIST */
 	size_t list_option;
 	yaml_mark_t list_mark;
 	union cfg_value list;
+	size_t list_items; /* items seen, refused ones included */
+	bool list_failed;  /* an item was refused: do not assign the list */
 };
 
 struct first_set {
@@ -47,7 +56,10 @@ struct walker {
 	const struct cfg_schema *schema;
 	void *config;
 	const char *name;
-	struct cfg_error *err;
+	unsigned line_offset, column_offset;
+	struct cfg_errors *errs;
+	int first_rc; /* code of the first error of this document */
+	size_t skip;  /* > 0: inside a refused subtree, this many levels deep */
 	char path[CFG_PATH_MAX + 1];
 	size_t path_len;
 	struct frame frames[CFG_DEPTH_MAX];
@@ -56,26 +68,87 @@ struct walker {
 	bool document_seen;
 };
 
+/* 1-based line and column of `mark` in the file the document sits in. */
+static size_t mark_line(const struct walker *w, yaml_mark_t mark)
+{
+	return mark.line + 1 + w->line_offset;
+}
+
+static size_t mark_column(const struct walker *w, yaml_mark_t mark)
+{
+	return mark.column + 1 + w->column_offset;
+}
+
 static void format_where(const struct walker *w, yaml_mark_t mark, char *out, size_t out_size)
 {
-	snprintf(out, out_size, "%s:%zu:%zu", w->name, mark.line + 1, mark.column + 1);
+	snprintf(out, out_size, "%s:%zu:%zu", w->name, mark_line(w, mark), mark_column(w, mark));
 }
 
 static int fail(struct walker *w, int rc, yaml_mark_t mark, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-/* Report an error at `mark` for the current path. */
+/* Record an error at `mark` for the current path; returns `rc`. */
 static int fail(struct walker *w, int rc, yaml_mark_t mark, const char *fmt, ...)
 {
-	char where[sizeof(w->err->where)];
+	char where[sizeof(w->errs->items[0].where)];
+	char key[sizeof(w->errs->items[0].key)];
+	char message[sizeof(w->errs->items[0].message)];
 	va_list ap;
 	format_where(w, mark, where, sizeof(where));
-	snprintf(w->err->where, sizeof(w->err->where), "%s", where);
-	snprintf(w->err->key, sizeof(w->err->key), "%.*s", (int)w->path_len, w->path);
+	snprintf(key, sizeof(key), "%.*s", (int)w->path_len, w->path);
 	va_start(ap, fmt);
-	vsnprintf(w->err->message, sizeof(w->err->message), fmt, ap);
+	vsnprintf(message, sizeof(message), fmt, ap);
 	va_end(ap);
+	cfg_errors_add(w->errs, rc, where, key, "%s", message);
+	if (!w->first_rc)
+		w->first_rc = rc;
 	return rc;
+}
+
+/* The pending value of mapping frame `f` is dealt with. */
+static void value_done(struct walker *w, struct frame *f)
+{
+	f->want_value = false;
+	f->skip_value = false;
+	w->path_len = f->path_len;
+	w->path[w->path_len] = '\0';
+}
+
+/* Ignore the node `ev` starts (a scalar, or a whole mapping/sequence) as the
+ * value of `f` (or an item when `f` is a list). Returns 0 or MV_EINVAL
+ * (nesting cap, recorded). */
+static int skip_node(struct walker *w, struct frame *f, const yaml_event_t *ev)
+{
+	if (ev->type == YAML_MAPPING_START_EVENT || ev->type == YAML_SEQUENCE_START_EVENT) {
+		if (w->depth >= CFG_DEPTH_MAX)
+			return fail(w, MV_EINVAL, ev->start_mark, "nesting deeper than %d levels",
+			            CFG_DEPTH_MAX);
+		w->skip = 1;
+		return 0;
+	}
+	if (!f->is_list)
+		value_done(w, f);
+	return 0;
+}
+
+/* An event inside a skipped subtree. */
+static int on_skipped(struct walker *w, const yaml_event_t *ev)
+{
+	switch (ev->type) {
+	case YAML_MAPPING_START_EVENT:
+	case YAML_SEQUENCE_START_EVENT:
+		if (w->depth + w->skip >= CFG_DEPTH_MAX)
+			return fail(w, MV_EINVAL, ev->start_mark, "nesting deeper than %d levels",
+			            CFG_DEPTH_MAX);
+		w->skip++;
+		return 0;
+	case YAML_MAPPING_END_EVENT:
+	case YAML_SEQUENCE_END_EVENT:
+		if (--w->skip == 0 && w->depth && !w->frames[w->depth - 1].is_list)
+			value_done(w, &w->frames[w->depth - 1]);
+		return 0;
+	default: return 0;
+	}
 }
 
 static bool is_null_scalar(const yaml_event_t *ev)
@@ -164,8 +237,14 @@ static int on_key(struct walker *w, struct frame *f, const yaml_event_t *ev)
 	char hint[CFG_PATH_MAX];
 	size_t sep = f->path_len ? 1 : 0;
 
-	if (len == 0)
-		return fail(w, MV_EINVAL, mark, "empty key");
+	/* A refused key: record it and skip its value. */
+	f->want_value = true;
+	f->skip_value = true;
+	f->value_option = -1;
+	if (len == 0) {
+		fail(w, MV_EINVAL, mark, "empty key");
+		return 0;
+	}
 	if (f->path_len + sep + len > CFG_PATH_MAX) {
 		/* No option has so long a path; show what fits. */
 		size_t room = CFG_PATH_MAX - f->path_len - sep;
@@ -174,7 +253,8 @@ static int on_key(struct walker *w, struct frame *f, const yaml_event_t *ev)
 		memcpy(w->path + f->path_len + sep, key, room);
 		w->path_len = CFG_PATH_MAX;
 		w->path[w->path_len] = '\0';
-		return fail(w, MV_EINVAL, mark, "unknown key");
+		fail(w, MV_EINVAL, mark, "unknown key");
+		return 0;
 	}
 	if (sep)
 		w->path[f->path_len] = '.';
@@ -186,21 +266,28 @@ static int on_key(struct walker *w, struct frame *f, const yaml_event_t *ev)
 	if (index < 0 && !cfg_is_prefix(w->schema, w->path, w->path_len)) {
 		cfg_suggest_key(w->schema, w->path, hint, sizeof(hint));
 		if (hint[0])
-			return fail(w, MV_EINVAL, mark, "unknown key (did you mean %s?)", hint);
-		return fail(w, MV_EINVAL, mark, "unknown key");
+			fail(w, MV_EINVAL, mark, "unknown key (did you mean %s?)", hint);
+		else
+			fail(w, MV_EINVAL, mark, "unknown key");
+		return 0;
 	}
 	if (index >= 0) {
 		struct first_set *fs = &w->first_set[index];
-		if (fs->set)
-			return fail(w, MV_EINVAL, mark, "duplicate key (first set at %zu:%zu)",
-			            fs->mark.line + 1, fs->mark.column + 1);
+		if (fs->set) {
+			fail(w, MV_EINVAL, mark, "duplicate key (first set at %zu:%zu)",
+			     mark_line(w, fs->mark), mark_column(w, fs->mark));
+			return 0;
+		}
 		fs->set = true;
 		fs->mark = mark;
 	} else {
 		for (size_t i = 0; i < f->seen_count; i++) {
-			if (f->seen[i].len == len && memcmp(f->seen[i].text, key, len) == 0)
-				return fail(w, MV_EINVAL, mark, "duplicate key (first at %zu:%zu)",
-				            f->seen[i].mark.line + 1, f->seen[i].mark.column + 1);
+			if (f->seen[i].len == len && memcmp(f->seen[i].text, key, len) == 0) {
+				fail(w, MV_EINVAL, mark, "duplicate key (first at %zu:%zu)",
+				     mark_line(w, f->seen[i].mark),
+				     mark_column(w, f->seen[i].mark));
+				return 0;
+			}
 		}
 		/* Bounded: every distinct key here named a section of the table. */
 		struct seen_key *seen = realloc(f->seen, (f->seen_count + 1) * sizeof(*seen));
@@ -215,21 +302,24 @@ static int on_key(struct walker *w, struct frame *f, const yaml_event_t *ev)
 		seen[f->seen_count].mark = mark;
 		f->seen_count++;
 	}
-	f->want_value = true;
+	f->skip_value = false;
 	f->value_option = index;
 	f->value_path_len = w->path_len;
 	return 0;
 }
 
+/* Returns 0 (also after a refused value, recorded) or MV_ENOMEM. */
 static int on_option_scalar(struct walker *w, size_t index, const yaml_event_t *ev)
 {
 	const struct cfg_option *opt = &w->schema->options[index];
-	char msg[CFG_MSG_MAX], where[sizeof(w->err->where)];
+	char msg[CFG_MSG_MAX], where[sizeof(w->errs->items[0].where)];
 	union cfg_value v;
 	int rc = cfg_value_parse(opt, (const char *)ev->data.scalar.value, ev->data.scalar.length,
 	                         is_null_scalar(ev), &v, msg, sizeof(msg));
-	if (rc)
-		return fail(w, rc, ev->start_mark, "%s", msg);
+	if (rc) {
+		fail(w, rc, ev->start_mark, "%s", msg);
+		return rc == MV_ENOMEM ? rc : 0;
+	}
 	format_where(w, ev->start_mark, where, sizeof(where));
 	rc = cfg_assign(w->schema, w->config, index, &v, where);
 	if (rc)
@@ -243,34 +333,31 @@ static int on_value(struct walker *w, struct frame *f, const yaml_event_t *ev)
 	struct frame *child;
 	int rc;
 
+	if (f->skip_value)
+		return skip_node(w, f, ev);
 	if (f->value_option < 0) {
 		/* A section: a mapping, or nothing at all ("kafka:" with its
 		 * keys commented out). */
 		if (ev->type == YAML_MAPPING_START_EVENT)
 			return push(w, ev->start_mark) ? 0 : MV_EINVAL;
 		if (ev->type == YAML_SCALAR_EVENT && is_null_scalar(ev)) {
-			f->want_value = false;
-			w->path_len = f->path_len;
-			w->path[w->path_len] = '\0';
+			value_done(w, f);
 			return 0;
 		}
-		return fail(w, MV_EINVAL, ev->start_mark,
-		            "expected a mapping (a section of options), got %s",
-		            node_kind(ev->type));
+		fail(w, MV_EINVAL, ev->start_mark,
+		     "expected a mapping (a section of options), got %s", node_kind(ev->type));
+		return skip_node(w, f, ev);
 	}
 
 	size_t index = (size_t)f->value_option;
 	const struct cfg_option *opt = &w->schema->options[index];
 	if (ev->type == YAML_SCALAR_EVENT) {
 		if (opt->type == CFG_STRING_LIST && !is_null_scalar(ev))
-			return fail(w, MV_EINVAL, ev->start_mark,
-			            "expected a sequence of strings (e.g. [a, b]), got a scalar");
-		rc = on_option_scalar(w, index, ev);
-		if (rc)
+			fail(w, MV_EINVAL, ev->start_mark,
+			     "expected a sequence of strings (e.g. [a, b]), got a scalar");
+		else if ((rc = on_option_scalar(w, index, ev)) != 0)
 			return rc;
-		f->want_value = false;
-		w->path_len = f->path_len;
-		w->path[w->path_len] = '\0';
+		value_done(w, f);
 		return 0;
 	}
 	if (ev->type == YAML_SEQUENCE_START_EVENT && opt->type == CFG_STRING_LIST) {
@@ -283,30 +370,46 @@ static int on_value(struct walker *w, struct frame *f, const yaml_event_t *ev)
 		return 0;
 	}
 	expectation(opt, expected, sizeof(expected));
-	return fail(w, MV_EINVAL, ev->start_mark, "expected %s, got %s", expected,
-	            node_kind(ev->type));
+	fail(w, MV_EINVAL, ev->start_mark, "expected %s, got %s", expected, node_kind(ev->type));
+	return skip_node(w, f, ev);
 }
 
 static int on_list_item(struct walker *w, struct frame *f, const yaml_event_t *ev)
 {
 	const struct cfg_option *opt = &w->schema->options[f->list_option];
 	char msg[CFG_MSG_MAX];
-	size_t n = f->list.list.count + 1;
-	if (ev->type != YAML_SCALAR_EVENT)
-		return fail(w, MV_EINVAL, ev->start_mark, "item %zu: expected a string, got %s", n,
-		            node_kind(ev->type));
-	if (is_null_scalar(ev) || ev->data.scalar.length == 0)
-		return fail(w, MV_EINVAL, ev->start_mark, "item %zu is empty", n);
+	size_t n = ++f->list_items;
+	if (ev->type != YAML_SCALAR_EVENT) {
+		f->list_failed = true;
+		fail(w, MV_EINVAL, ev->start_mark, "item %zu: expected a string, got %s", n,
+		     node_kind(ev->type));
+		return skip_node(w, f, ev);
+	}
+	if (is_null_scalar(ev) || ev->data.scalar.length == 0) {
+		f->list_failed = true;
+		fail(w, MV_EINVAL, ev->start_mark, "item %zu is empty", n);
+		return 0;
+	}
 	int rc = cfg_list_add(opt, &f->list.list, (const char *)ev->data.scalar.value,
 	                      ev->data.scalar.length, msg, sizeof(msg));
-	if (rc)
-		return fail(w, rc, ev->start_mark, "item %zu: %s", n, msg);
+	if (rc) {
+		f->list_failed = true;
+		fail(w, rc, ev->start_mark, "item %zu: %s", n, msg);
+		/* Past the item cap the rest would only repeat the same error. */
+		if (rc == MV_ERANGE && f->list.list.count >= CFG_LIST_MAX_ITEMS)
+			return rc;
+		return rc == MV_ENOMEM ? rc : 0;
+	}
 	return 0;
 }
 
 static int on_list_end(struct walker *w, struct frame *f)
 {
-	char where[sizeof(w->err->where)];
+	char where[sizeof(w->errs->items[0].where)];
+	if (f->list_failed) {
+		pop(w);
+		return 0;
+	}
 	format_where(w, f->list_mark, where, sizeof(where));
 	int rc = cfg_assign(w->schema, w->config, f->list_option, &f->list, where);
 	if (rc)
@@ -350,6 +453,8 @@ static int on_event(struct walker *w, const yaml_event_t *ev, bool *done)
 	int rc = check_node(w, ev);
 	if (rc)
 		return rc;
+	if (w->skip)
+		return on_skipped(w, ev);
 	switch (ev->type) {
 	case YAML_STREAM_END_EVENT: *done = true; return 0;
 	case YAML_DOCUMENT_START_EVENT:
@@ -420,29 +525,31 @@ static int syntax_error(struct walker *w, const yaml_parser_t *parser, const cha
 	}
 	if (parser->context)
 		return fail(w, MV_ESYNTAX, mark, "%s (%s at %zu:%zu)", problem, parser->context,
-		            parser->context_mark.line + 1, parser->context_mark.column + 1);
+		            mark_line(w, parser->context_mark),
+		            mark_column(w, parser->context_mark));
 	return fail(w, MV_ESYNTAX, mark, "%s", problem);
 }
 
-int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *name,
-                   const char *data, size_t len, struct cfg_error *err)
+int cfg_apply_source(const struct cfg_schema *schema, void *config, const struct cfg_source *src,
+                     struct cfg_errors *errs)
 {
-	struct cfg_error scratch;
 	struct walker w;
 	yaml_parser_t parser;
+	const char *data = src->data;
+	size_t len = src->len;
 	int rc = 0;
 	bool done = false;
 
-	if (!err)
-		err = &scratch;
-	memset(err, 0, sizeof(*err));
 	memset(&w, 0, sizeof(w));
 	w.schema = schema;
 	w.config = config;
-	w.name = name ? name : "<yaml>";
-	w.err = err;
+	w.name = src->name ? src->name : "<yaml>";
+	w.line_offset = src->line_offset;
+	w.column_offset = src->column_offset;
+	w.errs = errs;
 	if (len > CFG_FILE_MAX) {
-		cfg_error_set(err, w.name, NULL, "document is larger than %zu bytes", CFG_FILE_MAX);
+		cfg_errors_add(errs, MV_ETOOBIG, w.name, NULL, "document is larger than %zu bytes",
+		               CFG_FILE_MAX);
 		return MV_ETOOBIG;
 	}
 	w.first_set = calloc(schema->option_count ? schema->option_count : 1, sizeof(*w.first_set));
@@ -473,7 +580,24 @@ int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *na
 fail_parser:
 	free(w.first_set);
 fail_first_set:
-	if (rc == MV_ENOMEM && !err->message[0])
-		cfg_error_set(err, w.name, NULL, "out of memory");
+	if (rc == MV_ENOMEM && !w.first_rc)
+		cfg_errors_add(errs, rc, w.name, NULL, "out of memory");
+	return w.first_rc ? w.first_rc : rc;
+}
+
+int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *name,
+                   const char *data, size_t len, struct cfg_error *err)
+{
+	struct cfg_source src = {.name = name, .data = data, .len = len};
+	struct cfg_errors *errs = malloc(sizeof(*errs));
+	if (!errs) {
+		if (err)
+			cfg_error_set(err, name ? name : "<yaml>", NULL, "out of memory");
+		return MV_ENOMEM;
+	}
+	cfg_errors_init(errs);
+	int rc = cfg_apply_source(schema, config, &src, errs);
+	cfg_errors_first(errs, err);
+	free(errs);
 	return rc;
 }

@@ -26,8 +26,6 @@
 #define MOVIE_GIT_COMMIT_STRING "unknown"
 #endif
 
-const char *const server_log_levels[] = {"debug", "info", "warn", "error", NULL};
-
 __thread struct worker *server_current_worker;
 
 static const char *const grpc_labels[] = {"grpc_type", "grpc_service", "grpc_method", "grpc_code"};

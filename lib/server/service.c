@@ -18,8 +18,6 @@
 
 extern char **environ;
 
-const char *const storage_drivers[] = {"memory", "sqlite", "mysql", NULL};
-
 void storage_options_to_store_config(const struct storage_options *o, struct store_config *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -99,16 +97,29 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 			return 1;
 		}
 	}
-	struct cfg_error err;
-	memset(&err, 0, sizeof(err));
-	int rc = cfg_load(schema, config, files, file_count, environ, &err);
+	/* Start-up and --check-config run the same load, schema->validate
+	 * included, and both print every error found. */
+	struct cfg_errors *errs = malloc(sizeof(*errs));
+	if (!errs) {
+		fprintf(stderr, "%s: out of memory\n", schema->program);
+		return 1;
+	}
+	cfg_errors_init(errs);
+	int rc = cfg_load_all(schema, config, files, file_count, environ, errs);
 	if (rc) {
 		char line[1024];
-		cfg_error_format(&err, line, sizeof(line));
-		fprintf(stderr, "%s: %s\n", schema->program, line);
+		for (size_t i = 0; i < errs->count; i++) {
+			cfg_error_format(&errs->items[i], line, sizeof(line));
+			fprintf(stderr, "%s: %s\n", schema->program, line);
+		}
+		if (errs->dropped)
+			fprintf(stderr, "%s: (%zu more errors not shown)\n", schema->program,
+			        errs->dropped);
+		free(errs);
 		cfg_release(schema, config);
 		return 1;
 	}
+	free(errs);
 	if (print) {
 		struct buf out;
 		buf_init(&out, 0);

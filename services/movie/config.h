@@ -15,6 +15,15 @@ struct movie_config {
 	int64_t max_attempts;
 };
 
+/* The option table (schema->validate is movie_config_validate). Each peer
+ * address is checked by cfg_check_host_port as it is loaded. */
 extern const struct cfg_schema movie_config_schema;
+
+/* Checks across options (each peer list has 1..64 addresses), run by
+ * cfg_load_all / cfg_check_all after every layer (start-up, --check-config
+ * and moviectl lint alike). `config` is a struct movie_config. Adds errors to
+ * `errs`; returns 0 or MV_EINVAL. */
+int movie_config_validate(const struct cfg_schema *schema, const void *config,
+                          struct cfg_errors *errs);
 
 #endif

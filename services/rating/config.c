@@ -1,7 +1,13 @@
+/*
+ * config.c - the rating service's option table and its checks across
+ * options. A library of its own (movie_rating_config): the binary loads with
+ * it, and moviectl lint loads ConfigMaps with the very same rules.
+ */
 #include "config.h"
 
 #include <stddef.h>
 
+#include "movie/err.h"
 #include "movie/banned.h"
 
 static const struct cfg_option options[] = {
@@ -24,7 +30,8 @@ static const struct cfg_option options[] = {
     {.key = "kafka.brokers",
      .type = CFG_STRING_LIST,
      .offset = offsetof(struct rating_config, kafka_brokers),
-     .help = "bootstrap servers host:port; empty = no Kafka ingestion"},
+     .help = "bootstrap servers host:port; empty = no Kafka ingestion",
+     .check = cfg_check_host_port},
     {.key = "kafka.topic",
      .type = CFG_STRING,
      .offset = offsetof(struct rating_config, kafka_topic),
@@ -59,9 +66,27 @@ static const struct cfg_option options[] = {
      .help = "consumer group session timeout"},
 };
 
+int rating_config_validate(const struct cfg_schema *schema, const void *config,
+                           struct cfg_errors *errs)
+{
+	const struct rating_config *cfg = config;
+	if (cfg->min_value <= cfg->max_value)
+		return 0;
+	/* Placed where the smaller bound was written, or else the larger one. */
+	const char *where = cfg_origin(schema, config, "rating.min_value");
+	if (!where)
+		where = cfg_origin(schema, config, "rating.max_value");
+	cfg_errors_add(errs, MV_EINVAL, where, "rating.min_value",
+	               "%lld is greater than rating.max_value (%lld)", (long long)cfg->min_value,
+	               (long long)cfg->max_value);
+	return MV_EINVAL;
+}
+
 const struct cfg_schema rating_config_schema = {
     .program = "rating",
     .env_prefix = "RATING",
     .options = options,
     .option_count = sizeof(options) / sizeof(options[0]),
+    .config_size = sizeof(struct rating_config),
+    .validate = rating_config_validate,
 };

@@ -19,6 +19,14 @@ struct rating_config {
 	int64_t kafka_session_timeout_ms;
 };
 
+/* The option table (schema->validate is rating_config_validate). */
 extern const struct cfg_schema rating_config_schema;
+
+/* Checks across options (rating.min_value <= rating.max_value), run by
+ * cfg_load_all / cfg_check_all after every layer (start-up, --check-config
+ * and moviectl lint alike). `config` is a struct rating_config. Adds errors
+ * to `errs`; returns 0 or MV_EINVAL. */
+int rating_config_validate(const struct cfg_schema *schema, const void *config,
+                           struct cfg_errors *errs);
 
 #endif

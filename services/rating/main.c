@@ -3,7 +3,6 @@
  * rating events from Kafka when kafka.brokers is set.
  * Wiring only: configuration, logging, store, ingestion, handlers, server.
  */
-#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -52,13 +51,6 @@ int main(int argc, char **argv)
 	int status = service_load_config(argc, argv, &rating_config_schema, &cfg);
 	if (status >= 0)
 		return status;
-	if (cfg.min_value > cfg.max_value) {
-		fprintf(stderr,
-		        "rating: rating.min_value (%lld) is greater than rating.max_value (%lld)\n",
-		        (long long)cfg.min_value, (long long)cfg.max_value);
-		cfg_release(&rating_config_schema, &cfg);
-		return 1;
-	}
 
 	enum log_level level = LOG_INFO;
 	log_level_parse(cfg.server.log_level, &level);

@@ -847,6 +847,230 @@ static void test_error_format(void)
 	CHECK_STR_EQ(line, "f:1:2: a.");
 }
 
+/* A schema with a host:port list and a cross-option rule, for the collecting
+ * API (issue 12 item 12: every error of a file, the same rules everywhere). */
+struct vconf {
+	int64_t lo, hi;
+	struct cfg_string_list peers;
+	char *name;
+	char *secret;
+	char *secret_file;
+};
+
+#define VOPT(k, t, field, def) \
+	.key = k, .type = t, .offset = offsetof(struct vconf, field), .default_value = def
+
+static int v_validate(const struct cfg_schema *s, const void *config, struct cfg_errors *errs)
+{
+	const struct vconf *c = config;
+	if (c->lo <= c->hi)
+		return 0;
+	cfg_errors_add(errs, MV_EINVAL, cfg_origin(s, config, "range.lo"), "range.lo",
+	               "greater than range.hi");
+	return MV_EINVAL;
+}
+
+static const struct cfg_option voptions[] = {
+    {VOPT("range.lo", CFG_INT, lo, "1"), .min = -100, .max = 100},
+    {VOPT("range.hi", CFG_INT, hi, "5"), .min = -100, .max = 100},
+    {VOPT("peers", CFG_STRING_LIST, peers, "127.0.0.1:1"), .check = cfg_check_host_port},
+    {VOPT("name", CFG_STRING, name, "x"), .max = 8},
+    {VOPT("secret", CFG_STRING, secret, ""), .flags = CFG_SECRET},
+    {VOPT("secret_file", CFG_STRING, secret_file, "")},
+};
+
+static const struct cfg_schema vschema = {
+    .program = "v",
+    .env_prefix = "V",
+    .options = voptions,
+    .option_count = sizeof(voptions) / sizeof(voptions[0]),
+    .config_size = sizeof(struct vconf),
+    .validate = v_validate,
+};
+
+/* The errors of `errs` as "where|key|message" lines, for comparisons. */
+static void errors_text(const struct cfg_errors *errs, char *out, size_t out_size)
+{
+	size_t o = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < errs->count && o < out_size; i++) {
+		int n = snprintf(out + o, out_size - o, "%s|%s|%s\n", errs->items[i].where,
+		                 errs->items[i].key, errs->items[i].message);
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+}
+
+static void test_collects_every_error(void)
+{
+	struct vconf c = {0};
+	struct cfg_errors *errs = malloc(sizeof(*errs));
+	char text[8192];
+	CHECK(errs != NULL);
+	if (!errs)
+		return;
+	cfg_errors_init(errs);
+	CHECK_INT_EQ(cfg_set_defaults(&vschema, &c, NULL), 0);
+	const char *yaml = "range:\n"
+	                   "  lo: 1000\n"          /* out of range */
+	                   "  typo: {a: [1, 2]}\n" /* unknown, subtree skipped */
+	                   "  hi: x\n"             /* not an integer */
+	                   "peers: [\"ok:1\", \"nohost\", {a: 1}, \"h:0\"]\n"
+	                   "name: [1]\n" /* a sequence for a string */
+	                   "range:\n"    /* duplicate section */
+	                   "  lo: 2\n"
+	                   "name2: 1\n";
+	struct cfg_source src = {.name = "f.yaml", .data = yaml, .len = strlen(yaml)};
+	CHECK_INT_EQ(cfg_apply_source(&vschema, &c, &src, errs), MV_ERANGE);
+	errors_text(errs, text, sizeof(text));
+	fprintf(stderr, "%s", text);
+	CHECK_INT_EQ(errs->count, 9);
+	CHECK(strstr(text, "f.yaml:2:7|range.lo|") != NULL);
+	CHECK(strstr(text, "f.yaml:3:3|range.typo|unknown key") != NULL);
+	CHECK(strstr(text, "f.yaml:4:7|range.hi|") != NULL);
+	CHECK(strstr(text, "f.yaml:5:17|peers|item 2: \"nohost\": missing :port") != NULL);
+	CHECK(strstr(text, "f.yaml:5:27|peers|item 3: expected a string, got a mapping") != NULL);
+	CHECK(strstr(text, "f.yaml:5:35|peers|item 4: \"h:0\": the port must be") != NULL);
+	CHECK(strstr(text, "f.yaml:6:7|name|expected") != NULL);
+	CHECK(strstr(text, "f.yaml:7:1|range|duplicate key (first at 1:1)") != NULL);
+	/* The walk goes on after the duplicate section. */
+	CHECK(strstr(text, "f.yaml:9:1|name2|unknown key (did you mean name?)") != NULL);
+	/* Refused values leave the earlier ones in place. */
+	CHECK_INT_EQ(c.lo, 1);
+	CHECK_INT_EQ(c.hi, 5);
+	CHECK_INT_EQ(c.peers.count, 1);
+	CHECK_STR_EQ(c.name, "x");
+	CHECK_INT_EQ(errs->first_rc, MV_ERANGE);
+	cfg_release(&vschema, &c);
+	free(errs);
+}
+
+static void test_source_offsets(void)
+{
+	struct vconf c = {0};
+	struct cfg_errors *errs = malloc(sizeof(*errs));
+	char text[4096];
+	CHECK(errs != NULL);
+	if (!errs)
+		return;
+	cfg_errors_init(errs);
+	CHECK_INT_EQ(cfg_set_defaults(&vschema, &c, NULL), 0);
+	/* A ConfigMap value whose first line is line 11 of the manifest, indented 4. */
+	const char *yaml = "range:\n  lo: 9\n  hi: 7\nrange:\n  x: [1\n";
+	struct cfg_source src = {.name = "m.yaml",
+	                         .data = yaml,
+	                         .len = strlen(yaml),
+	                         .line_offset = 10,
+	                         .column_offset = 4};
+	CHECK(cfg_apply_source(&vschema, &c, &src, errs) != 0);
+	errors_text(errs, text, sizeof(text));
+	fprintf(stderr, "%s", text);
+	/* The syntax error ends the document; what came before still counts. */
+	CHECK(strstr(text, "m.yaml:14:5|range|duplicate key (first at 11:5)") != NULL);
+	CHECK(strstr(text, "m.yaml:1") != NULL);
+	CHECK_STR_EQ(cfg_origin(&vschema, &c, "range.lo"), "m.yaml:12:11");
+	CHECK(cfg_origin(&vschema, &c, "name") == NULL);
+	CHECK(cfg_origin(&vschema, &c, "nope") == NULL);
+	/* The cross-option rule, placed where range.lo was written. */
+	cfg_errors_init(errs);
+	CHECK_INT_EQ(cfg_check_all(&vschema, &c, errs), MV_EINVAL);
+	CHECK_INT_EQ(errs->count, 1);
+	CHECK_STR_EQ(errs->items[0].where, "m.yaml:12:11");
+	CHECK_STR_EQ(errs->items[0].key, "range.lo");
+	const int64_t *lo = cfg_get(&vschema, &c, "range.lo", CFG_INT);
+	CHECK(lo != NULL && *lo == 9);
+	CHECK(cfg_get(&vschema, &c, "range.lo", CFG_STRING) == NULL);
+	CHECK(cfg_get(&vschema, &c, "range", CFG_INT) == NULL);
+	cfg_release(&vschema, &c);
+	free(errs);
+}
+
+static void test_load_all(void)
+{
+	char a[512], b[512], secret[512];
+	struct vconf c = {0};
+	struct cfg_errors *errs = malloc(sizeof(*errs));
+	CHECK(errs != NULL);
+	if (!errs)
+		return;
+	make_dir();
+	const char *va = "range:\n  lo: 4\n  bogus: 1\n";
+	const char *vb = "range:\n  hi: 3\nname: waytoolongname\n";
+	write_file("va.yaml", va, strlen(va), a, sizeof(a));
+	write_file("vb.yaml", vb, strlen(vb), b, sizeof(b));
+	write_file("vsecret", "pw\n", 3, secret, sizeof(secret));
+	const char *files[] = {a, "/nonexistent/v.yaml", b};
+	char env_secret[600];
+	snprintf(env_secret, sizeof(env_secret), "V_SECRET_FILE=%s", secret);
+	char e1[] = "V_PEERS=h:1,[zz]:2", e2[] = "V_NAMEX=1", e3[] = "V_SECRET=inline";
+	char *envp[] = {e1, e2, e3, env_secret, NULL};
+	cfg_errors_init(errs);
+	CHECK(cfg_load_all(&vschema, &c, files, 3, envp, errs) != 0);
+	char text[8192];
+	errors_text(errs, text, sizeof(text));
+	fprintf(stderr, "%s", text);
+	CHECK(strstr(text, ":3:3|range.bogus|unknown key") != NULL);
+	CHECK(strstr(text, "/nonexistent/v.yaml||cannot read") != NULL);
+	CHECK(strstr(text, "vb.yaml:3:7|name|") != NULL);
+	CHECK(strstr(text, "env V_PEERS|peers|item 2: \"[zz]:2\": not an IPv6 address") != NULL);
+	CHECK(strstr(text, "env V_NAMEX||unknown variable") != NULL);
+	CHECK(strstr(text, "|secret_file|both secret") != NULL);
+	CHECK(strstr(text, "vb.yaml:2:7") == NULL); /* hi is fine... */
+	CHECK(strstr(text, "va.yaml:2:7|range.lo|greater than range.hi") != NULL); /* ...lo > hi */
+	CHECK_INT_EQ(errs->count, 7);
+	cfg_release(&vschema, &c);
+
+	/* The single-error API reports the first of them. */
+	struct cfg_error err;
+	CHECK_INT_EQ(cfg_load(&vschema, &c, files, 3, envp, &err), MV_EINVAL);
+	CHECK_STR_EQ(err.key, "range.bogus");
+	cfg_release(&vschema, &c);
+
+	/* Bounded: 200 unknown keys keep CFG_ERRORS_MAX and count the rest. */
+	char big[4096];
+	size_t o = 0;
+	for (int i = 0; i < 200; i++)
+		o += (size_t)snprintf(big + o, sizeof(big) - o, "k%d: 1\n", i);
+	cfg_errors_init(errs);
+	CHECK_INT_EQ(cfg_set_defaults(&vschema, &c, NULL), 0);
+	struct cfg_source src = {.name = "big", .data = big, .len = o};
+	CHECK_INT_EQ(cfg_apply_source(&vschema, &c, &src, errs), MV_EINVAL);
+	CHECK_INT_EQ(errs->count, CFG_ERRORS_MAX);
+	CHECK_INT_EQ(errs->dropped, 200 - CFG_ERRORS_MAX);
+	cfg_release(&vschema, &c);
+	free(errs);
+}
+
+static void test_host_port(void)
+{
+	static const char *const good_addrs[] = {
+	    "a:1",           "metadata-headless:8081", "10.0.0.1:65535",
+	    "[::1]:8081",    "[fe80::1%eth0]:1",       "x.y.svc.cluster.local:80",
+	    "under_score:2",
+	};
+	static const char *const bad_addrs[] = {
+	    "",      ":99999",    "host:0", "[a:1]",  "127.0.0.1:99999", "nohost", "[::1",
+	    "[::1]", "[::1]8081", "[]:1",   "a:b:80", "h:80x",           "h:",     "h:123456",
+	    "h o:1", "h:-1",      "h:+1",
+	};
+	char msg[256];
+	for (size_t i = 0; i < sizeof(good_addrs) / sizeof(good_addrs[0]); i++) {
+		int rc =
+		    cfg_check_host_port(good_addrs[i], strlen(good_addrs[i]), msg, sizeof(msg));
+		if (rc)
+			fprintf(stderr, "%s: %s\n", good_addrs[i], msg);
+		CHECK_INT_EQ(rc, 0);
+	}
+	for (size_t i = 0; i < sizeof(bad_addrs) / sizeof(bad_addrs[0]); i++) {
+		msg[0] = '\0';
+		CHECK_INT_EQ(
+		    cfg_check_host_port(bad_addrs[i], strlen(bad_addrs[i]), msg, sizeof(msg)),
+		    MV_EINVAL);
+		CHECK(msg[0] != '\0');
+	}
+}
+
 int main(void)
 {
 	make_dir();
@@ -863,5 +1087,9 @@ int main(void)
 	RUN(test_parse_edges);
 	RUN(test_schema_checks);
 	RUN(test_error_format);
+	RUN(test_collects_every_error);
+	RUN(test_source_offsets);
+	RUN(test_load_all);
+	RUN(test_host_port);
 	return TEST_SUMMARY();
 }
