@@ -7,26 +7,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "metadata/config.h"
+#include "movie/cfg.h"
+#include "movie/config.h"
 #include "movie/err.h"
+#include "rating/config.h"
 #include "movie/banned.h"
 
-/* The three services, their default port (docs/config.md) and gRPC service name. */
+/* The three services: their gRPC service name (a readiness health name) and
+ * their config schema, the one the binary loads with. Every config value
+ * lint compares with the manifests comes from loading through it. */
 struct svc_kind {
 	const char *name;
 	const char *grpc_name;
-	long long default_port;
-	const char *env_port; /* <SERVICE>_API_PORT */
+	const struct cfg_schema *schema;
 };
 
 static const struct svc_kind kinds[] = {
-    {"metadata", "MetadataService", 8081, "METADATA_API_PORT"},
-    {"rating", "RatingService", 8082, "RATING_API_PORT"},
-    {"movie", "MovieService", 8083, "MOVIE_API_PORT"},
+    {"metadata", "MetadataService", &metadata_config_schema},
+    {"rating", "RatingService", &rating_config_schema},
+    {"movie", "MovieService", &movie_config_schema},
 };
 
-/* Defaults the binaries use when a key is absent (docs/config.md). */
-#define DEFAULT_DRAIN_MS            5000LL
-#define DEFAULT_GRACE_MS            20000LL
+/* Kubernetes' default terminationGracePeriodSeconds. */
 #define DEFAULT_TERMINATION_GRACE_S 30LL
 
 static const char *or_dflt(const char *s, const char *dflt)
@@ -84,11 +87,13 @@ static char *object_name(const struct ynode *obj)
 	return s;
 }
 
-static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj, const char *rule,
-                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void vadd(struct ctx *c, const char *file, int line, const struct ynode *obj,
+                 const char *rule, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
 
-static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj, const char *rule,
-                const char *fmt, ...)
+/* A finding about `obj` at `file`:`line` (a ConfigMap line for config errors). */
+static void vadd(struct ctx *c, const char *file, int line, const struct ynode *obj,
+                 const char *rule, const char *fmt, va_list ap)
 {
 	struct lint_report *rep = c->rep;
 	if (rep->n >= LINT_MAX_FINDINGS) {
@@ -106,13 +111,10 @@ static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj
 		rep->cap = cap;
 	}
 	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 	struct lint_finding *f = &rep->items[rep->n];
-	f->file = d->file;
-	f->line = obj->line;
+	f->file = file;
+	f->line = line;
 	f->rule = rule;
 	f->object = object_name(obj);
 	size_t len = strlen(msg);
@@ -127,6 +129,30 @@ static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj
 	rep->n++;
 }
 
+static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj, const char *rule,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void add(struct ctx *c, const struct lint_doc *d, const struct ynode *obj, const char *rule,
+                const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vadd(c, d->file, obj->line, obj, rule, fmt, ap);
+	va_end(ap);
+}
+
+static void add_at(struct ctx *c, const char *file, int line, const struct ynode *obj,
+                   const char *rule, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void add_at(struct ctx *c, const char *file, int line, const struct ynode *obj,
+                   const char *rule, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vadd(c, file, line, obj, rule, fmt, ap);
+	va_end(ap);
+}
+
 static const struct lint_doc *find_object(const struct ctx *c, const char *kind, const char *ns,
                                           const char *name)
 {
@@ -139,32 +165,6 @@ static const struct lint_doc *find_object(const struct ctx *c, const char *kind,
 			return &c->docs[i];
 	}
 	return NULL;
-}
-
-int lint_parse_duration_ms(const char *s, long long *ms)
-{
-	if (!s || !isdigit((unsigned char)s[0]))
-		return MV_EINVAL;
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno == ERANGE)
-		return MV_ERANGE;
-	long long mul;
-	if (strcmp(end, "") == 0 || strcmp(end, "ms") == 0)
-		mul = 1;
-	else if (strcmp(end, "s") == 0)
-		mul = 1000;
-	else if (strcmp(end, "m") == 0)
-		mul = 60 * 1000;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600 * 1000;
-	else
-		return MV_EINVAL;
-	if (v > (long long)1e12)
-		return MV_ERANGE;
-	*ms = v * mul;
-	return 0;
 }
 
 /* Which of our services a container runs: by container name, else by image
@@ -189,11 +189,13 @@ static const struct svc_kind *kind_of_container(const struct ynode *ctr)
 	return NULL;
 }
 
-/* Load one ConfigMap key named by a --config path and merge it into *cfg.
- * Returns 0, 1 (not resolvable; why is set), MV_ENOMEM. */
-static int merge_config_file(const struct ctx *c, const char *ns, const struct ynode *pod,
-                             const struct ynode *ctr, const char *path, struct ynode **cfg,
-                             char *why, size_t whylen)
+/* The ConfigMap value a --config path names through the container's
+ * volumeMounts and the pod's volumes. Returns 0 (*cm_doc and *value set) or
+ * 1 (not resolvable; why is set). */
+static int resolve_config_file(const struct ctx *c, const char *ns, const struct ynode *pod,
+                               const struct ynode *ctr, const char *path,
+                               const struct lint_doc **cm_doc, const struct ynode **value,
+                               char *why, size_t whylen)
 {
 	const struct ynode *mounts = ytree_get(ctr, "volumeMounts");
 	const char *vol_name = NULL, *key = NULL;
@@ -251,42 +253,169 @@ static int merge_config_file(const struct ctx *c, const char *ns, const struct y
 		         cm_name);
 		return 1;
 	}
-	const char *text = ytree_str(ytree_at(cmd->root, "data", key, YTREE_END));
-	if (!text) {
+	const struct ynode *text = ytree_at(cmd->root, "data", key, YTREE_END);
+	if (!ytree_str(text)) {
 		snprintf(why, whylen, "--config %s: ConfigMap %s has no key %s", path, cm_name,
 		         key);
 		return 1;
 	}
-	struct ydocs docs = {0};
-	char err[256];
-	int rc = ytree_parse(text, strlen(text), &docs, err, sizeof(err));
-	if (rc == MV_ENOMEM)
-		goto out;
-	if (rc) {
-		snprintf(why, whylen, "ConfigMap %s key %s: %s", cm_name, key, err);
-		rc = 1;
-		goto out;
-	}
-	for (size_t i = 0; i < docs.n; i++) {
-		if (docs.docs[i]->type != YNODE_MAP)
-			continue;
-		rc = ytree_merge(cfg, docs.docs[i]);
-		if (rc)
-			goto out;
-	}
-out:
-	ytree_docs_release(&docs);
-	return rc;
+	*cm_doc = cmd;
+	*value = text;
+	return 0;
 }
 
-/* The effective service config of a container, as the binary would load it.
- * Returns 0, 1 (why is set), MV_ENOMEM. */
-static int build_config(const struct ctx *c, const char *ns, const struct ynode *pod,
-                        const struct ynode *ctr, const struct svc_kind *kind, struct ynode **cfg,
-                        char *why, size_t whylen)
+/* A container's service config, loaded as its binary would load it. */
+struct loaded {
+	const struct cfg_schema *schema;
+	void *config;
+	struct cfg_errors *errs;
+	size_t reported; /* errs->items already turned into findings */
+	int failed;      /* the binary would refuse this config */
+};
+
+/* The borrowed name of the input file that `where` ("file:line:column")
+ * points into, with its line and column; NULL when `where` is no such
+ * position (an env variable, a default). */
+static const char *position_in_input(const struct ctx *c, const char *where, int *line, int *column)
 {
-	const struct ynode *args = ytree_get(ctr, "args");
+	const char *last = strrchr(where, ':');
+	if (!last || last == where)
+		return NULL;
+	const char *mid = last - 1;
+	while (mid > where && *mid != ':')
+		mid--;
+	if (mid == where)
+		return NULL;
+	char *end;
+	long l = strtol(mid + 1, &end, 10);
+	if (end != last || l < 1 || l > 100000000)
+		return NULL;
+	long col = strtol(last + 1, &end, 10);
+	if (*end || col < 1 || col > 100000000)
+		return NULL;
+	size_t flen = (size_t)(mid - where);
+	for (size_t i = 0; i < c->ndocs; i++) {
+		const char *f = c->docs[i].file;
+		if (f && strlen(f) == flen && memcmp(f, where, flen) == 0) {
+			*line = (int)l;
+			*column = (int)col;
+			return f;
+		}
+	}
+	return NULL;
+}
+
+/* The line of the container's env entry that `where` ("env NAME") names, or 0. */
+static int env_line(const struct ynode *ctr, const char *where)
+{
+	const struct ynode *env = ytree_get(ctr, "env");
+	const char *name = strncmp(where, "env ", 4) == 0 ? where + 4 : NULL;
+	for (size_t i = 0; name && env && env->type == YNODE_SEQ && i < env->n; i++) {
+		const char *n = ytree_str(ytree_get(env->vals[i], "name"));
+		if (n && strcmp(n, name) == 0)
+			return env->vals[i]->line;
+	}
+	return 0;
+}
+
+/* Turn the errors added since the last call into "config" findings, each at
+ * the manifest line it names (a ConfigMap data line, an env entry) or else
+ * at the Deployment. `context` ("--config PATH" or "") ends each message. */
+static void report_config_errors(struct ctx *c, const struct lint_doc *dep, const struct ynode *ctr,
+                                 struct loaded *l, const char *context)
+{
+	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
+	for (; l->reported < l->errs->count; l->reported++) {
+		const struct cfg_error *e = &l->errs->items[l->reported];
+		int line = 0, column = 0;
+		const char *file = position_in_input(c, e->where, &line, &column);
+		char what[600];
+		snprintf(what, sizeof(what), "%s%s%s", e->key, e->key[0] ? ": " : "", e->message);
+		l->failed = 1;
+		if (file) {
+			add_at(c, file, line, dep->root, "config",
+			       "container %s: %s (column %d%s%s)", cname, what, column,
+			       context[0] ? ", " : "", context);
+			continue;
+		}
+		line = env_line(ctr, e->where);
+		add_at(c, dep->file, line ? line : dep->root->line, dep->root, "config",
+		       "container %s: %s%s%s%s%s%s", cname, e->where, e->where[0] ? ": " : "", what,
+		       context[0] ? " (" : "", context, context[0] ? ")" : "");
+	}
+	if (l->errs->dropped) {
+		l->failed = 1;
+		add(c, dep, dep->root, "config", "container %s: %zu more config errors not shown",
+		    cname, l->errs->dropped);
+		l->errs->dropped = 0;
+	}
+}
+
+/* The container's environment as "NAME=value" strings, for the variables
+ * with the service's prefix. A value from valueFrom (a Secret, a field) is
+ * not in the manifests: such variables are left out. NULL when out of memory. */
+static char **container_env(const struct ynode *ctr, const char *prefix)
+{
+	const struct ynode *env = ytree_get(ctr, "env");
+	size_t n = env && env->type == YNODE_SEQ ? env->n : 0, used = 0;
+	size_t plen = strlen(prefix);
+	char **envp = calloc(n + 1, sizeof(*envp));
+	if (!envp)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *name = ytree_str(ytree_get(env->vals[i], "name"));
+		const struct ynode *v = ytree_get(env->vals[i], "value");
+		if (!name || strncmp(name, prefix, plen) != 0 || name[plen] != '_')
+			continue;
+		if (!v && ytree_get(env->vals[i], "valueFrom"))
+			continue;
+		const char *value = or_dflt(ytree_str(v), "");
+		size_t len = strlen(name) + 1 + strlen(value) + 1;
+		envp[used] = malloc(len);
+		if (!envp[used])
+			goto fail;
+		snprintf(envp[used++], len, "%s=%s", name, value);
+	}
+	return envp;
+fail:
+	for (size_t i = 0; i < used; i++)
+		free(envp[i]);
+	free(envp);
+	return NULL;
+}
+
+static void free_env(char **envp)
+{
+	for (size_t i = 0; envp && envp[i]; i++)
+		free(envp[i]);
+	free(envp);
+}
+
+/* Load the container's config through lib/cfg with the service's own schema:
+ * defaults, each --config file (a ConfigMap value) in order, the container
+ * env, then what start-up checks without files (required options, a secret
+ * set twice, the service's validate). Every error becomes a finding at its
+ * manifest line. Returns 0 (l->failed: the binary would refuse the config)
+ * or MV_ENOMEM. Release `l` with loaded_release either way. */
+static int load_config(struct ctx *c, const struct lint_doc *dep, const struct ynode *pod,
+                       const struct ynode *ctr, const struct svc_kind *kind, struct loaded *l)
+{
+	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
+	const char *ns = ns_of(dep->root);
+	struct cfg_error err;
+	char why[512], context[600];
 	int found = 0;
+	memset(l, 0, sizeof(*l));
+	l->schema = kind->schema;
+	l->config = calloc(1, kind->schema->config_size);
+	l->errs = malloc(sizeof(*l->errs));
+	if (!l->config || !l->errs)
+		return MV_ENOMEM;
+	cfg_errors_init(l->errs);
+	if (cfg_set_defaults(l->schema, l->config, &err))
+		return MV_ENOMEM; /* the schemas are tested: only memory can fail */
+
+	const struct ynode *args = ytree_get(ctr, "args");
 	for (size_t i = 0; args && args->type == YNODE_SEQ && i < args->n; i++) {
 		const char *a = ytree_str(args->vals[i]);
 		const char *path = NULL;
@@ -297,46 +426,58 @@ static int build_config(const struct ctx *c, const char *ns, const struct ynode 
 		if (!path)
 			continue;
 		found = 1;
-		int rc = merge_config_file(c, ns, pod, ctr, path, cfg, why, whylen);
-		if (rc)
+		const struct lint_doc *cm_doc = NULL;
+		const struct ynode *value = NULL;
+		if (resolve_config_file(c, ns, pod, ctr, path, &cm_doc, &value, why, sizeof(why))) {
+			add(c, dep, dep->root, "config", "container %s: %s", cname, why);
+			l->failed = 1;
+			continue;
+		}
+		struct cfg_source src = {
+		    .name = cm_doc->file,
+		    .data = value->str,
+		    .len = value->len,
+		    .line_offset = (unsigned)(value->text_line - 1),
+		    .column_offset = (unsigned)value->text_indent,
+		};
+		int rc = cfg_apply_source(l->schema, l->config, &src, l->errs);
+		snprintf(context, sizeof(context), "--config %s", path);
+		report_config_errors(c, dep, ctr, l, context);
+		if (rc == MV_ENOMEM)
 			return rc;
 	}
 	if (!found) {
-		snprintf(why, whylen, "no --config argument names a ConfigMap key");
-		return 1;
+		add(c, dep, dep->root, "config",
+		    "container %s: no --config argument names a ConfigMap key", cname);
+		l->failed = 1;
 	}
-	if (!*cfg) {
-		/* Every file was empty: the binary runs on defaults. */
-		struct ydocs d = {0};
-		char err[64];
-		int rc = ytree_parse("{}", 2, &d, err, sizeof(err));
-		if (rc)
-			return MV_ENOMEM;
-		*cfg = d.docs[0];
-		d.n = 0;
-		ytree_docs_release(&d);
-	}
-	/* Environment variables override the files (docs/config.md). */
-	const struct ynode *env = ytree_get(ctr, "env");
-	for (size_t i = 0; kind && env && env->type == YNODE_SEQ && i < env->n; i++) {
-		const char *name = ytree_str(ytree_get(env->vals[i], "name"));
-		const char *value = ytree_str(ytree_get(env->vals[i], "value"));
-		if (!name || !value || strcmp(name, kind->env_port) != 0)
-			continue;
-		if (!ytree_get(*cfg, "api")) {
-			struct ydocs d = {0};
-			char err[64];
-			if (ytree_parse("api: {}", 7, &d, err, sizeof(err)))
-				return MV_ENOMEM;
-			int rc = ytree_merge(cfg, d.docs[0]);
-			ytree_docs_release(&d);
-			if (rc)
-				return rc;
-		}
-		if (ytree_map_set_str(ytree_get_mut(*cfg, "api"), "port", value))
-			return MV_ENOMEM;
-	}
-	return 0;
+	char **envp = container_env(ctr, l->schema->env_prefix);
+	if (!envp)
+		return MV_ENOMEM;
+	int rc = cfg_apply_env_all(l->schema, l->config, envp, l->errs);
+	free_env(envp);
+	report_config_errors(c, dep, ctr, l, "");
+	if (rc == MV_ENOMEM)
+		return rc;
+	rc = cfg_check_all(l->schema, l->config, l->errs);
+	report_config_errors(c, dep, ctr, l, "");
+	return rc == MV_ENOMEM ? rc : 0;
+}
+
+static void loaded_release(struct loaded *l)
+{
+	if (l->config)
+		cfg_release(l->schema, l->config);
+	free(l->config);
+	free(l->errs);
+	memset(l, 0, sizeof(*l));
+}
+
+/* An INT or DURATION_MS value of the loaded config (0 if the schema lacks it). */
+static long long config_int(const struct loaded *l, const char *key, enum cfg_type type)
+{
+	const int64_t *v = cfg_get(l->schema, l->config, key, type);
+	return v ? (long long)*v : 0;
 }
 
 static int in_list(const char *s, const char *const *list, size_t n)
@@ -519,43 +660,26 @@ static void check_peer(struct ctx *c, const struct lint_doc *d, const char *peer
 	    peer, addr, host, port);
 }
 
-static void check_peers(struct ctx *c, const struct lint_doc *d, const struct ynode *cfg,
-                        const struct svc_kind *kind)
+/* Every peers.<name>.addresses list of the schema, defaults included (the
+ * loopback default is wrong in a pod). */
+static void check_peers(struct ctx *c, const struct lint_doc *d, const struct loaded *l)
 {
-	static const char *const movie_peers[][2] = {
-	    {"metadata", "127.0.0.1:8081"},
-	    {"rating", "127.0.0.1:8082"},
-	};
-	const struct ynode *peers = ytree_get(cfg, "peers");
-	for (size_t i = 0; peers && peers->type == YNODE_MAP && i < peers->n; i++) {
-		const struct ynode *addrs = ytree_get(peers->vals[i], "addresses");
-		for (size_t j = 0; addrs && addrs->type == YNODE_SEQ && j < addrs->n; j++) {
-			const char *a = ytree_str(addrs->vals[j]);
-			if (a)
-				check_peer(c, d, peers->keys[i], a);
-		}
+	static const char prefix[] = "peers.", suffix[] = ".addresses";
+	const size_t plen = sizeof(prefix) - 1, slen = sizeof(suffix) - 1;
+	for (size_t i = 0; i < l->schema->option_count; i++) {
+		const struct cfg_option *opt = &l->schema->options[i];
+		size_t klen = strlen(opt->key);
+		if (opt->type != CFG_STRING_LIST || klen <= plen + slen ||
+		    strncmp(opt->key, prefix, plen) != 0 ||
+		    strcmp(opt->key + klen - slen, suffix) != 0)
+			continue;
+		char peer[128];
+		snprintf(peer, sizeof(peer), "%.*s", (int)(klen - plen - slen), opt->key + plen);
+		const struct cfg_string_list *list =
+		    cfg_get(l->schema, l->config, opt->key, CFG_STRING_LIST);
+		for (size_t j = 0; list && j < list->count; j++)
+			check_peer(c, d, peer, list->items[j]);
 	}
-	if (!kind || strcmp(kind->name, "movie") != 0)
-		return;
-	/* An absent peer list means the loopback default, which is wrong in a pod. */
-	for (size_t i = 0; i < 2; i++)
-		if (!ytree_at(peers, movie_peers[i][0], "addresses", YTREE_END))
-			check_peer(c, d, movie_peers[i][0], movie_peers[i][1]);
-}
-
-static long long config_duration(struct ctx *c, const struct lint_doc *d, const struct ynode *cfg,
-                                 const char *key, long long dflt)
-{
-	const struct ynode *n = ytree_at(cfg, "shutdown", key, YTREE_END);
-	if (!n)
-		return dflt;
-	long long ms;
-	if (lint_parse_duration_ms(ytree_str(n), &ms)) {
-		add(c, d, d->root, "config", "shutdown.%s \"%s\" is not a duration", key,
-		    or_dflt(ytree_str(n), "(not a scalar)"));
-		return dflt;
-	}
-	return ms;
 }
 
 static long long prestop_seconds(const struct ynode *ctr)
@@ -580,30 +704,16 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
                                const struct ynode *ctr, const struct svc_kind *kind)
 {
 	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
-	struct ynode *cfg = NULL;
-	char why[512];
-	int rc = build_config(c, ns_of(d->root), pod, ctr, kind, &cfg, why, sizeof(why));
-	if (rc) {
-		if (rc == MV_ENOMEM)
-			c->oom = 1;
-		else
-			add(c, d, d->root, "config", "container %s: %s", cname, why);
+	struct loaded l;
+	if (load_config(c, d, pod, ctr, kind, &l)) {
+		c->oom = 1;
 		goto out;
 	}
+	/* The binary would not start: rules about its values would only guess. */
+	if (l.failed)
+		goto out;
 
-	long long port = kind ? kind->default_port : 0;
-	const struct ynode *pn = ytree_at(cfg, "api", "port", YTREE_END);
-	if (pn && (ytree_int(pn, &port) || port < 1 || port > 65535)) {
-		add(c, d, d->root, "config", "container %s: api.port \"%s\" is not a port", cname,
-		    or_dflt(ytree_str(pn), "(not a scalar)"));
-		goto out;
-	}
-	if (!pn && !kind) {
-		add(c, d, d->root, "config", "container %s: no api.port and no default for it",
-		    cname);
-		goto out;
-	}
-
+	long long port = config_int(&l, "api.port", CFG_INT);
 	int has_port = 0;
 	const struct ynode *cps = ytree_get(ctr, "ports");
 	for (size_t i = 0; cps && cps->type == YNODE_SEQ && i < cps->n; i++) {
@@ -618,8 +728,8 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
 	check_probes(c, d, ctr, kind, port);
 	check_services(c, d, ctr, port);
 
-	long long drain = config_duration(c, d, cfg, "drain_delay", DEFAULT_DRAIN_MS);
-	long long grace = config_duration(c, d, cfg, "grace_period", DEFAULT_GRACE_MS);
+	long long drain = config_int(&l, "shutdown.drain_delay", CFG_DURATION_MS);
+	long long grace = config_int(&l, "shutdown.grace_period", CFG_DURATION_MS);
 	long long pre = prestop_seconds(ctr);
 	long long tgps = DEFAULT_TERMINATION_GRACE_S;
 	const struct ynode *tn = ytree_get(pod, "terminationGracePeriodSeconds");
@@ -631,9 +741,9 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
 		    "terminationGracePeriodSeconds %llds: SIGKILL before the drain ends",
 		    cname, pre, drain, grace, tgps);
 
-	check_peers(c, d, cfg, kind);
+	check_peers(c, d, &l);
 out:
-	ytree_free(cfg);
+	loaded_release(&l);
 }
 
 /* maxSurge / maxUnavailable: an int or "N%". Returns -1 when absent or malformed. */
@@ -777,7 +887,7 @@ static void check_deployment(struct ctx *c, const struct lint_doc *d)
 		check_resources(c, d, ctr);
 		check_security(c, d, pod, ctr);
 		/* Config rules apply to our services; a foreign sidecar has no config. */
-		if (kind || ytree_get(ctr, "args"))
+		if (kind)
 			check_config_rules(c, d, pod, ctr, kind);
 	}
 }

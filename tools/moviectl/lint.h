@@ -3,15 +3,24 @@
  * because it needs the rendered manifests and the service configs together.
  *
  * Input: parsed YAML documents (rendered manifests, e.g. `kubectl kustomize`
- * output). Each Deployment's service config is rebuilt from the ConfigMaps in
- * the same input: the container's `--config PATH` arguments, in order (later
- * files override earlier ones), are resolved through its volumeMounts to
- * ConfigMap keys, and `<SERVICE>_API_PORT` in the container env wins last, as
- * in the service binaries. No I/O: findings are returned, not printed.
+ * output). Each container of one of our services (by container name or
+ * image) gets its config loaded as the binary loads it: through lib/cfg with
+ * the service's own schema and validate function (services/<svc>/config.c),
+ * from the defaults, then each `--config PATH` argument in order, resolved
+ * through volumeMounts to a ConfigMap value (loaded from memory, errors
+ * placed at the manifest's own file and line), then the container's env
+ * (`value:` entries; `valueFrom:` ones are not in the manifests), then the
+ * start-up checks that need no file. Every value the rules below compare with
+ * the manifests (api.port, shutdown.*, peers.*.addresses) is read from that
+ * loaded config; lint has no defaults of its own. No I/O: findings are
+ * returned, not printed.
  *
  * Rules (the `rule` string of a finding):
- *   config             the config cannot be rebuilt (no --config, missing ConfigMap or
- *                      key, unparsable YAML or duration)
+ *   config             the binary would refuse its config: every error it reports at
+ *                      start (syntax, unknown key, bad value, a rule across keys, an
+ *                      unknown <SERVICE>_ variable), each at its ConfigMap line; or
+ *                      the config cannot be found (no --config, missing ConfigMap
+ *                      or key). The rules below that need the config are skipped.
  *   port-container     api.port is not a containerPort of the container
  *   port-probe         a gRPC probe's port differs from api.port
  *   port-service       a Service selecting the pods targets another port than api.port
@@ -69,11 +78,5 @@ void lint_report_release(struct lint_report *rep);
  * Returns 0 (whether or not there are findings) or MV_ENOMEM.
  */
 int lint_check(const struct lint_doc *docs, size_t ndocs, struct lint_report *rep);
-
-/*
- * Parse a duration as the services do: "250ms", "5s", "2m", "1h", a bare
- * number is milliseconds. Returns 0, MV_EINVAL, MV_ERANGE.
- */
-int lint_parse_duration_ms(const char *s, long long *ms);
 
 #endif

@@ -146,6 +146,39 @@ static int push_doc(struct ydocs *out, struct ynode *root)
 	return 0;
 }
 
+/* Fill the text_* fields of scalar `n` from its event (ytree.h). A literal
+ * block's text starts on the line after its indicator, indented by the
+ * first non-blank line's spaces. */
+static void text_position(struct ynode *n, const yaml_event_t *ev, const char *data, size_t len)
+{
+	size_t i = ev->start_mark.index;
+	n->text_line = (int)ev->start_mark.line + 1;
+	n->text_indent = (int)ev->start_mark.column;
+	if (ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+	    ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE)
+		n->text_indent++;
+	if (ev->data.scalar.style != YAML_LITERAL_SCALAR_STYLE || i >= len)
+		return;
+	while (i < len && data[i] != '\n')
+		i++;
+	n->literal = 1;
+	n->text_line++;
+	/* Blank lines before the first text line keep their place. */
+	for (size_t line = i + 1; line < len;) {
+		size_t sp = 0;
+		while (line + sp < len && data[line + sp] == ' ')
+			sp++;
+		if (line + sp < len && data[line + sp] != '\n' && data[line + sp] != '\r') {
+			n->text_indent = (int)sp;
+			return;
+		}
+		const char *nl = memchr(data + line, '\n', len - line);
+		if (!nl)
+			return;
+		line = (size_t)(nl - data) + 1;
+	}
+}
+
 int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size_t errlen)
 {
 	yaml_parser_t parser;
@@ -204,6 +237,8 @@ int ytree_parse(const char *data, size_t len, struct ydocs *out, char *err, size
 				goto fail_event;
 			}
 			n->quoted = ev.data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+			n->len = ev.data.scalar.length;
+			text_position(n, &ev, data, len);
 			rc = attach(&b, n, err, errlen);
 			if (rc)
 				goto fail_event;
@@ -258,7 +293,11 @@ struct ynode *ytree_clone(const struct ynode *n)
 	if (!c)
 		return NULL;
 	c->quoted = n->quoted;
-	if (n->str && !(c->str = dup_bytes(n->str, strlen(n->str))))
+	c->len = n->len;
+	c->text_line = n->text_line;
+	c->text_indent = n->text_indent;
+	c->literal = n->literal;
+	if (n->str && !(c->str = dup_bytes(n->str, n->len)))
 		goto fail;
 	for (size_t i = 0; i < n->n; i++) {
 		if (grow(c))
@@ -397,7 +436,8 @@ int ytree_map_set_str(struct ynode *map, const char *key, const char *value)
 	struct ynode *v = node_new(YNODE_SCALAR, map->line);
 	if (!v)
 		return MV_ENOMEM;
-	v->str = dup_bytes(value, strlen(value));
+	v->len = strlen(value);
+	v->str = dup_bytes(value, v->len);
 	if (!v->str) {
 		ytree_free(v);
 		return MV_ENOMEM;

@@ -29,7 +29,17 @@ struct ynode {
 	int line;   /* 1-based line of the node's start */
 	char *str;  /* YNODE_SCALAR: the value, NUL-terminated */
 	int quoted; /* YNODE_SCALAR: 1 when written quoted (so "1" is a string) */
-	size_t n;   /* YNODE_SEQ: items; YNODE_MAP: key/value pairs */
+	size_t len; /* YNODE_SCALAR: bytes of str (it may hold a NUL) */
+	/* YNODE_SCALAR: where the text itself starts in the source, so that a
+	 * position inside the text (a config embedded in a ConfigMap) maps back
+	 * to the file: a literal block scalar (`|`) keeps its lines, so its line
+	 * k is source line text_line + k - 1 and its columns are shifted by
+	 * text_indent; for other styles these name the value's first character
+	 * (exact for text on one line). */
+	int text_line;   /* 1-based */
+	int text_indent; /* columns before the text */
+	int literal;     /* 1 for a literal block scalar */
+	size_t n;        /* YNODE_SEQ: items; YNODE_MAP: key/value pairs */
 	size_t cap;
 	char **keys;         /* YNODE_MAP: n keys */
 	struct ynode **vals; /* YNODE_SEQ: n items; YNODE_MAP: n values */

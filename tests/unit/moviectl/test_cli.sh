@@ -52,5 +52,34 @@ expect "no files" 2 "$bin" lint
 expect "bad format" 2 "$bin" lint --format xml "$fixtures/good.yaml"
 expect "unknown command" 2 "$bin" frobnicate
 
+# Config rules live once (issue 14 item 4): the dotted form reads as the
+# binary reads it, and lint reports every error the binary reports at start,
+# each at its ConfigMap line.
+expect "dotted overlay passes" 0 "$bin" lint "$fixtures/dotted.yaml"
+[[ ! -s $tmp/out ]] && ok "dotted overlay: no finding" || { bad "dotted overlay: no finding"; cat "$tmp/out"; }
+expect "config errors fail" 1 "$bin" lint "$fixtures/config-errors.yaml"
+want="16:shutdown.drain_delay 24:api.prot 25:log.level 31:peers.metadata.addresses"
+got=$(sed -nE "s|^$fixtures/config-errors.yaml:([0-9]+): Deployment/movie-production/movie-production: config: container movie: ([a-z_.]+): .*|\1:\2|p" "$tmp/out" | tr '\n' ' ')
+[[ $got == "$want " && $(wc -l <"$tmp/out") == 4 ]] && ok "config errors at ConfigMap lines" ||
+	{ bad "config errors at ConfigMap lines (got '$got')"; cat "$tmp/out"; }
+# The same files given to the binary: the same keys refused.
+movie=$(dirname "$bin")/movie
+if [[ -x $movie ]]; then
+	/usr/bin/python3 - "$fixtures/config-errors.yaml" "$tmp" <<'PY'
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "ConfigMap":
+        for key, text in doc["data"].items():
+            open("%s/%s" % (sys.argv[2], key), "w").write(text)
+PY
+	env -u MOVIE_API_PORT "$movie" --config "$tmp/base.yaml" --config "$tmp/production.yaml" --check-config 2>"$tmp/binerr"
+	bin_keys=$(sed -nE 's|^movie: [^ ]+:[0-9]+:[0-9]+: ([a-z_.]+): .*|\1|p' "$tmp/binerr" | tr '\n' ' ')
+	lint_keys=$(echo "$got" | tr ' ' '\n' | sed -n 's/^[0-9]*://p' | tr '\n' ' ')
+	[[ -n $bin_keys && $bin_keys == "$lint_keys" ]] && ok "lint refuses what the binary refuses" ||
+		{ bad "lint refuses what the binary refuses (binary: '$bin_keys', lint: '$lint_keys')"; cat "$tmp/binerr"; }
+else
+	bad "movie binary next to moviectl"
+fi
+
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]

@@ -236,23 +236,171 @@ static void test_named_target_port(void)
 	free(text);
 }
 
+/* Lint `text` and write its findings as "line: rule: message" lines into
+ * `out`; returns the number of findings (-1 on a parse error). */
+static int lint_lines(const char *text, char *out, size_t out_len)
+{
+	struct ydocs docs = {0};
+	struct lint_report rep;
+	char err[256];
+	int n = -1;
+	size_t used = 0;
+	out[0] = '\0';
+	lint_report_init(&rep);
+	if (ytree_parse(text, strlen(text), &docs, err, sizeof(err)))
+		goto out;
+	struct lint_doc ld[64];
+	size_t nd = 0;
+	for (size_t i = 0; i < docs.n && nd < 64; i++) {
+		ld[nd].file = "fixture.yaml";
+		ld[nd].root = docs.docs[i];
+		nd++;
+	}
+	if (lint_check(ld, nd, &rep))
+		goto out;
+	for (size_t i = 0; i < rep.n; i++) {
+		int w = snprintf(out + used, out_len - used, "%s:%d: %s: %s\n", rep.items[i].file,
+		                 rep.items[i].line, rep.items[i].rule, rep.items[i].message);
+		if (w > 0 && (size_t)w < out_len - used)
+			used += (size_t)w;
+	}
+	fprintf(stderr, "%s", out);
+	n = (int)rep.n;
+out:
+	lint_report_release(&rep);
+	ytree_docs_release(&docs);
+	return n;
+}
+
+/* Durations mean what they mean to the binary (lib/cfg parses them): the
+ * drain-grace message shows the loaded value, a bad one is a config error. */
 static void test_durations(void)
 {
-	long long ms = 0;
-	CHECK_INT_EQ(lint_parse_duration_ms("250ms", &ms), 0);
-	CHECK_INT_EQ(ms, 250);
-	CHECK_INT_EQ(lint_parse_duration_ms("5s", &ms), 0);
-	CHECK_INT_EQ(ms, 5000);
-	CHECK_INT_EQ(lint_parse_duration_ms("2m", &ms), 0);
-	CHECK_INT_EQ(ms, 120000);
-	CHECK_INT_EQ(lint_parse_duration_ms("1h", &ms), 0);
-	CHECK_INT_EQ(ms, 3600000);
-	CHECK_INT_EQ(lint_parse_duration_ms("42", &ms), 0);
-	CHECK_INT_EQ(ms, 42);
-	CHECK_INT_EQ(lint_parse_duration_ms("5 s", &ms), MV_EINVAL);
-	CHECK_INT_EQ(lint_parse_duration_ms("-5s", &ms), MV_EINVAL);
-	CHECK_INT_EQ(lint_parse_duration_ms("", &ms), MV_EINVAL);
-	CHECK_INT_EQ(lint_parse_duration_ms("99999999999999999999s", &ms), MV_ERANGE);
+	static const struct {
+		const char *text;
+		const char *ms; /* NULL: a config error */
+	} cases[] = {
+	    {"250ms", "250ms"},
+	    {"5s", "5000ms"},
+	    {"2m", "120000ms"},
+	    {"1h", NULL /* above the 10m cap of shutdown.drain_delay */},
+	    {"42", "42ms"},
+	    {"5 s", NULL},
+	    {"-5s", NULL},
+	    {"", NULL},
+	    {"99999999999999999999s", NULL},
+	};
+	char *base = edit("terminationGracePeriodSeconds: 45", "terminationGracePeriodSeconds: 1");
+	CHECK(base != NULL);
+	if (!base)
+		return;
+	char *saved = good;
+	good = base;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char to[64], want[96], out[8192];
+		snprintf(to, sizeof(to), "drain_delay: %s\n", cases[i].text);
+		char *text = edit("drain_delay: 5s\n", to);
+		CHECK(text != NULL);
+		if (!text)
+			continue;
+		fprintf(stderr, "duration \"%s\":\n", cases[i].text);
+		CHECK(lint_lines(text, out, sizeof(out)) >= 1);
+		if (cases[i].ms) {
+			snprintf(want, sizeof(want), "drain_delay %s +", cases[i].ms);
+			CHECK(strstr(out, want) != NULL);
+		} else {
+			/* production.yaml line 5 is manifest line 26. */
+			CHECK(strstr(out, "fixture.yaml:26: config: container movie: "
+			                  "shutdown.drain_delay: ") != NULL);
+		}
+		free(text);
+	}
+	good = saved;
+	free(base);
+}
+
+/* Issue 14 item 4: the dotted form means what it means to the binary. */
+static void test_dotted_keys(void)
+{
+	char *text = edit("    api:\n      port: 8083\n", "    api.port: 8083\n");
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	CHECK_INT_EQ(lint_text(text, NULL, 0), 0);
+	free(text);
+	text = edit("    shutdown:\n      drain_delay: 5s\n      grace_period: 20s\n",
+	            "    shutdown.drain_delay: 5s\n    shutdown.grace_period: 20s\n");
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	CHECK_INT_EQ(lint_text(text, NULL, 0), 0);
+	free(text);
+}
+
+/* Every error the binary reports at start, with the ConfigMap's line. */
+static void test_config_errors_at_configmap_lines(void)
+{
+	static const struct {
+		const char *from, *to, *want;
+	} cases[] = {
+	    {"      port: 8083\n    shutdown", "      prot: 8083\n    shutdown",
+	     "fixture.yaml:24: config: container movie: api.prot: unknown key (did you mean "
+	     "api.port?) (column 7, --config /etc/movie/config/production.yaml)"},
+	    {"      port: 8083\n    shutdown",
+	     "      port: 8083\n    log:\n      level: verbose\n"
+	     "    shutdown",
+	     "fixture.yaml:26: config: container movie: log.level: "},
+	    {"      host: 0.0.0.0\n", "      host: 0.0.0.0\n      workers: 65\n",
+	     "fixture.yaml:13: config: container movie: api.workers: "},
+	    {"addresses: [\"metadata-headless:8081\"]", "addresses: [\"metadata-headless:0\"]",
+	     "fixture.yaml:30: config: container movie: peers.metadata.addresses: item 1: "},
+	    {"addresses: [\"rating-headless.movie-production.svc.cluster.local:8082\"]",
+	     "addresses: []",
+	     "fixture.yaml:32: config: container movie: peers.rating.addresses: at least one"},
+	    {"          ports:\n",
+	     "          env:\n            - name: MOVIE_API_PROT\n"
+	     "              value: \"9000\"\n          ports:\n",
+	     "config: container movie: env MOVIE_API_PROT: unknown variable"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[8192];
+		char *text = edit(cases[i].from, cases[i].to);
+		CHECK(text != NULL);
+		if (!text)
+			continue;
+		fprintf(stderr, "config error %zu:\n", i);
+		CHECK(lint_lines(text, out, sizeof(out)) >= 1);
+		CHECK(strstr(out, cases[i].want) != NULL);
+		/* The binary would not start: no rule guesses from the rest. */
+		CHECK(strstr(out, ": port-") == NULL);
+		CHECK(strstr(out, ": drain-grace: ") == NULL);
+		CHECK(strstr(out, ": peer-headless: ") == NULL);
+		free(text);
+	}
+}
+
+/* All errors of all files at once, as the binary reports them. */
+static void test_every_config_error(void)
+{
+	char out[16384];
+	char *text = edit("      port: 8083\n    shutdown",
+	                  "      prot: 8083\n    log.level: verbose\n    shutdown");
+	CHECK(text != NULL);
+	if (!text)
+		return;
+	char *saved = good;
+	good = text;
+	char *text2 = edit("      host: 0.0.0.0\n", "      host: 0.0.0.0\n      bogus: 1\n");
+	good = saved;
+	CHECK(text2 != NULL);
+	if (text2) {
+		CHECK_INT_EQ(lint_lines(text2, out, sizeof(out)), 3);
+		CHECK(strstr(out, "fixture.yaml:13: config: container movie: api.bogus: ") != NULL);
+		CHECK(strstr(out, "fixture.yaml:25: config: container movie: api.prot: ") != NULL);
+		CHECK(strstr(out, "fixture.yaml:26: config: container movie: log.level: ") != NULL);
+	}
+	free(text2);
+	free(text);
 }
 
 int main(void)
@@ -269,6 +417,9 @@ int main(void)
 	RUN(test_env_port_override);
 	RUN(test_named_target_port);
 	RUN(test_durations);
+	RUN(test_dotted_keys);
+	RUN(test_config_errors_at_configmap_lines);
+	RUN(test_every_config_error);
 	free(good);
 	return TEST_SUMMARY();
 }
