@@ -19,7 +19,11 @@
  *
  * Errors are precise: YAML syntax errors, unknown keys, wrong types and
  * out-of-range values are reported with "file:line:column: key: message".
- * Environment errors name the variable instead of a file.
+ * Environment errors name the variable instead of a file. The *_all
+ * functions collect every error of every layer (struct cfg_errors); the
+ * others return the first. Checks across options (schema->validate) run
+ * after the layers, so every program loading with a schema applies the same
+ * rules.
  *
  * The YAML parsing takes bytes and returns values; only cfg_apply_file and
  * cfg_finish (secret files) read files. Not thread-safe: load configuration
@@ -173,8 +177,10 @@ int cfg_set_defaults(const struct cfg_schema *schema, void *config, struct cfg_e
  * Returns 0, MV_ESYNTAX (YAML syntax), MV_EINVAL (unknown key, wrong type,
  * bad value, duplicate key, anchor/alias/tag, nesting deeper than
  * CFG_DEPTH_MAX, more than one document), MV_ERANGE (out of range),
- * MV_ETOOBIG (len > CFG_FILE_MAX), MV_ENOMEM. On error `config` may be partly
- * updated but stays releasable; callers exit. */
+ * MV_ETOOBIG (len > CFG_FILE_MAX), MV_ENOMEM: the code of the first error,
+ * which `err` describes (the rest of the document is still walked, see
+ * cfg_apply_source). On error `config` may be partly updated but stays
+ * releasable; callers exit. */
 int cfg_apply_yaml(const struct cfg_schema *schema, void *config, const char *name,
                    const char *data, size_t len, struct cfg_error *err);
 
