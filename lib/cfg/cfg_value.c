@@ -610,6 +610,11 @@ int cfg_check_host_port(const char *value, size_t len, char *msg, size_t msg_siz
 		snprintf(msg, msg_size, "empty address, expected host:port");
 		return MV_EINVAL;
 	}
+	/* The gRPC client keeps an address in 256 bytes. */
+	if (len > 255) {
+		snprintf(msg, msg_size, "%s: address longer than 255 bytes", quoted);
+		return MV_EINVAL;
+	}
 	if (value[0] == '[') {
 		const char *end = memchr(value, ']', len);
 		if (!end) {
@@ -654,10 +659,6 @@ int cfg_check_host_port(const char *value, size_t len, char *msg, size_t msg_siz
 		host_len = (size_t)(colon - value);
 		if (host_len == 0) {
 			snprintf(msg, msg_size, "%s: empty host, expected host:port", quoted);
-			return MV_EINVAL;
-		}
-		if (host_len > 253) {
-			snprintf(msg, msg_size, "%s: host longer than 253 bytes", quoted);
 			return MV_EINVAL;
 		}
 		for (size_t i = 0; i < host_len; i++) {

@@ -1054,7 +1054,14 @@ static void test_host_port(void)
 	    "[::1]", "[::1]8081", "[]:1",   "a:b:80", "h:80x",           "h:",     "h:123456",
 	    "h o:1", "h:-1",      "h:+1",
 	};
-	char msg[256];
+	char msg[256], long_addr[300];
+	/* 250 + ":8081" fits the client's 256 bytes; one more does not. */
+	memset(long_addr, 'h', 250);
+	memcpy(long_addr + 250, ":8081", 6);
+	CHECK_INT_EQ(cfg_check_host_port(long_addr, 255, msg, sizeof(msg)), 0);
+	memset(long_addr, 'h', 251);
+	memcpy(long_addr + 251, ":8081", 6);
+	CHECK_INT_EQ(cfg_check_host_port(long_addr, 256, msg, sizeof(msg)), MV_EINVAL);
 	for (size_t i = 0; i < sizeof(good_addrs) / sizeof(good_addrs[0]); i++) {
 		int rc =
 		    cfg_check_host_port(good_addrs[i], strlen(good_addrs[i]), msg, sizeof(msg));
