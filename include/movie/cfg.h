@@ -131,7 +131,8 @@ void cfg_error_format(const struct cfg_error *err, char *out, size_t out_size);
  * error wherever the rest of the input still means something (a bad value,
  * an unknown key and its subtree, a bad list item, another file, another
  * variable); it stops a document at YAML syntax errors, anchors, aliases,
- * tags, nesting past CFG_DEPTH_MAX and out of memory. At most CFG_ERRORS_MAX
+ * tags, nesting past CFG_DEPTH_MAX, a list past CFG_LIST_MAX_ITEMS, a second
+ * document, a key that is not a scalar and out of memory. At most CFG_ERRORS_MAX
  * are kept; the rest are only counted. About 37 KB: embed or heap-allocate. */
 #define CFG_ERRORS_MAX 50
 struct cfg_errors {
@@ -226,6 +227,12 @@ int cfg_finish_all(const struct cfg_schema *schema, void *config, struct cfg_err
  * that check a configuration meant for another machine (moviectl lint), where
  * the secret files are not. Returns 0, MV_EINVAL. */
 int cfg_check_all(const struct cfg_schema *schema, void *config, struct cfg_errors *errs);
+
+/* Whether cfg_apply_env accepts variable `name` whatever its value: it names
+ * an option, or is a service-link variable the loader ignores. False for
+ * names without the schema's prefix. For tools that see a variable's name
+ * but not its value (a Kubernetes env entry with valueFrom). */
+bool cfg_env_known(const struct cfg_schema *schema, const char *name);
 
 /* Run schema->validate (0 when it has none). Returns 0, MV_EINVAL. */
 int cfg_validate(const struct cfg_schema *schema, const void *config, struct cfg_errors *errs);

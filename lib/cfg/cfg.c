@@ -595,10 +595,34 @@ static bool is_service_link(const char *rest, size_t len)
 	return false;
 }
 
+/* The option whose variable is the first `len` bytes of `name`, or -1. */
+static ptrdiff_t env_option(const struct cfg_schema *schema, const char *name, size_t len)
+{
+	char candidate[ENV_NAME_MAX];
+	for (size_t i = 0; i < schema->option_count; i++) {
+		cfg_env_name(schema, &schema->options[i], candidate, sizeof(candidate));
+		if (strlen(candidate) == len && memcmp(candidate, name, len) == 0)
+			return (ptrdiff_t)i;
+	}
+	return -1;
+}
+
+bool cfg_env_known(const struct cfg_schema *schema, const char *name)
+{
+	size_t len = strlen(name), plen;
+	if (!has_env(schema))
+		return false;
+	plen = strlen(schema->env_prefix);
+	if (len <= plen + 1 || name[plen] != '_' || memcmp(name, schema->env_prefix, plen) != 0)
+		return false;
+	return env_option(schema, name, len) >= 0 ||
+	       is_service_link(name + plen + 1, len - plen - 1);
+}
+
 int cfg_apply_env_all(const struct cfg_schema *schema, void *config, char *const *envp,
                       struct cfg_errors *errs)
 {
-	char name[ENV_NAME_MAX], where[ENV_NAME_MAX + 8], msg[CFG_MSG_MAX], hint[ENV_NAME_MAX];
+	char where[ENV_NAME_MAX + 8], msg[CFG_MSG_MAX], hint[ENV_NAME_MAX];
 	size_t mark = errors_mark(errs);
 	int first = 0;
 	if (!envp || !has_env(schema))
@@ -612,12 +636,7 @@ int cfg_apply_env_all(const struct cfg_schema *schema, void *config, char *const
 			continue;
 		size_t nlen = (size_t)(eq - entry);
 		snprintf(where, sizeof(where), "env %.*s", (int)(nlen < 300 ? nlen : 300), entry);
-		ptrdiff_t index = -1;
-		for (size_t i = 0; i < schema->option_count && index < 0; i++) {
-			cfg_env_name(schema, &schema->options[i], name, sizeof(name));
-			if (strlen(name) == nlen && memcmp(name, entry, nlen) == 0)
-				index = (ptrdiff_t)i;
-		}
+		ptrdiff_t index = env_option(schema, entry, nlen);
 		if (index < 0 && is_service_link(entry + plen + 1, nlen - plen - 1))
 			continue;
 		if (index < 0) {

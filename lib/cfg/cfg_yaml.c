@@ -264,7 +264,10 @@ static int on_key(struct walker *w, struct frame *f, const yaml_event_t *ev)
 
 	ptrdiff_t index = cfg_find_option(w->schema, w->path, w->path_len);
 	if (index < 0 && !cfg_is_prefix(w->schema, w->path, w->path_len)) {
-		cfg_suggest_key(w->schema, w->path, hint, sizeof(hint));
+		/* Past the error cap the message is only counted: spare the search. */
+		hint[0] = '\0';
+		if (w->errs->count < CFG_ERRORS_MAX)
+			cfg_suggest_key(w->schema, w->path, hint, sizeof(hint));
 		if (hint[0])
 			fail(w, MV_EINVAL, mark, "unknown key (did you mean %s?)", hint);
 		else

@@ -384,6 +384,28 @@ fail:
 	return NULL;
 }
 
+/* Variables whose value is not in the manifests (valueFrom) are still
+ * refused at start when their name is no option. */
+static void check_env_names(struct ctx *c, const struct lint_doc *dep, const struct ynode *ctr,
+                            struct loaded *l)
+{
+	const char *cname = or_dflt(ytree_str(ytree_get(ctr, "name")), "?");
+	const struct ynode *env = ytree_get(ctr, "env");
+	const char *prefix = l->schema->env_prefix;
+	size_t plen = strlen(prefix);
+	for (size_t i = 0; env && env->type == YNODE_SEQ && i < env->n; i++) {
+		const char *name = ytree_str(ytree_get(env->vals[i], "name"));
+		if (!name || ytree_get(env->vals[i], "value") ||
+		    !ytree_get(env->vals[i], "valueFrom") || strncmp(name, prefix, plen) != 0 ||
+		    name[plen] != '_' || cfg_env_known(l->schema, name))
+			continue;
+		add_at(c, dep->file, env->vals[i]->line, dep->root, "config",
+		       "container %s: env %s: unknown variable: no option has this name", cname,
+		       name);
+		l->failed = 1;
+	}
+}
+
 static void free_env(char **envp)
 {
 	for (size_t i = 0; envp && envp[i]; i++)
@@ -451,6 +473,7 @@ static int load_config(struct ctx *c, const struct lint_doc *dep, const struct y
 		    "container %s: no --config argument names a ConfigMap key", cname);
 		l->failed = 1;
 	}
+	check_env_names(c, dep, ctr, l);
 	char **envp = container_env(ctr, l->schema->env_prefix);
 	if (!envp)
 		return MV_ENOMEM;

@@ -1042,6 +1042,18 @@ static void test_load_all(void)
 	free(errs);
 }
 
+static void test_env_known(void)
+{
+	CHECK(cfg_env_known(&vschema, "V_RANGE_LO"));
+	CHECK(cfg_env_known(&vschema, "V_SECRET_FILE"));
+	CHECK(cfg_env_known(&vschema, "V_SERVICE_HOST")); /* a service link, ignored */
+	CHECK(cfg_env_known(&vschema, "V_PORT_1_TCP"));
+	CHECK(!cfg_env_known(&vschema, "V_RANGE_LOW"));
+	CHECK(!cfg_env_known(&vschema, "V_"));
+	CHECK(!cfg_env_known(&vschema, "W_RANGE_LO"));
+	CHECK(!cfg_env_known(&vschema, "VRANGE_LO"));
+}
+
 static void test_host_port(void)
 {
 	static const char *const good_addrs[] = {
@@ -1098,5 +1110,6 @@ int main(void)
 	RUN(test_source_offsets);
 	RUN(test_load_all);
 	RUN(test_host_port);
+	RUN(test_env_known);
 	return TEST_SUMMARY();
 }

@@ -361,6 +361,12 @@ static void test_config_errors_at_configmap_lines(void)
 	     "          env:\n            - name: MOVIE_API_PROT\n"
 	     "              value: \"9000\"\n          ports:\n",
 	     "config: container movie: env MOVIE_API_PROT: unknown variable"},
+	    {"          ports:\n",
+	     "          env:\n            - name: MOVIE_STORAGE_PASSWORD\n"
+	     "              valueFrom:\n                secretKeyRef: {name: db, "
+	     "key: pw}\n          ports:\n",
+	     "fixture.yaml:128: config: container movie: env MOVIE_STORAGE_PASSWORD: unknown "
+	     "variable"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char out[8192];
