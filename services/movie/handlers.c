@@ -42,6 +42,7 @@ struct request {
 	/* The peer calls while outstanding, to cancel them with the caller's call. */
 	struct grpc_client_call *metadata_call;
 	struct grpc_client_call *rating_call;
+	bool cancelled; /* the caller went away: nobody reads the answer */
 	int metadata_status;
 	char metadata_message[160];
 	struct movie_metadata metadata;
@@ -97,7 +98,10 @@ static void fail(struct request *r, int status, const char *message)
 static void complete(struct request *r)
 {
 	struct handlers *h = r->h;
-	if (r->metadata_status == GRPC_STATUS_NOT_FOUND) {
+	if (r->cancelled) {
+		/* Not a degraded answer: there is no answer (and no one to log for). */
+		fail(r, GRPC_STATUS_CANCELLED, "cancelled by the caller");
+	} else if (r->metadata_status == GRPC_STATUS_NOT_FOUND) {
 		fail(r, GRPC_STATUS_NOT_FOUND, "movie not found");
 	} else if (r->metadata_status == GRPC_STATUS_DEADLINE_EXCEEDED) {
 		fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "metadata service: deadline exceeded");
@@ -179,6 +183,7 @@ static void on_caller_cancelled(struct grpc_call *call, void *arg)
 {
 	struct request *r = arg;
 	struct grpc_client_call *peers[2] = {r->metadata_call, r->rating_call};
+	r->cancelled = true;
 	for (int i = 0; i < 2; i++)
 		if (peers[i])
 			grpc_client_call_cancel(peers[i]);

@@ -204,6 +204,34 @@ class PeerCallsTest(unittest.TestCase):
         ch.close()
         self.assertEqual(d.movie_details.metadata.title, "T")
 
+    def test_caller_gone_is_not_a_degraded_answer(self):
+        """Item 6: rating stopped, callers leave after metadata answered: the
+        cancelled calls are not counted (or logged) as degraded answers."""
+        self.movie = Service("movie", movie_config(self.meta.port, self.rating.port, "60s"))
+        self.movie.start()
+        ch = grpc.insecure_channel(self.movie.target)
+        stub = S.movie_pb2_grpc.MovieServiceStub(ch)
+        for _ in range(4):
+            stub.GetMovieDetails(pb.GetMovieDetailsRequest(movie_id="m1"), timeout=5)
+        ch.close()
+        self.stop_process(self.rating)
+        req = pb.GetMovieDetailsRequest(movie_id="m1").SerializeToString()
+        for _ in range(4):
+            abandon_calls(self.movie.port, "/MovieService/GetMovieDetails", [req] * 25)
+
+        def idle():
+            s = harness.scrape(self.movie)
+            if (metric(s, "grpc_client_calls_in_flight") == 0
+                    and s["server_requests_in_flight"] <= 1):
+                return s
+            return None
+        s = wait_for(idle, 10, "movie to drop the abandoned calls and their peer calls")
+        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", peer="rating",
+                                       grpc_code="CANCELLED"), 100)
+        self.assertEqual(metric(s, "movie_rating_degraded_total"), 0)
+        self.assertEqual(metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails",
+                                grpc_code="CANCELLED"), 100)
+
     def test_peer_timeout_caps_caller_deadline(self):
         """Item 9: rating stopped, a 3 s caller deadline, peers.timeout 1s."""
         self.movie = Service("movie", movie_config(self.meta.port, self.rating.port, "1s"))
