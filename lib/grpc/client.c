@@ -188,8 +188,9 @@ struct grpc_channel {
 	struct metrics_counter *handled[GRPC_STATUS_COUNT];
 	struct metrics_family *handled_family;
 	struct metrics_counter *retries;
+	/* Shared by the peer's channels on every loop: only ever added to. */
 	struct metrics_gauge *connections;
-	struct metrics_gauge *in_flight; /* shared by the peer's channels on every loop */
+	struct metrics_gauge *in_flight;
 
 	uint8_t read_buf[READ_BUF];
 };
@@ -899,7 +900,7 @@ static void conn_fail(struct conn *cn, const char *why)
 	cn->state = CONN_CLOSING;
 	if (was_ready && ch->ready_count) {
 		ch->ready_count--;
-		metrics_gauge_set(ch->connections, (double)ch->ready_count);
+		metrics_gauge_add(ch->connections, -1);
 	}
 	struct addr *a = cn->addr;
 	if (a) {
@@ -942,7 +943,7 @@ static void conn_retire(struct conn *cn)
 	cn->draining = true;
 	if (cn->state == CONN_READY && ch->ready_count) {
 		ch->ready_count--;
-		metrics_gauge_set(ch->connections, (double)ch->ready_count);
+		metrics_gauge_add(ch->connections, -1);
 	}
 	if (a) {
 		a->conn = NULL;
@@ -1150,7 +1151,7 @@ static void on_connect(uv_connect_t *req, int status)
 	cn->state = CONN_READY;
 	if (!cn->draining) {
 		ch->ready_count++;
-		metrics_gauge_set(ch->connections, (double)ch->ready_count);
+		metrics_gauge_add(ch->connections, 1);
 	}
 	conn_want_flush(cn);
 	if (ch->queue.count)
@@ -1230,7 +1231,7 @@ static void addr_remove(struct grpc_channel *ch, size_t i)
 		if (cn->state == CONN_READY) {
 			if (!cn->draining && ch->ready_count) {
 				ch->ready_count--;
-				metrics_gauge_set(ch->connections, (double)ch->ready_count);
+				metrics_gauge_add(ch->connections, -1);
 			}
 			cn->draining = true;
 			conn_maybe_finish_drain(cn);

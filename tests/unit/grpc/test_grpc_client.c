@@ -539,6 +539,19 @@ static void test_round_robin_and_resolution(void)
 	CHECK(out.data &&
 	      strstr(out.data, "grpc_client_handled_total{peer=\"test\",grpc_code=\"OK\"} 200"));
 	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2"));
+	/* A second channel of the same peer (the movie service has one per
+	 * worker loop) adds to the gauges instead of overwriting them. */
+	const char *one[] = {t0};
+	struct grpc_channel *ch2 = make_channel(&loop, one, 1, reg);
+	struct ready_ctx rc2 = {ch2, 1};
+	CHECK(run_until(&loop, channel_ready, &rc2, 3000));
+	buf_reset(&out);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 3\n"));
+	grpc_channel_close(ch2);
+	buf_reset(&out);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2\n"));
 	buf_release(&out);
 	teardown(&loop, ch, srv, 2);
 	metrics_registry_free(reg);
