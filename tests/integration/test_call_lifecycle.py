@@ -45,7 +45,10 @@ def wait_for(pred, timeout, what):
 
 
 def abandon_calls(port, path, messages):
-    """Open a connection, send one unary call per message, close at once."""
+    """Open a connection, send one unary call per message and leave: half-close
+    at once, then wait (bounded) for the server to close its side, reading
+    nothing of what it sends. (A plain close() with unread input sends RST,
+    which can discard the requests before the server reads them.)"""
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     conn.initiate_connection()
@@ -56,6 +59,13 @@ def abandon_calls(port, path, messages):
                                 ("content-type", "application/grpc"), ("te", "trailers")])
         conn.send_data(sid, struct.pack(">BI", 0, len(msg)) + msg, end_stream=True)
     sock.sendall(conn.data_to_send())
+    sock.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
+    except OSError:
+        pass
     sock.close()
 
 
