@@ -102,9 +102,12 @@ struct grpc_session_limits {
 };
 
 struct grpc_session_hooks {
-	/* A call finished (any status, including the ones the session answers
-	 * itself: UNIMPLEMENTED, INVALID_ARGUMENT, ...). method is NULL for an
-	 * unknown path. seconds = time from headers received to finish.
+	/* A call ended: its response was submitted (any status, including the
+	 * ones the session answers itself: UNIMPLEMENTED, INVALID_ARGUMENT, ...)
+	 * or it was cancelled (stream reset, or the session freed; status
+	 * CANCELLED), whichever comes first, even while its handler still runs.
+	 * Exactly once per call whose headers arrived. method is NULL for an
+	 * unknown path. seconds = time from headers received to the end.
 	 * `started` tells whether call_started was reported for it. */
 	void (*call_done)(void *hook_ctx, const struct grpc_method *method, const char *path,
 	                  int status, double seconds, bool started);

@@ -12,14 +12,21 @@
  * address, each carrying many concurrent streams, and spreads calls round-robin
  * over the connected, healthy addresses. Connections are never opened per call.
  *
- * Every call has a deadline: the caller's (absolute), else now + the default
- * timeout; the remaining time is sent as grpc-timeout. UNAVAILABLE failures
+ * Every call has a deadline: now + the default timeout, or the caller's
+ * (absolute) deadline when that is earlier - a caller's generous deadline never
+ * lets a stuck peer hold the call longer than the peer timeout. The remaining
+ * time is sent as grpc-timeout. A caller that gives up (its own client went
+ * away) cancels the call: the stream is reset with RST_STREAM(CANCEL) and the
+ * call's state is freed at once. UNAVAILABLE failures
  * (connection refused/reset, GOAWAY before the stream was processed, the
  * server's own UNAVAILABLE) are retried on another address with jittered
  * exponential backoff while the deadline allows, up to max_attempts, and only
  * while the retry budget has tokens. A connection that receives GOAWAY is
  * drained: its open streams finish, new calls go elsewhere, and a replacement
- * connection is made. Failed addresses reconnect with capped, jittered backoff.
+ * connection is made. A connection whose stream ids run low (past
+ * GRPC_CLIENT_MAX_STREAM_ID, 3/4 of HTTP/2's 2^31-1, as grpc-go) is retired the
+ * same way, sending its own GOAWAY. Failed addresses reconnect with capped,
+ * jittered backoff.
  */
 #ifndef MOVIE_GRPC_CLIENT_H
 #define MOVIE_GRPC_CLIENT_H
@@ -47,6 +54,11 @@ struct grpc_channel_config {
 };
 
 struct grpc_channel;
+struct grpc_client_call;
+
+/* A connection starts no stream above this id: once its next id passes it, the
+ * connection is drained and replaced (HTTP/2 client ids are odd, < 2^31). */
+#define GRPC_CLIENT_MAX_STREAM_ID 0x5fffffff
 
 /* Completion of a call, on the channel's loop thread. status is a gRPC status
  * code; message is the decoded grpc-message (or a local reason), never NULL;
@@ -73,6 +85,20 @@ struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg);
 
+/* grpc_channel_call that also hands back the call (when `handle` is not NULL,
+ * and only on success) for grpc_client_call_cancel. The handle is valid until
+ * `done` starts running; the caller must forget it there. */
+int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
+                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg,
+                       struct grpc_client_call **handle);
+
+/* Cancel a call whose `done` has not run yet: an open stream is reset with
+ * RST_STREAM(CANCEL) (the server sees the cancellation), the call leaves the
+ * channel and `done` runs before this returns, with CANCELLED. Loop thread
+ * only; may be called from any callback on that loop, except that call's own
+ * `done`. */
+void grpc_client_call_cancel(struct grpc_client_call *call);
+
 /* Number of addresses with a usable connection now (tests, readiness). */
 size_t grpc_channel_ready_addresses(const struct grpc_channel *ch);
 
@@ -80,6 +106,11 @@ size_t grpc_channel_ready_addresses(const struct grpc_channel *ch);
  * closed"), connections close. The memory is freed once libuv has closed
  * every handle. Call on the loop thread. */
 void grpc_channel_close(struct grpc_channel *ch);
+
+/* Tests only: make every established connection's next stream id `next_id`
+ * (odd), to reach stream-id exhaustion without 2^30 calls. Returns how many
+ * connections were changed. */
+size_t grpc_channel_test_set_next_stream_id(struct grpc_channel *ch, int32_t next_id);
 
 /* ---- pure policy pieces, exposed for unit tests ---- */
 

@@ -188,7 +188,9 @@ struct grpc_channel {
 	struct metrics_counter *handled[GRPC_STATUS_COUNT];
 	struct metrics_family *handled_family;
 	struct metrics_counter *retries;
+	/* Shared by the peer's channels on every loop: only ever added to. */
 	struct metrics_gauge *connections;
+	struct metrics_gauge *in_flight;
 
 	uint8_t read_buf[READ_BUF];
 };
@@ -200,6 +202,7 @@ static void conn_want_flush(struct conn *cn);
 static void channel_maybe_free(struct grpc_channel *ch);
 static void queue_dispatch(struct grpc_channel *ch);
 static void conn_open(struct grpc_channel *ch, struct addr *a);
+static void conn_retire(struct conn *cn);
 static void on_write(uv_write_t *req, int status);
 static void on_call_timer(uv_timer_t *t);
 static void on_flush(uv_prepare_t *p);
@@ -344,6 +347,11 @@ static void metrics_setup(struct grpc_channel *ch, struct metrics_registry *reg)
 	                         "Established HTTP/2 connections accepting new calls.", 1, peer);
 	if (f)
 		ch->connections = metrics_gauge_get(f, values);
+	f = metrics_gauge_family(reg, "grpc_client_calls_in_flight",
+	                         "Client calls started and not yet completed (any attempt state).",
+	                         1, peer);
+	if (f)
+		ch->in_flight = metrics_gauge_get(f, values);
 }
 
 static void metrics_handled(struct grpc_channel *ch, int status)
@@ -366,6 +374,7 @@ static void call_free(struct call *c)
 	heap_remove(ch, c);
 	buf_release(&c->resp);
 	ch->call_count--;
+	metrics_gauge_add(ch->in_flight, -1);
 	free(c);
 }
 
@@ -513,9 +522,15 @@ static nghttp2_nv make_nv(const char *name, const char *value, size_t value_len)
 	return nv;
 }
 
+/* Stream ids run low: no new stream here (conn_flush retires the connection). */
+static bool conn_ids_low(const struct conn *cn)
+{
+	return nghttp2_session_get_next_stream_id(cn->h2) > GRPC_CLIENT_MAX_STREAM_ID;
+}
+
 static bool conn_usable(const struct conn *cn)
 {
-	if (cn->state != CONN_READY || cn->draining || !cn->h2)
+	if (cn->state != CONN_READY || cn->draining || !cn->h2 || conn_ids_low(cn))
 		return false;
 	uint32_t max =
 	    nghttp2_session_get_remote_settings(cn->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
@@ -712,22 +727,10 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 			c->trailers = true;
 	} else if (frame->hd.type == NGHTTP2_GOAWAY) {
 		if (!cn->draining) {
-			struct addr *a = cn->addr;
 			log_info("grpc client: GOAWAY, draining connection",
 			         LOG_S("peer", cn->ch->name), LOG_S("addr", cn->label),
 			         LOG_I("last_stream_id", frame->goaway.last_stream_id));
-			cn->draining = true;
-			if (cn->state == CONN_READY && cn->ch->ready_count) {
-				cn->ch->ready_count--;
-				metrics_gauge_set(cn->ch->connections, (double)cn->ch->ready_count);
-			}
-			if (a) {
-				/* New calls go to a fresh connection (or elsewhere). */
-				a->conn = NULL;
-				cn->addr = NULL;
-				if (!cn->ch->closed)
-					conn_open(cn->ch, a);
-			}
+			conn_retire(cn);
 		}
 	} else if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
 		/* A larger MAX_CONCURRENT_STREAMS may admit queued calls. */
@@ -897,7 +900,7 @@ static void conn_fail(struct conn *cn, const char *why)
 	cn->state = CONN_CLOSING;
 	if (was_ready && ch->ready_count) {
 		ch->ready_count--;
-		metrics_gauge_set(ch->connections, (double)ch->ready_count);
+		metrics_gauge_add(ch->connections, -1);
 	}
 	struct addr *a = cn->addr;
 	if (a) {
@@ -928,6 +931,28 @@ static void conn_fail(struct conn *cn, const char *why)
 	}
 }
 
+/* Take no new calls on `cn`: its open streams finish, then it closes
+ * (conn_maybe_finish_drain); new calls go to a fresh connection to the same
+ * address (or elsewhere). */
+static void conn_retire(struct conn *cn)
+{
+	struct grpc_channel *ch = cn->ch;
+	struct addr *a = cn->addr;
+	if (cn->draining)
+		return;
+	cn->draining = true;
+	if (cn->state == CONN_READY && ch->ready_count) {
+		ch->ready_count--;
+		metrics_gauge_add(ch->connections, -1);
+	}
+	if (a) {
+		a->conn = NULL;
+		cn->addr = NULL;
+		if (!ch->closed)
+			conn_open(ch, a);
+	}
+}
+
 static void conn_maybe_finish_drain(struct conn *cn)
 {
 	if (cn->draining && cn->calls.count == 0 && cn->state != CONN_CLOSING && !cn->writing &&
@@ -939,6 +964,18 @@ static void conn_flush(struct conn *cn)
 {
 	if (cn->state == CONN_CLOSING || !cn->h2)
 		return;
+	if (!cn->draining && conn_ids_low(cn)) {
+		/* As grpc-go: retire the connection well before HTTP/2 runs out of
+		 * client stream ids (2^31-1), telling the server with our GOAWAY.
+		 * Done here, not where the last stream was submitted, so that no
+		 * completion runs from inside grpc_channel_call. */
+		log_info("grpc client: stream ids running low, replacing connection",
+		         LOG_S("peer", cn->ch->name), LOG_S("addr", cn->label));
+		nghttp2_submit_goaway(cn->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+		conn_retire(cn);
+		if (cn->state == CONN_CLOSING)
+			return;
+	}
 	for (int guard = 0; guard < 1024; guard++) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(cn->h2, &data);
@@ -1114,7 +1151,7 @@ static void on_connect(uv_connect_t *req, int status)
 	cn->state = CONN_READY;
 	if (!cn->draining) {
 		ch->ready_count++;
-		metrics_gauge_set(ch->connections, (double)ch->ready_count);
+		metrics_gauge_add(ch->connections, 1);
 	}
 	conn_want_flush(cn);
 	if (ch->queue.count)
@@ -1194,7 +1231,7 @@ static void addr_remove(struct grpc_channel *ch, size_t i)
 		if (cn->state == CONN_READY) {
 			if (!cn->draining && ch->ready_count) {
 				ch->ready_count--;
-				metrics_gauge_set(ch->connections, (double)ch->ready_count);
+				metrics_gauge_add(ch->connections, -1);
 			}
 			cn->draining = true;
 			conn_maybe_finish_drain(cn);
@@ -1412,6 +1449,37 @@ fail_channel:
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg)
 {
+	return grpc_channel_start(ch, path, req, len, deadline_ns, idempotent, done, arg, NULL);
+}
+
+/* The public handle is the call itself, opaque outside this file. */
+static struct call *call_of(struct grpc_client_call *h)
+{
+	return (struct call *)(void *)h;
+}
+
+void grpc_client_call_cancel(struct grpc_client_call *h)
+{
+	struct call *c = call_of(h);
+	call_cancel_stream(c);
+	call_complete(c, GRPC_STATUS_CANCELLED, "cancelled by the caller", NULL, 0);
+}
+
+size_t grpc_channel_test_set_next_stream_id(struct grpc_channel *ch, int32_t next_id)
+{
+	size_t n = 0;
+	for (struct conn *cn = ch->conns; cn; cn = cn->next) {
+		if (cn->state == CONN_READY && cn->h2 &&
+		    nghttp2_session_set_next_stream_id(cn->h2, next_id) == 0)
+			n++;
+	}
+	return n;
+}
+
+int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
+                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg,
+                       struct grpc_client_call **handle)
+{
 	if (!ch || ch->closed)
 		return MV_ECLOSED;
 	size_t path_len = strlen(path);
@@ -1452,12 +1520,19 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *
 	c->req_len = GRPC_FRAME_HEADER + len;
 	buf_init(&c->resp, ch->max_message_bytes + GRPC_FRAME_HEADER);
 	int64_t now = grpc_now_ns();
-	c->deadline_ns = deadline_ns > 0 ? deadline_ns : now + ch->default_timeout_ns;
+	/* The peer timeout bounds every call, and a caller's deadline shortens it:
+	 * a stuck peer costs at most default_timeout, whatever the caller allows. */
+	c->deadline_ns = now + ch->default_timeout_ns;
+	if (deadline_ns > 0 && deadline_ns < c->deadline_ns)
+		c->deadline_ns = deadline_ns;
 	ch->call_count++;
+	metrics_gauge_add(ch->in_flight, 1);
 	/* `done` must not run before we return: the first attempt (and with it
 	 * every possible completion) starts from the timer, not from here, when
 	 * the call cannot be submitted at once. */
 	heap_set(ch, c, c->deadline_ns);
+	if (handle)
+		*handle = (struct grpc_client_call *)(void *)c;
 	struct conn *cn = channel_pick(ch, NULL);
 	if (cn && call_submit(c, cn) == 0) {
 		c->attempts = 1;

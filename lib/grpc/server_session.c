@@ -40,6 +40,9 @@ struct grpc_call {
 	bool finished;     /* grpc_call_finish called */
 	bool bad_request;  /* request already answered with an error */
 	bool counted_active;
+	bool reported; /* call_done hook ran: a call ends in the metrics once */
+	bool ready;    /* request complete, on the session's ready list */
+	struct grpc_call *next_ready;
 	int status; /* final status for trailers */
 	const struct grpc_method *method;
 	char path[128];
@@ -64,6 +67,8 @@ struct grpc_session {
 	struct grpc_call *calls; /* every live call referencing this session */
 	size_t active_calls;
 	bool in_recv; /* suppress want_write while inside recv */
+	/* Requests completed during one grpc_session_recv, dispatched after it. */
+	struct grpc_call *ready_head, *ready_tail;
 	bool goaway_sent;
 	bool fatal;
 };
@@ -99,18 +104,22 @@ static void call_free(struct grpc_call *c)
 /* Drop the call when neither the stream nor the handler references it. */
 static void call_maybe_free(struct grpc_call *c)
 {
-	if (c->stream_open || c->handler_holds)
+	if (c->stream_open || c->handler_holds || c->ready)
 		return;
 	if (c->session)
 		session_unlink(c->session, c);
 	call_free(c);
 }
 
+/* The one place a call ends for the runtime (metrics, in-flight count, logs):
+ * when its response is submitted, or when it is cancelled (stream reset,
+ * connection gone) even though its handler may still be running. Once. */
 static void call_mark_done(struct grpc_call *c, int status)
 {
 	struct grpc_session *s = c->session;
-	if (!s)
+	if (!s || c->reported)
 		return;
+	c->reported = true;
 	bool started = c->counted_active;
 	if (started) {
 		c->counted_active = false;
@@ -377,12 +386,41 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
 	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-		if (!c)
+		if (!c || c->bad_request || c->ready)
 			return 0;
-		if (!c->bad_request)
-			dispatch(s, c);
+		/* Handlers run once the whole input has been processed: a client
+		 * that gave up sends RST_STREAM right behind the request (an
+		 * abandoned call relayed by a proxy, a stopped server resuming),
+		 * and a request already reset must not be executed. */
+		c->ready = true;
+		c->next_ready = NULL;
+		if (s->ready_tail)
+			s->ready_tail->next_ready = c;
+		else
+			s->ready_head = c;
+		s->ready_tail = c;
 	}
 	return 0;
+}
+
+/* Run the handlers of the requests completed during this recv whose streams
+ * are still open; free the ones reset meanwhile (ended CANCELLED already).
+ * After a fatal error (run false) none runs: the connection is closing and
+ * grpc_session_free ends them. */
+static void dispatch_ready(struct grpc_session *s, bool run)
+{
+	while (s->ready_head) {
+		struct grpc_call *c = s->ready_head;
+		s->ready_head = c->next_ready;
+		if (!s->ready_head)
+			s->ready_tail = NULL;
+		c->ready = false;
+		c->next_ready = NULL;
+		if (run && c->stream_open && c->handler_holds && c->state == CALL_RECEIVING)
+			dispatch(s, c);
+		else
+			call_maybe_free(c);
+	}
 }
 
 static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
@@ -400,6 +438,7 @@ static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t erro
 				call_mark_done(c, GRPC_STATUS_CANCELLED);
 		} else if (!c->cancelled) {
 			c->cancelled = true;
+			call_mark_done(c, GRPC_STATUS_CANCELLED);
 			/* The handler may finish (and so free) the call from inside
 			 * its cancel callback: do not touch c afterwards. While it has
 			 * not finished, handler_holds keeps the call alive anyway. */
@@ -479,6 +518,9 @@ void grpc_session_free(struct grpc_session *s)
 	struct grpc_call *c = s->calls;
 	while (c) {
 		struct grpc_call *next = c->next_in_session;
+		/* The hooks' context goes with the session: end the call in the
+		 * metrics now, its handler's finish will not be able to. */
+		call_mark_done(c, GRPC_STATUS_CANCELLED);
 		c->stream_open = false;
 		c->session = NULL;
 		c->next_in_session = c->prev_in_session = NULL;
@@ -506,6 +548,7 @@ int grpc_session_recv(struct grpc_session *s, const uint8_t *data, size_t len)
 {
 	s->in_recv = true;
 	ssize_t n = nghttp2_session_mem_recv(s->h2, data, len);
+	dispatch_ready(s, n >= 0 && (size_t)n == len);
 	s->in_recv = false;
 	if (n < 0 || (size_t)n != len) {
 		s->fatal = true;

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "movie/err.h"
@@ -96,6 +97,7 @@ static void on_close(uv_handle_t *handle)
 	buf_release(&c->out);
 	buf_release(&c->wbuf);
 	free(c);
+	worker_conn_closed(w);
 	worker_maybe_finish(w);
 }
 
@@ -437,19 +439,22 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	conn_process_h1(c);
 }
 
-void conn_accept(struct worker *w)
+void conn_accept(struct worker *w, int fd)
 {
 	struct server *srv = w->srv;
 	struct conn *c = calloc(1, sizeof(*c));
-	if (!c)
+	if (!c) {
+		close(fd);
 		return;
+	}
 	c->worker = w;
 	buf_init(&c->in, 0);
 	buf_init(&c->out, 0);
 	buf_init(&c->wbuf, 0);
 	uv_tcp_init(&w->loop, &c->tcp);
 	c->tcp.data = c;
-	if (uv_accept((uv_stream_t *)&w->listener, (uv_stream_t *)&c->tcp) != 0) {
+	if (uv_tcp_open(&c->tcp, fd) != 0) {
+		close(fd);
 		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
 		return;
 	}

@@ -18,6 +18,9 @@
 #define SERVER_MAX_METHODS 32
 #define SERVER_MAX_ROUTES  32
 #define SERVER_MAX_WORKERS 64
+/* Accepts per listener wake-up, and how long accepting pauses when out of fds. */
+#define SERVER_ACCEPT_BATCH    64
+#define SERVER_ACCEPT_PAUSE_MS 100
 
 /* Per-method metric children, resolved at registration (hot path: no lookups). */
 struct method_stats {
@@ -80,6 +83,7 @@ struct server {
 
 	struct metrics_gauge *ready_gauge;
 	struct metrics_counter *accepted;
+	struct metrics_counter *accept_paused; /* EMFILE/ENFILE pauses */
 };
 
 struct conn;
@@ -96,8 +100,14 @@ struct worker {
 	struct server *srv;
 	size_t index;
 	uv_loop_t loop;
-	uv_tcp_t listener;
+	/* The listening socket is polled and accepted here, not by uv_listen:
+	 * libuv's EMFILE fallback keeps one spare fd per loop, which the other
+	 * workers' loops race for, and retries accept in a tight loop. */
+	uv_poll_t listener;
 	int listen_fd;
+	uv_timer_t accept_pause; /* out of fds: accepting resumes when it fires */
+	bool accept_paused;
+	int64_t pause_logged_ms;    /* loop time of the last "out of fds" log line */
 	uv_async_t wake;            /* health change, stop, force */
 	pthread_mutex_t wake_mutex; /* guards wake_closed against senders */
 	bool wake_closed;
@@ -116,7 +126,8 @@ struct worker {
 };
 
 /* conn.c */
-void conn_accept(struct worker *w);
+/* Take over an accepted socket (non-blocking). Closes it on failure. */
+void conn_accept(struct worker *w, int fd);
 void conn_close_all(struct worker *w, bool graceful);
 void conn_sweep(struct worker *w);
 void conn_flush_pending(struct worker *w);
@@ -134,6 +145,8 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
                         int status, double seconds, bool started);
 /* After a connection closed: end the worker's loop once it is stopping and idle. */
 void worker_maybe_finish(struct worker *w);
+/* A connection of this worker closed (its fd is free): resume paused accepts. */
+void worker_conn_closed(struct worker *w);
 void server_record_grpc_started(struct server *srv, const struct grpc_method *m);
 void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
                         int status, double seconds);

@@ -295,6 +295,12 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 	struct metrics_family *accepted = metrics_counter_family(
 	    metrics, "server_connections_accepted_total", "Connections accepted.", 0, NULL);
 	srv->accepted = metrics_counter_get(accepted, NULL);
+	struct metrics_family *paused = metrics_counter_family(
+	    metrics, "server_accept_paused_total",
+	    "Times a worker stopped accepting for a moment because the process was out of file "
+	    "descriptors (EMFILE/ENFILE) or socket memory.",
+	    0, NULL);
+	srv->accept_paused = metrics_counter_get(paused, NULL);
 	metrics_gauge_callback(metrics, "server_requests_in_flight",
 	                       "Requests (gRPC calls and HTTP requests) being handled.",
 	                       gauge_in_flight, srv);
@@ -381,19 +387,98 @@ int server_queue_work(void (*work)(void *arg), void (*done)(void *arg), void *ar
 
 /* ---- workers ---- */
 
-static void on_connection(uv_stream_t *listener, int status)
+static void on_listener_readable(uv_poll_t *poll, int status, int events);
+
+static void resume_accepting(struct worker *w)
 {
-	struct worker *w = listener->data;
-	if (status < 0)
+	if (w->listener_closed || !w->accept_paused)
 		return;
-	conn_accept(w);
+	w->accept_paused = false;
+	uv_timer_stop(&w->accept_pause);
+	uv_poll_start(&w->listener, UV_READABLE, on_listener_readable);
+}
+
+static void on_accept_pause_over(uv_timer_t *t)
+{
+	resume_accepting(t->data);
+}
+
+void worker_conn_closed(struct worker *w)
+{
+	/* Its fd is free now: take the next waiting connection without waiting
+	 * for the timer (which covers fds freed elsewhere in the process). */
+	resume_accepting(w);
+}
+
+/*
+ * Out of file descriptors (EMFILE/ENFILE; ENOBUFS/ENOMEM for socket memory):
+ * the pending connection cannot be taken, and the listening socket stays
+ * readable, so retrying at once spins the loop at 100% CPU and starves
+ * everything else on it (its connections, its wake-ups: SIGTERM's drain).
+ * Stop polling the listener for a moment instead; connections wait in the
+ * kernel's backlog meanwhile, existing ones are served and free fds as they
+ * close: a connection closing on this worker resumes accepting at once, the
+ * timer covers fds freed elsewhere. Each worker pauses its own listener, so
+ * nothing is shared between loops.
+ */
+static void pause_accepting(struct worker *w, int err)
+{
+	struct server *srv = w->srv;
+	uv_poll_stop(&w->listener);
+	w->accept_paused = true;
+	metrics_counter_inc(srv->accept_paused);
+	/* Every pause is counted; the log says it at most once a second per worker. */
+	int64_t now = (int64_t)uv_now(&w->loop);
+	if (!w->pause_logged_ms || now - w->pause_logged_ms >= 1000) {
+		w->pause_logged_ms = now;
+		log_warn("cannot accept: out of file descriptors, pausing accepts",
+		         LOG_I("worker", (long long)w->index), LOG_S("error", strerror(err)),
+		         LOG_I("pause_ms", SERVER_ACCEPT_PAUSE_MS),
+		         LOG_I("connections", atomic_load(&srv->connections)));
+	}
+	uv_timer_start(&w->accept_pause, on_accept_pause_over, SERVER_ACCEPT_PAUSE_MS, 0);
+}
+
+static void on_listener_readable(uv_poll_t *poll, int status, int events)
+{
+	struct worker *w = poll->data;
+	if (w->listener_closed)
+		return;
+	/* Bounded per wake-up so one busy listener cannot hold the loop; the
+	 * poll is level-triggered and comes back for the rest. */
+	for (int i = 0; i < SERVER_ACCEPT_BATCH; i++) {
+		int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			conn_accept(w, fd);
+			if (w->listener_closed)
+				return;
+			continue;
+		}
+		int err = errno;
+		if (err == EAGAIN || err == EWOULDBLOCK)
+			return;
+		if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == EPERM)
+			continue; /* that connection is gone (or refused by a filter) */
+		if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+			pause_accepting(w, err);
+			return;
+		}
+		log_error("accept failed", LOG_S("error", strerror(err)));
+		pause_accepting(w, err);
+		return;
+	}
 }
 
 static void close_listener(struct worker *w)
 {
 	if (!w->listener_closed) {
 		w->listener_closed = true;
+		uv_timer_stop(&w->accept_pause);
+		uv_close((uv_handle_t *)&w->accept_pause, NULL);
+		uv_poll_stop(&w->listener);
 		uv_close((uv_handle_t *)&w->listener, NULL);
+		close(w->listen_fd);
+		w->listen_fd = -1;
 	}
 }
 
@@ -497,10 +582,12 @@ static int worker_init(struct server *srv, struct worker *w, size_t index)
 	w->index = index;
 	if (uv_loop_init(&w->loop) != 0)
 		return MV_EINTERNAL;
-	uv_tcp_init(&w->loop, &w->listener);
+	if (uv_poll_init(&w->loop, &w->listener, w->listen_fd) != 0)
+		return MV_EIO;
 	w->listener.data = w;
-	if (uv_tcp_open(&w->listener, w->listen_fd) != 0 ||
-	    uv_listen((uv_stream_t *)&w->listener, 1024, on_connection) != 0)
+	uv_timer_init(&w->loop, &w->accept_pause);
+	w->accept_pause.data = w;
+	if (uv_poll_start(&w->listener, UV_READABLE, on_listener_readable) != 0)
 		return MV_EIO;
 	pthread_mutex_init(&w->wake_mutex, NULL);
 	uv_async_init(&w->loop, &w->wake, on_worker_wake);

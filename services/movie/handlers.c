@@ -16,6 +16,7 @@
 #include "movie.pb-c.h"
 #include "movie/buf.h"
 #include "movie/err.h"
+#include "movie/grpc_client.h"
 #include "movie/log.h"
 #include "movie/service.h"
 #include "movie/banned.h"
@@ -38,6 +39,10 @@ struct request {
 	struct http_exchange *ex; /* HTTP */
 	char id[MOVIE_ID_MAX + 1];
 	int outstanding; /* peer calls not yet completed */
+	/* The peer calls while outstanding, to cancel them with the caller's call. */
+	struct grpc_client_call *metadata_call;
+	struct grpc_client_call *rating_call;
+	bool cancelled; /* the caller went away: nobody reads the answer */
 	int metadata_status;
 	char metadata_message[160];
 	struct movie_metadata metadata;
@@ -93,7 +98,10 @@ static void fail(struct request *r, int status, const char *message)
 static void complete(struct request *r)
 {
 	struct handlers *h = r->h;
-	if (r->metadata_status == GRPC_STATUS_NOT_FOUND) {
+	if (r->cancelled) {
+		/* Not a degraded answer: there is no answer (and no one to log for). */
+		fail(r, GRPC_STATUS_CANCELLED, "cancelled by the caller");
+	} else if (r->metadata_status == GRPC_STATUS_NOT_FOUND) {
 		fail(r, GRPC_STATUS_NOT_FOUND, "movie not found");
 	} else if (r->metadata_status == GRPC_STATUS_DEADLINE_EXCEEDED) {
 		fail(r, GRPC_STATUS_DEADLINE_EXCEEDED, "metadata service: deadline exceeded");
@@ -123,6 +131,7 @@ static void complete(struct request *r)
 static void on_metadata(void *arg, int status, const char *message, struct movie_metadata *m)
 {
 	struct request *r = arg;
+	r->metadata_call = NULL;
 	r->metadata_status = status;
 	snprintf(r->metadata_message, sizeof(r->metadata_message), "%s", message ? message : "");
 	if (status == GRPC_STATUS_OK) {
@@ -136,6 +145,7 @@ static void on_metadata(void *arg, int status, const char *message, struct movie
 static void on_rating(void *arg, int status, const char *message, double rating)
 {
 	struct request *r = arg;
+	r->rating_call = NULL;
 	r->rating_status = status;
 	r->rating = rating;
 	if (--r->outstanding == 0)
@@ -152,17 +162,31 @@ static void start(struct request *r, int64_t deadline_ns)
 		return;
 	}
 	r->outstanding = 2;
-	if (gateway_get_metadata(gw, r->id, deadline_ns, on_metadata, r) != 0) {
+	if (gateway_get_metadata(gw, r->id, deadline_ns, on_metadata, r, &r->metadata_call) != 0) {
 		r->outstanding--;
 		r->metadata_status = GRPC_STATUS_UNAVAILABLE;
 		snprintf(r->metadata_message, sizeof(r->metadata_message), "call not started");
 	}
-	if (gateway_get_rating(gw, r->id, deadline_ns, on_rating, r) != 0) {
+	if (gateway_get_rating(gw, r->id, deadline_ns, on_rating, r, &r->rating_call) != 0) {
 		r->outstanding--;
 		r->rating_status = GRPC_STATUS_UNAVAILABLE;
 	}
 	if (r->outstanding == 0)
 		complete(r);
+}
+
+/* The caller cancelled or its connection went: nobody wants the answer, so
+ * the peer calls are cancelled too (RST_STREAM downstream) and the request is
+ * freed now, not when the peers answer or time out. Each cancel completes its
+ * call synchronously; the last completion finishes (and frees) r. */
+static void on_caller_cancelled(struct grpc_call *call, void *arg)
+{
+	struct request *r = arg;
+	struct grpc_client_call *peers[2] = {r->metadata_call, r->rating_call};
+	r->cancelled = true;
+	for (int i = 0; i < 2; i++)
+		if (peers[i])
+			grpc_client_call_cancel(peers[i]);
 }
 
 static const char *check_id(const char *id)
@@ -196,7 +220,9 @@ static void grpc_get_movie_details(struct grpc_call *call, const uint8_t *msg, s
 	}
 	r->h = ctx;
 	r->call = call;
-	/* The caller's deadline travels downstream (the channel sends what is left). */
+	grpc_call_on_cancel(call, on_caller_cancelled, r);
+	/* The caller's deadline travels downstream (the channel sends what is
+	 * left, capped at peers.timeout). */
 	start(r, grpc_call_deadline(call));
 }
 

@@ -56,7 +56,8 @@ struct tsrv {
 	int accepted;
 	int calls[M_COUNT];
 	int cancelled;
-	bool fail_maybe; /* M_MAYBE answers UNAVAILABLE */
+	int64_t hang_timeout_ns; /* time left to the last Hang call's deadline */
+	bool fail_maybe;         /* M_MAYBE answers UNAVAILABLE */
 	struct grpc_method methods[M_COUNT];
 	struct tconn *conns;
 };
@@ -208,6 +209,7 @@ static void h_hang(struct grpc_call *call, const uint8_t *msg, size_t len, void 
 {
 	struct tsrv *srv = ctx;
 	srv->calls[M_HANG]++;
+	srv->hang_timeout_ns = grpc_call_deadline(call) - grpc_now_ns();
 	grpc_call_on_cancel(call, on_hang_cancel, srv);
 }
 
@@ -537,6 +539,19 @@ static void test_round_robin_and_resolution(void)
 	CHECK(out.data &&
 	      strstr(out.data, "grpc_client_handled_total{peer=\"test\",grpc_code=\"OK\"} 200"));
 	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2"));
+	/* A second channel of the same peer (the movie service has one per
+	 * worker loop) adds to the gauges instead of overwriting them. */
+	const char *one[] = {t0};
+	struct grpc_channel *ch2 = make_channel(&loop, one, 1, reg);
+	struct ready_ctx rc2 = {ch2, 1};
+	CHECK(run_until(&loop, channel_ready, &rc2, 3000));
+	buf_reset(&out);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 3\n"));
+	grpc_channel_close(ch2);
+	buf_reset(&out);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2\n"));
 	buf_release(&out);
 	teardown(&loop, ch, srv, 2);
 	metrics_registry_free(reg);
@@ -945,6 +960,187 @@ static void test_close_with_pending(void)
 	CHECK_INT_EQ(uv_loop_close(&loop), 0);
 }
 
+static int count_tconns(const struct tsrv *srv)
+{
+	int n = 0;
+	for (const struct tconn *c = srv->conns; c; c = c->next)
+		n++;
+	return n;
+}
+
+static bool one_tconn(void *ctx)
+{
+	return count_tconns(ctx) == 1;
+}
+
+static void test_stream_ids_retire_connection(void)
+{
+	/* Issue 12 item 8: a connection near the end of its stream ids is drained
+	 * and replaced before calls fail ("stream not started"). */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct tsrv srv;
+	CHECK_INT_EQ(tsrv_start(&srv, &loop), 0);
+	char target[32];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
+	const char *targets[] = {target};
+	struct grpc_channel *ch = make_channel(&loop, targets, 1, NULL);
+	struct ready_ctx rc = {ch, 1};
+	CHECK(run_until(&loop, channel_ready, &rc, 3000));
+	enum {
+		N = 20
+	};
+	struct result r[N];
+	struct batch b = {r, N};
+
+	/* 8 ids left in all of HTTP/2 (0x7ffffff1..0x7fffffff): far more calls. */
+	CHECK_INT_EQ(grpc_channel_test_set_next_stream_id(ch, 0x7ffffff1), 1);
+	memset(r, 0, sizeof(r));
+	CHECK_INT_EQ(start_calls(ch, "/test.T/Echo", r, N, 0, false), N);
+	CHECK(run_until(&loop, batch_done, &b, 5000));
+	int ok = 0;
+	for (int i = 0; i < N; i++)
+		ok += r[i].done == 1 && r[i].status == GRPC_STATUS_OK;
+	CHECK_INT_EQ(ok, N);
+	CHECK_INT_EQ(srv.calls[M_ECHO], N);
+	CHECK_INT_EQ(srv.accepted, 2);
+	/* The retired connection closes once drained (on both sides). */
+	CHECK(run_until(&loop, one_tconn, &srv, 3000));
+	CHECK_INT_EQ(grpc_channel_ready_addresses(ch), 1);
+
+	/* Just below the retirement point: the first calls still use the old
+	 * connection, the rest a new one; none fails. */
+	rc.want = 1;
+	CHECK(run_until(&loop, channel_ready, &rc, 3000));
+	CHECK_INT_EQ(grpc_channel_test_set_next_stream_id(ch, GRPC_CLIENT_MAX_STREAM_ID - 10), 1);
+	memset(r, 0, sizeof(r));
+	CHECK_INT_EQ(start_calls(ch, "/test.T/Echo", r, N, 0, true), N);
+	CHECK(run_until(&loop, batch_done, &b, 5000));
+	ok = 0;
+	for (int i = 0; i < N; i++)
+		ok += r[i].done == 1 && r[i].status == GRPC_STATUS_OK;
+	CHECK_INT_EQ(ok, N);
+	CHECK_INT_EQ(srv.accepted, 3);
+	CHECK(run_until(&loop, one_tconn, &srv, 3000));
+	teardown(&loop, ch, &srv, 1);
+	CHECK_INT_EQ(uv_loop_close(&loop), 0);
+}
+
+static void test_default_timeout_caps_caller_deadline(void)
+{
+	/* Issue 12 item 9: a caller's generous deadline does not let a stuck peer
+	 * hold the call past the channel's timeout: min(timeout, caller's). */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct tsrv srv;
+	CHECK_INT_EQ(tsrv_start(&srv, &loop), 0);
+	char target[32];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
+	const char *targets[] = {target};
+	struct grpc_channel_config cfg = {
+	    .name = "cap", .targets = targets, .target_count = 1, .default_timeout_ms = 200};
+	struct grpc_channel *ch = grpc_channel_new(&loop, &cfg);
+	struct ready_ctx rc = {ch, 1};
+	CHECK(run_until(&loop, channel_ready, &rc, 3000));
+	struct result r = {0};
+	int64_t caller_deadline = grpc_now_ns() + 30 * 1000000000LL;
+	CHECK_INT_EQ(start_calls(ch, "/test.T/Hang", &r, 1, caller_deadline, true), 1);
+	struct batch b = {&r, 1};
+	CHECK(run_until(&loop, batch_done, &b, 10000));
+	CHECK_INT_EQ(r.status, GRPC_STATUS_DEADLINE_EXCEEDED);
+	CHECK_INT_EQ(srv.calls[M_HANG], 1);
+	/* The grpc-timeout sent is the channel's 200 ms, not the caller's 30 s. */
+	CHECK(srv.hang_timeout_ns > 0 && srv.hang_timeout_ns <= 200 * 1000000LL);
+	/* A caller deadline shorter than the timeout still wins. */
+	struct result r2 = {0};
+	CHECK_INT_EQ(start_calls(ch, "/test.T/Hang", &r2, 1, grpc_now_ns() + 50 * 1000000LL, true),
+	             1);
+	struct batch b2 = {&r2, 1};
+	CHECK(run_until(&loop, batch_done, &b2, 10000));
+	CHECK_INT_EQ(r2.status, GRPC_STATUS_DEADLINE_EXCEEDED);
+	CHECK(srv.calls[M_HANG] < 2 || srv.hang_timeout_ns <= 50 * 1000000LL);
+	teardown(&loop, ch, &srv, 1);
+	CHECK_INT_EQ(uv_loop_close(&loop), 0);
+}
+
+static bool hang_started(void *ctx)
+{
+	struct slow_ctx *s = ctx;
+	return s->srv->calls[M_HANG] >= s->want;
+}
+
+static bool hang_cancelled(void *ctx)
+{
+	struct slow_ctx *s = ctx;
+	return s->srv->cancelled >= s->want;
+}
+
+static void test_cancel_resets_streams(void)
+{
+	/* Issue 12 item 6: a cancelled call resets its stream at once (the
+	 * server's handler sees the cancellation), completes with CANCELLED
+	 * inside grpc_client_call_cancel, and leaves nothing in flight. */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct tsrv srv;
+	CHECK_INT_EQ(tsrv_start(&srv, &loop), 0);
+	char target[32];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
+	const char *targets[] = {target};
+	struct metrics_registry *reg = metrics_registry_new();
+	struct grpc_channel *ch = make_channel(&loop, targets, 1, reg);
+	enum {
+		N = 10
+	};
+	struct result r[N + 1];
+	memset(r, 0, sizeof(r));
+	struct grpc_client_call *h[N + 1];
+	/* One call cancelled while still waiting for the connection. */
+	CHECK_INT_EQ(grpc_channel_start(ch, "/test.T/Hang", (const uint8_t *)"q", 1, 0, true,
+	                                on_done, &r[N], &h[N]),
+	             0);
+	grpc_client_call_cancel(h[N]);
+	CHECK_INT_EQ(r[N].done, 1);
+	CHECK_INT_EQ(r[N].status, GRPC_STATUS_CANCELLED);
+	struct ready_ctx rc = {ch, 1};
+	CHECK(run_until(&loop, channel_ready, &rc, 3000));
+	for (int i = 0; i < N; i++)
+		CHECK_INT_EQ(grpc_channel_start(ch, "/test.T/Hang", (const uint8_t *)"h", 1, 0,
+		                                true, on_done, &r[i], &h[i]),
+		             0);
+	struct slow_ctx sc = {&srv, N};
+	CHECK(run_until(&loop, hang_started, &sc, 3000));
+	struct buf out;
+	buf_init(&out, 0);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_calls_in_flight{peer=\"test\"} 10\n"));
+	for (int i = 0; i < N; i++) {
+		grpc_client_call_cancel(h[i]);
+		CHECK_INT_EQ(r[i].done, 1);
+		CHECK_INT_EQ(r[i].status, GRPC_STATUS_CANCELLED);
+	}
+	buf_reset(&out);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_calls_in_flight{peer=\"test\"} 0\n"));
+	CHECK(out.data && strstr(out.data, "grpc_client_handled_total{peer=\"test\","
+	                                   "grpc_code=\"CANCELLED\"} 11\n"));
+	buf_release(&out);
+	/* The server's handlers see RST_STREAM(CANCEL) - long before any deadline. */
+	CHECK(run_until(&loop, hang_cancelled, &sc, 2000));
+	CHECK_INT_EQ(srv.cancelled, N);
+	CHECK_INT_EQ(srv.calls[M_HANG], N); /* the one cancelled early never left */
+	/* The connection is still good for new calls. */
+	struct result e = {0};
+	CHECK_INT_EQ(start_calls(ch, "/test.T/Echo", &e, 1, 0, true), 1);
+	struct batch b = {&e, 1};
+	CHECK(run_until(&loop, batch_done, &b, 3000));
+	CHECK_INT_EQ(e.status, GRPC_STATUS_OK);
+	CHECK_INT_EQ(srv.accepted, 1);
+	teardown(&loop, ch, &srv, 1);
+	metrics_registry_free(reg);
+	CHECK_INT_EQ(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	log_init("test", LOG_WARN, 2);
@@ -959,5 +1155,8 @@ int main(void)
 	RUN(test_goaway_refuses_unprocessed);
 	RUN(test_unreachable_fails_fast);
 	RUN(test_close_with_pending);
+	RUN(test_stream_ids_retire_connection);
+	RUN(test_default_timeout_caps_caller_deadline);
+	RUN(test_cancel_resets_streams);
 	return TEST_SUMMARY();
 }

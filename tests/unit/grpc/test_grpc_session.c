@@ -739,12 +739,14 @@ static void test_client_reset_while_held(void)
 	CHECK_INT_EQ(st.cancels, 1);
 	CHECK(grpc_call_cancelled(call));
 	CHECK_INT_EQ(grpc_call_send(call, (const uint8_t *)"x", 1), MV_ECLOSED);
-	CHECK_INT_EQ(st.done, 0); /* reported at finish, with the status CANCELLED */
-	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 1);
-	grpc_call_finish(call, GRPC_STATUS_OK, NULL, (const uint8_t *)"late", 4);
+	/* Ended in the metrics at the reset (CANCELLED), not when the handler
+	 * gets round to finishing; the finish does not count it again. */
 	CHECK_INT_EQ(st.done, 1);
 	CHECK_INT_EQ(st.last_done_status, GRPC_STATUS_CANCELLED);
 	CHECK(st.last_done_started);
+	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 0);
+	grpc_call_finish(call, GRPC_STATUS_OK, NULL, (const uint8_t *)"late", 4);
+	CHECK_INT_EQ(st.done, 1);
 	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 0);
 	CHECK(pump(&k));
 	CHECK(r->closed);
@@ -756,6 +758,56 @@ static void test_client_reset_while_held(void)
 	CHECK(pump(&k));
 	check_ok_response(next, "after");
 out:
+	conn_close(&k);
+}
+
+/* Client bytes, collected without handing them to the server. */
+static void collect_client(struct conn *k, struct buf *wire)
+{
+	for (int i = 0; i < MAX_PUMP_ROUNDS; i++) {
+		const uint8_t *d;
+		ssize_t n = nghttp2_session_mem_send(k->cli, &d);
+		CHECK(n >= 0);
+		if (n <= 0)
+			break;
+		CHECK_INT_EQ(buf_append(wire, d, (size_t)n), 0);
+	}
+}
+
+static void test_reset_in_same_input_not_dispatched(void)
+{
+	/* A request and its RST_STREAM in one read (a caller that gave up while
+	 * this server was stopped or slow): the handler must not run. */
+	struct conn k;
+	reset_state();
+	conn_open(&k, &default_limits);
+	CHECK(pump(&k));
+	struct rec *gone = start_call(&k, "/test.Echo/Hold", "gone");
+	struct rec *kept = start_call(&k, "/test.Echo/Hold", "kept");
+	struct buf wire;
+	buf_init(&wire, 0);
+	collect_client(&k, &wire);
+	CHECK(gone->id > 0 && kept->id > 0);
+	CHECK_INT_EQ(nghttp2_submit_rst_stream(k.cli, NGHTTP2_FLAG_NONE, gone->id, NGHTTP2_CANCEL),
+	             0);
+	collect_client(&k, &wire);
+	CHECK_INT_EQ(grpc_session_recv(k.srv, (const uint8_t *)wire.data, wire.len), 0);
+	buf_release(&wire);
+	CHECK_INT_EQ(st.handler_calls, 1);
+	CHECK_INT_EQ(st.started, 1);
+	CHECK_INT_EQ(st.held_n, 1);
+	CHECK_INT_EQ(st.done, 1);
+	CHECK_INT_EQ(st.done_by_status[GRPC_STATUS_CANCELLED], 1);
+	CHECK(!st.last_done_started);
+	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 1);
+	if (st.held_n == 1) {
+		st.held_n = 0;
+		grpc_call_finish(st.held[0], GRPC_STATUS_OK, NULL, (const uint8_t *)"ok", 2);
+	}
+	CHECK(pump(&k));
+	check_ok_response(kept, "ok");
+	CHECK_INT_EQ(st.done, 2);
+	CHECK_INT_EQ(st.done_started, st.started);
 	conn_close(&k);
 }
 
@@ -814,8 +866,14 @@ static void test_session_freed_while_held(void)
 	struct grpc_call *a = st.held[0], *b = st.held[1];
 	st.held_n = 0;
 	int done_before = st.done;
+	CHECK_INT_EQ(done_before, 1); /* the reset one */
 	grpc_session_free(k.srv);
 	k.srv = NULL;
+	/* Issue 12 item 7: every call ends in the metrics when its connection
+	 * goes, the held one (started) and the incomplete one (never started). */
+	CHECK_INT_EQ(st.done, done_before + 2);
+	CHECK_INT_EQ(st.done_started, st.started);
+	CHECK_INT_EQ(st.done_by_status[GRPC_STATUS_CANCELLED], 3);
 	CHECK_INT_EQ(st.cancels, 2);
 	CHECK(grpc_call_cancelled(a));
 	CHECK(grpc_call_cancelled(b));
@@ -823,7 +881,7 @@ static void test_session_freed_while_held(void)
 	CHECK_STR_EQ(grpc_call_path(a), "/test.Echo/Hold");
 	grpc_call_finish(a, GRPC_STATUS_OK, NULL, (const uint8_t *)"late", 4);
 	grpc_call_finish(b, GRPC_STATUS_INTERNAL, "late", NULL, 0);
-	CHECK_INT_EQ(st.done, done_before); /* no hooks once the session is gone */
+	CHECK_INT_EQ(st.done, done_before + 2); /* no hooks once the session is gone */
 out:
 	conn_close(&k);
 }
@@ -1122,6 +1180,7 @@ int main(void)
 	RUN(test_async_completion);
 	RUN(test_client_reset_while_held);
 	RUN(test_cancel_callback_finishes);
+	RUN(test_reset_in_same_input_not_dispatched);
 	RUN(test_session_freed_while_held);
 	RUN(test_server_streaming);
 	RUN(test_goaway);
