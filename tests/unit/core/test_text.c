@@ -12,18 +12,18 @@ static void test_utf8_valid(void)
 {
 	CHECK(text_utf8_valid(NULL, 0));
 	CHECK(text_utf8_valid(S("plain ascii")));
-	CHECK(text_utf8_valid(S("Am\xc3\xa9lie \xf0\x9f\x8e\xac")));     /* é, U+1F3AC */
-	CHECK(text_utf8_valid(S("\xef\xbf\xbf\xf4\x8f\xbf\xbf")));        /* U+FFFF, U+10FFFF */
-	CHECK(text_utf8_valid(S("a\0b")));                                 /* NUL is UTF-8 */
-	CHECK(!text_utf8_valid(S("\xff")));                                /* never a lead byte */
-	CHECK(!text_utf8_valid(S("\x80")));                                /* lone continuation */
-	CHECK(!text_utf8_valid(S("caf\xc3")));                             /* truncated */
-	CHECK(!text_utf8_valid(S("\xc3(")));                               /* bad continuation */
-	CHECK(!text_utf8_valid(S("\xc0\xaf")));                            /* overlong '/' */
-	CHECK(!text_utf8_valid(S("\xe0\x80\xaf")));                        /* overlong, 3 bytes */
-	CHECK(!text_utf8_valid(S("\xf0\x80\x80\xaf")));                    /* overlong, 4 bytes */
-	CHECK(!text_utf8_valid(S("\xed\xa0\x80")));                        /* surrogate U+D800 */
-	CHECK(!text_utf8_valid(S("\xf4\x90\x80\x80")));                    /* above U+10FFFF */
+	CHECK(text_utf8_valid(S("Am\xc3\xa9lie \xf0\x9f\x8e\xac"))); /* é, U+1F3AC */
+	CHECK(text_utf8_valid(S("\xef\xbf\xbf\xf4\x8f\xbf\xbf")));   /* U+FFFF, U+10FFFF */
+	CHECK(text_utf8_valid(S("a\0b")));                           /* NUL is UTF-8 */
+	CHECK(!text_utf8_valid(S("\xff")));                          /* never a lead byte */
+	CHECK(!text_utf8_valid(S("\x80")));                          /* lone continuation */
+	CHECK(!text_utf8_valid(S("caf\xc3")));                       /* truncated */
+	CHECK(!text_utf8_valid(S("\xc3(")));                         /* bad continuation */
+	CHECK(!text_utf8_valid(S("\xc0\xaf")));                      /* overlong '/' */
+	CHECK(!text_utf8_valid(S("\xe0\x80\xaf")));                  /* overlong, 3 bytes */
+	CHECK(!text_utf8_valid(S("\xf0\x80\x80\xaf")));              /* overlong, 4 bytes */
+	CHECK(!text_utf8_valid(S("\xed\xa0\x80")));                  /* surrogate U+D800 */
+	CHECK(!text_utf8_valid(S("\xf4\x90\x80\x80")));              /* above U+10FFFF */
 	CHECK(!text_utf8_valid(S("\xf5\x80\x80\x80")));
 }
 
@@ -100,9 +100,9 @@ static void test_pb_check(void)
 
 	/* The ratings request: strings at the top level. */
 	const uint8_t rating[] = {0x0a, 0x03, 'u', 0x00, 'x', 0x20, 0x05};
-	CHECK_INT_EQ(text_pb_check(&put_rating_request__descriptor, rating, sizeof(rating), &field,
-	                           &why),
-	             MV_EINVAL);
+	CHECK_INT_EQ(
+	    text_pb_check(&put_rating_request__descriptor, rating, sizeof(rating), &field, &why),
+	    MV_EINVAL);
 	CHECK_STR_EQ(field, "user_id");
 }
 
