@@ -23,6 +23,10 @@
 
 struct ProtobufCMessageDescriptor;
 
+/* Length (1..4) of the valid UTF-8 sequence at the start of s[0..n), or 0
+ * when it is invalid (or n is 0). The one decoder of the runtime. */
+size_t text_utf8_next(const void *s, size_t n);
+
 /* Whether s[0..n) is valid UTF-8. s may be NULL when n is 0. */
 bool text_utf8_valid(const void *s, size_t n);
 

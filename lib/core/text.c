@@ -42,6 +42,12 @@ static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
 	return len;
 }
 
+size_t text_utf8_next(const void *s, size_t n)
+{
+	uint32_t cp;
+	return n ? utf8_seq(s, n, &cp) : 0;
+}
+
 static bool is_control(uint32_t cp)
 {
 	return cp < 0x20 || (cp >= 0x7F && cp <= 0x9F);

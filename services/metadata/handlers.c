@@ -107,6 +107,27 @@ static const char *store_error_message(int rc)
 	}
 }
 
+/* Point *field at a valid UTF-8 version of itself: records written before the
+ * string rules (docs/api.md) may hold invalid UTF-8, and grpcio refuses a
+ * whole response that carries it. Such bytes go out as U+FFFD, as JSON
+ * answers already do. Returns true when `field` had to be repaired. */
+static bool repair_utf8(char **field, struct buf *scratch)
+{
+	if (!*field)
+		return false;
+	size_t n = strlen(*field);
+	if (text_utf8_valid(*field, n))
+		return false;
+	if (buf_append_utf8(scratch, *field, n) != 0)
+		return false; /* out of memory: the client sees the bytes as stored */
+	free(*field);
+	*field = strdup(scratch->data ? scratch->data : "");
+	buf_reset(scratch);
+	if (!*field)
+		*field = strdup("");
+	return true;
+}
+
 static void finish_grpc(struct job *j)
 {
 	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
@@ -114,6 +135,20 @@ static void finish_grpc(struct job *j)
 	if (j->kind == JOB_GRPC_PUT) {
 		PutMetadataResponse empty = PUT_METADATA_RESPONSE__INIT;
 		service_grpc_finish_message(j->call, &empty.base);
+		return;
+	}
+	struct buf scratch;
+	buf_init(&scratch, 0);
+	bool repaired = repair_utf8(&j->out.id, &scratch);
+	repaired |= repair_utf8(&j->out.title, &scratch);
+	repaired |= repair_utf8(&j->out.description, &scratch);
+	repaired |= repair_utf8(&j->out.director, &scratch);
+	buf_release(&scratch);
+	if (repaired)
+		log_warn("stored metadata is not valid UTF-8: answered with U+FFFD",
+		         LOG_S("movie_id", j->id));
+	if (!j->out.id || !j->out.title || !j->out.description || !j->out.director) {
+		grpc_call_finish(j->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
 		return;
 	}
 	Metadata m = METADATA__INIT;

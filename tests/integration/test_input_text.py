@@ -249,5 +249,42 @@ class MovieTextTest(Base):
         self.assertEqual(status, 200)
 
 
+class LegacyInvalidRecordTest(Base):
+    """A record written before these rules (here: straight into the SQLite file)
+    with invalid UTF-8 in its title is still readable by grpcio: the bytes go
+    out as U+FFFD, as the JSON answer already did."""
+
+    def test_stored_invalid_utf8_is_answered_repaired(self):
+        import sqlite3
+        import tempfile
+        workdir = tempfile.mkdtemp(prefix="movie-legacy-")
+        db = "%s/metadata.db" % workdir
+        cfg = "storage:\n  driver: sqlite\n  sqlite:\n    path: %s\n" % db
+        with Service("metadata", cfg + "shutdown:\n  drain_delay: 0s\n") as svc:
+            svc.start()  # creates the schema
+            self.assertEqual(svc.stop(), 0)
+            conn = sqlite3.connect(db)
+            conn.execute("INSERT INTO metadata (id, title, description, director) "
+                         "VALUES (?, CAST(? AS TEXT), ?, ?)",
+                         ("legacy", b"Bad \xfe title", "d", "x"))
+            conn.commit()
+            conn.close()
+            svc.start()
+            channel = grpc.insecure_channel(svc.target)
+            try:
+                got = S.movie_pb2_grpc.MetadataServiceStub(channel).GetMetadata(
+                    pb.GetMetadataRequest(movie_id="legacy"), timeout=5).metadata
+            finally:
+                channel.close()
+            self.assertEqual(got.title, "Bad \ufffd title")
+            self.assertEqual(got.description, "d")
+            status, body = svc.http("GET", "/metadata?id=legacy")
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body)["title"], "Bad \ufffd title")
+            self.assertTrue(any(l.get("msg", "").startswith("stored metadata is not valid UTF-8")
+                                for l in svc.log_lines()))
+            svc.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
