@@ -40,6 +40,10 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap) __attribute__((forma
 /* Append `s` as a JSON string literal, quotes included, escaping as RFC 8259
  * requires. Invalid UTF-8 is replaced by U+FFFD. Returns 0, MV_ETOOBIG, MV_ENOMEM. */
 int buf_append_json_string(struct buf *b, const char *s, size_t len);
+/* Append s[0..len) with each byte that does not start a valid UTF-8
+ * sequence replaced by U+FFFD (as buf_append_json_string does). On failure
+ * the buffer is unchanged. Returns 0, MV_ETOOBIG, MV_ENOMEM. */
+int buf_append_utf8(struct buf *b, const char *s, size_t len);
 /* Drop the first `n` bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 

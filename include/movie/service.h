@@ -135,6 +135,15 @@ int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *
  * the call was finished here, false when the caller answers OK. */
 bool service_grpc_finish_failed(struct grpc_call *call, int err, const char *message);
 
+/* Apply the string rules of movie/text.h (valid UTF-8, no NUL) to every
+ * string field of the raw request msg[0..len) of type `desc`, before it is
+ * unpacked (unpacking loses the length of a string with an embedded NUL).
+ * When a field breaks them, finish `call` with INVALID_ARGUMENT
+ * "<field>: <reason>" and return false; else return true (malformed bytes
+ * pass: the unpacker reports those). On the call's loop only. */
+bool service_grpc_check_text(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
+                             const uint8_t *msg, size_t len);
+
 /* Finish `call` OK with `msg` serialized as its response (an empty message
  * for Put* calls). Answers RESOURCE_EXHAUSTED when the buffer cannot be had. */
 void service_grpc_finish_message(struct grpc_call *call, const ProtobufCMessage *msg);

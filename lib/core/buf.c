@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "movie/err.h"
+#include "movie/text.h"
 #include "movie/banned.h"
 
 static size_t effective_limit(const struct buf *b)
@@ -100,39 +101,6 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	return rc;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is invalid. */
-static size_t utf8_sequence_length(const unsigned char *s, size_t avail)
-{
-	unsigned char c = s[0];
-	size_t n;
-	uint32_t cp;
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n > avail)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
 int buf_append_json_string(struct buf *b, const char *s, size_t len)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -156,7 +124,7 @@ int buf_append_json_string(struct buf *b, const char *s, size_t len)
 			}
 			i++;
 		} else {
-			size_t n = utf8_sequence_length(p + i, len - i);
+			size_t n = text_utf8_next(p + i, len - i);
 			if (n == 0) {
 				rc = buf_append(b, "\xef\xbf\xbd", 3);
 				i++;
@@ -168,6 +136,29 @@ int buf_append_json_string(struct buf *b, const char *s, size_t len)
 	}
 	if (!rc)
 		rc = buf_append(b, "\"", 1);
+	if (rc) {
+		b->len = start_len;
+		if (b->data)
+			b->data[b->len] = '\0';
+	}
+	return rc;
+}
+
+int buf_append_utf8(struct buf *b, const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t start_len = b->len;
+	int rc = 0;
+	for (size_t i = 0; !rc && i < len;) {
+		size_t n = text_utf8_next(p + i, len - i);
+		if (n == 0) {
+			rc = buf_append(b, "\xef\xbf\xbd", 3);
+			i++;
+		} else {
+			rc = buf_append(b, p + i, n);
+			i += n;
+		}
+	}
 	if (rc) {
 		b->len = start_len;
 		if (b->data)

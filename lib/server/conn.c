@@ -472,7 +472,7 @@ void conn_accept(struct worker *w, int fd)
 		int64_t age = srv->cfg->max_connection_age_ms;
 		int64_t jitter = age / 10;
 		c->max_age_ms =
-		    age - jitter + (jitter ? (int64_t)(random() % (2 * jitter + 1)) : 0);
+		    age - jitter + (int64_t)prng_below(&w->prng, (uint64_t)(2 * jitter + 1));
 	}
 	update_reading(c);
 }
@@ -521,6 +521,9 @@ void conn_sweep(struct worker *w)
 			else
 				conn_close(c);
 		} else if (c->max_age_ms && now - c->created_ms >= c->max_age_ms) {
+			if (!c->goaway_sent)
+				log_debug("connection reached its maximum age",
+				          LOG_I("max_age_ms", c->max_age_ms));
 			conn_goaway(c);
 		}
 		c = next;

@@ -13,6 +13,7 @@
 #include "movie/grpc.h"
 #include "movie/http1.h"
 #include "movie/metrics.h"
+#include "movie/prng.h"
 #include "movie/server.h"
 
 #define SERVER_MAX_METHODS 32
@@ -112,6 +113,7 @@ struct worker {
 	pthread_mutex_t wake_mutex; /* guards wake_closed against senders */
 	bool wake_closed;
 	uv_timer_t sweep; /* idle timeout, connection age */
+	struct prng prng; /* this loop's jitter (connection age) */
 	pthread_t thread;
 	struct conn *conns;      /* doubly linked */
 	struct conn *flush_list; /* connections with output from async completions */

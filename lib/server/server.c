@@ -580,6 +580,7 @@ static int worker_init(struct server *srv, struct worker *w, size_t index)
 {
 	w->srv = srv;
 	w->index = index;
+	prng_seed(&w->prng);
 	if (uv_loop_init(&w->loop) != 0)
 		return MV_EINTERNAL;
 	if (uv_poll_init(&w->loop, &w->listener, w->listen_fd) != 0)

@@ -10,6 +10,7 @@
 #include "movie/buf.h"
 #include "movie/err.h"
 #include "movie/server.h"
+#include "movie/text.h"
 #include "movie/banned.h"
 
 #ifndef MOVIE_VERSION_STRING
@@ -186,6 +187,18 @@ bool service_grpc_finish_failed(struct grpc_call *call, int err, const char *mes
 		grpc_call_finish(call, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded", NULL, 0);
 		return true;
 	}
+	return false;
+}
+
+bool service_grpc_check_text(struct grpc_call *call, const ProtobufCMessageDescriptor *desc,
+                             const uint8_t *msg, size_t len)
+{
+	const char *field = NULL, *why = NULL;
+	if (text_pb_check(desc, msg, len, &field, &why) != MV_EINVAL)
+		return true;
+	char message[128];
+	snprintf(message, sizeof(message), "%s: %s", field, why);
+	grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, message, NULL, 0);
 	return false;
 }
 

@@ -5,6 +5,7 @@
  */
 #include "handlers.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@
 #include "movie/err.h"
 #include "movie/log.h"
 #include "movie/service.h"
+#include "movie/text.h"
 #include "movie/banned.h"
 
 struct handlers {
@@ -55,19 +57,28 @@ static void job_free(struct job *j)
 	free(j);
 }
 
-/* A valid id: non-empty, at most METADATA_ID_MAX bytes. */
-static const char *check_id(const char *id)
+/* A valid id (docs/api.md, "Strings"): non-empty, at most METADATA_ID_MAX
+ * bytes, UTF-8 without control characters. len is the id's true length: a
+ * client's id with an embedded NUL is longer than strlen says. */
+static const char *check_id(const char *id, size_t len)
 {
-	if (!id || !*id)
+	if (!id || len == 0)
 		return "movie id must not be empty";
-	if (strlen(id) > METADATA_ID_MAX)
+	if (len > METADATA_ID_MAX)
 		return "movie id too long";
+	if (text_check_id(id, len)) {
+		static __thread char why[64]; /* per loop thread */
+		snprintf(why, sizeof(why), "movie id: %s", text_check_id(id, len));
+		return why;
+	}
 	return NULL;
 }
 
+/* The strings of m are whole: the wire check (gRPC) or the JSON decoder
+ * refused any with an embedded NUL before they were copied. */
 static const char *check_text(const struct metadata *m)
 {
-	const char *why = check_id(m->id);
+	const char *why = check_id(m->id, strlen(m->id));
 	if (why)
 		return why;
 	if (strlen(m->title) > METADATA_TEXT_MAX || strlen(m->description) > METADATA_TEXT_MAX ||
@@ -96,6 +107,27 @@ static const char *store_error_message(int rc)
 	}
 }
 
+/* Point *field at a valid UTF-8 version of itself: records written before the
+ * string rules (docs/api.md) may hold invalid UTF-8, and grpcio refuses a
+ * whole response that carries it. Such bytes go out as U+FFFD, as JSON
+ * answers already do. Returns true when `field` had to be repaired. */
+static bool repair_utf8(char **field, struct buf *scratch)
+{
+	if (!*field)
+		return false;
+	size_t n = strlen(*field);
+	if (text_utf8_valid(*field, n))
+		return false;
+	if (buf_append_utf8(scratch, *field, n) != 0)
+		return false; /* out of memory: the client sees the bytes as stored */
+	free(*field);
+	*field = strdup(scratch->data ? scratch->data : "");
+	buf_reset(scratch);
+	if (!*field)
+		*field = strdup("");
+	return true;
+}
+
 static void finish_grpc(struct job *j)
 {
 	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
@@ -103,6 +135,20 @@ static void finish_grpc(struct job *j)
 	if (j->kind == JOB_GRPC_PUT) {
 		PutMetadataResponse empty = PUT_METADATA_RESPONSE__INIT;
 		service_grpc_finish_message(j->call, &empty.base);
+		return;
+	}
+	struct buf scratch;
+	buf_init(&scratch, 0);
+	bool repaired = repair_utf8(&j->out.id, &scratch);
+	repaired |= repair_utf8(&j->out.title, &scratch);
+	repaired |= repair_utf8(&j->out.description, &scratch);
+	repaired |= repair_utf8(&j->out.director, &scratch);
+	buf_release(&scratch);
+	if (repaired)
+		log_warn("stored metadata is not valid UTF-8: answered with U+FFFD",
+		         LOG_S("movie_id", j->id));
+	if (!j->out.id || !j->out.title || !j->out.description || !j->out.director) {
+		grpc_call_finish(j->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
 		return;
 	}
 	Metadata m = METADATA__INIT;
@@ -170,13 +216,15 @@ static struct job *job_new(struct handlers *h, enum job_kind kind)
 
 static void grpc_get_metadata(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
+	if (!service_grpc_check_text(call, &get_metadata_request__descriptor, msg, len))
+		return;
 	GetMetadataRequest *req = get_metadata_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed GetMetadataRequest",
 		                 NULL, 0);
 		return;
 	}
-	const char *why = check_id(req->movie_id);
+	const char *why = check_id(req->movie_id, req->movie_id ? strlen(req->movie_id) : 0);
 	if (why) {
 		get_metadata_request__free_unpacked(req, NULL);
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, why, NULL, 0);
@@ -198,6 +246,8 @@ static void grpc_get_metadata(struct grpc_call *call, const uint8_t *msg, size_t
 
 static void grpc_put_metadata(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
+	if (!service_grpc_check_text(call, &put_metadata_request__descriptor, msg, len))
+		return;
 	PutMetadataRequest *req = put_metadata_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PutMetadataRequest",
@@ -251,6 +301,11 @@ static void http_get_metadata(struct http_exchange *ex, const struct http1_reque
 		                                  : "query parameter id is required");
 		return;
 	}
+	const char *why = check_id(id, (size_t)n);
+	if (why) {
+		service_http_error(ex, 400, why);
+		return;
+	}
 	struct job *j = job_new(h, JOB_HTTP_GET);
 	if (j)
 		j->id = strdup(id);
@@ -269,7 +324,9 @@ static char *json_string_field(json_t *obj, const char *key, bool *bad)
 	json_t *v = json_object_get(obj, key);
 	if (!v || json_is_null(v))
 		return strdup("");
-	if (!json_is_string(v)) {
+	/* jansson refuses invalid UTF-8 and \u0000 already (no JSON_ALLOW_NUL);
+	 * the shared rule says so explicitly, with the true length. */
+	if (!json_is_string(v) || text_check(json_string_value(v), json_string_length(v))) {
 		*bad = true;
 		return NULL;
 	}
@@ -302,7 +359,9 @@ static void http_put_metadata(struct http_exchange *ex, const struct http1_reque
 	}
 	if (bad) {
 		job_free(j);
-		service_http_error(ex, 400, "id, title, description and director must be strings");
+		service_http_error(ex, 400,
+		                   "id, title, description and director must be strings of "
+		                   "valid UTF-8 without NUL");
 		return;
 	}
 	if (!j->in.id || !j->in.title || !j->in.description || !j->in.director) {

@@ -14,7 +14,9 @@
 
 #include "movie/store_config.h"
 
-/* Field caps enforced by handlers before they reach a store. */
+/* Field caps enforced by handlers before they reach a store. The handlers also
+ * apply movie/text.h: every string is valid UTF-8 without NUL (ids without any
+ * control character), so drivers bind strings by strlen without cutting any. */
 #define METADATA_ID_MAX   256
 #define METADATA_TEXT_MAX 16384
 

@@ -19,6 +19,7 @@
 #include "movie/grpc_client.h"
 #include "movie/log.h"
 #include "movie/service.h"
+#include "movie/text.h"
 #include "movie/banned.h"
 
 #define MOVIE_ID_MAX 256
@@ -189,25 +190,34 @@ static void on_caller_cancelled(struct grpc_call *call, void *arg)
 			grpc_client_call_cancel(peers[i]);
 }
 
-static const char *check_id(const char *id)
+/* The id rule of docs/api.md ("Strings"); len is the id's true length. */
+static const char *check_id(const char *id, size_t len)
 {
-	if (!id || !*id)
+	if (!id || len == 0)
 		return "movie id must not be empty";
-	if (strlen(id) > MOVIE_ID_MAX)
+	if (len > MOVIE_ID_MAX)
 		return "movie id too long";
+	const char *bad = text_check_id(id, len);
+	if (bad) {
+		static __thread char why[64]; /* per loop thread */
+		snprintf(why, sizeof(why), "movie id: %s", bad);
+		return why;
+	}
 	return NULL;
 }
 
 static void grpc_get_movie_details(struct grpc_call *call, const uint8_t *msg, size_t len,
                                    void *ctx)
 {
+	if (!service_grpc_check_text(call, &get_movie_details_request__descriptor, msg, len))
+		return;
 	GetMovieDetailsRequest *req = get_movie_details_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
 		                 "malformed GetMovieDetailsRequest", NULL, 0);
 		return;
 	}
-	const char *why = check_id(req->movie_id);
+	const char *why = check_id(req->movie_id, req->movie_id ? strlen(req->movie_id) : 0);
 	struct request *r = why ? NULL : calloc(1, sizeof(*r));
 	if (r)
 		memcpy(r->id, req->movie_id, strlen(req->movie_id) + 1);
@@ -240,6 +250,12 @@ static void http_movie(struct http_exchange *ex, const struct http1_request *req
 		                   n == MV_ETOOBIG  ? "movie id too long"
 		                   : n == MV_EINVAL ? "malformed query string"
 		                                    : "query parameter id is required");
+		return;
+	}
+	const char *why = check_id(r->id, (size_t)n);
+	if (why) {
+		free(r);
+		service_http_error(ex, 400, why);
 		return;
 	}
 	r->h = ctx;

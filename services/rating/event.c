@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "movie/err.h"
+#include "movie/text.h"
 
 #include "movie/banned.h"
 
@@ -44,39 +45,6 @@ static int fail(struct rating_event_error *err, enum rating_event_reason reason,
 	return code;
 }
 
-/* Length of the UTF-8 sequence at s[0..n), or 0 when it is not a valid,
- * shortest-form scalar value (RFC 3629: no surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
-{
-	unsigned char c = s[0];
-	size_t len;
-	uint32_t v, min;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	} else if (c >= 0xC2 && c <= 0xDF) {
-		len = 2, v = c & 0x1F, min = 0x80;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3, v = c & 0x0F, min = 0x800;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4, v = c & 0x07, min = 0x10000;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		v = (v << 6) | (s[i] & 0x3F);
-	}
-	if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
-		return 0;
-	*cp = v;
-	return len;
-}
-
 /* Copy the string member `key` of `obj` into dst (RATING_ID_MAX + 1 bytes).
  * Absent members are an error unless `optional`, which leaves dst empty. */
 static int copy_id(json_t *obj, const char *key, bool optional, char *dst,
@@ -97,15 +65,11 @@ static int copy_id(json_t *obj, const char *key, bool optional, char *dst,
 		return fail(err, reason, MV_EINVAL, key, "empty");
 	if (n > RATING_ID_MAX)
 		return fail(err, reason, MV_EINVAL, key, "longer than 256 bytes");
-	for (size_t i = 0; i < n;) {
-		uint32_t cp;
-		size_t step = utf8_seq(s + i, n - i, &cp);
-		if (step == 0)
-			return fail(err, reason, MV_EINVAL, key, "invalid UTF-8");
-		if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
-			return fail(err, reason, MV_EINVAL, key, "control character");
-		i += step;
-	}
+	/* The id rule every handler applies too (movie/text.h): a Kafka message is
+	 * as untrusted as a request. */
+	const char *bad = text_check_id(s, n);
+	if (bad)
+		return fail(err, reason, MV_EINVAL, key, bad);
 	memcpy(dst, s, n);
 	dst[n] = '\0';
 	return 0;

@@ -13,6 +13,7 @@
 #include "movie.pb-c.h"
 #include "movie/err.h"
 #include "movie/service.h"
+#include "movie/text.h"
 #include "movie/banned.h"
 
 struct handlers {
@@ -122,15 +123,20 @@ static void job_start(struct job *j)
 	}
 }
 
-/* Copy a required id; NULL when fine, else why not. */
+/* Copy a required id; NULL when fine, else why not. The wire check
+ * (service_grpc_check_text) has refused strings with an embedded NUL, so
+ * strlen is the id's true length; the id rule (docs/api.md, "Strings") adds
+ * no control characters. */
 static const char *copy_id(char *dst, const char *src, const char *what_empty,
-                           const char *what_long)
+                           const char *what_long, const char *what_control)
 {
 	if (!src || !*src)
 		return what_empty;
 	size_t n = strlen(src);
 	if (n > RATING_ID_MAX)
 		return what_long;
+	if (text_check_id(src, n))
+		return what_control;
 	memcpy(dst, src, n + 1);
 	return NULL;
 }
@@ -138,13 +144,14 @@ static const char *copy_id(char *dst, const char *src, const char *what_empty,
 static const char *fill_ids(struct job *j, const char *record_id, const char *record_type,
                             const char *user_id)
 {
-	const char *why =
-	    copy_id(j->record_id, record_id, "record_id must not be empty", "record_id too long");
+	const char *why = copy_id(j->record_id, record_id, "record_id must not be empty",
+	                          "record_id too long", "record_id: contains a control character");
 	if (!why)
 		why = copy_id(j->record_type, record_type, "record_type must not be empty",
-		              "record_type too long");
+		              "record_type too long", "record_type: contains a control character");
 	if (!why && j->kind != JOB_GRPC_GET && j->kind != JOB_HTTP_GET)
-		why = copy_id(j->user_id, user_id, "user_id must not be empty", "user_id too long");
+		why = copy_id(j->user_id, user_id, "user_id must not be empty", "user_id too long",
+		              "user_id: contains a control character");
 	return why;
 }
 
@@ -162,6 +169,8 @@ static struct job *job_new(struct handlers *h, enum job_kind kind)
 
 static void grpc_get_rating(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
+	if (!service_grpc_check_text(call, &get_aggregated_rating_request__descriptor, msg, len))
+		return;
 	GetAggregatedRatingRequest *req = get_aggregated_rating_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
@@ -185,6 +194,8 @@ static void grpc_get_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 static void grpc_put_rating(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
 	struct handlers *h = ctx;
+	if (!service_grpc_check_text(call, &put_rating_request__descriptor, msg, len))
+		return;
 	PutRatingRequest *req = put_rating_request__unpack(NULL, len, msg);
 	if (!req) {
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "malformed PutRatingRequest",
@@ -212,14 +223,21 @@ static void grpc_put_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 
 /* ---- HTTP ---- */
 
-/* Read query parameter `name` into dst; NULL when fine, else why not. */
+/* Read query parameter `name` into dst; NULL when fine, else why not.
+ * Percent-decoding can yield any byte: the id rule is checked on the decoded
+ * length, so "alice%00x" is refused rather than read as "alice". */
 static const char *query_param(const struct http1_request *req, const char *name, char *dst,
                                size_t size)
 {
 	static __thread char why[96]; /* per loop thread */
 	int n = http1_query_get(req->query, name, dst, size);
-	if (n > 0)
-		return NULL;
+	if (n > 0) {
+		const char *bad = text_check_id(dst, (size_t)n);
+		if (!bad)
+			return NULL;
+		snprintf(why, sizeof(why), "query parameter %s: %s", name, bad);
+		return why;
+	}
 	if (n == MV_ETOOBIG)
 		snprintf(why, sizeof(why), "query parameter %s too long", name);
 	else if (n == MV_EINVAL)

@@ -7,6 +7,7 @@
  */
 #include "ingest.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -29,7 +30,10 @@
 #define BACKOFF_MIN_MS  100
 #define BACKOFF_MAX_MS  5000
 #define LAG_INTERVAL_MS 1000
-#define DLQ_FLUSH_MS    10000
+/* Partitions beyond this id get no position from end-of-partition events
+ * (their lag stays unknown until a message is consumed): bounds eof_offset. */
+#define EOF_PARTITIONS_MAX 4096
+#define DLQ_FLUSH_MS       10000
 /* Shutdown budget with Kafka unreachable: a Kubernetes grace period must not
  * be spent waiting on a coordinator that is gone. */
 #define STOP_DLQ_FLUSH_MS 2000
@@ -94,6 +98,15 @@ struct ingest {
 	struct metrics_counter *consumed, *stored, *batches, *retries;
 	struct metrics_counter *rejected[REJECT_LABELS];
 	struct metrics_gauge *lag, *paused_gauge;
+
+	/* The lag needs each assigned partition's position. librdkafka knows it
+	 * only once a message of the partition was consumed; a partition with
+	 * nothing new since its committed offset gets it from the end-of-partition
+	 * event instead: eof_offset[partition] (-1 unknown), reset on every
+	 * rebalance. Consumer thread only. */
+	bool assigned;
+	int64_t *eof_offset;
+	size_t eof_cap;
 };
 
 static int64_t now_ms(void)
@@ -234,12 +247,31 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
 	struct ingest *in = opaque;
+	for (size_t i = 0; i < in->eof_cap; i++)
+		in->eof_offset[i] = -1;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
 		log_info("partitions assigned", LOG_S("component", "ingest"),
 		         LOG_I("partitions", parts->cnt));
+		size_t need = 0;
+		for (int i = 0; i < parts->cnt; i++)
+			if (parts->elems[i].partition >= 0 &&
+			    (size_t)parts->elems[i].partition < EOF_PARTITIONS_MAX &&
+			    (size_t)parts->elems[i].partition >= need)
+				need = (size_t)parts->elems[i].partition + 1;
+		if (need > in->eof_cap) {
+			int64_t *grown = realloc(in->eof_offset, need * sizeof(*grown));
+			if (grown) {
+				for (size_t i = in->eof_cap; i < need; i++)
+					grown[i] = -1;
+				in->eof_offset = grown;
+				in->eof_cap = need;
+			}
+		}
+		in->assigned = true;
 		rd_kafka_assign(rk, parts);
 		return;
 	}
+	in->assigned = false;
 	/* Revoked (or an error): whatever is applied has its offset stored:
 	 * commit it now so the next owner does not replay it. The unapplied batch
 	 * is dropped; the next owner gets it from the committed offset. */
@@ -341,6 +373,9 @@ static void batch_add(struct ingest *in, const rd_kafka_message_t *m)
  * joined the batch. */
 static bool take_message(struct ingest *in, rd_kafka_message_t *m)
 {
+	if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && m->partition >= 0 &&
+	    (size_t)m->partition < in->eof_cap)
+		in->eof_offset[m->partition] = m->offset; /* caught up: position known */
 	if (m->err) {
 		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
 			log_warn("consumer error", LOG_S("component", "ingest"),
@@ -487,27 +522,38 @@ static void wait_polling(struct ingest *in, int64_t ms)
  * past its timeout when the leader is unreachable (seen with 2.0.2), which
  * would stall this thread and ingest_stop. The cached high watermark is
  * refreshed by every fetch response, so while paused the gauge shows the
- * last known lag; rating_ingest_paused says why. */
+ * last known lag; rating_ingest_paused says why.
+ * The lag is NaN ("unknown", docs/internals/kafka.md) while any assigned
+ * partition lacks a position or a high watermark, and before the first
+ * assignment: counting from the low watermark instead reported a whole
+ * topic of backlog after every clean restart. */
 static void update_lag(struct ingest *in)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL;
+	if (!in->assigned) {
+		metrics_gauge_set(in->lag, NAN);
+		return;
+	}
 	if (rd_kafka_assignment(in->rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return;
 	rd_kafka_position(in->rk, parts);
 	int64_t lag = 0;
-	for (int i = 0; i < parts->cnt; i++) {
+	bool known = true;
+	for (int i = 0; i < parts->cnt && known; i++) {
 		int64_t lo = RD_KAFKA_OFFSET_INVALID, hi = RD_KAFKA_OFFSET_INVALID;
 		const rd_kafka_topic_partition_t *p = &parts->elems[i];
-		if (rd_kafka_get_watermark_offsets(in->rk, p->topic, p->partition, &lo, &hi) != 0 ||
+		int64_t pos = p->offset;
+		if (pos < 0 && p->partition >= 0 && (size_t)p->partition < in->eof_cap)
+			pos = in->eof_offset[p->partition];
+		if (pos < 0 ||
+		    rd_kafka_get_watermark_offsets(in->rk, p->topic, p->partition, &lo, &hi) != 0 ||
 		    hi < 0)
-			continue;
-		/* No position yet (nothing consumed): count from the low mark. */
-		int64_t pos = p->offset >= 0 ? p->offset : (lo >= 0 ? lo : hi);
-		if (hi > pos)
+			known = false;
+		else if (hi > pos)
 			lag += hi - pos;
 	}
 	rd_kafka_topic_partition_list_destroy(parts);
-	metrics_gauge_set(in->lag, (double)lag);
+	metrics_gauge_set(in->lag, known ? (double)lag : NAN);
 }
 
 static void *consumer_main(void *arg)
@@ -637,6 +683,7 @@ static void register_metrics(struct ingest *in, struct metrics_registry *reg)
 	    reg, "rating_ingest_consumer_lag",
 	    "Messages behind the high watermark, summed over the assigned partitions.", 0, NULL);
 	in->lag = lag ? metrics_gauge_get(lag, NULL) : NULL;
+	metrics_gauge_set(in->lag, NAN); /* unknown until a position is */
 	struct metrics_family *paused =
 	    metrics_gauge_family(reg, "rating_ingest_paused",
 	                         "1 while consumption is paused (store unavailable).", 0, NULL);
@@ -707,7 +754,7 @@ struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store
 	    set_conf(conf, "enable.auto.commit", "true", errbuf, errbuf_size) ||
 	    set_conf(conf, "auto.commit.interval.ms", "1000", errbuf, errbuf_size) ||
 	    set_conf(conf, "auto.offset.reset", "earliest", errbuf, errbuf_size) ||
-	    set_conf(conf, "enable.partition.eof", "false", errbuf, errbuf_size) ||
+	    set_conf(conf, "enable.partition.eof", "true", errbuf, errbuf_size) ||
 	    set_conf(conf, "queued.max.messages.kbytes", QUEUED_MAX_KBYTES, errbuf, errbuf_size))
 		goto fail_conf;
 	/* The heartbeat must fit in the session several times over. */
@@ -807,6 +854,7 @@ void ingest_stop(struct ingest *in)
 	rd_kafka_topic_partition_list_destroy(in->batch.offsets);
 	buf_release(&in->batch.arena);
 	free(in->deferred);
+	free(in->eof_offset);
 	free(in->batch.changes);
 	free(in->batch.slots);
 	free(in->dlq_topic);

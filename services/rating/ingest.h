@@ -28,7 +28,8 @@
  * rating_ingest_events_stored_total, rating_ingest_events_rejected_total{reason},
  * rating_ingest_batches_total, rating_ingest_store_retries_total,
  * rating_ingest_consumer_lag (sum over the assigned partitions of high
- * watermark - position, from the watermarks of the last fetch, every second),
+ * watermark - position, from the watermarks of the last fetch, every second;
+ * NaN while not every assigned partition has a known position),
  * rating_ingest_paused (0/1).
  * librdkafka's own logs go to log.h with "component":"rdkafka".
  */

@@ -24,7 +24,10 @@ enum rating_op {
 	RATING_OP_DELETE = 1
 };
 
-/* One change, as PutRating or a Kafka event produces it. Strings are borrowed. */
+/* One change, as PutRating or a Kafka event produces it. Strings are borrowed,
+ * NUL-terminated and free of NUL and control characters (the handlers and the
+ * event parser apply movie/text.h first): drivers bind them by strlen and the
+ * memory store joins them with NUL separators, which that makes unambiguous. */
 struct rating_change {
 	enum rating_op op;
 	const char *record_id;

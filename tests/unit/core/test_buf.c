@@ -42,8 +42,29 @@ static void test_json_string(void)
 	buf_release(&b);
 }
 
+static void test_append_utf8_repairs(void)
+{
+	struct buf b;
+	buf_init(&b, 0);
+	CHECK_INT_EQ(buf_append_utf8(&b, "ok \xc3\xa9", 5), 0);
+	CHECK_STR_EQ(b.data, "ok \xc3\xa9");
+	buf_reset(&b);
+	CHECK_INT_EQ(buf_append_utf8(&b, "T\xfe\xfe!", 4), 0);
+	CHECK_STR_EQ(b.data, "T\xef\xbf\xbd\xef\xbf\xbd!");
+	buf_reset(&b);
+	CHECK_INT_EQ(buf_append_utf8(&b, "caf\xc3", 4), 0); /* truncated sequence */
+	CHECK_STR_EQ(b.data, "caf\xef\xbf\xbd");
+	buf_release(&b);
+
+	buf_init(&b, 4);
+	CHECK_INT_EQ(buf_append_utf8(&b, "\xff\xff", 2), MV_ETOOBIG);
+	CHECK_INT_EQ(b.len, 0);
+	buf_release(&b);
+}
+
 int main(void)
 {
+	RUN(test_append_utf8_repairs);
 	RUN(test_append_and_limit);
 	RUN(test_printf_long);
 	RUN(test_json_string);
