@@ -489,7 +489,8 @@ static void test_unary_ok(void)
 static void test_large_messages_flow_control(void)
 {
 	/* 200 KB each way: more than the peers' initial 64 KB windows. */
-	static const struct grpc_session_limits big = {1 << 20, 16, 8192};
+	static const struct grpc_session_limits big = {
+	    .max_message_bytes = 1 << 20, .max_concurrent_streams = 16, .max_header_bytes = 8192};
 	const size_t len = 200 * 1024;
 	struct conn k;
 	reset_state();
@@ -931,7 +932,8 @@ static uint32_t remote_setting(struct conn *k, nghttp2_settings_id id)
 
 static void test_settings_advertised(void)
 {
-	static const struct grpc_session_limits lim = {4096, 7, 3000};
+	static const struct grpc_session_limits lim = {
+	    .max_message_bytes = 4096, .max_concurrent_streams = 7, .max_header_bytes = 3000};
 	struct conn k;
 	reset_state();
 	conn_open(&k, &lim);
