@@ -259,13 +259,14 @@ static bool over_session_budget(const struct grpc_session *s, size_t extra)
 	       s->buffered + extra > s->limits.max_buffered_request_bytes;
 }
 
-/* The incomplete request holding the most buffered bytes, or NULL. */
+/* The incomplete request holding the most buffered bytes (the oldest of
+ * equals: calls are listed newest first), or NULL. */
 static struct grpc_call *largest_receiving(struct grpc_session *s)
 {
 	struct grpc_call *best = NULL;
 	for (struct grpc_call *c = s->calls; c; c = c->next_in_session) {
 		if (c->state == CALL_RECEIVING && !c->bad_request && c->stream_open &&
-		    c->request.len && (!best || c->request.len > best->request.len))
+		    c->request.len && (!best || c->request.len >= best->request.len))
 			best = c;
 	}
 	return best;
