@@ -134,7 +134,7 @@ extern const char *const server_log_levels[];
 	     .default_value = "30s",                                                            \
 	     .min = 1000,                                                                       \
 	     .max = 3600 * 1000,                                                                \
-	     .help = "reset a connection whose pending output makes no progress for"},          \
+	     .help = "reset a connection whose output stalls this long"},                       \
 	    {.key = "api.header_timeout",                                                       \
 	     .type = CFG_DURATION_MS,                                                           \
 	     .offset = offsetof(cfg_struct, member.header_timeout_ms),                          \
