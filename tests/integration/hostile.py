@@ -34,6 +34,13 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS for %d" % pid)
 
 
+def sanitized(pid):
+    """True for an AddressSanitizer build: its allocator keeps freed memory in a
+    quarantine and its shadow memory, so RSS says nothing about our buffers."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rpartition(")")[2].split()
@@ -367,6 +374,21 @@ def measure(attack, bin_dir, legacy):
             svc.http("PUT", "/metadata", body='{"id":"big","title":"t","description":"%s"}'
                      % ("d" * 16384))
         rss0, cpu0 = wait_settled(pid), cpu_seconds(pid)
+        # /healthz latency while the attack runs (a second client's view).
+        worst = [0.0]
+        stop = threading.Event()
+
+        def probe():
+            while not stop.is_set():
+                t = time.monotonic()
+                try:
+                    svc.http("GET", "/healthz", timeout=10)
+                except OSError:
+                    pass
+                worst[0] = max(worst[0], time.monotonic() - t)
+                stop.wait(0.05)
+        prober = threading.Thread(target=probe)
+        prober.start()
         t0 = time.monotonic()
         if attack == "h1-pipeline":
             socks, sent = attack_h1_pipeline(svc.port)
@@ -382,9 +404,12 @@ def measure(attack, bin_dir, legacy):
             keep = [sock]
         rss1 = wait_settled(pid)
         cpu1 = cpu_seconds(pid)
-        print("%-12s sent %9d bytes in %.1fs; RSS %6.1f -> %6.1f MiB (+%.1f); CPU %.2f s"
+        stop.set()
+        prober.join()
+        print("%-12s sent %9d bytes in %.1fs; RSS %6.1f -> %6.1f MiB (+%.1f); CPU %.2f s; "
+              "worst /healthz %.3f s"
               % (attack, sent, time.monotonic() - t0, rss0 / 1024, rss1 / 1024,
-                 (rss1 - rss0) / 1024, cpu1 - cpu0), flush=True)
+                 (rss1 - rss0) / 1024, cpu1 - cpu0, worst[0]), flush=True)
         for s in keep:
             s.close()
         rss2 = wait_settled(pid, last_only=True)
