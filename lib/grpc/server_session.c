@@ -420,12 +420,12 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
 	if (!c)
 		return 0;
-	/* Trailers count too (one budget for the request's header lists): they
-	 * cost the decoder as much. nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receipt, and
-	 * HPACK lets a few bytes name a large table entry again and again: count
-	 * the decoded list as RFC 7541 sizes it and stop decoding into callbacks
-	 * at the limit. TEMPORAL_CALLBACK_FAILURE makes nghttp2 skip the rest of
-	 * the block (it still updates the table, without validating values). */
+	/* nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receipt,
+	 * and HPACK lets one byte name a large table entry again and again:
+	 * count the decoded list as RFC 7541 sizes it (trailers too, they cost
+	 * the decoder as much) and stop at the limit. TEMPORAL_CALLBACK_FAILURE
+	 * makes nghttp2 skip the rest of the block (it still updates the HPACK
+	 * table, but no longer validates values or calls us). */
 	c->header_bytes += namelen + valuelen + 32;
 	if (c->header_bytes > s->limits.max_header_bytes) {
 		if (++s->header_violations >= MAX_HEADER_VIOLATIONS) {

@@ -88,8 +88,8 @@ static bool output_full(const struct conn *c)
 	return pending_output(c) >= (size_t)c->worker->srv->cfg->max_output_bytes;
 }
 
-/* Bring the process request budget in line with what this HTTP/1.1
- * connection holds: unparsed input plus the parser's request. */
+/* Request bytes an HTTP/1.1 (or undecided) connection holds: unparsed input
+ * plus the parser's request. */
 static size_t h1_held(const struct conn *c)
 {
 	if (c->closing || c->proto != PROTO_H1)
@@ -97,6 +97,7 @@ static size_t h1_held(const struct conn *c)
 	return c->in.len + c->h1.request.body.len + c->h1.request.target.len;
 }
 
+/* Bring the process request budget in line with h1_held. */
 static void h1_account(struct conn *c)
 {
 	size_t held = h1_held(c);
