@@ -17,6 +17,7 @@
  */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,10 +167,19 @@ static void check_active(const struct grpc_session *s)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	/* Small budgets and caps, so that inputs reach the reset and refusal
+	 * paths; the process counter must come back to zero. */
+	static _Atomic long process_bytes;
 	static const struct grpc_session_limits limits = {
 	    .max_message_bytes = 64,
 	    .max_concurrent_streams = 8,
 	    .max_header_bytes = 4096,
+	    .max_pending_output = 256,
+	    .max_buffered_request_bytes = 160,
+	    .process_request_bytes = &process_bytes,
+	    .max_process_request_bytes = 200,
+	    .header_timeout_ns = 1000,
+	    .request_timeout_ns = 2000,
 	};
 	struct buf in, out;
 	memset(&fz, 0, sizeof(fz));
@@ -201,6 +211,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_active(s);
 		if (goaway && piece == 3)
 			grpc_session_goaway(s);
+		if (next_rand() % 8 == 0)
+			grpc_session_expire(s, grpc_now_ns() + (int64_t)(next_rand() % 4000));
 		buf_reset(&out);
 		if (grpc_session_send(s, &out) != 0 || rc != 0)
 			break;
@@ -222,7 +234,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_active(s);
 		grpc_session_free(s);
 	}
-	if (fz.held_n)
+	if (fz.held_n || atomic_load(&process_bytes) != 0)
 		abort();
 out:
 	buf_release(&out);

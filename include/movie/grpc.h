@@ -98,7 +98,24 @@ struct grpc_method {
 struct grpc_session_limits {
 	size_t max_message_bytes;        /* request messages above: RESOURCE_EXHAUSTED */
 	uint32_t max_concurrent_streams; /* advertised in SETTINGS and enforced */
-	size_t max_header_bytes;         /* SETTINGS_MAX_HEADER_LIST_SIZE */
+	size_t max_header_bytes;         /* SETTINGS_MAX_HEADER_LIST_SIZE, enforced on receipt */
+	/* Output: grpc_session_send stops pulling frames once `out` holds this
+	 * many bytes (0: no cap); the rest stays queued in the session. */
+	size_t max_pending_output;
+	/* Request bytes buffered by this session's streams (0: no cap). Over it,
+	 * the largest incomplete request is answered RESOURCE_EXHAUSTED and reset. */
+	size_t max_buffered_request_bytes;
+	/* A budget shared by every session of the process: the counter (may be
+	 * NULL: no budget) and its cap. Over it, new streams are refused with
+	 * RESOURCE_EXHAUSTED and the largest incomplete request is reset. */
+	_Atomic long *process_request_bytes;
+	size_t max_process_request_bytes;
+	/* Timeouts checked by grpc_session_expire (0: none). header: from a
+	 * stream's first HEADERS frame to the end of its header block (the
+	 * connection is blocked meanwhile, so it is closed); request: from the
+	 * first HEADERS frame to the request's END_STREAM (the stream is reset). */
+	int64_t header_timeout_ns;
+	int64_t request_timeout_ns;
 };
 
 struct grpc_session_hooks {
@@ -130,7 +147,8 @@ void grpc_session_free(struct grpc_session *s);
 /* Process received bytes (may call handlers). Returns 0, or MV_EPROTO when the
  * connection must be closed (after sending what grpc_session_send yields). */
 int grpc_session_recv(struct grpc_session *s, const uint8_t *data, size_t len);
-/* Append all pending output. Returns 0, MV_EPROTO (fatal), MV_ENOMEM. */
+/* Append pending output, up to limits.max_pending_output bytes in `out`.
+ * Returns 0, MV_EPROTO (fatal), MV_ENOMEM. */
 int grpc_session_send(struct grpc_session *s, struct buf *out);
 /* False once the session has nothing more to read or write (close it). */
 bool grpc_session_want_io(struct grpc_session *s);
@@ -139,6 +157,18 @@ bool grpc_session_want_io(struct grpc_session *s);
 void grpc_session_goaway(struct grpc_session *s);
 /* Calls started and not yet finished (in-flight). */
 size_t grpc_session_active_calls(const struct grpc_session *s);
+/* Apply the header and request timeouts at time `now_ns` (grpc_now_ns clock).
+ * Returns 0, or MV_ETIMEDOUT when a header block stayed incomplete too long:
+ * a GOAWAY is queued and the connection must be closed after sending it. */
+int grpc_session_expire(struct grpc_session *s, int64_t now_ns);
+/* grpc_now_ns time of the last stream opened or closed (the session's
+ * creation before any): what "idle" means for HTTP/2, so that PINGs alone
+ * do not keep a connection open. */
+int64_t grpc_session_last_stream_activity(const struct grpc_session *s);
+/* Streams open (receiving, handled or sending). */
+size_t grpc_session_open_streams(const struct grpc_session *s);
+/* Request bytes buffered by the session's calls. */
+size_t grpc_session_buffered_request_bytes(const struct grpc_session *s);
 
 /* ---- handler side of a call (session thread only) ---- */
 

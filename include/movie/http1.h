@@ -117,6 +117,12 @@ int http1_parser_feed(struct http1_parser *p, const char *data, size_t len, size
  * Call after http1_parser_feed returned HTTP1_NEED_MORE. */
 bool http1_parser_continue_due(struct http1_parser *p);
 
+/* True once any byte of the current request (leading empty lines included)
+ * has been fed and until http1_parser_next. */
+bool http1_parser_started(const struct http1_parser *p);
+/* True once the current request's head (request line + headers) is complete. */
+bool http1_parser_head_complete(const struct http1_parser *p);
+
 /* Forget the current request and get ready for the next on the connection.
  * Call it after HTTP1_REQUEST_READY (or an error). Does not clear a sticky error. After a request whose keep_alive is false the
  * connection is over: every later feed returns HTTP1_BAD_REQUEST. */

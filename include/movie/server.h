@@ -42,6 +42,12 @@ struct server_config {
 	int64_t max_body_bytes;
 	int64_t idle_timeout_ms;
 	int64_t max_connection_age_ms;
+	int64_t max_output_bytes;             /* unsent output per connection: stop reading above */
+	int64_t write_timeout_ms;             /* pending output without progress: close */
+	int64_t header_timeout_ms;            /* first byte of a request to its complete head */
+	int64_t request_timeout_ms;           /* first byte of a request to its last */
+	int64_t max_connection_request_bytes; /* buffered request bytes per connection */
+	int64_t max_process_request_bytes;    /* buffered request bytes per process */
 	char *log_level;
 	bool log_requests;
 	int64_t drain_delay_ms;
@@ -115,6 +121,48 @@ extern const char *const server_log_levels[];
 	     .min = 0,                                                                          \
 	     .max = 24LL * 3600 * 1000,                                                         \
 	     .help = "GOAWAY connections older than this (0 = never)"},                         \
+	    {.key = "api.max_output_bytes",                                                     \
+	     .type = CFG_SIZE,                                                                  \
+	     .offset = offsetof(cfg_struct, member.max_output_bytes),                           \
+	     .default_value = "256KiB",                                                         \
+	     .min = 16 * 1024,                                                                  \
+	     .max = 64 * 1024 * 1024,                                                           \
+	     .help = "unsent output per connection above which it is not read"},                \
+	    {.key = "api.write_timeout",                                                        \
+	     .type = CFG_DURATION_MS,                                                           \
+	     .offset = offsetof(cfg_struct, member.write_timeout_ms),                           \
+	     .default_value = "30s",                                                            \
+	     .min = 1000,                                                                       \
+	     .max = 3600 * 1000,                                                                \
+	     .help = "reset a connection whose output stalls this long"},                       \
+	    {.key = "api.header_timeout",                                                       \
+	     .type = CFG_DURATION_MS,                                                           \
+	     .offset = offsetof(cfg_struct, member.header_timeout_ms),                          \
+	     .default_value = "10s",                                                            \
+	     .min = 1000,                                                                       \
+	     .max = 3600 * 1000,                                                                \
+	     .help = "time from a request's first byte to its complete header block"},          \
+	    {.key = "api.request_timeout",                                                      \
+	     .type = CFG_DURATION_MS,                                                           \
+	     .offset = offsetof(cfg_struct, member.request_timeout_ms),                         \
+	     .default_value = "60s",                                                            \
+	     .min = 1000,                                                                       \
+	     .max = 24LL * 3600 * 1000,                                                         \
+	     .help = "time from a request's first byte to its last (body included)"},           \
+	    {.key = "api.max_connection_request_bytes",                                         \
+	     .type = CFG_SIZE,                                                                  \
+	     .offset = offsetof(cfg_struct, member.max_connection_request_bytes),               \
+	     .default_value = "16MiB",                                                          \
+	     .min = 64 * 1024,                                                                  \
+	     .max = 1024LL * 1024 * 1024,                                                       \
+	     .help = "request bytes one HTTP/2 connection may buffer"},                         \
+	    {.key = "api.max_process_request_bytes",                                            \
+	     .type = CFG_SIZE,                                                                  \
+	     .offset = offsetof(cfg_struct, member.max_process_request_bytes),                  \
+	     .default_value = "128MiB",                                                         \
+	     .min = 1024 * 1024,                                                                \
+	     .max = 16LL * 1024 * 1024 * 1024,                                                  \
+	     .help = "request bytes the whole process may buffer"},                             \
 	    {.key = "log.level",                                                                \
 	     .type = CFG_ENUM,                                                                  \
 	     .offset = offsetof(cfg_struct, member.log_level),                                  \

@@ -12,6 +12,7 @@
  */
 #include "movie/grpc.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,15 @@ struct grpc_call {
 	bool reported; /* call_done hook ran: a call ends in the metrics once */
 	bool ready;    /* request complete, on the session's ready list */
 	struct grpc_call *next_ready;
-	int status; /* final status for trailers */
+	bool headers_done;         /* the request's header block ended */
+	bool remote_closed;        /* the client's END_STREAM arrived */
+	bool refused;              /* over the request budget at its start: refuse it */
+	bool reset_after_response; /* RST_STREAM(NO_ERROR) once the response is sent */
+	bool response_sent;        /* our END_STREAM went out */
+	size_t header_bytes;       /* decoded header list so far, RFC 7541 sizes */
+	size_t accounted;          /* request bytes counted in the budgets */
+	_Atomic long *budget;      /* the process budget counter (outlives sessions) */
+	int status;                /* final status for trailers */
 	const struct grpc_method *method;
 	char path[128];
 	int64_t deadline_ns;
@@ -71,7 +80,16 @@ struct grpc_session {
 	struct grpc_call *ready_head, *ready_tail;
 	bool goaway_sent;
 	bool fatal;
+	size_t buffered;            /* request bytes held by this session's calls */
+	size_t open_streams;        /* streams nghttp2 still has */
+	unsigned header_violations; /* header blocks over max_header_bytes */
+	int64_t last_stream_ns;     /* last stream opened or closed */
 };
+
+/* Header blocks over the advertised limit tolerated on one connection before
+ * it is closed with GOAWAY ENHANCE_YOUR_CALM: one may be a misconfigured
+ * client, a run of them is an attack on the decoder. */
+#define MAX_HEADER_VIOLATIONS 3
 
 static void session_link(struct grpc_session *s, struct grpc_call *c)
 {
@@ -93,9 +111,32 @@ static void session_unlink(struct grpc_session *s, struct grpc_call *c)
 	c->next_in_session = c->prev_in_session = NULL;
 }
 
-static void call_free(struct grpc_call *c)
+/* Bring the budgets in line with the bytes the call's request buffer holds. */
+static void call_account(struct grpc_call *c)
+{
+	size_t now = c->request.len;
+	if (now == c->accounted)
+		return;
+	if (c->budget) {
+		if (now > c->accounted)
+			atomic_fetch_add(c->budget, (long)(now - c->accounted));
+		else
+			atomic_fetch_sub(c->budget, (long)(c->accounted - now));
+	}
+	if (c->session)
+		c->session->buffered = c->session->buffered + now - c->accounted;
+	c->accounted = now;
+}
+
+static void call_release_request(struct grpc_call *c)
 {
 	buf_release(&c->request);
+	call_account(c);
+}
+
+static void call_free(struct grpc_call *c)
+{
+	call_release_request(c);
 	buf_release(&c->out);
 	buf_release(&c->status_message);
 	free(c);
@@ -191,6 +232,74 @@ static void submit_trailers(struct grpc_call *c)
 	nghttp2_submit_trailer(c->session->h2, c->stream_id, nv, n);
 }
 
+/* Answer a request that is still arriving with `status`, drop what it
+ * buffered, and reset the stream (NO_ERROR: the response is complete) so the
+ * client stops sending its body (RFC 9113 section 8.1). */
+static void call_reject(struct grpc_call *c, int status, const char *message)
+{
+	struct grpc_session *s = c->session;
+	call_release_request(c);
+	if (c->state == CALL_RECEIVING && !c->bad_request) {
+		c->handler_holds = false;
+		submit_trailers_only(c, status, message);
+		call_mark_done(c, status);
+	}
+	c->bad_request = true;
+	c->handler_holds = false;
+	/* Only after the response: nghttp2 drops a response still queued
+	 * behind a reset of its stream. */
+	if (c->response_sent)
+		nghttp2_submit_rst_stream(s->h2, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_NO_ERROR);
+	else
+		c->reset_after_response = true;
+}
+
+static bool over_process_budget(const struct grpc_session *s, size_t extra)
+{
+	if (!s->limits.process_request_bytes)
+		return false;
+	long used = atomic_load(s->limits.process_request_bytes);
+	return used > 0 && (size_t)used + extra > s->limits.max_process_request_bytes;
+}
+
+static bool over_session_budget(const struct grpc_session *s, size_t extra)
+{
+	return s->limits.max_buffered_request_bytes &&
+	       s->buffered + extra > s->limits.max_buffered_request_bytes;
+}
+
+/* The incomplete request holding the most buffered bytes (the oldest of
+ * equals: calls are listed newest first), or NULL. */
+static struct grpc_call *largest_receiving(struct grpc_session *s)
+{
+	struct grpc_call *best = NULL;
+	for (struct grpc_call *c = s->calls; c; c = c->next_in_session) {
+		if (c->state == CALL_RECEIVING && !c->bad_request && c->stream_open &&
+		    c->request.len && (!best || c->request.len >= best->request.len))
+			best = c;
+	}
+	return best;
+}
+
+/* Make room for `extra` more bytes for `c`: reset the largest incomplete
+ * requests of this session until the budgets hold, `c` itself included.
+ * Returns false when `c` was reset. Only this session's streams can be reset
+ * (the process budget is shared between threads); a session that holds
+ * nothing cannot free anything, so its request is the one refused. */
+static bool make_room(struct grpc_session *s, struct grpc_call *c, size_t extra)
+{
+	while (over_session_budget(s, extra) || over_process_budget(s, extra)) {
+		struct grpc_call *victim = largest_receiving(s);
+		if (!victim || victim->request.len < c->request.len + extra)
+			victim = c;
+		call_reject(victim, GRPC_STATUS_RESOURCE_EXHAUSTED,
+		            "server request buffer budget exhausted");
+		if (victim == c)
+			return false;
+	}
+	return true;
+}
+
 static ssize_t data_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest, size_t length,
                             uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
@@ -280,6 +389,11 @@ static int on_begin_headers(nghttp2_session *h2, const nghttp2_frame *frame, voi
 	c->stream_open = true;
 	c->handler_holds = true;
 	c->start_ns = grpc_now_ns();
+	c->budget = s->limits.process_request_bytes;
+	/* Over budget: answered RESOURCE_EXHAUSTED once its header block ends. */
+	c->refused = over_session_budget(s, 0) || over_process_budget(s, 0);
+	s->open_streams++;
+	s->last_stream_ns = c->start_ns;
 	buf_init(&c->request, s->limits.max_message_bytes + GRPC_FRAME_HEADER);
 	buf_init(&c->out, 0);
 	buf_init(&c->status_message, 4096);
@@ -310,10 +424,33 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
                      void *user_data)
 {
 	struct grpc_session *s = user_data;
-	if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (frame->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-	if (!c || c->bad_request)
+	if (!c)
+		return 0;
+	/* nghttp2 does not enforce SETTINGS_MAX_HEADER_LIST_SIZE on receipt,
+	 * and HPACK lets one byte name a large table entry again and again:
+	 * count the decoded list as RFC 7541 sizes it (trailers too, they cost
+	 * the decoder as much) and stop at the limit. TEMPORAL_CALLBACK_FAILURE
+	 * makes nghttp2 skip the rest of the block (it still updates the HPACK
+	 * table, but no longer validates values or calls us). */
+	c->header_bytes += namelen + valuelen + 32;
+	if (c->header_bytes > s->limits.max_header_bytes) {
+		if (++s->header_violations >= MAX_HEADER_VIOLATIONS) {
+			nghttp2_session_terminate_session(h2, NGHTTP2_ENHANCE_YOUR_CALM);
+			return NGHTTP2_ERR_CALLBACK_FAILURE;
+		}
+		if (!c->bad_request && c->state == CALL_RECEIVING)
+			call_mark_done(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
+		c->bad_request = true;
+		c->handler_holds = false;
+		call_release_request(c);
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, c->stream_id,
+		                          NGHTTP2_ENHANCE_YOUR_CALM);
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	}
+	if (c->bad_request || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
 	if (header_is(name, namelen, ":path")) {
 		size_t n = valuelen < sizeof(c->path) - 1 ? valuelen : sizeof(c->path) - 1;
@@ -353,7 +490,12 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, 
 	 * whatever its body: keep none of it, so no size check applies. */
 	if (!c->method)
 		return 0;
-	if (buf_append(&c->request, data, len) != 0) {
+	struct grpc_session *s = user_data;
+	if (!make_room(s, c, len))
+		return 0;
+	int rc = buf_append(&c->request, data, len);
+	call_account(c);
+	if (rc != 0) {
 		/* Over max_message_bytes + prefix: answer at once and ignore the rest. */
 		c->bad_request = true;
 		c->handler_holds = false;
@@ -367,11 +509,10 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, 
 		const uint8_t *p = (const uint8_t *)c->request.data;
 		size_t declared = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
 		                  ((size_t)p[3] << 8) | (size_t)p[4];
-		struct grpc_session *s = user_data;
 		if (declared > s->limits.max_message_bytes) {
 			c->bad_request = true;
 			c->handler_holds = false;
-			buf_release(&c->request);
+			call_release_request(c);
 			submit_trailers_only(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			                     "request message larger than the server's maximum");
 			call_mark_done(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
@@ -383,10 +524,20 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, 
 static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
 {
 	struct grpc_session *s = user_data;
-	if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
-	    (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-		struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-		if (!c || c->bad_request || c->ready)
+	if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+		return 0;
+	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (!c)
+		return 0;
+	if (frame->hd.type == NGHTTP2_HEADERS && !c->headers_done) {
+		c->headers_done = true;
+		if (c->refused && !c->bad_request)
+			call_reject(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			            "server request buffer budget exhausted");
+	}
+	if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+		c->remote_closed = true;
+		if (c->bad_request || c->ready)
 			return 0;
 		/* Handlers run once the whole input has been processed: a client
 		 * that gave up sends RST_STREAM right behind the request (an
@@ -423,12 +574,30 @@ static void dispatch_ready(struct grpc_session *s, bool run)
 	}
 }
 
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
+{
+	if (frame->hd.type != NGHTTP2_HEADERS || !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+		return 0;
+	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
+	if (!c)
+		return 0;
+	c->response_sent = true;
+	if (c->reset_after_response && c->stream_open && !c->remote_closed) {
+		c->reset_after_response = false;
+		nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, c->stream_id, NGHTTP2_NO_ERROR);
+	}
+	return 0;
+}
+
 static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
                            void *user_data)
 {
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
 	if (!c)
 		return 0;
+	struct grpc_session *s = user_data;
+	s->open_streams--;
+	s->last_stream_ns = grpc_now_ns();
 	c->stream_open = false;
 	if (c->handler_holds && !c->finished) {
 		if (c->state == CALL_RECEIVING) {
@@ -462,6 +631,7 @@ struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t 
 		return NULL;
 	s->methods = methods;
 	s->method_count = method_count;
+	s->last_stream_ns = grpc_now_ns();
 	s->limits = *limits;
 	if (hooks)
 		s->hooks = *hooks;
@@ -472,6 +642,7 @@ struct grpc_session *grpc_session_new(const struct grpc_method *methods, size_t 
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 	if (nghttp2_option_new(&opt) != 0)
 		goto fail_callbacks;
 	/* Abuse limits: a client may not queue unbounded SETTINGS/PING acks, nor
@@ -559,7 +730,10 @@ int grpc_session_recv(struct grpc_session *s, const uint8_t *data, size_t len)
 
 int grpc_session_send(struct grpc_session *s, struct buf *out)
 {
-	for (;;) {
+	/* Frames left in nghttp2 cost nothing more than they already do (their
+	 * data is in the calls' buffers); serialised into `out` for a client that
+	 * does not read, they would only grow the connection. */
+	while (!s->limits.max_pending_output || out->len < s->limits.max_pending_output) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(s->h2, &data);
 		if (n < 0) {
@@ -572,6 +746,7 @@ int grpc_session_send(struct grpc_session *s, struct buf *out)
 		if (rc)
 			return rc;
 	}
+	return 0;
 }
 
 bool grpc_session_want_io(struct grpc_session *s)
@@ -595,6 +770,53 @@ void grpc_session_goaway(struct grpc_session *s)
 size_t grpc_session_active_calls(const struct grpc_session *s)
 {
 	return s->active_calls;
+}
+
+int grpc_session_expire(struct grpc_session *s, int64_t now_ns)
+{
+	if (s->fatal)
+		return 0;
+	struct grpc_call *c = s->calls;
+	while (c) {
+		struct grpc_call *next = c->next_in_session;
+		int64_t age = now_ns - c->start_ns;
+		if (!c->stream_open || c->remote_closed) {
+			/* complete, or gone */
+		} else if (!c->headers_done && s->limits.header_timeout_ns &&
+		           age >= s->limits.header_timeout_ns) {
+			/* CONTINUATION frames must follow without interleaving (RFC
+			 * 9113 section 6.10): the whole connection is stuck on it. */
+			nghttp2_session_terminate_session(s->h2, NGHTTP2_NO_ERROR);
+			s->fatal = true;
+			notify_want_write(s);
+			return MV_ETIMEDOUT;
+		} else if (c->headers_done && s->limits.request_timeout_ns &&
+		           age >= s->limits.request_timeout_ns) {
+			/* The call may be freed once its stream closes, which happens
+			 * only when nghttp2 sends the reset: `next` stays valid. */
+			call_reject(
+			    c, GRPC_STATUS_DEADLINE_EXCEEDED,
+			    "request body not received within the server's request timeout");
+			notify_want_write(s);
+		}
+		c = next;
+	}
+	return 0;
+}
+
+int64_t grpc_session_last_stream_activity(const struct grpc_session *s)
+{
+	return s->last_stream_ns;
+}
+
+size_t grpc_session_open_streams(const struct grpc_session *s)
+{
+	return s->open_streams;
+}
+
+size_t grpc_session_buffered_request_bytes(const struct grpc_session *s)
+{
+	return s->buffered;
 }
 
 int64_t grpc_call_deadline(const struct grpc_call *call)

@@ -655,3 +655,13 @@ int http1_route_find(const struct http1_route *routes, size_t route_count,
 		format_allow(allowed, allow, allow_size);
 	return -1;
 }
+
+bool http1_parser_started(const struct http1_parser *p)
+{
+	return p->header_bytes > 0 || p->head_done;
+}
+
+bool http1_parser_head_complete(const struct http1_parser *p)
+{
+	return p->head_done;
+}

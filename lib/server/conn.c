@@ -7,9 +7,13 @@
  * so a short HTTP/1.0 request is never kept waiting for 24 bytes.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/ioctl.h>
+
+#include <linux/sockios.h>
 
 #include "internal.h"
 #include "movie/err.h"
@@ -18,8 +22,6 @@
 
 static const char h2_preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #define H2_PREFACE_LEN 24
-/* Stop reading while this much output is waiting for a slow reader. */
-#define OUTPUT_HIGH_WATER (4u * 1024 * 1024)
 
 enum conn_proto {
 	PROTO_UNKNOWN,
@@ -58,8 +60,12 @@ struct conn {
 	bool processing; /* inside conn_process_h1: it flushes and goes on */
 	int64_t created_ms;
 	int64_t last_active_ms;
-	int64_t max_age_ms; /* with jitter; 0 = none */
-	bool flush_pending; /* on the worker's flush list */
+	int64_t max_age_ms;        /* with jitter; 0 = none */
+	int64_t write_progress_ms; /* pending output last moved (or began) */
+	size_t seen_write_queue;   /* libuv's write queue size at that time */
+	int64_t request_start_ms;  /* first byte of an incomplete HTTP/1.1 request; 0 none */
+	size_t accounted;          /* HTTP/1.1 request bytes in the process budget */
+	bool flush_pending;        /* on the worker's flush list */
 	struct conn *flush_next;
 	struct conn *next, *prev;
 };
@@ -70,6 +76,38 @@ static void conn_process_h1(struct conn *c);
 static int64_t now_ms(struct worker *w)
 {
 	return (int64_t)uv_now(&w->loop);
+}
+
+/* Output produced and not yet taken by the kernel. */
+static size_t pending_output(const struct conn *c)
+{
+	return c->out.len + c->wbuf.len;
+}
+
+static bool output_full(const struct conn *c)
+{
+	return pending_output(c) >= (size_t)c->worker->srv->cfg->max_output_bytes;
+}
+
+/* Request bytes an HTTP/1.1 (or undecided) connection holds: unparsed input
+ * plus the parser's request. */
+static size_t h1_held(const struct conn *c)
+{
+	if (c->closing || c->proto != PROTO_H1)
+		return c->proto == PROTO_UNKNOWN ? c->in.len : 0;
+	return c->in.len + c->h1.request.body.len + c->h1.request.target.len;
+}
+
+/* Bring the process request budget in line with h1_held. */
+static void h1_account(struct conn *c)
+{
+	size_t held = h1_held(c);
+	_Atomic long *used = &c->worker->srv->request_bytes;
+	if (held > c->accounted)
+		atomic_fetch_add(used, (long)(held - c->accounted));
+	else if (held < c->accounted)
+		atomic_fetch_sub(used, (long)(c->accounted - held));
+	c->accounted = held;
 }
 
 static void on_close(uv_handle_t *handle)
@@ -90,7 +128,10 @@ static void on_close(uv_handle_t *handle)
 	if (c->next)
 		c->next->prev = c->prev;
 	w->conn_count--;
+	if (c->proto == PROTO_H2 || c->in.cap + c->out.cap + c->wbuf.cap >= 64 * 1024)
+		w->trim_due = true;
 	atomic_fetch_sub(&w->srv->connections, 1);
+	atomic_fetch_sub(&w->srv->request_bytes, (long)c->accounted);
 	grpc_session_free(c->h2);
 	http1_parser_release(&c->h1);
 	buf_release(&c->in);
@@ -101,7 +142,9 @@ static void on_close(uv_handle_t *handle)
 	worker_maybe_finish(w);
 }
 
-static void conn_close(struct conn *c)
+/* Close; `reset` aborts with RST instead of FIN so that output a peer never
+ * reads does not stay queued in the kernel after the connection is gone. */
+static void conn_close_mode(struct conn *c, bool reset)
 {
 	if (c->closing)
 		return;
@@ -113,7 +156,13 @@ static void conn_close(struct conn *c)
 	/* Free the session now so late async completions see orphaned calls. */
 	grpc_session_free(c->h2);
 	c->h2 = NULL;
-	uv_close((uv_handle_t *)&c->tcp, on_close);
+	if (!reset || uv_tcp_close_reset(&c->tcp, on_close) != 0)
+		uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void conn_close(struct conn *c)
+{
+	conn_close_mode(c, false);
 }
 
 static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *b)
@@ -132,7 +181,13 @@ static void on_write(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
+	c->write_progress_ms = now_ms(c->worker);
+	c->seen_write_queue = 0;
 	conn_flush(c);
+	/* Pipelined requests parked while the output was over the cap. */
+	if (c->proto == PROTO_H1 && !c->closing && !c->processing && !c->exchange && c->in.len &&
+	    !output_full(c))
+		conn_process_h1(c);
 }
 
 static void feed_h2(struct conn *c, const uint8_t *data, size_t len);
@@ -140,8 +195,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
 
 static void update_reading(struct conn *c)
 {
-	bool want = !c->closing && c->out.len + c->wbuf.len < OUTPUT_HIGH_WATER &&
-	            !(c->proto == PROTO_H1 && c->exchange) && !c->close_after_write;
+	bool want = !c->closing && !output_full(c) && !(c->proto == PROTO_H1 && c->exchange) &&
+	            !c->close_after_write;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 			c->reading = true;
@@ -181,6 +236,8 @@ static void conn_flush(struct conn *c)
 				return;
 			}
 			c->writing = true;
+			c->write_progress_ms = now_ms(c->worker);
+			c->seen_write_queue = c->tcp.write_queue_size;
 		}
 	}
 	if (!c->writing && !c->out.len) {
@@ -239,6 +296,12 @@ static int start_h2(struct conn *c)
 	    .max_message_bytes = (size_t)srv->cfg->max_message_bytes,
 	    .max_concurrent_streams = (uint32_t)srv->cfg->max_concurrent_streams,
 	    .max_header_bytes = (size_t)srv->cfg->max_header_bytes,
+	    .max_pending_output = (size_t)srv->cfg->max_output_bytes,
+	    .max_buffered_request_bytes = (size_t)srv->cfg->max_connection_request_bytes,
+	    .process_request_bytes = &srv->request_bytes,
+	    .max_process_request_bytes = (size_t)srv->cfg->max_process_request_bytes,
+	    .header_timeout_ns = srv->cfg->header_timeout_ms * 1000000,
+	    .request_timeout_ns = srv->cfg->request_timeout_ms * 1000000,
 	};
 	struct grpc_session_hooks hooks = {
 	    .call_done = h2_call_done,
@@ -326,6 +389,7 @@ static void h1_dispatch(struct conn *c)
 	ex->head = req->method == HTTP1_HEAD;
 	ex->keep_alive = req->keep_alive;
 	ex->start_ns = grpc_now_ns();
+	c->request_start_ms = 0;
 	size_t plen = req->path_len < sizeof(ex->path) - 1 ? req->path_len : sizeof(ex->path) - 1;
 	memcpy(ex->path, req->target.data, plen);
 	ex->path[plen] = '\0';
@@ -345,31 +409,43 @@ static void h1_dispatch(struct conn *c)
 	ex->route->handler(ex, req, ex->route->ctx);
 }
 
-/* Parse and answer as many buffered requests as possible. */
+/* Parse and answer as many buffered requests as possible: one round until the
+ * output is over the cap (a client that sends and never reads), then another
+ * if the kernel took that output at once; on_write resumes the rest. */
 static void conn_process_h1(struct conn *c)
 {
-	c->processing = true;
-	/* Bounded: every answered request consumed at least one byte of input. */
-	while (!c->closing && !c->close_after_write && !c->exchange && c->in.len > 0) {
-		size_t consumed = 0;
-		int rc = http1_parser_feed(&c->h1, c->in.data, c->in.len, &consumed);
-		buf_consume(&c->in, consumed);
-		if (rc == HTTP1_NEED_MORE) {
-			if (http1_parser_continue_due(&c->h1))
-				buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
-			break;
+	bool more = true;
+	while (more) {
+		c->processing = true;
+		/* Bounded: every answered request consumed at least one byte of input. */
+		while (!c->closing && !c->close_after_write && !c->exchange && c->in.len > 0 &&
+		       !output_full(c)) {
+			size_t consumed = 0;
+			int rc = http1_parser_feed(&c->h1, c->in.data, c->in.len, &consumed);
+			buf_consume(&c->in, consumed);
+			if (rc == HTTP1_NEED_MORE) {
+				if (http1_parser_continue_due(&c->h1))
+					buf_append_str(&c->out, "HTTP/1.1 100 Continue\r\n\r\n");
+				break;
+			}
+			if (rc != HTTP1_REQUEST_READY) {
+				struct server *srv = c->worker->srv;
+				server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", rc, 0);
+				h1_send_simple(c, rc, NULL, false);
+				c->close_after_write = true;
+				break;
+			}
+			h1_dispatch(c);
 		}
-		if (rc != HTTP1_REQUEST_READY) {
-			struct server *srv = c->worker->srv;
-			server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", rc, 0);
-			h1_send_simple(c, rc, NULL, false);
-			c->close_after_write = true;
-			break;
-		}
-		h1_dispatch(c);
+		c->processing = false;
+		if (!c->exchange && !c->request_start_ms &&
+		    (c->in.len || http1_parser_started(&c->h1)))
+			c->request_start_ms = now_ms(c->worker);
+		h1_account(c);
+		conn_flush(c);
+		more = !c->closing && !c->close_after_write && !c->exchange && c->in.len &&
+		       !output_full(c);
 	}
-	c->processing = false;
-	conn_flush(c);
 }
 
 static void start_h1(struct conn *c)
@@ -393,6 +469,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	if (nread == 0)
 		return;
 	c->last_active_ms = now_ms(c->worker);
+	if (c->proto == PROTO_UNKNOWN && !c->request_start_ms)
+		c->request_start_ms = c->last_active_ms;
 	const char *data = b->base;
 	size_t len = (size_t)nread;
 	if (c->proto == PROTO_H2) {
@@ -432,6 +510,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	}
 	if (buf_append(&c->in, data, len) != 0) {
 		h1_send_simple(c, 413, NULL, false);
+		c->close_after_write = true;
+		conn_flush(c);
+		return;
+	}
+	struct server *srv = c->worker->srv;
+	long others = atomic_load(&srv->request_bytes) - (long)c->accounted;
+	if ((size_t)(others > 0 ? others : 0) + h1_held(c) >
+	    (size_t)srv->cfg->max_process_request_bytes) {
+		/* Over the process budget: refuse the request this connection is
+		 * sending rather than buffer it. */
+		buf_reset(&c->in);
+		h1_account(c);
+		server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", 503, 0);
+		h1_send_simple(c, 503, NULL, false);
 		c->close_after_write = true;
 		conn_flush(c);
 		return;
@@ -506,6 +598,49 @@ void conn_close_all(struct worker *w, bool graceful)
 	}
 }
 
+/* A connection whose pending output has not moved for api.write_timeout.
+ * Progress is libuv's write queue shrinking, so a slow reader is not
+ * mistaken for a stuck one. */
+static bool write_stuck(struct conn *c, int64_t now)
+{
+	/* Output the kernel took and the peer did not read counts too: an
+	 * unread response can sit whole in the socket's send buffer. */
+	size_t queued = c->writing ? c->tcp.write_queue_size : 0;
+	uv_os_fd_t fd;
+	int unsent = 0;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &unsent) == 0 &&
+	    unsent > 0)
+		queued += (size_t)unsent;
+	if (queued == 0) {
+		c->seen_write_queue = 0;
+		return false;
+	}
+	if (queued != c->seen_write_queue) {
+		c->seen_write_queue = queued;
+		c->write_progress_ms = now;
+	}
+	return now - c->write_progress_ms >= c->worker->srv->cfg->write_timeout_ms;
+}
+
+/* HTTP/1.1 (or undecided) request started and not complete in time: 408. */
+static void h1_expire(struct conn *c, int64_t now)
+{
+	const struct server_config *cfg = c->worker->srv->cfg;
+	/* A request parked behind our own output or handler is not the
+	 * client's delay. */
+	if (!c->request_start_ms || c->exchange || c->close_after_write || output_full(c))
+		return;
+	bool head = c->proto == PROTO_UNKNOWN || !http1_parser_head_complete(&c->h1);
+	int64_t limit = head ? cfg->header_timeout_ms : cfg->request_timeout_ms;
+	if (now - c->request_start_ms < limit)
+		return;
+	struct server *srv = c->worker->srv;
+	server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", 408, 0);
+	h1_send_simple(c, 408, NULL, false);
+	c->close_after_write = true;
+	conn_flush(c);
+}
+
 void conn_sweep(struct worker *w)
 {
 	struct server *srv = w->srv;
@@ -513,9 +648,40 @@ void conn_sweep(struct worker *w)
 	struct conn *c = w->conns;
 	while (c) {
 		struct conn *next = c->next;
-		bool busy =
-		    c->exchange || (c->h2 && grpc_session_active_calls(c->h2) > 0) || c->writing;
-		if (!busy && now - c->last_active_ms >= srv->cfg->idle_timeout_ms) {
+		if (c->closing) {
+			c = next;
+			continue;
+		}
+		if (write_stuck(c, now)) {
+			conn_close_mode(c, true);
+			c = next;
+			continue;
+		}
+		int64_t idle_ms;
+		bool busy;
+		if (c->proto == PROTO_H2 && c->h2) {
+			if (grpc_session_expire(c->h2, grpc_now_ns()) != 0)
+				c->close_after_write = true;
+			conn_flush(c);
+			if (c->closing || !c->h2) {
+				c = next;
+				continue;
+			}
+			/* Idle means no streams: PINGs alone do not keep it open. */
+			busy = grpc_session_open_streams(c->h2) > 0 ||
+			       grpc_session_active_calls(c->h2) > 0 || c->writing;
+			idle_ms =
+			    (grpc_now_ns() - grpc_session_last_stream_activity(c->h2)) / 1000000;
+		} else {
+			h1_expire(c, now);
+			if (c->closing) {
+				c = next;
+				continue;
+			}
+			busy = c->exchange || c->writing;
+			idle_ms = now - c->last_active_ms;
+		}
+		if (!busy && idle_ms >= srv->cfg->idle_timeout_ms) {
 			if (c->proto == PROTO_H2 && !c->goaway_sent)
 				conn_goaway(c);
 			else
@@ -527,5 +693,12 @@ void conn_sweep(struct worker *w)
 			conn_goaway(c);
 		}
 		c = next;
+	}
+	/* What a closed connection freed sits in this thread's malloc arena,
+	 * mostly in small chunks no threshold returns: give the free pages back
+	 * (at most once a second per loop, and only after a big connection). */
+	if (w->trim_due) {
+		w->trim_due = false;
+		malloc_trim(0);
 	}
 }

@@ -66,6 +66,8 @@ struct server {
 	atomic_bool forced;   /* grace period over: close everything */
 	atomic_long in_flight;
 	atomic_long connections;
+	atomic_long
+	    request_bytes; /* buffered request bytes, every connection (api.max_process_request_bytes) */
 	atomic_long workers_done;
 
 	struct worker *workers;
@@ -123,6 +125,8 @@ struct worker {
 	bool stop_seen;
 	bool force_seen;
 	bool finished;
+	bool
+	    trim_due; /* a connection that held much memory closed: malloc_trim on the next sweep */
 	struct watch_entry *watches;
 	char read_buf[64 * 1024];
 };

@@ -4,6 +4,7 @@
  * (/healthz, /readyz, /metrics) and request metrics/logs.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <netdb.h>
 #include <signal.h>
@@ -281,6 +282,12 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 	srv->grpc_service = grpc_service;
 	srv->metrics = metrics;
 	atomic_init(&srv->probe_ok, true);
+	/* Request and response buffers a client makes us grow (up to the
+	 * api.max_* caps) are returned to the system when they are freed:
+	 * a fixed mmap threshold stops glibc from raising it after the first
+	 * large free, which kept such buffers in the loop threads' arenas
+	 * after their connections closed. */
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	pthread_mutex_init(&srv->probe_mutex, NULL);
 	pthread_cond_init(&srv->probe_cond, NULL);
 

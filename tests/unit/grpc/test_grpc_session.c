@@ -9,6 +9,7 @@
  * whether the status came in separate trailers or as a trailers-only response.
  */
 #include <malloc.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -153,7 +154,8 @@ struct rec {
 	int32_t id;
 	struct buf req; /* request body the data provider sends */
 	size_t req_off;
-	bool defer; /* data provider defers: HEADERS go out without END_STREAM */
+	bool defer;     /* data provider defers: HEADERS go out without END_STREAM */
+	size_t stop_at; /* if non-zero: defer once this much of the body is sent */
 	int http_status;
 	char content_type[64];
 	int grpc_status; /* -1: none seen */
@@ -270,9 +272,10 @@ static ssize_t cli_read_body(nghttp2_session *h2, int32_t stream_id, uint8_t *de
                              uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
 {
 	struct rec *r = source->ptr;
-	if (r->defer)
+	if (r->defer || (r->stop_at && r->req_off >= r->stop_at))
 		return NGHTTP2_ERR_DEFERRED;
-	size_t avail = r->req.len - r->req_off;
+	size_t end = r->stop_at ? r->stop_at : r->req.len;
+	size_t avail = end - r->req_off;
 	size_t n = avail < length ? avail : length;
 	if (n)
 		memcpy(dest, r->req.data + r->req_off, n);
@@ -361,6 +364,11 @@ static bool pump(struct conn *k)
 	return false;
 }
 
+/* Copies of one header the next start_call_ex adds (HPACK indexes the first
+ * and refers to it from the others: the amplification pattern). */
+static int extra_headers;
+static const char *extra_value = "";
+
 static struct rec *start_call_ex(struct conn *k, const char *path, const char *method,
                                  const char *ctype, const char *timeout, const void *body,
                                  size_t body_len, bool with_body)
@@ -377,7 +385,7 @@ static struct rec *start_call_ex(struct conn *k, const char *path, const char *m
 	if (body_len)
 		CHECK_INT_EQ(buf_append(&r->req, body, body_len), 0);
 #define HDR(n, v) {(uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), strlen(n), strlen(v), 0}
-	nghttp2_nv nv[7] = {
+	nghttp2_nv nv[7 + 8] = {
 	    HDR(":method", method),         HDR(":scheme", "http"), HDR(":path", path),
 	    HDR(":authority", "127.0.0.1"), HDR("te", "trailers"),
 	};
@@ -386,6 +394,8 @@ static struct rec *start_call_ex(struct conn *k, const char *path, const char *m
 		nv[n++] = (nghttp2_nv)HDR("content-type", ctype);
 	if (timeout)
 		nv[n++] = (nghttp2_nv)HDR("grpc-timeout", timeout);
+	for (int i = 0; i < extra_headers && i < 8; i++)
+		nv[n++] = (nghttp2_nv)HDR("x-pad", extra_value);
 #undef HDR
 	nghttp2_data_provider prov = {.source.ptr = r, .read_callback = cli_read_body};
 	r->id = nghttp2_submit_request(k->cli, NULL, nv, n, with_body ? &prov : NULL, r);
@@ -489,7 +499,8 @@ static void test_unary_ok(void)
 static void test_large_messages_flow_control(void)
 {
 	/* 200 KB each way: more than the peers' initial 64 KB windows. */
-	static const struct grpc_session_limits big = {1 << 20, 16, 8192};
+	static const struct grpc_session_limits big = {
+	    .max_message_bytes = 1 << 20, .max_concurrent_streams = 16, .max_header_bytes = 8192};
 	const size_t len = 200 * 1024;
 	struct conn k;
 	reset_state();
@@ -989,7 +1000,8 @@ static uint32_t remote_setting(struct conn *k, nghttp2_settings_id id)
 
 static void test_settings_advertised(void)
 {
-	static const struct grpc_session_limits lim = {4096, 7, 3000};
+	static const struct grpc_session_limits lim = {
+	    .max_message_bytes = 4096, .max_concurrent_streams = 7, .max_header_bytes = 3000};
 	struct conn k;
 	reset_state();
 	conn_open(&k, &lim);
@@ -1169,6 +1181,225 @@ static void test_garbage_is_fatal(void)
 	grpc_session_free(s);
 }
 
+/* ---- abuse limits (issue 12) ---- */
+
+static void test_header_list_limit(void)
+{
+	static char big[4001];
+	memset(big, 'a', 4000);
+	struct conn k;
+	reset_state();
+	conn_open(&k, &default_limits); /* max_header_bytes 8192 */
+	/* 3 x (5 + 4000 + 32) decoded bytes from a few hundred on the wire. */
+	extra_headers = 3;
+	extra_value = big;
+	struct rec *r = start_call(&k, "/test.Echo/Unary", "x");
+	extra_headers = 0;
+	CHECK(pump(&k));
+	CHECK(r->closed);
+	CHECK_INT_EQ(r->close_error, NGHTTP2_ENHANCE_YOUR_CALM);
+	CHECK_INT_EQ(r->header_frames, 0);
+	CHECK_INT_EQ(st.handler_calls, 0);
+	CHECK_INT_EQ(st.done_by_status[GRPC_STATUS_RESOURCE_EXHAUSTED], 1);
+	CHECK_INT_EQ(k.srv_recv_rc, 0);
+
+	/* The decoder stayed in step: a request under the limit (one copy of
+	 * the header, which is now an indexed reference) still works. */
+	extra_headers = 1;
+	r = start_call(&k, "/test.Echo/Unary", "after");
+	extra_headers = 0;
+	CHECK(pump(&k));
+	check_ok_response(r, "after");
+
+	/* The third oversized block closes the connection. */
+	extra_headers = 3;
+	r = start_call(&k, "/test.Echo/Unary", "x");
+	CHECK(pump(&k));
+	CHECK_INT_EQ(r->close_error, NGHTTP2_ENHANCE_YOUR_CALM);
+	CHECK_INT_EQ(k.goaways, 0);
+	r = start_call(&k, "/test.Echo/Unary", "x");
+	extra_headers = 0;
+	CHECK(pump(&k));
+	CHECK_INT_EQ(k.goaways, 1);
+	CHECK_INT_EQ(k.goaway_error, NGHTTP2_ENHANCE_YOUR_CALM);
+	CHECK_INT_EQ(k.srv_recv_rc, MV_EPROTO);
+	CHECK(!grpc_session_want_io(k.srv));
+	CHECK_INT_EQ(st.handler_calls, 1);
+	conn_close(&k);
+}
+
+/* A request of `len` message bytes sent all but its last byte. */
+static struct rec *start_partial(struct conn *k, size_t len)
+{
+	static char msg[2048];
+	memset(msg, 'm', sizeof(msg));
+	struct buf f;
+	buf_init(&f, 0);
+	CHECK_INT_EQ(grpc_frame_append(&f, (const uint8_t *)msg, len), 0);
+	struct rec *r = start_call_ex(k, "/test.Echo/Unary", "POST", "application/grpc", NULL,
+	                              f.data, f.len, true);
+	r->stop_at = f.len - 1;
+	buf_release(&f);
+	return r;
+}
+
+static void test_request_budget_per_session(void)
+{
+	struct grpc_session_limits lim = default_limits; /* max_message_bytes 1024 */
+	lim.max_buffered_request_bytes = 2500;
+	struct conn k;
+	reset_state();
+	conn_open(&k, &lim);
+	struct rec *a = start_partial(&k, 1000);
+	CHECK(pump(&k));
+	struct rec *b = start_partial(&k, 1000);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(grpc_session_buffered_request_bytes(k.srv), 2008);
+	CHECK(!a->closed && !b->closed);
+	/* The third does not fit: the largest (the oldest of equals) goes. */
+	struct rec *c = start_partial(&k, 1000);
+	CHECK(pump(&k));
+	check_trailers_only(a, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	CHECK_STR_EQ(a->grpc_message, "server request buffer budget exhausted");
+	CHECK_INT_EQ(a->close_error, NGHTTP2_NO_ERROR);
+	CHECK(!b->closed && !c->closed);
+	CHECK_INT_EQ(grpc_session_buffered_request_bytes(k.srv), 2008);
+	CHECK_INT_EQ(st.handler_calls, 0);
+	/* The survivors complete normally. */
+	b->stop_at = 0;
+	c->stop_at = 0;
+	nghttp2_session_resume_data(k.cli, b->id);
+	nghttp2_session_resume_data(k.cli, c->id);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(b->grpc_status, 0);
+	CHECK_INT_EQ(c->grpc_status, 0);
+	CHECK_INT_EQ(st.handler_calls, 2);
+	CHECK_INT_EQ(grpc_session_buffered_request_bytes(k.srv), 0);
+	conn_close(&k);
+}
+
+static void test_request_budget_per_process(void)
+{
+	_Atomic long used = 0;
+	struct grpc_session_limits lim = default_limits;
+	lim.process_request_bytes = &used;
+	lim.max_process_request_bytes = 1500;
+	struct conn k1, k2;
+	reset_state();
+	conn_open(&k1, &lim);
+	conn_open(&k2, &lim);
+	struct rec *a = start_partial(&k1, 1000);
+	CHECK(pump(&k1));
+	CHECK_INT_EQ(atomic_load(&used), 1004);
+	/* Another session cannot reset k1's stream: its own request is refused. */
+	struct rec *b = start_partial(&k2, 1000);
+	CHECK(pump(&k2));
+	check_trailers_only(b, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	CHECK(!a->closed);
+	CHECK_INT_EQ(atomic_load(&used), 1004);
+	/* Over budget (others hold the rest): a new stream is refused at once. */
+	atomic_fetch_add(&used, 1000);
+	struct rec *c = start_call(&k2, "/test.Echo/Unary", "tiny");
+	CHECK(pump(&k2));
+	check_trailers_only(c, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	atomic_fetch_sub(&used, 1000);
+	c = start_call(&k2, "/test.Echo/Unary", "tiny");
+	CHECK(pump(&k2));
+	check_ok_response(c, "tiny");
+	/* Every byte is given back, however the call ends. */
+	conn_close(&k1);
+	CHECK_INT_EQ(atomic_load(&used), 0);
+	conn_close(&k2);
+	CHECK_INT_EQ(atomic_load(&used), 0);
+}
+
+static void test_request_and_header_timeouts(void)
+{
+	struct grpc_session_limits lim = default_limits;
+	lim.request_timeout_ns = 5000000000LL;
+	lim.header_timeout_ns = 2000000000LL;
+	struct conn k;
+	reset_state();
+	conn_open(&k, &lim);
+	struct rec *r = start_partial(&k, 100);
+	CHECK(pump(&k));
+	int64_t now = grpc_now_ns();
+	CHECK_INT_EQ(grpc_session_expire(k.srv, now), 0);
+	CHECK(pump(&k));
+	CHECK(!r->closed);
+	CHECK_INT_EQ(grpc_session_expire(k.srv, now + 6000000000LL), 0);
+	CHECK(pump(&k));
+	check_trailers_only(r, GRPC_STATUS_DEADLINE_EXCEEDED);
+	CHECK_INT_EQ(r->close_error, NGHTTP2_NO_ERROR);
+	CHECK_INT_EQ(st.done_by_status[GRPC_STATUS_DEADLINE_EXCEEDED], 1);
+	CHECK_INT_EQ(grpc_session_open_streams(k.srv), 0);
+
+	/* A header block left open blocks the connection: GOAWAY. Stream 99
+	 * is not one the client library will use; the fields are literals
+	 * without indexing, so no HPACK state changes. */
+	static const uint8_t headers_frame[] = {0,
+	                                        0,
+	                                        13,
+	                                        NGHTTP2_HEADERS,
+	                                        0 /* no END_HEADERS */,
+	                                        0,
+	                                        0,
+	                                        0,
+	                                        99,
+	                                        0x00,
+	                                        7,
+	                                        ':',
+	                                        'm',
+	                                        'e',
+	                                        't',
+	                                        'h',
+	                                        'o',
+	                                        'd',
+	                                        4,
+	                                        'P',
+	                                        'O',
+	                                        'S',
+	                                        'T'};
+	CHECK_INT_EQ(grpc_session_recv(k.srv, headers_frame, sizeof(headers_frame)), 0);
+	now = grpc_now_ns();
+	CHECK_INT_EQ(grpc_session_expire(k.srv, now + 1000000000LL), 0);
+	CHECK_INT_EQ(grpc_session_expire(k.srv, now + 3000000000LL), MV_ETIMEDOUT);
+	CHECK(!grpc_session_want_io(k.srv));
+	flush_server(&k);
+	CHECK_INT_EQ(k.goaways, 1);
+	conn_close(&k);
+}
+
+static void test_output_cap(void)
+{
+	static char msg[1001];
+	memset(msg, 'o', 1000);
+	struct grpc_session_limits lim = default_limits;
+	lim.max_pending_output = 100;
+	struct conn k;
+	reset_state();
+	conn_open(&k, &lim);
+	struct rec *r[40];
+	for (int i = 0; i < 40; i++)
+		r[i] = start_call(&k, "/test.Echo/Unary", msg);
+	flush_client(&k);
+	CHECK_INT_EQ(st.handler_calls, 40);
+	/* ~41 KB of answers: a send stops soon after `out` holds the cap. */
+	struct buf out;
+	buf_init(&out, 0);
+	CHECK_INT_EQ(grpc_session_send(k.srv, &out), 0);
+	CHECK(out.len >= 100);
+	CHECK(out.len < 20000);
+	CHECK_INT_EQ(nghttp2_session_mem_recv(k.cli, (const uint8_t *)out.data, out.len),
+	             (ssize_t)out.len);
+	buf_release(&out);
+	/* The rest is still queued in the session and follows on later sends. */
+	CHECK(pump(&k));
+	for (int i = 0; i < 40; i++)
+		check_ok_response(r[i], msg);
+	conn_close(&k);
+}
+
 int main(void)
 {
 	RUN(test_unary_ok);
@@ -1188,5 +1419,10 @@ int main(void)
 	RUN(test_many_calls);
 	RUN(test_rapid_reset_flood);
 	RUN(test_garbage_is_fatal);
+	RUN(test_header_list_limit);
+	RUN(test_request_budget_per_session);
+	RUN(test_request_budget_per_process);
+	RUN(test_request_and_header_timeouts);
+	RUN(test_output_cap);
 	return TEST_SUMMARY();
 }
