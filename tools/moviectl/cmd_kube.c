@@ -35,10 +35,10 @@ int kube_cli_option(struct kube_cli *cli, int argc, char **argv, int *i, const c
 		const char *name;
 		size_t off;
 	} flags[] = {
-		{"--kubeconfig", offsetof(struct kube_config_opts, kubeconfig)},
-		{"--context", offsetof(struct kube_config_opts, context)},
-		{"--namespace", offsetof(struct kube_config_opts, namespace)},
-		{"-n", offsetof(struct kube_config_opts, namespace)},
+	    {"--kubeconfig", offsetof(struct kube_config_opts, kubeconfig)},
+	    {"--context", offsetof(struct kube_config_opts, context)},
+	    {"--namespace", offsetof(struct kube_config_opts, namespace)},
+	    {"-n", offsetof(struct kube_config_opts, namespace)},
 	};
 	for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
 		const char *v = kube_cli_value(argc, argv, i, flags[f].name);

@@ -27,15 +27,16 @@
 
 static void usage(FILE *out)
 {
-	fprintf(out,
-	        "usage: moviectl status [-n NS] [--timeout D] [--revision N] [--wait-terminated]\n"
-	        "                       [--kubeconfig FILE] [--context NAME] DEPLOYMENT...\n"
-	        "\n"
-	        "Waits for each Deployment's rollout with kubectl rollout status' rules and\n"
-	        "messages. --timeout D (e.g. 90s, 5m; 0 = no limit, the default) bounds each\n"
-	        "Deployment. --wait-terminated also waits until no pod of an old ReplicaSet is\n"
-	        "left (kubectl's success can print while old pods still drain).\n"
-	        "Exit 0 when every rollout finished, 1 when one failed, timed out or was deleted.\n");
+	fprintf(
+	    out,
+	    "usage: moviectl status [-n NS] [--timeout D] [--revision N] [--wait-terminated]\n"
+	    "                       [--kubeconfig FILE] [--context NAME] DEPLOYMENT...\n"
+	    "\n"
+	    "Waits for each Deployment's rollout with kubectl rollout status' rules and\n"
+	    "messages. --timeout D (e.g. 90s, 5m; 0 = no limit, the default) bounds each\n"
+	    "Deployment. --wait-terminated also waits until no pod of an old ReplicaSet is\n"
+	    "left (kubectl's success can print while old pods still drain).\n"
+	    "Exit 0 when every rollout finished, 1 when one failed, timed out or was deleted.\n");
 }
 
 struct judge_ctx {
@@ -49,8 +50,8 @@ struct judge_ctx {
 static int on_event(void *user, const struct kube_event *ev)
 {
 	struct judge_ctx *j = user;
-	const char *n = json_string_value(json_object_get(json_object_get(ev->object, "metadata"),
-	                                                  "name"));
+	const char *n =
+	    json_string_value(json_object_get(json_object_get(ev->object, "metadata"), "name"));
 	if (!n || strcmp(n, j->name) != 0)
 		return 0;
 	if (ev->type == KUBE_EVENT_DELETED) {
@@ -79,8 +80,7 @@ static void timed_out(void)
 }
 
 /* Wait until no pod of an old ReplicaSet is left. */
-static int wait_terminated(struct kube_client *c, const char *ns, const char *name,
-                           double deadline)
+static int wait_terminated(struct kube_client *c, const char *ns, const char *name, double deadline)
 {
 	struct buf path, sel;
 	buf_init(&path, 8192);
@@ -100,9 +100,10 @@ static int wait_terminated(struct kube_client *c, const char *ns, const char *na
 			left = (long long)json_integer_value(term);
 		} else {
 			buf_reset(&sel);
-			if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"),
-			                         &sel)) {
-				fprintf(stderr, "error: deployment \"%s\" has an invalid selector\n", name);
+			if (kube_selector_string(
+			        json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
+				fprintf(stderr,
+				        "error: deployment \"%s\" has an invalid selector\n", name);
 				json_decref(d);
 				goto out;
 			}
@@ -126,15 +127,17 @@ static int wait_terminated(struct kube_client *c, const char *ns, const char *na
 			goto out;
 		}
 		if (left != last)
-			printf("Waiting for deployment \"%s\" old pods to terminate: %lld left...\n", name,
-			       left);
+			printf(
+			    "Waiting for deployment \"%s\" old pods to terminate: %lld left...\n",
+			    name, left);
 		fflush(stdout);
 		last = left;
 		if (deadline > 0 && kube_now() + TERMINATED_POLL_MS / 1000.0 >= deadline) {
 			timed_out();
 			goto out;
 		}
-		struct timespec ts = {TERMINATED_POLL_MS / 1000, (TERMINATED_POLL_MS % 1000) * 1000000L};
+		struct timespec ts = {TERMINATED_POLL_MS / 1000,
+		                      (TERMINATED_POLL_MS % 1000) * 1000000L};
 		nanosleep(&ts, NULL);
 	}
 out:

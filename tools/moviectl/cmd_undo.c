@@ -70,7 +70,9 @@ int cmd_undo(int argc, char **argv)
 			else if (strcmp(v, "template") == 0)
 				target.guard = ROLLOUT_GUARD_TEMPLATE;
 			else {
-				fprintf(stderr, "%s: --guard is none, resource-version or template\n", PROG);
+				fprintf(stderr,
+				        "%s: --guard is none, resource-version or template\n",
+				        PROG);
 				return CMD_USAGE;
 			}
 		} else if (strcmp(argv[i], "--dry-run=server") == 0) {
@@ -137,18 +139,21 @@ int cmd_undo(int argc, char **argv)
 		goto out;
 	}
 	if (plan.last_applied)
-		fprintf(stderr, "Warning: Rolling back will not update the "
-		                "kubectl.kubernetes.io/last-applied-configuration annotation; a later "
-		                "kubectl apply may revert it.\n");
+		fprintf(stderr,
+		        "Warning: Rolling back will not update the "
+		        "kubectl.kubernetes.io/last-applied-configuration annotation; a later "
+		        "kubectl apply may revert it.\n");
 	if (plan.action == ROLLOUT_UNDO_SKIP) {
 		if (target.to)
-			printf("deployment.apps/%s skipped rollback (current template already matches "
-			       "replica set %s)\n",
-			       name, plan.rs_name);
+			printf(
+			    "deployment.apps/%s skipped rollback (current template already matches "
+			    "replica set %s)\n",
+			    name, plan.rs_name);
 		else
-			printf("deployment.apps/%s skipped rollback (current template already matches "
-			       "revision %lld)\n",
-			       name, target.to_revision);
+			printf(
+			    "deployment.apps/%s skipped rollback (current template already matches "
+			    "revision %lld)\n",
+			    name, target.to_revision);
 		status = CMD_OK;
 		goto out;
 	}
@@ -160,8 +165,9 @@ int cmd_undo(int argc, char **argv)
 	if (kube_patch(c, path.data, KUBE_PATCH_JSON, body, NULL, &err)) {
 		kube_error_print(&err, PROG);
 		if (target.guard != ROLLOUT_GUARD_NONE && err.http == 422)
-			fprintf(stderr, "error: deployment \"%s\" changed since it was read; nothing was "
-			                "rolled back\n",
+			fprintf(stderr,
+			        "error: deployment \"%s\" changed since it was read; nothing was "
+			        "rolled back\n",
 			        name);
 		goto out;
 	}

@@ -22,8 +22,8 @@
 struct kube_client {
 	struct kube_config cfg;
 	struct kube_client_opts opts;
-	CURL *easy; /* reused: keeps the connection alive between calls */
-	char *url_base; /* scheme://host:port used in URLs (tls-server-name applied) */
+	CURL *easy;       /* reused: keeps the connection alive between calls */
+	char *url_base;   /* scheme://host:port used in URLs (tls-server-name applied) */
 	char *connect_to; /* CURLOPT_CONNECT_TO entry when tls-server-name is set */
 	char *file_token;
 	double file_token_at;
@@ -164,8 +164,8 @@ static int build_urls(struct kube_client *c)
 	buf_init(&b, 8192);
 	/* CONNECT_TO wants a bare IPv6 address in brackets as well. */
 	rc = buf_printf(&b, "%s:%.*s:%.*s:%.*s", c->cfg.tls_server_name,
-	                port ? port_len : (int)strlen(dflt), port ? port : dflt, (int)host_len, hostp,
-	                port ? port_len : (int)strlen(dflt), port ? port : dflt);
+	                port ? port_len : (int)strlen(dflt), port ? port : dflt, (int)host_len,
+	                hostp, port ? port_len : (int)strlen(dflt), port ? port : dflt);
 	if (rc) {
 		buf_release(&b);
 		return rc;
@@ -316,8 +316,8 @@ static int current_token(struct kube_client *c, const char **tok, struct kube_er
 			} else if (!c->file_token) {
 				/* Keep the last good token if a rotation is half-written. */
 				kube_error_set(err, "Unauthorized", "cannot read token file %s: %s",
-				               c->cfg.token_file, rc == MV_EIO ? strerror(errno)
-				                                               : mv_strerror(rc));
+				               c->cfg.token_file,
+				               rc == MV_EIO ? strerror(errno) : mv_strerror(rc));
 				return MV_EIO;
 			}
 		}
@@ -331,9 +331,9 @@ static int current_token(struct kube_client *c, const char **tok, struct kube_er
 /* ---- one HTTP exchange ---- */
 
 struct exchange {
-	struct buf body;       /* non-watch bodies, and watch error bodies */
+	struct buf body; /* non-watch bodies, and watch error bodies */
 	int too_big;
-	double retry_after;    /* seconds, from Retry-After */
+	double retry_after; /* seconds, from Retry-After */
 	/* watch streaming */
 	CURL *easy;
 	struct kube_watch_decoder *dec;
@@ -412,9 +412,9 @@ static const char *content_type(enum kube_patch_type t)
  * One request. Returns 0 with *http set, or a curl failure in *cc (then
  * *http is 0). Local failures (credentials, memory) return a negative code.
  */
-static int exchange(struct kube_client *c, const char *method, const char *path,
-                    const char *ctype, const char *body, long timeout_ms, struct exchange *x,
-                    long *http, CURLcode *cc, struct kube_error *err)
+static int exchange(struct kube_client *c, const char *method, const char *path, const char *ctype,
+                    const char *body, long timeout_ms, struct exchange *x, long *http, CURLcode *cc,
+                    struct kube_error *err)
 {
 	CURL *e = c->easy;
 	*http = 0;
@@ -463,7 +463,8 @@ static int exchange(struct kube_client *c, const char *method, const char *path,
 	const char *cert_pem = c->have_exec_cred ? c->exec_cred.cert_pem : NULL;
 	const char *key_pem = c->have_exec_cred ? c->exec_cred.key_pem : NULL;
 	if (cert_pem && key_pem) {
-		struct curl_blob cb = {(void *)(uintptr_t)cert_pem, strlen(cert_pem), CURL_BLOB_COPY};
+		struct curl_blob cb = {(void *)(uintptr_t)cert_pem, strlen(cert_pem),
+		                       CURL_BLOB_COPY};
 		struct curl_blob kb = {(void *)(uintptr_t)key_pem, strlen(key_pem), CURL_BLOB_COPY};
 		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &cb);
 		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &kb);
@@ -555,8 +556,8 @@ static void backoff_sleep(struct kube_client *c, int attempt, double retry_after
 		if (left < ms)
 			ms = left > 0 ? left : 0;
 	}
-	struct timespec ts = {(time_t)(ms / 1000), (long)((ms - (double)(time_t)(ms / 1000) * 1000) *
-	                                                  1e6)};
+	struct timespec ts = {(time_t)(ms / 1000),
+	                      (long)((ms - (double)(time_t)(ms / 1000) * 1000) * 1e6)};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
 }
@@ -594,9 +595,8 @@ static void curl_error(struct kube_error *err, CURLcode cc, const char *url_base
  * A request with the retry policy. idempotent: 5xx and lost connections are
  * retried too. *out gets the JSON object of a 2xx answer when out != NULL.
  */
-static int request(struct kube_client *c, const char *method, const char *path,
-                   const char *ctype, const char *body, int idempotent, json_t **out,
-                   struct kube_error *err)
+static int request(struct kube_client *c, const char *method, const char *path, const char *ctype,
+                   const char *body, int idempotent, json_t **out, struct kube_error *err)
 {
 	if (out)
 		*out = NULL;
@@ -608,8 +608,8 @@ static int request(struct kube_client *c, const char *method, const char *path,
 		buf_init(&x.body, KUBE_MAX_BODY_BYTES);
 		long http;
 		CURLcode cc;
-		int rc = exchange(c, method, path, ctype, body, c->opts.timeout_ms, &x, &http, &cc,
-		                  err);
+		int rc =
+		    exchange(c, method, path, ctype, body, c->opts.timeout_ms, &x, &http, &cc, err);
 		if (rc) {
 			buf_release(&x.body);
 			return rc;
@@ -617,7 +617,8 @@ static int request(struct kube_client *c, const char *method, const char *path,
 		int retry = 0;
 		if (cc != CURLE_OK) {
 			if (x.too_big) {
-				kube_error_set(err, "TooBig", "%s %s: response larger than %zu bytes", method,
+				kube_error_set(err, "TooBig",
+				               "%s %s: response larger than %zu bytes", method,
 				               path, KUBE_MAX_BODY_BYTES);
 				rc = MV_ETOOBIG;
 			} else if (cc == CURLE_OPERATION_TIMEDOUT) {
@@ -631,12 +632,14 @@ static int request(struct kube_client *c, const char *method, const char *path,
 		} else if (http >= 200 && http < 300) {
 			if (out) {
 				json_error_t jerr;
-				*out = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0, &jerr);
+				*out = json_loadb(x.body.data ? x.body.data : "", x.body.len, 0,
+				                  &jerr);
 				if (!json_is_object(*out)) {
 					json_decref(*out);
 					*out = NULL;
-					kube_error_set(err, "BadResponse", "%s %s: answer is not a JSON object",
-					               method, path);
+					kube_error_set(err, "BadResponse",
+					               "%s %s: answer is not a JSON object", method,
+					               path);
 					rc = MV_EPROTO;
 				}
 			}
@@ -668,8 +671,8 @@ int kube_get(struct kube_client *c, const char *path, json_t **out, struct kube_
 	return request(c, "GET", path, NULL, NULL, 1, out, err);
 }
 
-int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type type,
-               const char *body, json_t **out, struct kube_error *err)
+int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type type, const char *body,
+               json_t **out, struct kube_error *err)
 {
 	json_t *obj = NULL;
 	int rc = request(c, "PATCH", path, content_type(type), body, 0, &obj, err);
@@ -779,10 +782,10 @@ struct watch_state {
 	kube_event_fn fn;
 	void *user;
 	char *rv;
-	json_t *seen; /* "ns/name" -> last object, to notice deletions on a re-list */
-	int expired;  /* an ERROR event with code 410 arrived */
+	json_t *seen;    /* "ns/name" -> last object, to notice deletions on a re-list */
+	int expired;     /* an ERROR event with code 410 arrived */
 	int error_event; /* an ERROR event arrived */
-	int events;   /* events received on this watch */
+	int events;      /* events received on this watch */
 	struct kube_error *err;
 	int fn_rc; /* the callback's negative code */
 };
@@ -798,8 +801,8 @@ static int object_key(const json_t *obj, struct buf *key)
 
 static void remember_rv(struct watch_state *w, const json_t *obj)
 {
-	const char *rv = json_string_value(
-		json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
+	const char *rv =
+	    json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 	if (rv && *rv) {
 		char *copy = strdup(rv);
 		if (copy) {
@@ -835,18 +838,14 @@ static int on_watch_event(void *user, struct kube_event *ev)
 	struct watch_state *w = user;
 	w->events++;
 	switch (ev->type) {
-	case KUBE_EVENT_BOOKMARK:
-		remember_rv(w, ev->object);
-		return 0;
+	case KUBE_EVENT_BOOKMARK: remember_rv(w, ev->object); return 0;
 	case KUBE_EVENT_ERROR:
 		w->error_event = 1;
 		kube_error_from_status(w->err, ev->object);
 		if (w->err->http == 410)
 			w->expired = 1;
 		return 1; /* the server ends the stream after an ERROR event */
-	default:
-		remember_rv(w, ev->object);
-		return deliver(w, ev->type, ev->object) == 0 ? 0 : 1;
+	default: remember_rv(w, ev->object); return deliver(w, ev->type, ev->object) == 0 ? 0 : 1;
 	}
 }
 
@@ -992,11 +991,12 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
 			retry = 1;
 		} else if (http == 200) {
 			if (partial) {
-				kube_error_set(err, "BadResponse", "watch %s: stream ended inside an event",
-				               path);
+				kube_error_set(err, "BadResponse",
+				               "watch %s: stream ended inside an event", path);
 				retry = 1;
 			} else if (w.events) {
-				failures = 0; /* a clean end after progress: re-watch from the last RV */
+				failures =
+				    0; /* a clean end after progress: re-watch from the last RV */
 			}
 		} else {
 			kube_error_from_body(err, http, x.body.data, x.body.len);
@@ -1018,8 +1018,8 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
 		} else if (http == 200 && !w.events && !need_list && cc == CURLE_OK) {
 			/* An empty stream ending at once: do not spin on the server. */
 			if (++failures > c->opts.max_retries * 4 + 20) {
-				kube_error_set(err, "BadResponse", "watch %s: server keeps closing the stream",
-				               path);
+				kube_error_set(err, "BadResponse",
+				               "watch %s: server keeps closing the stream", path);
 				rc = MV_EUNAVAIL;
 				break;
 			}

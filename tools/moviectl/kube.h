@@ -58,7 +58,7 @@ struct kube_error {
 void kube_error_clear(struct kube_error *e);
 /* Set a local error (http 0) with a printf-style message. */
 void kube_error_set(struct kube_error *e, const char *reason, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /*
  * Fill `e` from a response body: a Status object gives reason and message
  * (and code, when `http` is 0); any other body gives reason from the HTTP code
@@ -77,8 +77,8 @@ void kube_error_print(const struct kube_error *e, const char *prog);
 struct kube_exec_config {
 	char *api_version; /* client.authentication.k8s.io/v1 or v1beta1 */
 	char *command;
-	char **argv;  /* argv[0] = command, NULL-terminated */
-	char **env;   /* "NAME=value" entries added to ours, NULL-terminated */
+	char **argv; /* argv[0] = command, NULL-terminated */
+	char **env;  /* "NAME=value" entries added to ours, NULL-terminated */
 	int interactive_always;
 	int provide_cluster_info;
 };
@@ -94,7 +94,7 @@ struct kube_config {
 	char *tls_server_name; /* SNI and name checked in the certificate */
 	char *cert_file, *key_file;
 	struct buf cert_data, key_data; /* PEM bytes or empty */
-	char *token;      /* static bearer token or NULL */
+	char *token;                    /* static bearer token or NULL */
 	char *token_file; /* re-read every KUBE_TOKEN_FILE_REFRESH_S; wins over token */
 	struct kube_exec_config *exec; /* NULL unless a credential plugin is configured */
 };
@@ -148,9 +148,9 @@ void kube_config_release(struct kube_config *c);
 
 /* A credential from an exec plugin (or nothing yet). */
 struct kube_exec_cred {
-	char *token;                 /* NULL when cert+key are used */
-	char *cert_pem, *key_pem;    /* PEM strings, or NULL */
-	time_t expires;              /* 0: no expiry given (cache for the process) */
+	char *token;              /* NULL when cert+key are used */
+	char *cert_pem, *key_pem; /* PEM strings, or NULL */
+	time_t expires;           /* 0: no expiry given (cache for the process) */
 };
 
 /*
@@ -294,8 +294,8 @@ int kube_list(struct kube_client *c, const char *path, const char *label_selecto
  * applied, so the caller re-reads and decides. *out (may be NULL) gets the
  * patched object. Returns the codes of kube_get.
  */
-int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type type,
-               const char *body, json_t **out, struct kube_error *err);
+int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type type, const char *body,
+               json_t **out, struct kube_error *err);
 
 /*
  * Called for every event of kube_watch_until: list items arrive as ADDED, then

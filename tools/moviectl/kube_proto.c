@@ -108,8 +108,8 @@ void kube_error_from_body(struct kube_error *e, long http, const char *body, siz
 		}
 		e->message[n] = '\0';
 		if (n == 0)
-			snprintf(e->message, sizeof(e->message), "the server responded with HTTP %ld",
-			         http);
+			snprintf(e->message, sizeof(e->message),
+			         "the server responded with HTTP %ld", http);
 	}
 	json_decref(root);
 }
@@ -118,8 +118,8 @@ void kube_error_print(const struct kube_error *e, const char *prog)
 {
 	(void)prog;
 	if (e->http)
-		fprintf(stderr, "Error from server (%s): %s\n", e->reason[0] ? e->reason : "Unknown",
-		        e->message);
+		fprintf(stderr, "Error from server (%s): %s\n",
+		        e->reason[0] ? e->reason : "Unknown", e->message);
 	else
 		fprintf(stderr, "error: %s\n", e->message);
 }
@@ -272,9 +272,9 @@ static int event_type(const char *s, enum kube_event_type *out)
 		const char *name;
 		enum kube_event_type type;
 	} types[] = {
-		{"ADDED", KUBE_EVENT_ADDED},       {"MODIFIED", KUBE_EVENT_MODIFIED},
-		{"DELETED", KUBE_EVENT_DELETED},   {"BOOKMARK", KUBE_EVENT_BOOKMARK},
-		{"ERROR", KUBE_EVENT_ERROR},
+	    {"ADDED", KUBE_EVENT_ADDED},     {"MODIFIED", KUBE_EVENT_MODIFIED},
+	    {"DELETED", KUBE_EVENT_DELETED}, {"BOOKMARK", KUBE_EVENT_BOOKMARK},
+	    {"ERROR", KUBE_EVENT_ERROR},
 	};
 	for (size_t i = 0; s && i < sizeof(types) / sizeof(types[0]); i++) {
 		if (strcmp(s, types[i].name) == 0) {
@@ -449,8 +449,8 @@ int kube_exec_cred_parse(const char *data, size_t len, const char *api_version,
 		goto out;
 	}
 	if (!av || (api_version && strcmp(av, api_version) != 0)) {
-		snprintf(err, errlen, "plugin answered apiVersion %s, expected %s", av ? av : "(none)",
-		         api_version ? api_version : "(any)");
+		snprintf(err, errlen, "plugin answered apiVersion %s, expected %s",
+		         av ? av : "(none)", api_version ? api_version : "(any)");
 		goto out;
 	}
 	if (!json_is_object(st)) {
@@ -462,16 +462,19 @@ int kube_exec_cred_parse(const char *data, size_t len, const char *api_version,
 	const char *key = json_string_value(json_object_get(st, "clientKeyData"));
 	const char *exp = json_string_value(json_object_get(st, "expirationTimestamp"));
 	if (((cert && *cert) != 0) != ((key && *key) != 0)) {
-		snprintf(err, errlen, "ExecCredential needs both clientCertificateData and "
-		                      "clientKeyData");
+		snprintf(err, errlen,
+		         "ExecCredential needs both clientCertificateData and "
+		         "clientKeyData");
 		goto out;
 	}
 	if (!(tok && *tok) && !(cert && *cert)) {
-		snprintf(err, errlen, "ExecCredential status has neither token nor client certificate");
+		snprintf(err, errlen,
+		         "ExecCredential status has neither token nor client certificate");
 		goto out;
 	}
 	if (exp && kube_parse_time(exp, &out->expires)) {
-		snprintf(err, errlen, "ExecCredential expirationTimestamp %.64s is not RFC 3339", exp);
+		snprintf(err, errlen, "ExecCredential expirationTimestamp %.64s is not RFC 3339",
+		         exp);
 		goto out;
 	}
 	if (dup_opt(tok, &out->token) || dup_opt(cert, &out->cert_pem) ||

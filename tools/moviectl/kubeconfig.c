@@ -40,8 +40,8 @@ static json_t *ynode_to_json(const struct ynode *n)
 		return json_null();
 	switch (n->type) {
 	case YNODE_SCALAR:
-		if (!n->quoted && (strcmp(n->str, "null") == 0 || strcmp(n->str, "~") == 0 ||
-		                   n->str[0] == '\0'))
+		if (!n->quoted &&
+		    (strcmp(n->str, "null") == 0 || strcmp(n->str, "~") == 0 || n->str[0] == '\0'))
 			return json_null();
 		return json_string(n->str);
 	case YNODE_SEQ: {
@@ -82,6 +82,8 @@ static int resolve_path(json_t *obj, const char *key, const char *dir, int need_
 		return 0;
 	if (need_slash && !strchr(p, '/'))
 		return 0; /* an exec command without a separator is looked up in PATH */
+	while (p[0] == '.' && p[1] == '/')
+		p += 2; /* filepath.Join cleans "./" */
 	struct buf b;
 	buf_init(&b, 8192);
 	int rc = buf_printf(&b, "%s/%s", dir, p);
@@ -119,7 +121,8 @@ static int merge_named(json_t *merged, const json_t *file, const char *list, con
 			return MV_EINVAL;
 		}
 		if (body && !json_is_object(body) && !json_is_null(body)) {
-			snprintf(err, errlen, "%s[%zu] (%s): %s must be a mapping", list, i, name, inner);
+			snprintf(err, errlen, "%s[%zu] (%s): %s must be a mapping", list, i, name,
+			         inner);
 			return MV_EINVAL;
 		}
 		if (json_object_get(map, name))
@@ -319,10 +322,12 @@ static int parse_exec(const json_t *ex, struct kube_config *c, char *err, size_t
 		snprintf(err, errlen, "exec: command is required");
 		return MV_EINVAL;
 	}
-	if (!e->api_version || (strcmp(e->api_version, "client.authentication.k8s.io/v1") != 0 &&
-	                        strcmp(e->api_version, "client.authentication.k8s.io/v1beta1") != 0)) {
-		snprintf(err, errlen, "exec: apiVersion must be client.authentication.k8s.io/v1 or "
-		                      "v1beta1");
+	if (!e->api_version ||
+	    (strcmp(e->api_version, "client.authentication.k8s.io/v1") != 0 &&
+	     strcmp(e->api_version, "client.authentication.k8s.io/v1beta1") != 0)) {
+		snprintf(err, errlen,
+		         "exec: apiVersion must be client.authentication.k8s.io/v1 or "
+		         "v1beta1");
 		return MV_EINVAL;
 	}
 	const json_t *args = json_object_get(ex, "args");
@@ -388,8 +393,8 @@ int kube_config_resolve(const json_t *merged, const struct kube_config_opts *opt
 {
 	config_init(out);
 	const char *ctx_name = opts && opts->context && *opts->context
-	                               ? opts->context
-	                               : json_string_value(json_object_get(merged, "current-context"));
+	                           ? opts->context
+	                           : json_string_value(json_object_get(merged, "current-context"));
 	if (!ctx_name || !*ctx_name) {
 		snprintf(err, errlen, "no context chosen: set current-context or use --context");
 		return MV_ENOTFOUND;
@@ -401,8 +406,8 @@ int kube_config_resolve(const json_t *merged, const struct kube_config_opts *opt
 	}
 	const char *cl_name = json_string_value(json_object_get(ctx, "cluster"));
 	const char *us_name = json_string_value(json_object_get(ctx, "user"));
-	const json_t *cl = cl_name ? json_object_get(json_object_get(merged, "clusters"), cl_name)
-	                           : NULL;
+	const json_t *cl =
+	    cl_name ? json_object_get(json_object_get(merged, "clusters"), cl_name) : NULL;
 	if (!cl) {
 		snprintf(err, errlen, "context \"%s\": cluster \"%s\" does not exist", ctx_name,
 		         cl_name ? cl_name : "");
@@ -412,8 +417,8 @@ int kube_config_resolve(const json_t *merged, const struct kube_config_opts *opt
 	if (us_name && *us_name) {
 		us = json_object_get(json_object_get(merged, "users"), us_name);
 		if (!us) {
-			snprintf(err, errlen, "context \"%s\": user \"%s\" does not exist", ctx_name,
-			         us_name);
+			snprintf(err, errlen, "context \"%s\": user \"%s\" does not exist",
+			         ctx_name, us_name);
 			return MV_ENOTFOUND;
 		}
 	}
@@ -446,8 +451,8 @@ int kube_config_resolve(const json_t *merged, const struct kube_config_opts *opt
 	if (json_is_object(ex) && (rc = parse_exec(ex, out, err, errlen)))
 		return rc;
 	const char *ns = opts && opts->namespace && *opts->namespace
-	                         ? opts->namespace
-	                         : json_string_value(json_object_get(ctx, "namespace"));
+	                     ? opts->namespace
+	                     : json_string_value(json_object_get(ctx, "namespace"));
 	if (!(out->namespace = strdup(ns && *ns ? ns : "default")) ||
 	    !(out->context = strdup(ctx_name)))
 		return MV_ENOMEM;
@@ -536,8 +541,9 @@ static int load_in_cluster(const struct kube_config_opts *opts, struct kube_conf
 	const char *dir = opts && opts->sa_dir ? opts->sa_dir : SA_DIR;
 	config_init(out);
 	if (!host || !*host || !port || !*port) {
-		snprintf(err, errlen, "no configuration has been provided: no kubeconfig found (set "
-		                      "KUBECONFIG or --kubeconfig) and not running in a cluster");
+		snprintf(err, errlen,
+		         "no configuration has been provided: no kubeconfig found (set "
+		         "KUBECONFIG or --kubeconfig) and not running in a cluster");
 		return MV_ENOTFOUND;
 	}
 	struct buf b;
@@ -564,8 +570,8 @@ static int load_in_cluster(const struct kube_config_opts *opts, struct kube_conf
 		out->ca_file = b.data;
 	else
 		buf_release(&b); /* client-go only logs this; TLS then uses the system CAs */
-	const char *ns = opts && opts->namespace && *opts->namespace ? opts->namespace
-	                                                              : getenv("POD_NAMESPACE");
+	const char *ns =
+	    opts && opts->namespace && *opts->namespace ? opts->namespace : getenv("POD_NAMESPACE");
 	struct buf nsb;
 	buf_init(&nsb, 8192);
 	if (!ns || !*ns) {
@@ -573,8 +579,9 @@ static int load_in_cluster(const struct kube_config_opts *opts, struct kube_conf
 		buf_init(&path, 8192);
 		if (!buf_printf(&path, "%s/namespace", dir) &&
 		    read_capped(path.data, 4096, &nsb) == 0 && nsb.len) {
-			while (nsb.len && (nsb.data[nsb.len - 1] == '\n' || nsb.data[nsb.len - 1] == ' ' ||
-			                   nsb.data[nsb.len - 1] == '\r' || nsb.data[nsb.len - 1] == '\t'))
+			while (nsb.len &&
+			       (nsb.data[nsb.len - 1] == '\n' || nsb.data[nsb.len - 1] == ' ' ||
+			        nsb.data[nsb.len - 1] == '\r' || nsb.data[nsb.len - 1] == '\t'))
 				nsb.data[--nsb.len] = '\0';
 			if (nsb.len)
 				ns = nsb.data;
@@ -601,8 +608,8 @@ int kube_config_load(const struct kube_config_opts *opts, struct kube_config *ou
 			goto out;
 		found = 1;
 	} else {
-		const char *list = opts && opts->env_kubeconfig ? opts->env_kubeconfig
-		                                                : getenv("KUBECONFIG");
+		const char *list =
+		    opts && opts->env_kubeconfig ? opts->env_kubeconfig : getenv("KUBECONFIG");
 		if (list && *list) {
 			char *copy = strdup(list), *save = NULL;
 			if (!copy) {
@@ -610,7 +617,8 @@ int kube_config_load(const struct kube_config_opts *opts, struct kube_config *ou
 				goto out;
 			}
 			int n = 0;
-			for (char *p = strtok_r(copy, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+			for (char *p = strtok_r(copy, ":", &save); p;
+			     p = strtok_r(NULL, ":", &save)) {
 				if (++n > KUBE_MAX_CONFIG_FILES) {
 					snprintf(err, errlen, "KUBECONFIG lists more than %d files",
 					         KUBE_MAX_CONFIG_FILES);
@@ -631,7 +639,8 @@ int kube_config_load(const struct kube_config_opts *opts, struct kube_config *ou
 			if (home && *home) {
 				struct buf p;
 				buf_init(&p, 8192);
-				if (!buf_printf(&p, "%s/.kube/config", home) && file_exists(p.data)) {
+				if (!buf_printf(&p, "%s/.kube/config", home) &&
+				    file_exists(p.data)) {
 					rc = merge_file(&merged, p.data, err, errlen);
 					found = 1;
 				}
@@ -669,8 +678,9 @@ int kube_exec_run(const struct kube_exec_config *cfg, const char *server, int ti
 {
 	memset(out, 0, sizeof(*out));
 	if (cfg->interactive_always && !isatty(STDIN_FILENO)) {
-		snprintf(err, errlen, "exec plugin %s needs an interactive terminal (interactiveMode: "
-		                      "Always)",
+		snprintf(err, errlen,
+		         "exec plugin %s needs an interactive terminal (interactiveMode: "
+		         "Always)",
 		         cfg->command);
 		return MV_EIO;
 	}
@@ -756,8 +766,8 @@ int kube_exec_run(const struct kube_exec_config *cfg, const char *server, int ti
 	for (;;) {
 		double left = deadline - mono_ms();
 		if (left <= 0) {
-			snprintf(err, errlen, "exec plugin %s did not finish within %d ms", cfg->command,
-			         timeout_ms);
+			snprintf(err, errlen, "exec plugin %s did not finish within %d ms",
+			         cfg->command, timeout_ms);
 			rc = MV_ETIMEDOUT;
 			goto out;
 		}
@@ -774,8 +784,8 @@ int kube_exec_run(const struct kube_exec_config *cfg, const char *server, int ti
 		if (n <= 0)
 			break;
 		if (output.len + (size_t)n > KUBE_MAX_EXEC_OUTPUT) {
-			snprintf(err, errlen, "exec plugin %s wrote more than %zu bytes", cfg->command,
-			         KUBE_MAX_EXEC_OUTPUT);
+			snprintf(err, errlen, "exec plugin %s wrote more than %zu bytes",
+			         cfg->command, KUBE_MAX_EXEC_OUTPUT);
 			rc = MV_ETOOBIG;
 			goto out;
 		}
@@ -793,8 +803,8 @@ int kube_exec_run(const struct kube_exec_config *cfg, const char *server, int ti
 			goto out;
 		}
 		if (mono_ms() > deadline) {
-			snprintf(err, errlen, "exec plugin %s did not exit within %d ms", cfg->command,
-			         timeout_ms);
+			snprintf(err, errlen, "exec plugin %s did not exit within %d ms",
+			         cfg->command, timeout_ms);
 			rc = MV_ETIMEDOUT;
 			goto out;
 		}

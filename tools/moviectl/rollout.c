@@ -22,7 +22,8 @@ static long long int_field(const json_t *obj, const char *key, long long dflt)
 
 static const char *name_of(const json_t *obj)
 {
-	const char *n = json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
+	const char *n =
+	    json_string_value(json_object_get(json_object_get(obj, "metadata"), "name"));
 	return n ? n : "";
 }
 
@@ -57,9 +58,10 @@ enum rollout_state rollout_status_judge(const json_t *deploy, long revision, cha
 			return ROLLOUT_FAILED;
 		}
 		if (rev != revision) {
-			snprintf(msg, msglen,
-			         "desired revision (%ld) is different from the running revision (%lld)",
-			         revision, rev);
+			snprintf(
+			    msg, msglen,
+			    "desired revision (%ld) is different from the running revision (%lld)",
+			    revision, rev);
 			return ROLLOUT_FAILED;
 		}
 	}
@@ -73,7 +75,8 @@ enum rollout_state rollout_status_judge(const json_t *deploy, long revision, cha
 			if (type && strcmp(type, "Progressing") == 0) {
 				if (reason && strcmp(reason, "ProgressDeadlineExceeded") == 0) {
 					snprintf(msg, msglen,
-					         "deployment \"%s\" exceeded its progress deadline", name);
+					         "deployment \"%s\" exceeded its progress deadline",
+					         name);
 					return ROLLOUT_FAILED;
 				}
 				break; /* GetDeploymentCondition: the first of the type */
@@ -84,24 +87,27 @@ enum rollout_state rollout_status_judge(const json_t *deploy, long revision, cha
 		long long available = int_field(st, "availableReplicas", 0);
 		json_t *want = json_object_get(spec, "replicas");
 		if (json_is_integer(want) && updated < json_integer_value(want)) {
-			snprintf(msg, msglen,
-			         "Waiting for deployment \"%s\" rollout to finish: %lld out of %lld new "
-			         "replicas have been updated...\n",
-			         name, updated, (long long)json_integer_value(want));
+			snprintf(
+			    msg, msglen,
+			    "Waiting for deployment \"%s\" rollout to finish: %lld out of %lld new "
+			    "replicas have been updated...\n",
+			    name, updated, (long long)json_integer_value(want));
 			return ROLLOUT_WAITING;
 		}
 		if (replicas > updated) {
 			snprintf(msg, msglen,
-			         "Waiting for deployment \"%s\" rollout to finish: %lld old replicas are "
+			         "Waiting for deployment \"%s\" rollout to finish: %lld old "
+			         "replicas are "
 			         "pending termination...\n",
 			         name, replicas - updated);
 			return ROLLOUT_WAITING;
 		}
 		if (available < updated) {
-			snprintf(msg, msglen,
-			         "Waiting for deployment \"%s\" rollout to finish: %lld of %lld updated "
-			         "replicas are available...\n",
-			         name, available, updated);
+			snprintf(
+			    msg, msglen,
+			    "Waiting for deployment \"%s\" rollout to finish: %lld of %lld updated "
+			    "replicas are available...\n",
+			    name, available, updated);
 			return ROLLOUT_WAITING;
 		}
 		snprintf(msg, msglen, "deployment \"%s\" successfully rolled out\n", name);
@@ -219,10 +225,10 @@ static const json_t *template_of(const json_t *obj)
 /* creationTimestamp then name, as controller.ReplicaSetsByCreationTimestamp. */
 static int older(const json_t *a, const json_t *b)
 {
-	const char *ta = json_string_value(
-		json_object_get(json_object_get(a, "metadata"), "creationTimestamp"));
-	const char *tb = json_string_value(
-		json_object_get(json_object_get(b, "metadata"), "creationTimestamp"));
+	const char *ta =
+	    json_string_value(json_object_get(json_object_get(a, "metadata"), "creationTimestamp"));
+	const char *tb =
+	    json_string_value(json_object_get(json_object_get(b, "metadata"), "creationTimestamp"));
 	int c = strcmp(ta ? ta : "", tb ? tb : "");
 	if (c != 0)
 		return c < 0;
@@ -248,9 +254,8 @@ const json_t *rollout_new_replicaset(const json_t *deploy, const json_t *rs_item
 
 static const char *hash_of(const json_t *obj)
 {
-	return json_string_value(
-		json_object_get(json_object_get(json_object_get(obj, "metadata"), "labels"),
-	                        ROLLOUT_HASH_LABEL));
+	return json_string_value(json_object_get(
+	    json_object_get(json_object_get(obj, "metadata"), "labels"), ROLLOUT_HASH_LABEL));
 }
 
 size_t rollout_old_pods(const json_t *deploy, const json_t *rs_items, const json_t *pod_items)
@@ -278,12 +283,12 @@ size_t rollout_old_pods(const json_t *deploy, const json_t *rs_items, const json
 
 /* kubectl pkg/polymorphichelpers/rollback.go annotationsToSkip. */
 static const char *const skip_annotations[] = {
-	"kubectl.kubernetes.io/last-applied-configuration",
-	"deployment.kubernetes.io/revision",
-	"deployment.kubernetes.io/revision-history",
-	"deployment.kubernetes.io/desired-replicas",
-	"deployment.kubernetes.io/max-replicas",
-	"deprecated.deployment.rollback.to",
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deployment.kubernetes.io/revision",
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
 };
 
 static int skipped(const char *key)
@@ -304,8 +309,8 @@ void rollout_undo_plan_release(struct rollout_undo_plan *plan)
 
 /* The target RS per kubectl's deploymentRevision, or by name/hash. */
 static const json_t *pick_target(const json_t *deploy, const json_t *owned,
-                                 const struct rollout_undo_target *t, long long *rev_out,
-                                 char *msg, size_t msglen)
+                                 const struct rollout_undo_target *t, long long *rev_out, char *msg,
+                                 size_t msglen)
 {
 	size_t i;
 	json_t *rs;
@@ -319,8 +324,9 @@ static const json_t *pick_target(const json_t *deploy, const json_t *owned,
 				return rs;
 			}
 		}
-		snprintf(msg, msglen, "no replica set \"%s\" (name or pod-template-hash) in the history "
-		                      "of deployment \"%s\"",
+		snprintf(msg, msglen,
+		         "no replica set \"%s\" (name or pod-template-hash) in the history "
+		         "of deployment \"%s\"",
 		         t->to, name_of(deploy));
 		return NULL;
 	}
@@ -398,12 +404,13 @@ int rollout_undo_plan(const json_t *deploy, const json_t *rs_items,
 	const char *uid = uid_of(deploy);
 	const json_t *dtmpl = template_of(deploy);
 	if (!uid || !json_is_object(dtmpl)) {
-		snprintf(msg, msglen, "deployment \"%s\" has no uid or pod template", name_of(deploy));
+		snprintf(msg, msglen, "deployment \"%s\" has no uid or pod template",
+		         name_of(deploy));
 		return MV_EINVAL;
 	}
 	const json_t *dann = json_object_get(json_object_get(deploy, "metadata"), "annotations");
 	plan->last_applied =
-		json_object_get(dann, "kubectl.kubernetes.io/last-applied-configuration") != NULL;
+	    json_object_get(dann, "kubectl.kubernetes.io/last-applied-configuration") != NULL;
 
 	json_t *owned = json_array();
 	if (!owned)
@@ -428,8 +435,9 @@ int rollout_undo_plan(const json_t *deploy, const json_t *rs_items,
 	plan->revision = rev;
 	plan->rs_name = name_of(target_rs);
 	if (json_is_true(json_object_get(json_object_get(deploy, "spec"), "paused"))) {
-		snprintf(msg, msglen, "you cannot rollback a paused deployment; resume it first with "
-		                      "'kubectl rollout resume' and try again");
+		snprintf(msg, msglen,
+		         "you cannot rollback a paused deployment; resume it first with "
+		         "'kubectl rollout resume' and try again");
 		rc = MV_EINVAL;
 		goto out;
 	}
@@ -447,20 +455,21 @@ int rollout_undo_plan(const json_t *deploy, const json_t *rs_items,
 	json_t *guard = NULL;
 	if (target->guard == ROLLOUT_GUARD_RESOURCE_VERSION) {
 		const char *rv = json_string_value(
-			json_object_get(json_object_get(deploy, "metadata"), "resourceVersion"));
+		    json_object_get(json_object_get(deploy, "metadata"), "resourceVersion"));
 		if (!rv) {
 			snprintf(msg, msglen, "deployment \"%s\" has no resourceVersion",
 			         name_of(deploy));
 			rc = MV_EINVAL;
 			goto out;
 		}
-		guard = json_pack("{s:s, s:s, s:s}", "op", "test", "path", "/metadata/resourceVersion",
-		                  "value", rv);
+		guard = json_pack("{s:s, s:s, s:s}", "op", "test", "path",
+		                  "/metadata/resourceVersion", "value", rv);
 	} else if (target->guard == ROLLOUT_GUARD_TEMPLATE) {
-		guard = json_pack("{s:s, s:s, s:O}", "op", "test", "path", "/spec/template", "value",
-		                  dtmpl);
+		guard = json_pack("{s:s, s:s, s:O}", "op", "test", "path", "/spec/template",
+		                  "value", dtmpl);
 	}
-	if ((target->guard != ROLLOUT_GUARD_NONE && (!guard || json_array_append_new(patch, guard))) ||
+	if ((target->guard != ROLLOUT_GUARD_NONE &&
+	     (!guard || json_array_append_new(patch, guard))) ||
 	    json_array_append_new(patch, json_pack("{s:s, s:s, s:O}", "op", "replace", "path",
 	                                           "/spec/template", "value", tmpl)) ||
 	    json_array_append_new(patch, json_pack("{s:s, s:s, s:O}", "op", "replace", "path",

@@ -82,10 +82,10 @@ enum rollout_undo_action {
 
 struct rollout_undo_plan {
 	enum rollout_undo_action action;
-	long long revision;   /* the target RS's revision (what kubectl prints) */
-	const char *rs_name;  /* borrowed from rs_items */
-	json_t *patch;        /* owned: the JSON patch array (PATCH action only) */
-	int last_applied;     /* the Deployment has last-applied-configuration */
+	long long revision;  /* the target RS's revision (what kubectl prints) */
+	const char *rs_name; /* borrowed from rs_items */
+	json_t *patch;       /* owned: the JSON patch array (PATCH action only) */
+	int last_applied;    /* the Deployment has last-applied-configuration */
 };
 
 /*

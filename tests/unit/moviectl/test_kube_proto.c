@@ -80,13 +80,13 @@ static void test_watch_truncated_and_bad_streams(void)
 	CHECK_INT_EQ(decode_all(trunc, strlen(trunc), 5, types, sizeof(types), &n), 1);
 	CHECK_INT_EQ(n, 1);
 	const char *garbage[] = {
-		"[1,2]",                                              /* not an object */
-		"{\"type\":\"ADDED\",\"object\":{}} x",               /* junk between events */
-		"{\"type\":\"WHAT\",\"object\":{}}",                  /* unknown type */
-		"{\"type\":\"ADDED\"}",                               /* no object */
-		"{\"type\":\"ADDED\",\"object\":3}",                  /* object not an object */
-		"{\"type\":\"ADDED\",\"object\":{]}",                 /* bad JSON */
-		"{\"type\":\"ADDED\",\"object\":{\"a\":tru}}",        /* bad literal */
+	    "[1,2]",                                       /* not an object */
+	    "{\"type\":\"ADDED\",\"object\":{}} x",        /* junk between events */
+	    "{\"type\":\"WHAT\",\"object\":{}}",           /* unknown type */
+	    "{\"type\":\"ADDED\"}",                        /* no object */
+	    "{\"type\":\"ADDED\",\"object\":3}",           /* object not an object */
+	    "{\"type\":\"ADDED\",\"object\":{]}",          /* bad JSON */
+	    "{\"type\":\"ADDED\",\"object\":{\"a\":tru}}", /* bad literal */
 	};
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
 		int rc = decode_all(garbage[i], strlen(garbage[i]), 3, types, sizeof(types), &n);
@@ -208,9 +208,9 @@ static void test_exec_credential(void)
 	char *b = fixture_bytes("exec_credential.json", &len);
 	struct kube_exec_cred c;
 	char err[256];
-	CHECK_INT_EQ(kube_exec_cred_parse(b, len, "client.authentication.k8s.io/v1", &c, err,
-	                                  sizeof(err)),
-	             0);
+	CHECK_INT_EQ(
+	    kube_exec_cred_parse(b, len, "client.authentication.k8s.io/v1", &c, err, sizeof(err)),
+	    0);
 	CHECK_STR_EQ(c.token, "plugin-token-1");
 	CHECK_INT_EQ(c.expires, 1893456000);
 	kube_exec_cred_release(&c);
@@ -228,16 +228,16 @@ static void test_exec_credential(void)
 	CHECK_INT_EQ(c.expires, 0);
 	kube_exec_cred_release(&c);
 	const char *bad[] = {
-		"not json",
-		"{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\"}",
-		"{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
-		"\"status\":{}}",
-		"{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
-		"\"status\":{\"clientCertificateData\":\"x\"}}",
-		"{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
-		"\"status\":{\"token\":\"t\",\"expirationTimestamp\":\"tomorrow\"}}",
-		"{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"Pod\","
-		"\"status\":{\"token\":\"t\"}}",
+	    "not json",
+	    "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\"}",
+	    "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+	    "\"status\":{}}",
+	    "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+	    "\"status\":{\"clientCertificateData\":\"x\"}}",
+	    "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+	    "\"status\":{\"token\":\"t\",\"expirationTimestamp\":\"tomorrow\"}}",
+	    "{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"Pod\","
+	    "\"status\":{\"token\":\"t\"}}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = kube_exec_cred_parse(bad[i], strlen(bad[i]), NULL, &c, err, sizeof(err));

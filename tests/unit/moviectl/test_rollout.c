@@ -20,8 +20,9 @@ static void test_judge_recorded_states(void)
 	char msg[512];
 	json_t *d = fixture("deployment_rolling.json");
 	CHECK_INT_EQ(rollout_status_judge(d, 0, msg, sizeof(msg)), ROLLOUT_WAITING);
-	CHECK_STR_EQ(msg, "Waiting for deployment \"web\" rollout to finish: 3 out of 10 new replicas "
-	                  "have been updated...\n");
+	CHECK_STR_EQ(msg,
+	             "Waiting for deployment \"web\" rollout to finish: 3 out of 10 new replicas "
+	             "have been updated...\n");
 	json_decref(d);
 	d = fixture("deployment_complete.json");
 	CHECK_INT_EQ(rollout_status_judge(d, 0, msg, sizeof(msg)), ROLLOUT_DONE);
@@ -110,22 +111,22 @@ static void test_undo_previous_revision(void)
 	/* The RS template minus pod-template-hash, everything else kept. */
 	CHECK(json_object_get(json_object_get(json_object_get(tmpl, "metadata"), "labels"),
 	                      "pod-template-hash") == NULL);
-	CHECK_STR_EQ(json_string_value(json_object_get(
-			     json_array_get(json_object_get(json_object_get(tmpl, "spec"), "containers"),
-	                                    0),
-			     "image")),
-	             "reg/web:1.2.3");
+	CHECK_STR_EQ(
+	    json_string_value(json_object_get(
+	        json_array_get(json_object_get(json_object_get(tmpl, "spec"), "containers"), 0),
+	        "image")),
+	    "reg/web:1.2.3");
 	CHECK(json_object_get(json_object_get(json_object_get(tmpl, "metadata"), "annotations"),
 	                      "kubectl.kubernetes.io/restartedAt") != NULL);
 	const json_t *ann = patch_op(&p, 1, "replace", "/metadata/annotations");
 	CHECK(ann != NULL);
 	/* Skip-list keys keep the Deployment's values; other RS keys are copied;
 	 * Deployment-only keys ("team") are dropped. */
-	json_t *want = json_loads(
-		"{\"kubectl.kubernetes.io/last-applied-configuration\":\"{\\\"kind\\\":"
-		"\\\"Deployment\\\"}\",\"deployment.kubernetes.io/revision\":\"5\","
-		"\"kubernetes.io/change-cause\":\"image 1.2.3\",\"note\":\"from rs\"}",
-		0, NULL);
+	json_t *want =
+	    json_loads("{\"kubectl.kubernetes.io/last-applied-configuration\":\"{\\\"kind\\\":"
+	               "\\\"Deployment\\\"}\",\"deployment.kubernetes.io/revision\":\"5\","
+	               "\"kubernetes.io/change-cause\":\"image 1.2.3\",\"note\":\"from rs\"}",
+	               0, NULL);
 	CHECK(json_equal(JMUT(ann), want));
 	json_decref(want);
 	rollout_undo_plan_release(&p);
