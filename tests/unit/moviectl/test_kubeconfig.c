@@ -38,53 +38,51 @@ static const char *path(const char *name)
 /* "-----BEGIN TEST-----\n" in base64. */
 #define PEM_B64 "LS0tLS1CRUdJTiBURVNULS0tLS0K"
 
-static const char *config_a =
-	"apiVersion: v1\n"
-	"kind: Config\n"
-	"current-context: prod\n"
-	"clusters:\n"
-	"- name: c1\n"
-	"  cluster:\n"
-	"    server: https://10.0.0.1:6443/\n"
-	"    certificate-authority: certs/ca.crt\n"
-	"    tls-server-name: kubernetes\n"
-	"users:\n"
-	"- name: u1\n"
-	"  user:\n"
-	"    client-certificate-data: " PEM_B64 "\n"
-	"    client-key: /abs/key.pem\n"
-	"    token: static-token\n"
-	"    tokenFile: tok\n"
-	"contexts:\n"
-	"- name: prod\n"
-	"  context: {cluster: c1, user: u1, namespace: prod}\n";
+static const char *config_a = "apiVersion: v1\n"
+                              "kind: Config\n"
+                              "current-context: prod\n"
+                              "clusters:\n"
+                              "- name: c1\n"
+                              "  cluster:\n"
+                              "    server: https://10.0.0.1:6443/\n"
+                              "    certificate-authority: certs/ca.crt\n"
+                              "    tls-server-name: kubernetes\n"
+                              "users:\n"
+                              "- name: u1\n"
+                              "  user:\n"
+                              "    client-certificate-data: " PEM_B64 "\n"
+                              "    client-key: /abs/key.pem\n"
+                              "    token: static-token\n"
+                              "    tokenFile: tok\n"
+                              "contexts:\n"
+                              "- name: prod\n"
+                              "  context: {cluster: c1, user: u1, namespace: prod}\n";
 
 /* A later file: its c1 is discarded whole, its current-context ignored. */
-static const char *config_b =
-	"apiVersion: v1\n"
-	"kind: Config\n"
-	"current-context: dev\n"
-	"clusters:\n"
-	"- name: c1\n"
-	"  cluster: {server: https://evil.example:1}\n"
-	"- name: c2\n"
-	"  cluster:\n"
-	"    server: http://127.0.0.1:8080\n"
-	"    insecure-skip-tls-verify: true\n"
-	"    certificate-authority-data: " PEM_B64 "\n"
-	"users:\n"
-	"- name: u2\n"
-	"  user:\n"
-	"    exec:\n"
-	"      apiVersion: client.authentication.k8s.io/v1\n"
-	"      command: ./plugin.sh\n"
-	"      args: [get-token, --cluster, c2]\n"
-	"      env: [{name: PLUGIN_MODE, value: ok}]\n"
-	"      interactiveMode: Never\n"
-	"      provideClusterInfo: true\n"
-	"contexts:\n"
-	"- name: dev\n"
-	"  context: {cluster: c2, user: u2}\n";
+static const char *config_b = "apiVersion: v1\n"
+                              "kind: Config\n"
+                              "current-context: dev\n"
+                              "clusters:\n"
+                              "- name: c1\n"
+                              "  cluster: {server: https://evil.example:1}\n"
+                              "- name: c2\n"
+                              "  cluster:\n"
+                              "    server: http://127.0.0.1:8080\n"
+                              "    insecure-skip-tls-verify: true\n"
+                              "    certificate-authority-data: " PEM_B64 "\n"
+                              "users:\n"
+                              "- name: u2\n"
+                              "  user:\n"
+                              "    exec:\n"
+                              "      apiVersion: client.authentication.k8s.io/v1\n"
+                              "      command: ./plugin.sh\n"
+                              "      args: [get-token, --cluster, c2]\n"
+                              "      env: [{name: PLUGIN_MODE, value: ok}]\n"
+                              "      interactiveMode: Never\n"
+                              "      provideClusterInfo: true\n"
+                              "contexts:\n"
+                              "- name: dev\n"
+                              "  context: {cluster: c2, user: u2}\n";
 
 static void test_merge_first_wins_and_relative_paths(void)
 {
@@ -144,8 +142,8 @@ static void test_explicit_file_and_home(void)
 	struct kube_config c;
 	char err[512] = "";
 	/* --kubeconfig must exist and is the only file read. */
-	struct kube_config_opts o = {.kubeconfig = path("absent.yaml"), .env_kubeconfig = "",
-	                             .home = dir};
+	struct kube_config_opts o = {
+	    .kubeconfig = path("absent.yaml"), .env_kubeconfig = "", .home = dir};
 	CHECK_INT_EQ(kube_config_load(&o, &c, err, sizeof(err)), MV_EIO);
 	kube_config_release(&c);
 	o.kubeconfig = path("b.yaml");
@@ -164,20 +162,20 @@ static void test_explicit_file_and_home(void)
 static void test_bad_configs(void)
 {
 	const char *bad[] = {
-		"clusters: 3\n",
-		"clusters:\n- cluster: {server: https://x}\n",            /* no name */
-		"current-context: x\ncontexts:\n- name: x\n  context: {cluster: none}\n",
-		"current-context: x\nclusters:\n- name: c\n  cluster: {server: ftp://x}\n"
-		"contexts:\n- name: x\n  context: {cluster: c}\n",
-		"current-context: x\nclusters:\n- name: c\n  cluster: {server: https://x, "
-		"certificate-authority-data: '!!notbase64'}\ncontexts:\n- name: x\n  context: "
-		"{cluster: c}\n",
-		"current-context: x\nclusters:\n- name: c\n  cluster: {server: https://x}\n"
-		"users:\n- name: u\n  user: {exec: {command: x}}\n"
-		"contexts:\n- name: x\n  context: {cluster: c, user: u}\n", /* exec without apiVersion */
-		"a: [unclosed\n",
-		"- 1\n- 2\n",
-		"",
+	    "clusters: 3\n",
+	    "clusters:\n- cluster: {server: https://x}\n", /* no name */
+	    "current-context: x\ncontexts:\n- name: x\n  context: {cluster: none}\n",
+	    "current-context: x\nclusters:\n- name: c\n  cluster: {server: ftp://x}\n"
+	    "contexts:\n- name: x\n  context: {cluster: c}\n",
+	    "current-context: x\nclusters:\n- name: c\n  cluster: {server: https://x, "
+	    "certificate-authority-data: '!!notbase64'}\ncontexts:\n- name: x\n  context: "
+	    "{cluster: c}\n",
+	    "current-context: x\nclusters:\n- name: c\n  cluster: {server: https://x}\n"
+	    "users:\n- name: u\n  user: {exec: {command: x}}\n"
+	    "contexts:\n- name: x\n  context: {cluster: c, user: u}\n", /* exec without apiVersion */
+	    "a: [unclosed\n",
+	    "- 1\n- 2\n",
+	    "",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		write_file("bad.yaml", bad[i], 0600);
@@ -199,8 +197,8 @@ static void test_in_cluster(void)
 	write_file("sa/token", "sa-token\n", 0600);
 	write_file("sa/ca.crt", "-----BEGIN CERTIFICATE-----\n", 0600);
 	write_file("sa/namespace", "prod\n", 0600);
-	struct kube_config_opts o = {.env_kubeconfig = "", .home = "/nonexistent",
-	                             .sa_dir = path("sa")};
+	struct kube_config_opts o = {
+	    .env_kubeconfig = "", .home = "/nonexistent", .sa_dir = path("sa")};
 	struct kube_config c;
 	char err[512] = "";
 	unsetenv("KUBERNETES_SERVICE_HOST");
@@ -232,11 +230,11 @@ static struct kube_exec_config plugin(const char *script, char **argv, char **en
 	write_file("plugin.sh", script, 0700);
 	static char api_version[] = "client.authentication.k8s.io/v1";
 	struct kube_exec_config e = {
-		.api_version = api_version,
-		.command = (char *)(uintptr_t)path("plugin.sh"),
-		.argv = argv,
-		.env = env,
-		.provide_cluster_info = 1,
+	    .api_version = api_version,
+	    .command = (char *)(uintptr_t)path("plugin.sh"),
+	    .argv = argv,
+	    .env = env,
+	    .provide_cluster_info = 1,
 	};
 	argv[0] = e.command;
 	return e;
@@ -249,22 +247,23 @@ static void test_exec_plugin(void)
 	char *env[] = {env1, NULL};
 	/* The plugin checks what the protocol says it gets. */
 	struct kube_exec_config e = plugin(
-		"#!/bin/sh\n"
-		"[ \"$1\" = get-token ] || exit 3\n"
-		"[ \"$PLUGIN_MODE\" = ok ] || exit 4\n"
-		"case \"$KUBERNETES_EXEC_INFO\" in\n"
-		"  *'\"kind\":\"ExecCredential\"'*'\"interactive\":false'*) ;;\n"
-		"  *) exit 5 ;;\n"
-		"esac\n"
-		"case \"$KUBERNETES_EXEC_INFO\" in *'https://k.example:6443'*) ;; *) exit 6 ;; esac\n"
-		"read -r x && exit 7\n" /* stdin is /dev/null */
-		"echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
-		"\"status\":{\"token\":\"tok-from-plugin\",\"expirationTimestamp\":"
-		"\"2030-01-01T00:00:00Z\"}}'\n",
-		argv, env);
+	    "#!/bin/sh\n"
+	    "[ \"$1\" = get-token ] || exit 3\n"
+	    "[ \"$PLUGIN_MODE\" = ok ] || exit 4\n"
+	    "case \"$KUBERNETES_EXEC_INFO\" in\n"
+	    "  *'\"kind\":\"ExecCredential\"'*'\"interactive\":false'*) ;;\n"
+	    "  *) exit 5 ;;\n"
+	    "esac\n"
+	    "case \"$KUBERNETES_EXEC_INFO\" in *'https://k.example:6443'*) ;; *) exit 6 ;; esac\n"
+	    "read -r x && exit 7\n" /* stdin is /dev/null */
+	    "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\","
+	    "\"status\":{\"token\":\"tok-from-plugin\",\"expirationTimestamp\":"
+	    "\"2030-01-01T00:00:00Z\"}}'\n",
+	    argv, env);
 	struct kube_exec_cred cred;
 	char err[512] = "";
-	CHECK_INT_EQ(kube_exec_run(&e, "https://k.example:6443", 10000, &cred, err, sizeof(err)), 0);
+	CHECK_INT_EQ(kube_exec_run(&e, "https://k.example:6443", 10000, &cred, err, sizeof(err)),
+	             0);
 	if (err[0])
 		fprintf(stderr, "  %s\n", err);
 	CHECK_STR_EQ(cred.token, "tok-from-plugin");
