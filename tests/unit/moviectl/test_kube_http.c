@@ -28,7 +28,7 @@ extern char **environ;
 
 static char dir[256];
 static pid_t server_pid = -1;
-static char base[128];   /* http(s)://127.0.0.1:PORT */
+static char base[128]; /* http(s)://127.0.0.1:PORT */
 static int tls_mode;
 
 static size_t sink(char *d, size_t s, size_t n, void *u)
@@ -77,8 +77,8 @@ static json_t *requests(void)
 
 static const char *req_query(json_t *log, size_t i, const char *key)
 {
-	return json_string_value(json_object_get(json_object_get(json_array_get(log, i), "query"),
-	                                         key));
+	return json_string_value(
+	    json_object_get(json_object_get(json_array_get(log, i), "query"), key));
 }
 
 static int start_server(const char *cert, const char *key, const char *ca)
@@ -88,8 +88,13 @@ static int start_server(const char *cert, const char *key, const char *ca)
 	unlink(port_file);
 	char py[] = "/usr/bin/python3";
 	char script_path[] = MOVIECTL_TESTS "/fake_apiserver.py";
-	char *argv[] = {py, script_path, port_file, (char *)(uintptr_t)cert,
-	                (char *)(uintptr_t)key, (char *)(uintptr_t)ca, NULL};
+	char *argv[] = {py,
+	                script_path,
+	                port_file,
+	                (char *)(uintptr_t)cert,
+	                (char *)(uintptr_t)key,
+	                (char *)(uintptr_t)ca,
+	                NULL};
 	if (!cert)
 		argv[3] = NULL;
 	if (posix_spawn(&server_pid, py, NULL, NULL, argv, environ))
@@ -102,8 +107,8 @@ static int start_server(const char *cert, const char *key, const char *ca)
 			int ok = fscanf(f, "%d", &port) == 1;
 			fclose(f);
 			if (ok) {
-				snprintf(base, sizeof(base), "%s://127.0.0.1:%d", cert ? "https" : "http",
-				         port);
+				snprintf(base, sizeof(base), "%s://127.0.0.1:%d",
+				         cert ? "https" : "http", port);
 				return 0;
 			}
 		}
@@ -131,8 +136,10 @@ static struct kube_client *client(long timeout_ms, int retries)
 	cfg.server = server;
 	cfg.token = token;
 	cfg.namespace = ns;
-	struct kube_client_opts o = {.timeout_ms = timeout_ms, .max_retries = retries,
-	                             .backoff_base_ms = 10, .backoff_max_ms = 50};
+	struct kube_client_opts o = {.timeout_ms = timeout_ms,
+	                             .max_retries = retries,
+	                             .backoff_base_ms = 10,
+	                             .backoff_max_ms = 50};
 	struct kube_client *c = NULL;
 	if (kube_client_new(&cfg, &o, &c))
 		abort();
@@ -143,12 +150,14 @@ static struct kube_client *client(long timeout_ms, int retries)
 
 static void test_get_and_status_errors(void)
 {
-	script("{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"body\":{\"kind\":"
-	       "\"Deployment\",\"metadata\":{\"name\":\"web\"}}}]},"
-	       "{\"path\":\"" DEPLOY "/gone\",\"responses\":[{\"status\":404,\"body\":{\"kind\":"
-	       "\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":"
-	       "\"deployments.apps \\\"gone\\\" not found\",\"reason\":\"NotFound\",\"code\":404}}]},"
-	       "{\"path\":\"" DEPLOY "/html\",\"responses\":[{\"status\":200,\"body\":\"<html>\"}]}]}");
+	script(
+	    "{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"body\":{\"kind\":"
+	    "\"Deployment\",\"metadata\":{\"name\":\"web\"}}}]},"
+	    "{\"path\":\"" DEPLOY "/gone\",\"responses\":[{\"status\":404,\"body\":{\"kind\":"
+	    "\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":"
+	    "\"deployments.apps \\\"gone\\\" not found\",\"reason\":\"NotFound\",\"code\":404}}]},"
+	    "{\"path\":\"" DEPLOY
+	    "/html\",\"responses\":[{\"status\":200,\"body\":\"<html>\"}]}]}");
 	struct kube_client *c = client(5000, 2);
 	struct kube_error err;
 	json_t *obj = NULL;
@@ -188,7 +197,8 @@ static void test_retries(void)
 	CHECK_INT_EQ(kube_get(c, DEPLOY "/down", &obj, &err), MV_EUNAVAIL);
 	CHECK_INT_EQ(err.http, 503);
 	/* A PATCH is not retried on 5xx: it may have been applied. */
-	CHECK_INT_EQ(kube_patch(c, DEPLOY "/down", KUBE_PATCH_MERGE, "{}", NULL, &err), MV_EUNAVAIL);
+	CHECK_INT_EQ(kube_patch(c, DEPLOY "/down", KUBE_PATCH_MERGE, "{}", NULL, &err),
+	             MV_EUNAVAIL);
 	json_t *log = requests();
 	CHECK_INT_EQ(json_array_size(log), 2 + 4 + 1);
 	json_decref(log);
@@ -211,7 +221,8 @@ static void test_patch_types_and_test_failure(void)
 	CHECK(obj != NULL);
 	json_decref(obj);
 	CHECK_INT_EQ(kube_patch(c, DEPLOY "/web", KUBE_PATCH_MERGE, "{\"a\":1}", NULL, &err), 0);
-	CHECK_INT_EQ(kube_patch(c, DEPLOY "/web", KUBE_PATCH_STRATEGIC, "{\"b\":2}", NULL, &err), 0);
+	CHECK_INT_EQ(kube_patch(c, DEPLOY "/web", KUBE_PATCH_STRATEGIC, "{\"b\":2}", NULL, &err),
+	             0);
 	CHECK_INT_EQ(kube_patch(c, DEPLOY "/web", KUBE_PATCH_JSON, jp, NULL, &err), MV_EINVAL);
 	CHECK_INT_EQ(err.http, 422);
 	CHECK_STR_EQ(err.reason, "Invalid");
@@ -223,8 +234,8 @@ static void test_patch_types_and_test_failure(void)
 	                       "application/json-patch+json"};
 	for (size_t i = 0; i < 5; i++) {
 		json_t *r = json_array_get(log, i);
-		CHECK_STR_EQ(json_string_value(json_object_get(json_object_get(r, "headers"),
-		                                               "content-type")),
+		CHECK_STR_EQ(json_string_value(
+		                 json_object_get(json_object_get(r, "headers"), "content-type")),
 		             types[i]);
 		CHECK_STR_EQ(json_string_value(json_object_get(r, "method")), "PATCH");
 	}
@@ -247,20 +258,21 @@ static void test_timeout(void)
 
 static void test_list_continue(void)
 {
-	script("{\"routes\":["
-	       "{\"path\":\"/apis/apps/v1/namespaces/prod/replicasets\",\"query\":{\"continue\":"
-	       "\"c1\"},\"responses\":[{\"body\":{\"kind\":\"ReplicaSetList\",\"metadata\":{"
-	       "\"resourceVersion\":\"12\"},\"items\":[{\"metadata\":{\"name\":\"b\"}}]}}]},"
-	       "{\"path\":\"/apis/apps/v1/namespaces/prod/replicasets\",\"responses\":[{\"body\":"
-	       "{\"kind\":\"ReplicaSetList\",\"metadata\":{\"resourceVersion\":\"11\",\"continue\":"
-	       "\"c1\"},\"items\":[{\"metadata\":{\"name\":\"a\"}}]}}]},"
-	       "{\"path\":\"/api/v1/namespaces/prod/pods\",\"query\":{\"continue\":\"old\"},"
-	       "\"responses\":[{\"status\":410,\"body\":{\"kind\":\"Status\",\"reason\":\"Expired\","
-	       "\"message\":\"continue expired\",\"code\":410}}]},"
-	       "{\"path\":\"/api/v1/namespaces/prod/pods\",\"responses\":[{\"body\":{\"metadata\":{"
-	       "\"continue\":\"old\"},\"items\":[{\"metadata\":{\"name\":\"p1\"}}]}},{\"body\":{"
-	       "\"metadata\":{\"resourceVersion\":\"20\"},\"items\":[{\"metadata\":{\"name\":\"p1\"}},"
-	       "{\"metadata\":{\"name\":\"p2\"}}]}}]}]}");
+	script(
+	    "{\"routes\":["
+	    "{\"path\":\"/apis/apps/v1/namespaces/prod/replicasets\",\"query\":{\"continue\":"
+	    "\"c1\"},\"responses\":[{\"body\":{\"kind\":\"ReplicaSetList\",\"metadata\":{"
+	    "\"resourceVersion\":\"12\"},\"items\":[{\"metadata\":{\"name\":\"b\"}}]}}]},"
+	    "{\"path\":\"/apis/apps/v1/namespaces/prod/replicasets\",\"responses\":[{\"body\":"
+	    "{\"kind\":\"ReplicaSetList\",\"metadata\":{\"resourceVersion\":\"11\",\"continue\":"
+	    "\"c1\"},\"items\":[{\"metadata\":{\"name\":\"a\"}}]}}]},"
+	    "{\"path\":\"/api/v1/namespaces/prod/pods\",\"query\":{\"continue\":\"old\"},"
+	    "\"responses\":[{\"status\":410,\"body\":{\"kind\":\"Status\",\"reason\":\"Expired\","
+	    "\"message\":\"continue expired\",\"code\":410}}]},"
+	    "{\"path\":\"/api/v1/namespaces/prod/pods\",\"responses\":[{\"body\":{\"metadata\":{"
+	    "\"continue\":\"old\"},\"items\":[{\"metadata\":{\"name\":\"p1\"}}]}},{\"body\":{"
+	    "\"metadata\":{\"resourceVersion\":\"20\"},\"items\":[{\"metadata\":{\"name\":\"p1\"}},"
+	    "{\"metadata\":{\"name\":\"p2\"}}]}}]}]}");
 	struct kube_client *c = client(5000, 2);
 	struct kube_error err;
 	json_t *items = NULL;
@@ -281,7 +293,8 @@ static void test_list_continue(void)
 	CHECK_STR_EQ(req_query(log, 1, "labelSelector"), "app=web,x in (a)");
 	json_decref(log);
 	/* An expired continue token restarts the list once. */
-	CHECK_INT_EQ(kube_list(c, "/api/v1/namespaces/prod/pods", NULL, NULL, &items, &rv, &err), 0);
+	CHECK_INT_EQ(kube_list(c, "/api/v1/namespaces/prod/pods", NULL, NULL, &items, &rv, &err),
+	             0);
 	CHECK_INT_EQ(json_array_size(items), 2);
 	CHECK_STR_EQ(rv, "20");
 	json_decref(items);
@@ -297,7 +310,7 @@ static int on_ev(void *user, const struct kube_event *ev)
 {
 	struct seen *s = user;
 	const char *rv = json_string_value(
-		json_object_get(json_object_get(ev->object, "metadata"), "resourceVersion"));
+	    json_object_get(json_object_get(ev->object, "metadata"), "resourceVersion"));
 	size_t n = strlen(s->log);
 	snprintf(s->log + n, sizeof(s->log) - n, "%c%s ", "AMDBE"[ev->type], rv ? rv : "-");
 	return rv && strcmp(rv, "300") == 0 ? 1 : 0;
@@ -309,32 +322,35 @@ static void test_watch_resume_bookmark_and_expired(void)
 	 * stream -> watch from 150: 200 then ERROR 410 -> re-list (rv 200) -> watch from
 	 * 200: HTTP 410 -> re-list (rv 250) -> watch from 250: stream lost mid-event ->
 	 * watch from 250 again: MODIFIED rv 300, the callback stops. */
-	script("{\"routes\":["
-	       "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"100\"},"
-	       "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"MODIFIED\\\",\\\"object\\\":{\\\"me\","
-	       "\"tadata\\\":{\\\"name\\\":\\\"web\\\",\\\"resourceVersion\\\":\\\"120\\\"}}}\\n{\\\"ty\","
-	       "\"pe\\\":\\\"BOOKMARK\\\",\\\"object\\\":{\\\"metadata\\\":{\\\"resourceVersion\\\":"
-	       "\\\"150\\\"}}}\\n\"]}]},"
-	       "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"150\"},"
-	       "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"ERROR\\\",\\\"object\\\":{\\\"kind\\\":"
-	       "\\\"Status\\\",\\\"apiVersion\\\":\\\"v1\\\",\\\"metadata\\\":{},\\\"status\\\":"
-	       "\\\"Failure\\\",\\\"message\\\":\\\"too old resource version: 150 (180)\\\","
-	       "\\\"reason\\\":\\\"Expired\\\",\\\"code\\\":410}}\\n\"]}]},"
-	       "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"200\"},"
-	       "\"responses\":[{\"status\":410,\"body\":{\"kind\":\"Status\",\"reason\":\"Expired\","
-	       "\"code\":410,\"message\":\"gone\"}}]},"
-	       "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"250\"},"
-	       "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"MODIFIED\\\",\\\"obj\"],"
-	       "\"close_early\":true},"
-	       "{\"chunks\":[\"\\n{\\\"type\\\":\\\"MODIFIED\\\",\\\"object\\\":{\\\"metadata\\\":{"
-	       "\\\"name\\\":\\\"web\\\",\\\"resourceVersion\\\":\\\"300\\\"}}}\\n\"],"
-	       "\"chunk_delay_ms\":5000}]},"
-	       "{\"path\":\"" DEPLOY "\",\"absent\":[\"watch\"],\"responses\":["
-	       "{\"body\":{\"metadata\":{\"resourceVersion\":\"100\"},\"items\":[{\"metadata\":{"
-	       "\"name\":\"web\",\"resourceVersion\":\"90\"}}]}},"
-	       "{\"body\":{\"metadata\":{\"resourceVersion\":\"200\"},\"items\":[{\"metadata\":{"
-	       "\"name\":\"web\",\"resourceVersion\":\"190\"}}]}},"
-	       "{\"body\":{\"metadata\":{\"resourceVersion\":\"250\"},\"items\":[]}}]}]}");
+	script(
+	    "{\"routes\":["
+	    "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"100\"},"
+	    "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"MODIFIED\\\",\\\"object\\\":{\\\"me\","
+	    "\"tadata\\\":{\\\"name\\\":\\\"web\\\",\\\"resourceVersion\\\":\\\"120\\\"}}}\\n{"
+	    "\\\"ty\","
+	    "\"pe\\\":\\\"BOOKMARK\\\",\\\"object\\\":{\\\"metadata\\\":{\\\"resourceVersion\\\":"
+	    "\\\"150\\\"}}}\\n\"]}]},"
+	    "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"150\"},"
+	    "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"ERROR\\\",\\\"object\\\":{"
+	    "\\\"kind\\\":"
+	    "\\\"Status\\\",\\\"apiVersion\\\":\\\"v1\\\",\\\"metadata\\\":{},\\\"status\\\":"
+	    "\\\"Failure\\\",\\\"message\\\":\\\"too old resource version: 150 (180)\\\","
+	    "\\\"reason\\\":\\\"Expired\\\",\\\"code\\\":410}}\\n\"]}]},"
+	    "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"200\"},"
+	    "\"responses\":[{\"status\":410,\"body\":{\"kind\":\"Status\",\"reason\":\"Expired\","
+	    "\"code\":410,\"message\":\"gone\"}}]},"
+	    "{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\",\"resourceVersion\":\"250\"},"
+	    "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"MODIFIED\\\",\\\"obj\"],"
+	    "\"close_early\":true},"
+	    "{\"chunks\":[\"\\n{\\\"type\\\":\\\"MODIFIED\\\",\\\"object\\\":{\\\"metadata\\\":{"
+	    "\\\"name\\\":\\\"web\\\",\\\"resourceVersion\\\":\\\"300\\\"}}}\\n\"],"
+	    "\"chunk_delay_ms\":5000}]},"
+	    "{\"path\":\"" DEPLOY "\",\"absent\":[\"watch\"],\"responses\":["
+	    "{\"body\":{\"metadata\":{\"resourceVersion\":\"100\"},\"items\":[{\"metadata\":{"
+	    "\"name\":\"web\",\"resourceVersion\":\"90\"}}]}},"
+	    "{\"body\":{\"metadata\":{\"resourceVersion\":\"200\"},\"items\":[{\"metadata\":{"
+	    "\"name\":\"web\",\"resourceVersion\":\"190\"}}]}},"
+	    "{\"body\":{\"metadata\":{\"resourceVersion\":\"250\"},\"items\":[]}}]}]}");
 	struct kube_client *c = client(5000, 3);
 	struct kube_error err;
 	struct seen s = {""};
@@ -365,15 +381,16 @@ static void test_watch_resume_bookmark_and_expired(void)
 
 static void test_watch_deadline_and_errors(void)
 {
-	script("{\"routes\":[{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\"},"
-	       "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"ADDED\\\",\\\"object\\\":{"
-	       "\\\"metadata\\\":{\\\"name\\\":\\\"w\\\",\\\"resourceVersion\\\":\\\"2\\\"}}}\\n\"],"
-	       "\"chunk_delay_ms\":10000}]},"
-	       "{\"path\":\"" DEPLOY "\",\"responses\":[{\"body\":{\"metadata\":{\"resourceVersion\":"
-	       "\"1\"},\"items\":[]}}]},"
-	       "{\"path\":\"/apis/apps/v1/namespaces/prod/replicasets\",\"responses\":[{\"status\":"
-	       "403,\"body\":{\"kind\":\"Status\",\"reason\":\"Forbidden\",\"code\":403,\"message\":"
-	       "\"replicasets.apps is forbidden\"}}]}]}");
+	script(
+	    "{\"routes\":[{\"path\":\"" DEPLOY "\",\"query\":{\"watch\":\"1\"},"
+	    "\"responses\":[{\"chunks\":[\"{\\\"type\\\":\\\"ADDED\\\",\\\"object\\\":{"
+	    "\\\"metadata\\\":{\\\"name\\\":\\\"w\\\",\\\"resourceVersion\\\":\\\"2\\\"}}}\\n\"],"
+	    "\"chunk_delay_ms\":10000}]},"
+	    "{\"path\":\"" DEPLOY "\",\"responses\":[{\"body\":{\"metadata\":{\"resourceVersion\":"
+	    "\"1\"},\"items\":[]}}]},"
+	    "{\"path\":\"/apis/apps/v1/namespaces/prod/replicasets\",\"responses\":[{\"status\":"
+	    "403,\"body\":{\"kind\":\"Status\",\"reason\":\"Forbidden\",\"code\":403,\"message\":"
+	    "\"replicasets.apps is forbidden\"}}]}]}");
 	struct kube_client *c = client(5000, 3);
 	struct kube_error err;
 	struct seen s = {""};
@@ -398,17 +415,18 @@ static int sh(const char *cmd)
 static void test_tls_ca_and_client_cert(void)
 {
 	char cmd[4096];
-	snprintf(cmd, sizeof(cmd),
-	         "cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt "
-	         "-days 2 -subj /CN=test-ca >/dev/null 2>&1 && "
-	         "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=kube "
-	         ">/dev/null 2>&1 && printf 'subjectAltName=DNS:kubernetes,IP:127.0.0.1\\n' > ext && "
-	         "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt "
-	         "-days 2 -extfile ext >/dev/null 2>&1 && "
-	         "openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=moviectl "
-	         ">/dev/null 2>&1 && openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key "
-	         "-CAcreateserial -out cli.crt -days 2 >/dev/null 2>&1",
-	         dir);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "cd '%s' && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt "
+	    "-days 2 -subj /CN=test-ca >/dev/null 2>&1 && "
+	    "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=kube "
+	    ">/dev/null 2>&1 && printf 'subjectAltName=DNS:kubernetes,IP:127.0.0.1\\n' > ext && "
+	    "openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt "
+	    "-days 2 -extfile ext >/dev/null 2>&1 && "
+	    "openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=moviectl "
+	    ">/dev/null 2>&1 && openssl x509 -req -in cli.csr -CA ca.crt -CAkey ca.key "
+	    "-CAcreateserial -out cli.crt -days 2 >/dev/null 2>&1",
+	    dir);
 	if (sh(cmd) != 0) {
 		CHECK(!"openssl could not make the test CA");
 		return;
