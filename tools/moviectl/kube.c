@@ -206,6 +206,8 @@ int kube_client_new(const struct kube_config *cfg, const struct kube_client_opts
 		c->opts.backoff_base_ms = 250;
 	if (c->opts.backoff_max_ms <= 0)
 		c->opts.backoff_max_ms = 8000;
+	if (c->opts.token_refresh_ms <= 0)
+		c->opts.token_refresh_ms = KUBE_TOKEN_FILE_REFRESH_S * 1000L;
 	if (!c->opts.user_agent)
 		c->opts.user_agent = "moviectl";
 	if ((rc = build_urls(c)))
@@ -306,7 +308,9 @@ static int current_token(struct kube_client *c, const char **tok, struct kube_er
 	}
 	if (c->cfg.token_file) {
 		double now = kube_now();
-		if (!c->file_token || now - c->file_token_at >= KUBE_TOKEN_FILE_REFRESH_S) {
+		/* Projected service-account tokens rotate: never cache one longer than this. */
+		if (!c->file_token ||
+		    (now - c->file_token_at) * 1000.0 >= c->opts.token_refresh_ms) {
 			char *fresh = NULL;
 			int rc = read_token_file(c->cfg.token_file, &fresh);
 			if (rc == 0) {

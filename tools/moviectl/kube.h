@@ -248,6 +248,7 @@ struct kube_client_opts {
 	long backoff_base_ms;    /* first back-off (doubles, full jitter); 0: 250 */
 	long backoff_max_ms;     /* 0: 8000 */
 	const char *user_agent;  /* NULL: "moviectl" */
+	long token_refresh_ms;   /* tokenFile re-read period; 0: KUBE_TOKEN_FILE_REFRESH_S */
 };
 
 struct kube_client;

@@ -406,6 +406,128 @@ static void test_watch_deadline_and_errors(void)
 	kube_client_free(c);
 }
 
+static void write_text(const char *name, const char *text, int mode)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	FILE *f = fopen(p, "w");
+	if (!f)
+		abort();
+	fputs(text, f);
+	fclose(f);
+	chmod(p, (mode_t)mode);
+}
+
+static const char *auth_of(json_t *log, size_t i)
+{
+	return json_string_value(
+	    json_object_get(json_object_get(json_array_get(log, i), "headers"), "authorization"));
+}
+
+static void test_token_file_rotation(void)
+{
+	script("{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"body\":{}}]}]}");
+	write_text("token", "first\n", 0600);
+	char server[128], tf[512];
+	snprintf(server, sizeof(server), "%s", base);
+	snprintf(tf, sizeof(tf), "%s/token", dir);
+	struct kube_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server = server;
+	cfg.token_file = tf;
+	struct kube_client_opts o = {.timeout_ms = 5000, .token_refresh_ms = 2000};
+	struct kube_client *c;
+	CHECK_INT_EQ(kube_client_new(&cfg, &o, &c), 0);
+	struct kube_error err;
+	json_t *obj = NULL;
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	write_text("token", "second\n", 0600);
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	/* Poll until the rotated token is used (bounded by a deadline). */
+	double until = kube_now() + 20;
+	int rotated = 0;
+	while (!rotated && kube_now() < until) {
+		CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+		json_decref(obj);
+		json_t *log = requests();
+		const char *a = auth_of(log, json_array_size(log) - 1);
+		rotated = a && strcmp(a, "Bearer second") == 0;
+		json_decref(log);
+	}
+	CHECK(rotated);
+	json_t *log = requests();
+	CHECK_STR_EQ(auth_of(log, 0), "Bearer first");
+	CHECK_STR_EQ(auth_of(log, 1), "Bearer first"); /* cached right after the rotation */
+	json_decref(log);
+	/* A half-written rotation (empty file) keeps the last good token. */
+	write_text("token", "", 0600);
+	double past = kube_now() + 2.1;
+	while (kube_now() < past) { /* let the refresh period lapse */
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	log = requests();
+	CHECK_STR_EQ(auth_of(log, json_array_size(log) - 1), "Bearer second");
+	json_decref(log);
+	kube_client_free(c);
+}
+
+static void test_exec_plugin_credentials(void)
+{
+	/* 401 for the first token: the plugin runs again once, its new token works. */
+	script("{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"status\":401,\"body\":"
+	       "{\"kind\":\"Status\",\"reason\":\"Unauthorized\",\"code\":401,\"message\":"
+	       "\"Unauthorized\"}},{\"body\":{}}]}]}");
+	char counter[600], plugin_text[2048];
+	snprintf(counter, sizeof(counter), "%s/runs", dir);
+	unlink(counter);
+	snprintf(plugin_text, sizeof(plugin_text),
+	         "#!/bin/sh\necho x >> '%s'\nn=$(wc -l < '%s' | tr -d ' ')\n"
+	         "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
+	         "\"ExecCredential\",\"status\":{\"token\":\"exec-'$n'\"}}'\n",
+	         counter, counter);
+	write_text("plugin.sh", plugin_text, 0700);
+	char server[128], cmd[512], api[] = "client.authentication.k8s.io/v1";
+	snprintf(server, sizeof(server), "%s", base);
+	snprintf(cmd, sizeof(cmd), "%s/plugin.sh", dir);
+	char *argv[] = {cmd, NULL}, *env[] = {NULL};
+	struct kube_exec_config ex = {.api_version = api, .command = cmd, .argv = argv, .env = env};
+	struct kube_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server = server;
+	cfg.exec = &ex;
+	struct kube_client_opts o = {.timeout_ms = 5000};
+	struct kube_client *c;
+	CHECK_INT_EQ(kube_client_new(&cfg, &o, &c), 0);
+	struct kube_error err;
+	json_t *obj = NULL;
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0); /* cached: no third run */
+	json_decref(obj);
+	json_t *log = requests();
+	CHECK_INT_EQ(json_array_size(log), 3);
+	CHECK_STR_EQ(auth_of(log, 0), "Bearer exec-1");
+	CHECK_STR_EQ(auth_of(log, 1), "Bearer exec-2");
+	CHECK_STR_EQ(auth_of(log, 2), "Bearer exec-2");
+	json_decref(log);
+	kube_client_free(c);
+	/* A plugin that fails: the call fails with its reason, nothing is sent. */
+	script("{\"routes\":[]}");
+	write_text("plugin.sh", "#!/bin/sh\nexit 1\n", 0700);
+	CHECK_INT_EQ(kube_client_new(&cfg, &o, &c), 0);
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), MV_EIO);
+	CHECK_STR_EQ(err.reason, "ExecPlugin");
+	log = requests();
+	CHECK_INT_EQ(json_array_size(log), 0);
+	json_decref(log);
+	kube_client_free(c);
+}
+
 static int sh(const char *cmd)
 {
 	int rc = system(cmd);
@@ -523,6 +645,8 @@ int main(void)
 	RUN(test_list_continue);
 	RUN(test_watch_resume_bookmark_and_expired);
 	RUN(test_watch_deadline_and_errors);
+	RUN(test_token_file_rotation);
+	RUN(test_exec_plugin_credentials);
 	RUN(test_tls_ca_and_client_cert);
 	stop_server();
 	char cmd[512];
