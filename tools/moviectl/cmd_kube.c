@@ -110,3 +110,16 @@ int kube_cli_duration(const char *s, double *seconds)
 	*seconds = total;
 	return 0;
 }
+
+int kube_cli_valid_name(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > 253 || !isalnum((unsigned char)s[0]) || !isalnum((unsigned char)s[n - 1]))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (!(islower(ch) || isdigit(ch) || ch == '-' || ch == '.'))
+			return 0;
+	}
+	return 1;
+}

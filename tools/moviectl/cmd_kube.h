@@ -36,6 +36,11 @@ int kube_cli_duration(const char *s, double *seconds);
 /* The value of "--name VALUE" or "--name=VALUE" at argv[*i]; NULL otherwise. */
 const char *kube_cli_value(int argc, char **argv, int *i, const char *name);
 
+/* 1 when `s` can be a Kubernetes object or namespace name (DNS-1123
+ * subdomain: [a-z0-9.-], alphanumeric at both ends, at most 253 bytes), so it
+ * can go into a URL path unescaped. */
+int kube_cli_valid_name(const char *s);
+
 /* The commands. argv excludes "moviectl" and the command word. */
 int cmd_status(int argc, char **argv);
 int cmd_undo(int argc, char **argv);

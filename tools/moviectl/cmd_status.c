@@ -239,7 +239,7 @@ int cmd_status(int argc, char **argv)
 				a += 12;
 			else if (strncmp(a, "deployment.apps/", 16) == 0)
 				a += 16;
-			if (!*a || strchr(a, '/')) {
+			if (!kube_cli_valid_name(a)) {
 				fprintf(stderr, "%s: %s is not a Deployment name\n", PROG, argv[i]);
 				goto out;
 			}
@@ -252,6 +252,13 @@ int cmd_status(int argc, char **argv)
 	}
 	struct kube_client *c;
 	if (kube_cli_connect(&cli, &c, PROG)) {
+		status = CMD_FAILED;
+		goto out;
+	}
+	if (!kube_cli_valid_name(kube_client_namespace(c))) {
+		fprintf(stderr, "error: \"%s\" is not a valid namespace\n",
+		        kube_client_namespace(c));
+		kube_client_free(c);
 		status = CMD_FAILED;
 		goto out;
 	}

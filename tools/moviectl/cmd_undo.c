@@ -88,7 +88,7 @@ int cmd_undo(int argc, char **argv)
 				name += 12;
 			else if (strncmp(name, "deployment.apps/", 16) == 0)
 				name += 16;
-			if (!*name || strchr(name, '/')) {
+			if (!kube_cli_valid_name(name)) {
 				fprintf(stderr, "%s: %s is not a Deployment name\n", PROG, argv[i]);
 				return CMD_USAGE;
 			}
@@ -107,6 +107,11 @@ int cmd_undo(int argc, char **argv)
 	if (kube_cli_connect(&cli, &c, PROG))
 		return CMD_FAILED;
 	const char *ns = kube_client_namespace(c);
+	if (!kube_cli_valid_name(ns)) {
+		fprintf(stderr, "error: \"%s\" is not a valid namespace\n", ns);
+		kube_client_free(c);
+		return CMD_FAILED;
+	}
 	int status = CMD_FAILED;
 	struct kube_error err;
 	struct buf path, sel;

@@ -956,6 +956,7 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
 		w.events = 0;
 		long http;
 		CURLcode cc;
+		double started = kube_now();
 		rc = exchange(c, "GET", q.data, NULL, NULL, curl_ms, &x, &http, &cc, err);
 		int partial = kube_watch_decoder_partial(&dec);
 		kube_watch_decoder_release(&dec);
@@ -1019,8 +1020,10 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
 				break;
 			}
 			backoff_sleep(c, failures - 1, ra, deadline);
-		} else if (http == 200 && !w.events && !need_list && cc == CURLE_OK) {
-			/* An empty stream ending at once: do not spin on the server. */
+		} else if (http == 200 && !w.events && !need_list && cc == CURLE_OK &&
+		           kube_now() - started < 1.0) {
+			/* An empty stream ending at once: do not spin on the server. (A quiet
+			 * watch ending at its timeoutSeconds is normal and not counted.) */
 			if (++failures > c->opts.max_retries * 4 + 20) {
 				kube_error_set(err, "BadResponse",
 				               "watch %s: server keeps closing the stream", path);

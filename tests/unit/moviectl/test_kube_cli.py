@@ -222,10 +222,13 @@ check(rc == 1 and err == "error: unable to find specified revision 42 in history
 script([])
 for args in (["status"], ["undo"], ["undo", "web", "--to-revision", "x"],
              ["undo", "web", "--to", "a", "--to-revision", "1"], ["status", "--timeout", "soon", "web"],
-             ["status", "-n"], ["undo", "a", "b"]):
+             ["status", "-n"], ["undo", "a", "b"], ["status", "web?watch=1"], ["undo", "../x"],
+             ["status", "Web"]):
     rc, out, err = run(*args)
     check(rc == 2, "usage %r: exit %d" % (args, rc))
 check(not log(), "usage errors send nothing")
+rc, out, err = run("status", "-n", "a/b", "web")
+check(rc == 1 and "not a valid namespace" in err, "bad namespace: %d %r" % (rc, err))
 rc, out, err = run("status", "--help")
 check(rc == 0 and "--wait-terminated" in out, "status --help")
 
