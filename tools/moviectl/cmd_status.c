@@ -11,10 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cmd_kube.h"
-#include "rollout.h"
+#include "rollout_ops.h"
 
 #include "movie/err.h"
 #include "movie/banned.h"
@@ -39,111 +38,11 @@ static void usage(FILE *out)
 	    "Exit 0 when every rollout finished, 1 when one failed, timed out or was deleted.\n");
 }
 
-struct judge_ctx {
-	const char *name;
-	long revision;
-	enum rollout_state state;
-	char msg[512];
-	int deleted;
-};
-
-static int on_event(void *user, const struct kube_event *ev)
+static void print_line(void *user, const char *line)
 {
-	struct judge_ctx *j = user;
-	const char *n =
-	    json_string_value(json_object_get(json_object_get(ev->object, "metadata"), "name"));
-	if (!n || strcmp(n, j->name) != 0)
-		return 0;
-	if (ev->type == KUBE_EVENT_DELETED) {
-		j->deleted = 1;
-		return 1;
-	}
-	j->state = rollout_status_judge(ev->object, j->revision, j->msg, sizeof(j->msg));
-	if (j->state == ROLLOUT_FAILED)
-		return 1;
-	fputs(j->msg, stdout);
+	(void)user;
+	fputs(line, stdout);
 	fflush(stdout);
-	return j->state == ROLLOUT_DONE ? 1 : 0;
-}
-
-static int path_for(struct buf *b, const char *ns, const char *res, const char *name)
-{
-	buf_reset(b);
-	const char *api = strcmp(res, "pods") == 0 ? "/api/v1" : "/apis/apps/v1";
-	return name ? buf_printf(b, "%s/namespaces/%s/%s/%s", api, ns, res, name)
-	            : buf_printf(b, "%s/namespaces/%s/%s", api, ns, res);
-}
-
-static void timed_out(void)
-{
-	fprintf(stderr, "error: timed out waiting for the condition\n");
-}
-
-/* Wait until no pod of an old ReplicaSet is left. */
-static int wait_terminated(struct kube_client *c, const char *ns, const char *name, double deadline)
-{
-	struct buf path, sel;
-	buf_init(&path, 8192);
-	buf_init(&sel, 65536);
-	struct kube_error err;
-	int status = CMD_FAILED;
-	long long last = -1;
-	for (;;) {
-		json_t *d = NULL, *rs = NULL, *pods = NULL;
-		long long left;
-		if (path_for(&path, ns, "deployments", name) || kube_get(c, path.data, &d, &err)) {
-			kube_error_print(&err, PROG);
-			goto out;
-		}
-		json_t *term = json_object_get(json_object_get(d, "status"), "terminatingReplicas");
-		if (json_is_integer(term)) {
-			left = (long long)json_integer_value(term);
-		} else {
-			buf_reset(&sel);
-			if (kube_selector_string(
-			        json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
-				fprintf(stderr,
-				        "error: deployment \"%s\" has an invalid selector\n", name);
-				json_decref(d);
-				goto out;
-			}
-			if (path_for(&path, ns, "replicasets", NULL) ||
-			    kube_list(c, path.data, sel.data, NULL, &rs, NULL, &err) ||
-			    path_for(&path, ns, "pods", NULL) ||
-			    kube_list(c, path.data, sel.data, NULL, &pods, NULL, &err)) {
-				kube_error_print(&err, PROG);
-				json_decref(d);
-				json_decref(rs);
-				goto out;
-			}
-			left = (long long)rollout_old_pods(d, rs, pods);
-		}
-		json_decref(d);
-		json_decref(rs);
-		json_decref(pods);
-		if (left == 0) {
-			printf("deployment \"%s\": no old pods left\n", name);
-			status = CMD_OK;
-			goto out;
-		}
-		if (left != last)
-			printf(
-			    "Waiting for deployment \"%s\" old pods to terminate: %lld left...\n",
-			    name, left);
-		fflush(stdout);
-		last = left;
-		if (deadline > 0 && kube_now() + TERMINATED_POLL_MS / 1000.0 >= deadline) {
-			timed_out();
-			goto out;
-		}
-		struct timespec ts = {TERMINATED_POLL_MS / 1000,
-		                      (TERMINATED_POLL_MS % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
-	}
-out:
-	buf_release(&path);
-	buf_release(&sel);
-	return status;
 }
 
 static int status_one(struct kube_client *c, const char *name, double timeout, long revision,
@@ -151,43 +50,20 @@ static int status_one(struct kube_client *c, const char *name, double timeout, l
 {
 	const char *ns = kube_client_namespace(c);
 	double deadline = timeout > 0 ? kube_now() + timeout : 0;
-	struct buf path, fs;
-	buf_init(&path, 8192);
-	buf_init(&fs, 8192);
 	struct kube_error err;
-	int status = CMD_FAILED;
-	json_t *d = NULL;
-	if (path_for(&path, ns, "deployments", name) || buf_printf(&fs, "metadata.name=%s", name))
-		goto out;
-	if (kube_get(c, path.data, &d, &err)) {
+	if (rollout_status_wait(c, ns, name, revision, deadline, print_line, NULL, &err)) {
 		kube_error_print(&err, PROG);
-		goto out;
+		return CMD_FAILED;
 	}
-	struct judge_ctx j = {.name = name, .revision = revision};
-	path_for(&path, ns, "deployments", NULL);
-	int rc = kube_watch_until(c, path.data, NULL, fs.data, deadline, on_event, &j, &err);
-	if (rc == MV_ETIMEDOUT) {
-		timed_out();
-		goto out;
-	}
-	if (rc) {
+	if (!wait_term)
+		return CMD_OK;
+	if (rollout_wait_terminated(c, ns, name, deadline, TERMINATED_POLL_MS, print_line, NULL,
+	                            &err)) {
 		kube_error_print(&err, PROG);
-		goto out;
+		return CMD_FAILED;
 	}
-	if (j.deleted) {
-		fprintf(stderr, "error: object has been deleted\n");
-		goto out;
-	}
-	if (j.state == ROLLOUT_FAILED) {
-		fprintf(stderr, "error: %s\n", j.msg);
-		goto out;
-	}
-	status = wait_term ? wait_terminated(c, ns, name, deadline) : CMD_OK;
-out:
-	json_decref(d);
-	buf_release(&path);
-	buf_release(&fs);
-	return status;
+	printf("deployment \"%s\": no old pods left\n", name);
+	return CMD_OK;
 }
 
 int cmd_status(int argc, char **argv)

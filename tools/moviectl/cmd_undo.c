@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "cmd_kube.h"
-#include "rollout.h"
+#include "rollout_ops.h"
 
 #include "movie/err.h"
 #include "movie/banned.h"
@@ -114,60 +114,8 @@ int cmd_undo(int argc, char **argv)
 	}
 	int status = CMD_FAILED;
 	struct kube_error err;
-	struct buf path, sel;
-	buf_init(&path, 8192);
-	buf_init(&sel, 65536);
-	json_t *d = NULL, *rs = NULL;
-	char *body = NULL;
-	struct rollout_undo_plan plan = {0};
-	if (buf_printf(&path, "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name))
-		goto out;
-	if (kube_get(c, path.data, &d, &err)) {
-		kube_error_print(&err, PROG);
-		goto out;
-	}
-	if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
-		fprintf(stderr, "error: deployment \"%s\" has an invalid selector\n", name);
-		goto out;
-	}
-	buf_reset(&path);
-	if (buf_printf(&path, "/apis/apps/v1/namespaces/%s/replicasets", ns))
-		goto out;
-	if (kube_list(c, path.data, sel.data, NULL, &rs, NULL, &err)) {
-		kube_error_print(&err, PROG);
-		goto out;
-	}
-	char msg[512];
-	int rc = rollout_undo_plan(d, rs, &target, &plan, msg, sizeof(msg));
-	if (rc) {
-		fprintf(stderr, "error: %s\n", msg);
-		goto out;
-	}
-	if (plan.last_applied)
-		fprintf(stderr,
-		        "Warning: Rolling back will not update the "
-		        "kubectl.kubernetes.io/last-applied-configuration annotation; a later "
-		        "kubectl apply may revert it.\n");
-	if (plan.action == ROLLOUT_UNDO_SKIP) {
-		if (target.to)
-			printf(
-			    "deployment.apps/%s skipped rollback (current template already matches "
-			    "replica set %s)\n",
-			    name, plan.rs_name);
-		else
-			printf(
-			    "deployment.apps/%s skipped rollback (current template already matches "
-			    "revision %lld)\n",
-			    name, target.to_revision);
-		status = CMD_OK;
-		goto out;
-	}
-	body = json_dumps(plan.patch, JSON_COMPACT);
-	buf_reset(&path);
-	if (!body || buf_printf(&path, "/apis/apps/v1/namespaces/%s/deployments/%s%s", ns, name,
-	                        dry_run ? "?dryRun=All" : ""))
-		goto out;
-	if (kube_patch(c, path.data, KUBE_PATCH_JSON, body, NULL, &err)) {
+	struct rollout_undo_result res;
+	if (rollout_undo_run(c, ns, name, &target, dry_run, &res, &err)) {
 		kube_error_print(&err, PROG);
 		if (target.guard != ROLLOUT_GUARD_NONE && err.http == 422)
 			fprintf(stderr,
@@ -176,15 +124,28 @@ int cmd_undo(int argc, char **argv)
 			        name);
 		goto out;
 	}
-	printf("deployment.apps/%s rolled back%s\n", name, dry_run ? " (server dry run)" : "");
+	if (res.last_applied)
+		fprintf(stderr,
+		        "Warning: Rolling back will not update the "
+		        "kubectl.kubernetes.io/last-applied-configuration annotation; a later "
+		        "kubectl apply may revert it.\n");
+	if (res.action == ROLLOUT_UNDO_SKIP) {
+		if (target.to)
+			printf(
+			    "deployment.apps/%s skipped rollback (current template already matches "
+			    "replica set %s)\n",
+			    name, res.rs_name);
+		else
+			printf(
+			    "deployment.apps/%s skipped rollback (current template already matches "
+			    "revision %lld)\n",
+			    name, target.to_revision);
+	} else {
+		printf("deployment.apps/%s rolled back%s\n", name,
+		       dry_run ? " (server dry run)" : "");
+	}
 	status = CMD_OK;
 out:
-	free(body);
-	rollout_undo_plan_release(&plan);
-	json_decref(d);
-	json_decref(rs);
-	buf_release(&path);
-	buf_release(&sel);
 	kube_client_free(c);
 	return status;
 }
