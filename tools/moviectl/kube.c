@@ -80,6 +80,7 @@ static int config_copy(const struct kube_config *s, struct kube_config *d)
 	    (rc = dup_or_null(s->context, &d->context)) ||
 	    (rc = dup_or_null(s->ca_file, &d->ca_file)) ||
 	    (rc = dup_or_null(s->tls_server_name, &d->tls_server_name)) ||
+	    (rc = dup_or_null(s->proxy_url, &d->proxy_url)) ||
 	    (rc = dup_or_null(s->cert_file, &d->cert_file)) ||
 	    (rc = dup_or_null(s->key_file, &d->key_file)) ||
 	    (rc = dup_or_null(s->token, &d->token)) ||
@@ -455,6 +456,8 @@ static int exchange(struct kube_client *c, const char *method, const char *path,
 		}
 		curl_easy_setopt(e, CURLOPT_CONNECT_TO, ct);
 	}
+	if (c->cfg.proxy_url)
+		curl_easy_setopt(e, CURLOPT_PROXY, c->cfg.proxy_url);
 	if (c->cfg.insecure) {
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);

@@ -92,6 +92,7 @@ struct kube_config {
 	struct buf ca_data;    /* PEM bytes (decoded base64) or empty */
 	int insecure;          /* insecure-skip-tls-verify */
 	char *tls_server_name; /* SNI and name checked in the certificate */
+	char *proxy_url;       /* proxy-url (http, https, socks5); NULL: libcurl's env rules */
 	char *cert_file, *key_file;
 	struct buf cert_data, key_data; /* PEM bytes or empty */
 	char *token;                    /* static bearer token or NULL */

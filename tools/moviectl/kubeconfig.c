@@ -293,6 +293,7 @@ void kube_config_release(struct kube_config *c)
 	free(c->context);
 	free(c->ca_file);
 	free(c->tls_server_name);
+	free(c->proxy_url);
 	free(c->cert_file);
 	free(c->key_file);
 	free(c->token);
@@ -426,6 +427,7 @@ int kube_config_resolve(const json_t *merged, const struct kube_config_opts *opt
 	if ((rc = dup_field(cl, "server", &out->server)) ||
 	    (rc = dup_field(cl, "certificate-authority", &out->ca_file)) ||
 	    (rc = dup_field(cl, "tls-server-name", &out->tls_server_name)) ||
+	    (rc = dup_field(cl, "proxy-url", &out->proxy_url)) ||
 	    (rc = dup_field(us, "client-certificate", &out->cert_file)) ||
 	    (rc = dup_field(us, "client-key", &out->key_file)) ||
 	    (rc = dup_field(us, "token", &out->token)) ||

@@ -33,8 +33,8 @@ struct judge_ctx {
 static int on_event(void *user, const struct kube_event *ev)
 {
 	struct judge_ctx *j = user;
-	const char *n = json_string_value(
-		json_object_get(json_object_get(ev->object, "metadata"), "name"));
+	const char *n =
+	    json_string_value(json_object_get(json_object_get(ev->object, "metadata"), "name"));
 	if (!n || strcmp(n, j->name) != 0)
 		return 0;
 	if (ev->type == KUBE_EVENT_DELETED) {
@@ -50,8 +50,7 @@ static int on_event(void *user, const struct kube_event *ev)
 }
 
 int rollout_status_wait(struct kube_client *c, const char *ns, const char *name, long revision,
-                        double deadline, rollout_progress_fn fn, void *user,
-                        struct kube_error *err)
+                        double deadline, rollout_progress_fn fn, void *user, struct kube_error *err)
 {
 	struct buf path, fs;
 	buf_init(&path, 8192);
@@ -108,8 +107,8 @@ int rollout_wait_terminated(struct kube_client *c, const char *ns, const char *n
 			left = (long long)json_integer_value(term);
 		} else {
 			buf_reset(&sel);
-			if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"),
-			                         &sel)) {
+			if (kube_selector_string(
+			        json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
 				kube_error_set(err, "InvalidSelector",
 				               "deployment \"%s\" has an invalid selector", name);
 				json_decref(d);
@@ -136,7 +135,8 @@ int rollout_wait_terminated(struct kube_client *c, const char *ns, const char *n
 		if (left != last && fn) {
 			buf_reset(&line);
 			if (!buf_printf(&line,
-			                "Waiting for deployment \"%s\" old pods to terminate: %lld left...\n",
+			                "Waiting for deployment \"%s\" old pods to terminate: %lld "
+			                "left...\n",
 			                name, left))
 				fn(user, line.data);
 		}
@@ -170,7 +170,8 @@ int rollout_undo_run(struct kube_client *c, const char *ns, const char *name,
 	char *body = NULL;
 	struct rollout_undo_plan plan = {0};
 	int rc;
-	if ((rc = path_for(&path, ns, "deployments", name)) || (rc = kube_get(c, path.data, &d, err)))
+	if ((rc = path_for(&path, ns, "deployments", name)) ||
+	    (rc = kube_get(c, path.data, &d, err)))
 		goto out;
 	if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
 		kube_error_set(err, "InvalidSelector", "deployment \"%s\" has an invalid selector",
@@ -185,9 +186,9 @@ int rollout_undo_run(struct kube_client *c, const char *ns, const char *name,
 	rc = rollout_undo_plan(d, rs, target, &plan, msg, sizeof(msg));
 	if (rc) {
 		kube_error_set(err,
-		               rc == MV_ENOTFOUND                      ? "NoHistory"
-		               : strstr(msg, "paused") != NULL         ? "Paused"
-		                                                       : "Invalid",
+		               rc == MV_ENOTFOUND              ? "NoHistory"
+		               : strstr(msg, "paused") != NULL ? "Paused"
+		                                               : "Invalid",
 		               "%s", msg);
 		goto out;
 	}

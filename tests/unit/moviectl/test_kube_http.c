@@ -424,6 +424,33 @@ static const char *auth_of(json_t *log, size_t i)
 	    json_object_get(json_object_get(json_array_get(log, i), "headers"), "authorization"));
 }
 
+static void test_proxy_url(void)
+{
+	/* proxy-url: the request goes to the proxy (the double) with an absolute URI
+	 * for a server name that does not resolve. */
+	script("{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"body\":{}}]}]}");
+	char server[] = "http://kubernetes.invalid:6443", proxy[128];
+	snprintf(proxy, sizeof(proxy), "%s", base);
+	struct kube_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.server = server;
+	cfg.proxy_url = proxy;
+	struct kube_client_opts o = {.timeout_ms = 5000, .max_retries = -1};
+	struct kube_client *c;
+	CHECK_INT_EQ(kube_client_new(&cfg, &o, &c), 0);
+	struct kube_error err;
+	json_t *obj = NULL;
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	json_t *log = requests();
+	CHECK_INT_EQ(json_array_size(log), 1);
+	CHECK_STR_EQ(json_string_value(json_object_get(
+	                 json_object_get(json_array_get(log, 0), "headers"), "host")),
+	             "kubernetes.invalid:6443");
+	json_decref(log);
+	kube_client_free(c);
+}
+
 static void test_token_file_rotation(void)
 {
 	script("{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"body\":{}}]}]}");
@@ -645,6 +672,7 @@ int main(void)
 	RUN(test_list_continue);
 	RUN(test_watch_resume_bookmark_and_expired);
 	RUN(test_watch_deadline_and_errors);
+	RUN(test_proxy_url);
 	RUN(test_token_file_rotation);
 	RUN(test_exec_plugin_credentials);
 	RUN(test_tls_ca_and_client_cert);

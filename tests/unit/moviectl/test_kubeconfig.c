@@ -69,6 +69,7 @@ static const char *config_b = "apiVersion: v1\n"
                               "  cluster:\n"
                               "    server: http://127.0.0.1:8080\n"
                               "    insecure-skip-tls-verify: true\n"
+                              "    proxy-url: socks5://127.0.0.1:1080\n"
                               "    certificate-authority-data: " PEM_B64 "\n"
                               "users:\n"
                               "- name: u2\n"
@@ -114,6 +115,7 @@ static void test_merge_first_wins_and_relative_paths(void)
 	CHECK_STR_EQ(c.server, "http://127.0.0.1:8080");
 	CHECK_STR_EQ(c.namespace, "canary");
 	CHECK(c.insecure);
+	CHECK_STR_EQ(c.proxy_url, "socks5://127.0.0.1:1080");
 	CHECK_STR_EQ(c.ca_data.data, "-----BEGIN TEST-----\n");
 	CHECK(c.exec != NULL);
 	if (c.exec) {
