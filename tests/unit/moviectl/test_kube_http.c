@@ -203,6 +203,18 @@ static void test_retries(void)
 	CHECK_INT_EQ(json_array_size(log), 2 + 4 + 1);
 	json_decref(log);
 	kube_client_free(c);
+	/* Connection refused (nothing listens on loopback port 1): retried, then unavailable. */
+	struct kube_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	char refused[] = "http://127.0.0.1:1";
+	cfg.server = refused;
+	struct kube_client_opts o = {
+	    .timeout_ms = 2000, .max_retries = 2, .backoff_base_ms = 10, .backoff_max_ms = 20};
+	CHECK_INT_EQ(kube_client_new(&cfg, &o, &c), 0);
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), MV_EUNAVAIL);
+	CHECK_STR_EQ(err.reason, "ConnectionFailed");
+	CHECK_INT_EQ(err.http, 0);
+	kube_client_free(c);
 }
 
 static void test_patch_types_and_test_failure(void)
@@ -541,6 +553,26 @@ static void test_exec_plugin_credentials(void)
 	CHECK_STR_EQ(auth_of(log, 0), "Bearer exec-1");
 	CHECK_STR_EQ(auth_of(log, 1), "Bearer exec-2");
 	CHECK_STR_EQ(auth_of(log, 2), "Bearer exec-2");
+	json_decref(log);
+	kube_client_free(c);
+	/* An expired credential is not reused: the plugin runs for every request. */
+	script("{\"routes\":[{\"path\":\"" DEPLOY "/web\",\"responses\":[{\"body\":{}}]}]}");
+	unlink(counter);
+	snprintf(plugin_text, sizeof(plugin_text),
+	         "#!/bin/sh\necho x >> '%s'\nn=$(wc -l < '%s' | tr -d ' ')\n"
+	         "echo '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":"
+	         "\"ExecCredential\",\"status\":{\"token\":\"exp-'$n'\",\"expirationTimestamp\":"
+	         "\"2001-01-01T00:00:00Z\"}}'\n",
+	         counter, counter);
+	write_text("plugin.sh", plugin_text, 0700);
+	CHECK_INT_EQ(kube_client_new(&cfg, &o, &c), 0);
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	CHECK_INT_EQ(kube_get(c, DEPLOY "/web", &obj, &err), 0);
+	json_decref(obj);
+	log = requests();
+	CHECK_STR_EQ(auth_of(log, 0), "Bearer exp-1");
+	CHECK_STR_EQ(auth_of(log, 1), "Bearer exp-2");
 	json_decref(log);
 	kube_client_free(c);
 	/* A plugin that fails: the call fails with its reason, nothing is sent. */
