@@ -867,7 +867,7 @@ static int relist(struct kube_client *c, const char *path, const char *ls, const
 		return rc;
 	free(w->rv);
 	w->rv = rv;
-	json_t *gone = json_deep_copy(w->seen);
+	json_t *gone = json_copy(w->seen); /* shallow: values are shared references */
 	struct buf key;
 	buf_init(&key, 4096);
 	size_t i;
