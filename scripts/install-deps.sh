@@ -14,6 +14,7 @@ packages=(
   python3 python3-grpcio python3-grpc-tools python3-confluent-kafka python3-yaml
   nghttp2-client mariadb-server prometheus curl wrk iproute2
   python3-h2 grpc-proto protobuf-compiler
+  openssl  # moviectl kube client TLS tests make a CA on the fly
 )
 
 missing=()

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cmd_kube.h"
 #include "lint.h"
 #include "ytree.h"
 
@@ -36,11 +37,15 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 	        "usage: moviectl lint [--format text|json] FILE...\n"
+	        "       moviectl status [-n NS] [--timeout D] [--wait-terminated] DEPLOYMENT...\n"
+	        "       moviectl undo [-n NS] DEPLOYMENT [--to-revision N | --to REPLICASET]\n"
 	        "       moviectl --version\n"
 	        "\n"
 	        "lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
 	        "with the service configs embedded in their ConfigMaps. One line per finding:\n"
-	        "FILE:LINE: OBJECT: RULE: MESSAGE. Exit 1 when any rule fails.\n");
+	        "FILE:LINE: OBJECT: RULE: MESSAGE. Exit 1 when any rule fails.\n"
+	        "status and undo talk to the Kubernetes API as kubectl rollout status/undo do\n"
+	        "(kubeconfig, --context, -n as kubectl; see moviectl status --help).\n");
 }
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated heap buffer.
@@ -232,6 +237,10 @@ int main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "lint") == 0)
 		return cmd_lint(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "status") == 0)
+		return cmd_status(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "undo") == 0)
+		return cmd_undo(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("moviectl %s\n", MOVIECTL_VERSION);
 		return EXIT_CLEAN;
