@@ -157,7 +157,7 @@ struct http_exchange;
 /* Answer an HTTP request with {"error": message} and `status`. */
 void service_http_error(struct http_exchange *ex, int status, const char *message);
 /* The HTTP status for a runtime error: 404 not found, 400 invalid, 413 too
- * big, 503 unavailable / timed out, 500 otherwise. */
+ * big, 503 unavailable / timed out / out of memory, 500 otherwise. */
 int service_http_status_from_err(int err);
 
 #endif

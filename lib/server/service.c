@@ -165,6 +165,7 @@ int service_http_status_from_err(int err)
 	case MV_EINVAL:
 	case MV_ERANGE: return 400;
 	case MV_ETOOBIG: return 413;
+	case MV_ENOMEM: /* the out-of-memory policy: docs/internals/core.md */
 	case MV_EUNAVAIL:
 	case MV_ETIMEDOUT: return 503;
 	default: return 500;

@@ -82,7 +82,8 @@ static int run_self(const char *env, char *out, size_t out_size)
 static void test_each_test_in_its_own_process(void)
 {
 	static char out[65536];
-	int status = run_self("-u MOVIE_TEST_NOFORK MOVIE_TEST_CASE= MOVIE_TEST_TIMEOUT=1", out, sizeof(out));
+	int status = run_self("-u MOVIE_TEST_NOFORK MOVIE_TEST_CASE= MOVIE_TEST_TIMEOUT=1", out,
+	                      sizeof(out));
 	CHECK_INT_EQ(status, 1);
 	CHECK(strstr(out, "ok   inner_pass\n") != NULL);
 	CHECK(strstr(out, "FAIL inner_abort (killed by signal 6") != NULL);
@@ -111,7 +112,8 @@ static void test_one_case_by_name(void)
 static void test_running_nothing_fails(void)
 {
 	static char out[4096];
-	int status = run_self("-u MOVIE_TEST_NOFORK MOVIE_TEST_CASE=no_such_test", out, sizeof(out));
+	int status =
+	    run_self("-u MOVIE_TEST_NOFORK MOVIE_TEST_CASE=no_such_test", out, sizeof(out));
 	CHECK_INT_EQ(status, 1);
 	CHECK(strstr(out, "0 passed, 0 failed\n") != NULL);
 }

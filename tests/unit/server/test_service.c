@@ -1,5 +1,7 @@
-/* service_load_config's contract (movie/service.h): 0 or an MV_E* code, and
- * *done when the command line was handled without starting the service. */
+/* movie/service.h's contracts: service_load_config returns 0 or an MV_E*
+ * code and sets *done when the command line was handled without starting the
+ * service; runtime errors map to answers by the out-of-memory policy
+ * (docs/internals/core.md). */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -10,6 +12,7 @@
 
 #include "movie/cfg.h"
 #include "movie/err.h"
+#include "movie/grpc.h"
 #include "movie/service.h"
 #include "../testing.h"
 
@@ -68,8 +71,8 @@ static void test_no_arguments_starts(void)
 
 static void test_handled_arguments_are_done(void)
 {
-	static const char *const cases[] = {"--version", "--help", "--help-config", "--check-config",
-	                              "--print-config"};
+	static const char *const cases[] = {"--version", "--help", "--help-config",
+	                                    "--check-config", "--print-config"};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct demo_config cfg;
 		bool done;
@@ -107,8 +110,21 @@ static void test_errors_are_mv_codes(void)
 	CHECK_INT_EQ(load(&cfg, &done, "--config", "/nonexistent/movie-demo.yaml", NULL), MV_EIO);
 }
 
+/* Out of memory on a request path: that request fails, retryably. */
+static void test_out_of_memory_answers(void)
+{
+	CHECK_INT_EQ(service_http_status_from_err(MV_ENOMEM), 503);
+	CHECK_INT_EQ(grpc_status_from_err(MV_ENOMEM), GRPC_STATUS_RESOURCE_EXHAUSTED);
+	/* unchanged neighbours */
+	CHECK_INT_EQ(service_http_status_from_err(MV_EUNAVAIL), 503);
+	CHECK_INT_EQ(service_http_status_from_err(MV_ETOOBIG), 413);
+	CHECK_INT_EQ(service_http_status_from_err(MV_EINTERNAL), 500);
+	CHECK_INT_EQ(grpc_status_from_err(MV_EINTERNAL), GRPC_STATUS_INTERNAL);
+}
+
 int main(void)
 {
+	RUN(test_out_of_memory_answers);
 	RUN(test_no_arguments_starts);
 	RUN(test_handled_arguments_are_done);
 	RUN(test_errors_are_mv_codes);
