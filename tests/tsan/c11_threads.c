@@ -42,17 +42,12 @@ void call_once(once_flag *flag, void (*func)(void));
 static int result(int err)
 {
 	switch (err) {
-	case 0:
-		return thrd_success;
-	case ETIMEDOUT:
-		return thrd_timedout;
-	case EBUSY:
-		return thrd_busy;
+	case 0: return thrd_success;
+	case ETIMEDOUT: return thrd_timedout;
+	case EBUSY: return thrd_busy;
 	case ENOMEM:
-	case EAGAIN:
-		return thrd_nomem;
-	default:
-		return thrd_error;
+	case EAGAIN: return thrd_nomem;
+	default: return thrd_error;
 	}
 }
 
@@ -153,7 +148,8 @@ SHIM int cnd_wait(cnd_t *cond, mtx_t *mtx)
 	return result(pthread_cond_wait(CND(cond), MTX(mtx)));
 }
 
-SHIM int cnd_timedwait(cnd_t *restrict cond, mtx_t *restrict mtx, const struct timespec *restrict ts)
+SHIM int cnd_timedwait(cnd_t *restrict cond, mtx_t *restrict mtx,
+                       const struct timespec *restrict ts)
 {
 	return result(pthread_cond_timedwait(CND(cond), MTX(mtx), ts));
 }
