@@ -4,6 +4,7 @@
 
 BUILD_DIR ?= build
 ASAN_DIR  ?= build-asan
+TSAN_DIR  ?= build-tsan
 FUZZ_DIR  ?= build-fuzz
 CMAKE_FLAGS ?=
 WERROR ?= ON
@@ -11,7 +12,7 @@ JOBS ?= 2
 FUZZ_SECONDS ?= 30
 ENV ?= dev
 
-.PHONY: all deps configure build run test test-asan fuzz bench images deploy format format-check lint clean
+.PHONY: all deps configure build run test test-asan test-tsan fuzz bench images deploy format format-check lint clean
 
 all: build
 
@@ -39,6 +40,14 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  scripts/test.sh $(ASAN_DIR)
 
+# The multi-threaded tests (stores with worker threads, Kafka ingestion, the
+# gRPC client, a real service under load) built with ThreadSanitizer; any
+# report from any process fails (scripts/test-tsan.sh).
+test-tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DMOVIE_WERROR=$(WERROR) -DMOVIE_TSAN=ON $(CMAKE_FLAGS)
+	cmake --build $(TSAN_DIR) -j $(JOBS)
+	scripts/test-tsan.sh $(TSAN_DIR)
+
 # Every libFuzzer target for FUZZ_SECONDS from its committed seed corpus.
 fuzz: deps
 	CC=clang cmake -S . -B $(FUZZ_DIR) -DMOVIE_FUZZ=ON -DMOVIE_WERROR=$(WERROR) $(CMAKE_FLAGS)
@@ -61,4 +70,4 @@ format-check:
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -48,8 +48,8 @@ const char *grpc_status_name(int status);
 
 /* Map a runtime error (movie/err.h) to the status a handler should return:
  * MV_ENOTFOUND -> NOT_FOUND, MV_EUNAVAIL -> UNAVAILABLE, MV_ETIMEDOUT ->
- * DEADLINE_EXCEEDED, MV_EINVAL/MV_ERANGE -> INVALID_ARGUMENT, MV_ETOOBIG ->
- * RESOURCE_EXHAUSTED, others -> INTERNAL. */
+ * DEADLINE_EXCEEDED, MV_EINVAL/MV_ERANGE -> INVALID_ARGUMENT, MV_ETOOBIG and
+ * MV_ENOMEM -> RESOURCE_EXHAUSTED, others -> INTERNAL. */
 int grpc_status_from_err(int err);
 
 /* Parse a grpc-timeout header value ("100m", "5S", at most 8 digits + unit

@@ -17,6 +17,7 @@
 #include <http_parser.h>
 
 #include "movie/buf.h"
+#include "movie/err.h"
 
 enum http1_method {
 	HTTP1_OTHER = 0,
@@ -128,14 +129,15 @@ bool http1_parser_head_complete(const struct http1_parser *p);
  * connection is over: every later feed returns HTTP1_BAD_REQUEST. */
 void http1_parser_next(struct http1_parser *p);
 
-/* Returned by http1_query_get when the parameter is absent. */
-#define HTTP1_QUERY_ABSENT (-1)
+/* Returned by http1_query_get when the parameter is absent (an mv_err code,
+ * distinct from every other error it returns). */
+#define HTTP1_QUERY_ABSENT MV_ENOTFOUND
 
 /* Look up a query parameter (application/x-www-form-urlencoded: '+' and %XX
  * decoded, in names and values) into out (NUL-terminated). The query ends at
  * NUL or '#'; pairs are separated by '&'; a pair without '=' has an empty value;
  * the first matching pair wins. Returns the decoded length, HTTP1_QUERY_ABSENT
- * (-1) when absent, MV_ETOOBIG when the value and its NUL do not fit in out_size,
+ * (MV_ENOTFOUND) when absent, MV_ETOOBIG when the value and its NUL do not fit in out_size,
  * MV_EINVAL on a bad %-escape or a decoded NUL (%00) in the value or in a name
  * scanned before the match. On an error out is "" (when out_size > 0). */
 int http1_query_get(const char *query, const char *name, char *out, size_t out_size);

@@ -235,7 +235,10 @@ bool server_is_draining(const struct server *srv);
 
 /* Bind, start the workers and serve until shutdown completes.
  * Returns 0 after a clean drain, MV_EIO when the port cannot be bound
- * (logged), 1 when the grace period expired with requests still in flight. */
+ * (logged), MV_ENOMEM, MV_EINTERNAL when a worker cannot start,
+ * MV_ETIMEDOUT when the grace period expired with requests still in flight,
+ * MV_ECLOSED when a second signal cut the drain short. Every non-zero result
+ * means the process should exit 1. */
 int server_run(struct server *srv);
 
 /* Run `work(arg)` on the thread pool, then `done(arg)` on the calling loop.

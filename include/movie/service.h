@@ -119,9 +119,16 @@ void storage_options_to_store_config(const struct storage_options *opts, struct 
 /* Parse the command line and load the configuration (schema defaults, each
  * --config file in order, environment, secrets). Prints errors to stderr as
  * "program: file:line:column: key: message".
- * Returns -1 to continue starting the service, or an exit status (0 or 1)
- * when the program must exit now (--check-config, --help, errors). */
-int service_load_config(int argc, char **argv, const struct cfg_schema *schema, void *config);
+ * Sets *done to true when the command line asked for something other than
+ * running the service (--check-config, --print-config, --help-config,
+ * --version, --help) and it was done: the program exits now, with status 0
+ * when the result is 0.
+ * Returns 0 (config loaded, or *done), MV_EINVAL for a bad command line, or
+ * cfg_load's error (MV_ESYNTAX, MV_EINVAL, MV_ERANGE, MV_ETOOBIG, MV_EIO,
+ * MV_ENOMEM); the program then exits 1. `config` holds a loaded configuration
+ * (release it with cfg_release) only when the result is 0 and *done is false. */
+int service_load_config(int argc, char **argv, const struct cfg_schema *schema, void *config,
+                        bool *done);
 
 /* Run `work(arg)` then `done(arg)`: inline when the store never blocks
  * (memory), else work on the thread pool and done back on this loop.
@@ -159,7 +166,7 @@ struct http_exchange;
 /* Answer an HTTP request with {"error": message} and `status`. */
 void service_http_error(struct http_exchange *ex, int status, const char *message);
 /* The HTTP status for a runtime error: 404 not found, 400 invalid, 413 too
- * big, 503 unavailable / timed out, 500 otherwise. */
+ * big, 503 unavailable / timed out / out of memory, 500 otherwise. */
 int service_http_status_from_err(int err);
 
 #endif

@@ -47,6 +47,7 @@ int grpc_status_from_err(int err)
 	case MV_ETIMEDOUT: return GRPC_STATUS_DEADLINE_EXCEEDED;
 	case MV_EINVAL:
 	case MV_ERANGE: return GRPC_STATUS_INVALID_ARGUMENT;
+	case MV_ENOMEM: /* the out-of-memory policy: docs/internals/core.md */
 	case MV_ETOOBIG: return GRPC_STATUS_RESOURCE_EXHAUSTED;
 	default: return GRPC_STATUS_INTERNAL;
 	}

@@ -82,7 +82,7 @@ struct server {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t drain_timer, grace_timer;
 	uv_async_t shutdown_async;
-	int exit_status;
+	int exit_status; /* server_run's result: 0 or an MV_E* code */
 
 	struct metrics_gauge *ready_gauge;
 	struct metrics_counter *accepted;

@@ -656,7 +656,7 @@ static void on_grace_expired(uv_timer_t *t)
 	log_warn("grace period over: closing remaining connections", LOG_I("in_flight", left),
 	         LOG_I("connections", atomic_load(&srv->connections)));
 	if (left > 0)
-		srv->exit_status = 1;
+		srv->exit_status = MV_ETIMEDOUT;
 	atomic_store(&srv->forced, true);
 	server_wake_workers(srv);
 }
@@ -683,7 +683,7 @@ static void begin_shutdown(struct server *srv, const char *why)
 			uv_timer_stop(&srv->drain_timer);
 			atomic_store(&srv->stopping, true);
 			atomic_store(&srv->forced, true);
-			srv->exit_status = 1;
+			srv->exit_status = MV_ECLOSED;
 			server_wake_workers(srv);
 		}
 		return;

@@ -50,8 +50,10 @@ static void usage(FILE *out, const char *program)
 
 #define MAX_CONFIG_FILES 16
 
-int service_load_config(int argc, char **argv, const struct cfg_schema *schema, void *config)
+int service_load_config(int argc, char **argv, const struct cfg_schema *schema, void *config,
+                        bool *done)
 {
+	*done = false;
 	const char *files[MAX_CONFIG_FILES] = {0};
 	size_t file_count = 0;
 	bool check = false, print = false;
@@ -60,19 +62,19 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 		if (strcmp(a, "--config") == 0 || strcmp(a, "-c") == 0) {
 			if (i + 1 >= argc) {
 				fprintf(stderr, "%s: --config needs a file\n", schema->program);
-				return 1;
+				return MV_EINVAL;
 			}
 			if (file_count == MAX_CONFIG_FILES) {
 				fprintf(stderr, "%s: at most %d --config files\n", schema->program,
 				        MAX_CONFIG_FILES);
-				return 1;
+				return MV_EINVAL;
 			}
 			files[file_count++] = argv[++i];
 		} else if (strncmp(a, "--config=", 9) == 0) {
 			if (file_count == MAX_CONFIG_FILES) {
 				fprintf(stderr, "%s: at most %d --config files\n", schema->program,
 				        MAX_CONFIG_FILES);
-				return 1;
+				return MV_EINVAL;
 			}
 			files[file_count++] = a + 9;
 		} else if (strcmp(a, "--check-config") == 0) {
@@ -85,17 +87,20 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 			cfg_describe(schema, &out);
 			fwrite(out.data ? out.data : "", 1, out.len, stdout);
 			buf_release(&out);
+			*done = true;
 			return 0;
 		} else if (strcmp(a, "--version") == 0) {
 			printf("%s %s\n", schema->program, MOVIE_VERSION_STRING);
+			*done = true;
 			return 0;
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout, schema->program);
+			*done = true;
 			return 0;
 		} else {
 			fprintf(stderr, "%s: unknown argument '%s'\n", schema->program, a);
 			usage(stderr, schema->program);
-			return 1;
+			return MV_EINVAL;
 		}
 	}
 	/* Start-up and --check-config run the same load, schema->validate
@@ -103,7 +108,7 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 	struct cfg_errors *errs = malloc(sizeof(*errs));
 	if (!errs) {
 		fprintf(stderr, "%s: out of memory\n", schema->program);
-		return 1;
+		return MV_ENOMEM;
 	}
 	cfg_errors_init(errs);
 	int rc = cfg_load_all(schema, config, files, file_count, environ, errs);
@@ -118,7 +123,7 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 			        errs->dropped);
 		free(errs);
 		cfg_release(schema, config);
-		return 1;
+		return rc < 0 ? rc : MV_EINVAL;
 	}
 	free(errs);
 	if (print) {
@@ -131,13 +136,15 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 	if (check) {
 		fprintf(stderr, "%s: configuration is valid\n", schema->program);
 		cfg_release(schema, config);
+		*done = true;
 		return 0;
 	}
 	if (print) {
 		cfg_release(schema, config);
+		*done = true;
 		return 0;
 	}
-	return -1;
+	return 0;
 }
 
 int service_dispatch(bool blocking, void (*work)(void *arg), void (*done)(void *arg), void *arg)
@@ -170,6 +177,7 @@ int service_http_status_from_err(int err)
 	case MV_EINVAL:
 	case MV_ERANGE: return 400;
 	case MV_ETOOBIG: return 413;
+	case MV_ENOMEM: /* the out-of-memory policy: docs/internals/core.md */
 	case MV_EUNAVAIL:
 	case MV_ETIMEDOUT: return 503;
 	default: return 500;

@@ -56,8 +56,8 @@ static void *load(const char *name, char *errbuf, size_t errbuf_size)
 	return NULL;
 }
 
-const void *db_module_symbol(const char *module, const char *symbol, char *errbuf,
-                             size_t errbuf_size)
+const void *db_module_ops(const char *module, const char *service, size_t ops_size, char *errbuf,
+                          size_t errbuf_size)
 {
 	char scratch[8];
 	if (!errbuf || !errbuf_size) {
@@ -82,8 +82,21 @@ const void *db_module_symbol(const char *module, const char *symbol, char *errbu
 	pthread_mutex_unlock(&modules_mutex);
 	if (!handle)
 		return NULL;
-	const void *address = dlsym(handle, symbol);
-	if (!address)
-		snprintf(errbuf, errbuf_size, "%s lacks %s", module, symbol);
-	return address;
+	const struct db_module *table = dlsym(handle, DB_MODULE_SYMBOL);
+	if (!table) {
+		snprintf(errbuf, errbuf_size, "%s lacks %s", module, DB_MODULE_SYMBOL);
+		return NULL;
+	}
+	/* A stale module from another build fails here, at start-up, by name. */
+	if (table->abi_version != DB_MODULE_ABI_VERSION || table->ops_size != ops_size ||
+	    !table->service || strcmp(table->service, service) != 0 || !table->ops) {
+		snprintf(errbuf, errbuf_size,
+		         "%s is not a %s driver of this build (module ABI %u, %s store, ops %zu "
+		         "bytes; want ABI %u, %s store, ops %zu bytes)",
+		         module, service, (unsigned)table->abi_version,
+		         table->service ? table->service : "(none)", table->ops_size,
+		         (unsigned)DB_MODULE_ABI_VERSION, service, ops_size);
+		return NULL;
+	}
+	return table->ops;
 }

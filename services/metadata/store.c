@@ -23,22 +23,6 @@ static const struct metadata_store_ops *const drivers[] = {
     &metadata_store_sqlite_ops,
 };
 
-char *metadata_strdup(const char *s)
-{
-	return strdup(s ? s : "");
-}
-
-void metadata_release(struct metadata *m)
-{
-	if (!m)
-		return;
-	free(m->id);
-	free(m->title);
-	free(m->description);
-	free(m->director);
-	memset(m, 0, sizeof(*m));
-}
-
 struct metadata_store *metadata_store_open(const struct store_config *cfg, char *errbuf,
                                            size_t errbuf_size)
 {
@@ -53,8 +37,8 @@ struct metadata_store *metadata_store_open(const struct store_config *cfg, char 
 	}
 	if (!ops && cfg && cfg->driver && strcmp(cfg->driver, "mysql") == 0) {
 		/* Loaded on demand: see movie/db_module.h. */
-		ops = db_module_symbol("movie-mysql-metadata.so", "metadata_store_mysql_ops",
-		                       errbuf, errbuf_size);
+		ops = db_module_ops("movie-mysql-metadata.so", "metadata", sizeof(*ops), errbuf,
+		                    errbuf_size);
 		if (!ops)
 			return NULL;
 	}

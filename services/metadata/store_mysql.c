@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "movie/db.h"
+#include "movie/db_module.h"
 #include "movie/err.h"
 #include "store_driver.h"
 
@@ -219,4 +220,12 @@ const struct metadata_store_ops metadata_store_mysql_ops = {
     .get = mysql_get,
     .put = mysql_put,
     .ping = mysql_store_ping,
+};
+
+/* The module's one exported symbol (movie/db_module.h). */
+DB_MODULE_EXPORT const struct db_module movie_db_module = {
+    .abi_version = DB_MODULE_ABI_VERSION,
+    .service = "metadata",
+    .ops_size = sizeof(metadata_store_mysql_ops),
+    .ops = &metadata_store_mysql_ops,
 };

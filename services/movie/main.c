@@ -22,9 +22,10 @@ int main(int argc, char **argv)
 {
 	struct movie_config cfg;
 	memset(&cfg, 0, sizeof(cfg));
-	int status = service_load_config(argc, argv, &movie_config_schema, &cfg);
-	if (status >= 0)
-		return status;
+	bool done;
+	int status = service_load_config(argc, argv, &movie_config_schema, &cfg, &done);
+	if (status != 0 || done)
+		return status == 0 ? 0 : 1;
 
 	enum log_level level = LOG_INFO;
 	log_level_parse(cfg.server.log_level, &level);

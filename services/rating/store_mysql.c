@@ -25,6 +25,7 @@
 
 #include "movie/buf.h"
 #include "movie/db.h"
+#include "movie/db_module.h"
 #include "movie/err.h"
 #include "store_driver.h"
 
@@ -509,4 +510,12 @@ const struct rating_store_ops rating_store_mysql_ops = {
     .apply = mysql_apply,
     .aggregate = mysql_aggregate,
     .ping = mysql_store_ping,
+};
+
+/* The module's one exported symbol (movie/db_module.h). */
+DB_MODULE_EXPORT const struct db_module movie_db_module = {
+    .abi_version = DB_MODULE_ABI_VERSION,
+    .service = "rating",
+    .ops_size = sizeof(rating_store_mysql_ops),
+    .ops = &rating_store_mysql_ops,
 };

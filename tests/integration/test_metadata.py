@@ -1,6 +1,5 @@
 """The metadata service, real binary, real clients (python3-grpcio, curl, promtool, h2load)."""
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -353,8 +352,8 @@ class GracefulShutdownTest(unittest.TestCase):
             self.assertEqual(svc.proc.wait(10), 0)
             channel.close()
 
-    @unittest.skipUnless(shutil.which("h2load"), "h2load (nghttp2-client) is required")
     def test_sigterm_under_load_loses_nothing(self):
+        harness.require_program(self, "h2load", "nghttp2-client")
         grace = 10
         with Service("metadata", "storage:\n  driver: memory\nlog:\n  requests: false\n"
                      "shutdown:\n  drain_delay: 4s\n  grace_period: %ds\n" % grace) as svc:

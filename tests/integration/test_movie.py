@@ -3,7 +3,6 @@ h2load as clients; degraded answers, zero-downtime rolling restart of the peers,
 and a kill -9 of one replica under load."""
 import os
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -173,9 +172,9 @@ class MovieEndToEndTest(unittest.TestCase):
         self.assertEqual(d.rating, 4.5)
 
 
-@unittest.skipUnless(shutil.which("h2load"), "h2load (nghttp2-client) is required")
 class ReplicaFailureTest(unittest.TestCase):
     def setUp(self):
+        harness.require_program(self, "h2load", "nghttp2-client")
         self.meta_ports = [harness.free_port(), harness.free_port()]
         self.rating_ports = [harness.free_port(), harness.free_port()]
         self.metas, self.ratings = start_peers(self.meta_ports, self.rating_ports)

@@ -14,9 +14,9 @@ import harness
 from harness import Service
 
 
-@unittest.skipUnless(shutil.which("prometheus"), "prometheus is required")
 class PrometheusScrapeTest(unittest.TestCase):
     def test_scraped(self):
+        harness.require_program(self, "prometheus", "prometheus")
         with Service("metadata", "storage:\n  driver: memory\nshutdown:\n  drain_delay: 0s\n") as svc:
             svc.start()
             # Some traffic so the request families have samples.

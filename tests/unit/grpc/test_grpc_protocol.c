@@ -90,7 +90,7 @@ static void test_status_names(void)
 	CHECK_INT_EQ(grpc_status_from_err(MV_EUNAVAIL), GRPC_STATUS_UNAVAILABLE);
 	CHECK_INT_EQ(grpc_status_from_err(MV_ETIMEDOUT), GRPC_STATUS_DEADLINE_EXCEEDED);
 	CHECK_INT_EQ(grpc_status_from_err(MV_EINVAL), GRPC_STATUS_INVALID_ARGUMENT);
-	CHECK_INT_EQ(grpc_status_from_err(MV_ENOMEM), GRPC_STATUS_INTERNAL);
+	CHECK_INT_EQ(grpc_status_from_err(MV_ENOMEM), GRPC_STATUS_RESOURCE_EXHAUSTED);
 }
 
 int main(void)

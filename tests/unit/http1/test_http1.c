@@ -394,6 +394,10 @@ static void test_query_get(void)
 	CHECK_INT_EQ(http1_query_get("id=1&type=movie", "ids", out, sizeof(out)),
 	             HTTP1_QUERY_ABSENT);
 	CHECK_INT_EQ(http1_query_get("", "id", out, sizeof(out)), HTTP1_QUERY_ABSENT);
+	/* "absent" is an mv_err code of its own, never mistaken for out of memory */
+	CHECK_INT_EQ(HTTP1_QUERY_ABSENT, MV_ENOTFOUND);
+	CHECK(HTTP1_QUERY_ABSENT != MV_ENOMEM && HTTP1_QUERY_ABSENT != MV_ETOOBIG &&
+	      HTTP1_QUERY_ABSENT != MV_EINVAL);
 	/* decoding: '+', %XX in both cases, in names too */
 	CHECK_INT_EQ(http1_query_get("q=a+b%20c%2B%2b%41", "q", out, sizeof(out)), 8);
 	CHECK_STR_EQ(out, "a b c++A");

@@ -119,7 +119,7 @@ static void cluster_start(struct cluster *c)
 	c->mc = rd_kafka_mock_cluster_new(c->rk, 1);
 	if (!c->mc)
 		abort();
-	rd_kafka_mock_topic_create(c->mc, "ratings", 4, 1);
+	rd_kafka_mock_topic_create(c->mc, "ratings", 4, 1); /* PARTITIONS */
 	rd_kafka_mock_topic_create(c->mc, "ratings-dlq", 1, 1);
 	snprintf(c->bootstrap, sizeof(c->bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(c->mc));
 	/* The producer handle talks to its own cluster. */
@@ -140,6 +140,52 @@ static void produce(struct cluster *c, const char *key, const char *payload)
 	    RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
 	    RD_KAFKA_V_VALUE((void *)(uintptr_t)payload, strlen(payload)), RD_KAFKA_V_END);
 	CHECK_INT_EQ(err, 0);
+}
+
+#define PARTITIONS 4 /* of topic "ratings" (cluster_start) */
+
+/* A put by user marker<p> on record "mk", produced to partition p of every
+ * partition, mirrored into the model. */
+static void produce_markers(struct cluster *c, struct rating_store *model)
+{
+	for (int p = 0; p < PARTITIONS; p++) {
+		char payload[256], uid[16];
+		snprintf(uid, sizeof(uid), "marker%d", p);
+		snprintf(payload, sizeof(payload),
+		         "{\"userId\":\"%s\",\"recordId\":\"mk\",\"recordType\":\"movie\","
+		         "\"value\":1,\"eventType\":\"put\"}",
+		         uid);
+		rd_kafka_resp_err_t err = rd_kafka_producev(
+		    c->rk, RD_KAFKA_V_TOPIC("ratings"), RD_KAFKA_V_PARTITION(p),
+		    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY("movie/mk", 8),
+		    RD_KAFKA_V_VALUE(payload, strlen(payload)), RD_KAFKA_V_END);
+		CHECK_INT_EQ(err, 0);
+		struct rating_change ch = {RATING_OP_PUT, "mk", "movie", uid, 1};
+		rating_store_apply(model, &ch, 1);
+	}
+	CHECK_INT_EQ(rd_kafka_flush(c->rk, 10000), 0);
+}
+
+/* Wait (at most timeout_ms) until every marker is in the store. */
+static bool wait_markers(struct rating_store *s, int timeout_ms)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	for (;;) {
+		int found = 0;
+		pthread_mutex_lock(&s->mu);
+		for (int p = 0; p < PARTITIONS; p++) {
+			char key[3 * KEY_MAX];
+			snprintf(key, sizeof(key), "movie|mk|marker%d", p);
+			struct fake_entry *e = fake_find(s, key, false);
+			found += e && e->present;
+		}
+		pthread_mutex_unlock(&s->mu);
+		if (found == PARTITIONS)
+			return true;
+		if (now_ms() >= deadline)
+			return false;
+		sleep_ms(50);
+	}
 }
 
 /* Expected state, computed in the test: per key the last event wins. */
@@ -174,7 +220,21 @@ static void produce_events(struct cluster *c, struct rating_store *model, int n,
 	CHECK_INT_EQ(rd_kafka_flush(c->rk, 10000), 0);
 }
 
+static bool same_state_locked(struct rating_store *a, struct rating_store *b);
+
+/* The consumer thread may still be applying to one of them: read under the
+ * stores' mutexes (ThreadSanitizer saw this race). */
 static bool same_state(struct rating_store *a, struct rating_store *b)
+{
+	pthread_mutex_lock(&a->mu);
+	pthread_mutex_lock(&b->mu);
+	bool same = same_state_locked(a, b);
+	pthread_mutex_unlock(&b->mu);
+	pthread_mutex_unlock(&a->mu);
+	return same;
+}
+
+static bool same_state_locked(struct rating_store *a, struct rating_store *b)
 {
 	size_t present_a = 0, present_b = 0;
 	for (size_t i = 0; i < a->entry_count; i++) {
@@ -367,6 +427,8 @@ static void test_store_unavailable_pauses_and_retries(void)
 	CHECK(wait_counter(reg, "rating_ingest_events_stored_total", 200, 30000));
 
 	/* Store goes away mid-stream: consumption pauses, the batch is retried. */
+	uint64_t retries_before = counter(reg, "rating_ingest_store_retries_total");
+	int64_t unavailable_at = now_ms();
 	atomic_store(&store->unavailable, 1);
 	long calls_before = atomic_load(&store->apply_calls);
 	produce_events(&c, model, 1000, 11);
@@ -376,11 +438,15 @@ static void test_store_unavailable_pauses_and_retries(void)
 	CHECK_INT_EQ(gauge(reg, "rating_ingest_paused"), 1);
 	CHECK(ingest_paused(in));
 	CHECK(ingest_healthy(in));
-	sleep_ms(3000);
+	/* Backoff 100, 200, 400, 800 ms: the fourth retry cannot come sooner than
+	 * 100 + 200 + 400 ms after the first failure. A lower bound only (a loaded
+	 * machine makes it later, never sooner); what it rules out is a busy loop. */
+	CHECK(wait_counter(reg, "rating_ingest_store_retries_total", retries_before + 4, 30000));
+	CHECK(now_ms() - unavailable_at >= 700);
 	long calls = atomic_load(&store->apply_calls) - calls_before;
-	/* Backoff 100, 200, 400, 800, 1600 ms: a handful of attempts, not a busy loop. */
-	CHECK(calls >= 3 && calls <= 8);
-	CHECK(counter(reg, "rating_ingest_store_retries_total") >= 3);
+	uint64_t retries = counter(reg, "rating_ingest_store_retries_total") - retries_before;
+	/* Every failed attempt is a counted retry (at most one attempt in flight). */
+	CHECK(calls >= 4 && (uint64_t)calls <= retries + 1);
 	CHECK_INT_EQ(counter(reg, "rating_ingest_events_stored_total"), 200);
 
 	atomic_store(&store->unavailable, 0);
@@ -449,9 +515,12 @@ static void test_offsets_committed_on_stop(void)
 	if (!in)
 		goto out;
 	produce_events(&c, model, 50, 22);
-	CHECK(wait_counter(reg2, "rating_ingest_events_consumed_total", 50, 40000));
-	sleep_ms(1000);
-	CHECK_INT_EQ(counter(reg2, "rating_ingest_events_consumed_total"), 50);
+	/* One marker last in each partition: once a marker is stored, everything
+	 * before it in its partition was consumed, so the count is final. Had the
+	 * group re-read from the start, it would be over 50 + markers. */
+	produce_markers(&c, model);
+	CHECK(wait_markers(store, 40000));
+	CHECK_INT_EQ(counter(reg2, "rating_ingest_events_consumed_total"), 50 + PARTITIONS);
 	CHECK(same_state(model, store));
 	ingest_stop(in);
 out:
