@@ -685,6 +685,10 @@ static void test_tls_ca_and_client_cert(void)
 	json_decref(obj);
 	kube_client_free(c);
 	free(ca_pem);
+	/* This test runs in a child process of its own (testing.h): the TLS
+	 * server it started is its child, and would outlive it (holding ctest's
+	 * output pipe open) unless stopped here. */
+	stop_server();
 }
 
 int main(void)
