@@ -20,12 +20,12 @@
 #include "movie/grpc.h"
 #include "movie/banned.h"
 
-#define MAX_NAME     1024 /* longest fully-qualified symbol */
-#define MAX_NESTING  32   /* message nesting depth */
-#define PB_VARINT    0
-#define PB_FIXED64   1
-#define PB_LEN       2
-#define PB_FIXED32   5
+#define MAX_NAME    1024 /* longest fully-qualified symbol */
+#define MAX_NESTING 32   /* message nesting depth */
+#define PB_VARINT   0
+#define PB_FIXED64  1
+#define PB_LEN      2
+#define PB_FIXED32  5
 
 struct symbol {
 	char *name;
@@ -539,7 +539,8 @@ static int pack_response(const Grpc__Reflection__V1__ServerReflectionResponse *r
 	int rc = buf_reserve(out, size);
 	if (rc)
 		return rc;
-	grpc__reflection__v1__server_reflection_response__pack(resp, (uint8_t *)out->data + out->len);
+	grpc__reflection__v1__server_reflection_response__pack(resp,
+	                                                       (uint8_t *)out->data + out->len);
 	out->len += size;
 	out->data[out->len] = '\0';
 	return 0;
@@ -678,7 +679,8 @@ int grpc_reflection_answer(const struct grpc_reflection *r, const uint8_t *req_b
 	}
 	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
 		rc = find_symbol(r, req->all_extension_numbers_of_type) >= 0
-		         ? answer_extension_numbers(r, &resp, req->all_extension_numbers_of_type, out)
+		         ? answer_extension_numbers(r, &resp, req->all_extension_numbers_of_type,
+		                                    out)
 		         : answer_error(&resp, GRPC_STATUS_NOT_FOUND, "type not found",
 		                        req->all_extension_numbers_of_type, out);
 		break;
@@ -686,8 +688,8 @@ int grpc_reflection_answer(const struct grpc_reflection *r, const uint8_t *req_b
 		rc = answer_services(&resp, services, service_count, out);
 		break;
 	default:
-		rc = answer_error(&resp, GRPC_STATUS_INVALID_ARGUMENT, "no request in the message", "",
-		                  out);
+		rc = answer_error(&resp, GRPC_STATUS_INVALID_ARGUMENT, "no request in the message",
+		                  "", out);
 		break;
 	}
 	grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);

@@ -54,12 +54,12 @@ static void reflection_info(struct grpc_call *call, const uint8_t *msg, size_t l
 
 int reflection_register(struct server *srv)
 {
-	int rc = grpc_reflection_new(movie_api_descriptors, movie_api_descriptors_len,
-	                             &srv->reflection);
+	int rc =
+	    grpc_reflection_new(movie_api_descriptors, movie_api_descriptors_len, &srv->reflection);
 	if (rc)
 		return rc;
-	rc = server_add_grpc_bidi(srv, "grpc.reflection.v1.ServerReflection", "ServerReflectionInfo",
-	                          reflection_info, srv);
+	rc = server_add_grpc_bidi(srv, "grpc.reflection.v1.ServerReflection",
+	                          "ServerReflectionInfo", reflection_info, srv);
 	if (rc)
 		return rc;
 	return server_add_grpc_bidi(srv, "grpc.reflection.v1alpha.ServerReflection",

@@ -92,8 +92,9 @@ static void check_not_found(const struct grpc_reflection *r, const char *symbol)
 	Resp *resp = ask(r, &req);
 	if (!resp)
 		return;
-	CHECK_INT_EQ(resp->message_response_case,
-	             GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
+	CHECK_INT_EQ(
+	    resp->message_response_case,
+	    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
 	if (resp->error_response)
 		CHECK_INT_EQ(resp->error_response->error_code, GRPC_STATUS_NOT_FOUND);
 	grpc__reflection__v1__server_reflection_response__free_unpacked(resp, NULL);
@@ -129,10 +130,10 @@ static void test_list_and_files(void)
 	if (!r)
 		return;
 	Req req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
-	req.host = (char *)(uintptr_t)"h";
+	req.host = (char *)(uintptr_t) "h";
 	req.message_request_case =
 	    GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
-	req.list_services = (char *)(uintptr_t)"*";
+	req.list_services = (char *)(uintptr_t) "*";
 	Resp *resp = ask(r, &req);
 	if (resp) {
 		CHECK_STR_EQ(resp->valid_host, "h");
@@ -147,7 +148,7 @@ static void test_list_and_files(void)
 	}
 	req.message_request_case =
 	    GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME;
-	req.file_by_filename = (char *)(uintptr_t)"grpc/reflection/v1/reflection.proto";
+	req.file_by_filename = (char *)(uintptr_t) "grpc/reflection/v1/reflection.proto";
 	resp = ask(r, &req);
 	if (resp) {
 		char names[512];
@@ -155,11 +156,12 @@ static void test_list_and_files(void)
 		CHECK_STR_EQ(names, "grpc/reflection/v1/reflection.proto");
 		grpc__reflection__v1__server_reflection_response__free_unpacked(resp, NULL);
 	}
-	req.file_by_filename = (char *)(uintptr_t)"reflection.proto";
+	req.file_by_filename = (char *)(uintptr_t) "reflection.proto";
 	resp = ask(r, &req);
 	if (resp) {
-		CHECK_INT_EQ(resp->message_response_case,
-		             GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
+		CHECK_INT_EQ(
+		    resp->message_response_case,
+		    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE);
 		grpc__reflection__v1__server_reflection_response__free_unpacked(resp, NULL);
 	}
 	/* No request in the oneof. */
@@ -174,12 +176,15 @@ static void test_list_and_files(void)
 	/* Bytes that are no message, and an answer over the buffer's limit. */
 	struct buf out;
 	buf_init(&out, 16);
-	CHECK_INT_EQ(grpc_reflection_answer(r, (const uint8_t *)"\x3a\x05" "ab", 4, NULL, 0, &out),
+	CHECK_INT_EQ(grpc_reflection_answer(r,
+	                                    (const uint8_t *)"\x3a\x05"
+	                                                     "ab",
+	                                    4, NULL, 0, &out),
 	             MV_EPROTO);
 	uint8_t bytes[128];
 	req.message_request_case =
 	    GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME;
-	req.file_by_filename = (char *)(uintptr_t)"movie.proto";
+	req.file_by_filename = (char *)(uintptr_t) "movie.proto";
 	size_t n = grpc__reflection__v1__server_reflection_request__pack(&req, bytes);
 	CHECK_INT_EQ(grpc_reflection_answer(r, bytes, n, NULL, 0, &out), MV_ETOOBIG);
 	buf_release(&out);
