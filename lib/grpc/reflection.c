@@ -355,8 +355,10 @@ static int index_file(struct grpc_reflection *r, uint32_t index)
 	if (!package)
 		return n ? MV_EPROTO : MV_ENOMEM;
 	int rc = 0;
-	if (*package)
-		rc = add_symbol(r, strdup(package), index);
+	if (*package) {
+		char *copy = strdup(package);
+		rc = copy ? add_symbol(r, copy, index) : MV_ENOMEM;
+	}
 	struct pb p = {file->data, file->data + file->len};
 	struct pb_field f;
 	while (rc == 0 && (rc = pb_next(&p, &f)) == 1) {

@@ -39,8 +39,10 @@ static void reflection_info(struct grpc_call *call, const uint8_t *msg, size_t l
 	}
 	const char *services[SERVER_MAX_METHODS];
 	size_t count = registered_services(srv, services);
+	/* An answer is at most the descriptor set (a few KiB) plus the echoed
+	 * request: the buffer's default limit is no constraint. */
 	struct buf out;
-	buf_init(&out, (size_t)srv->cfg->max_message_bytes);
+	buf_init(&out, 0);
 	int rc = grpc_reflection_answer(srv->reflection, msg, len, services, count, &out);
 	if (rc == MV_EPROTO)
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
