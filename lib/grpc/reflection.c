@@ -562,8 +562,8 @@ static int answer_files(const struct grpc_reflection *r,
 			blobs[i].data = (uint8_t *)(uintptr_t)r->files[order[i]].data;
 			blobs[i].len = r->files[order[i]].len;
 		}
-		Grpc__Reflection__V1__FileDescriptorResponse fdr =
-		    GRPC__REFLECTION__V1__FILE_DESCRIPTOR_RESPONSE__INIT;
+		Grpc__Reflection__V1__FileDescriptorResponse fdr;
+		grpc__reflection__v1__file_descriptor_response__init(&fdr);
 		fdr.n_file_descriptor_proto = n;
 		fdr.file_descriptor_proto = blobs;
 		resp->message_response_case =
@@ -582,7 +582,8 @@ static int answer_error(Grpc__Reflection__V1__ServerReflectionResponse *resp, in
 {
 	char message[MAX_NAME + 64];
 	snprintf(message, sizeof(message), "%s: %.*s", what, MAX_NAME, name);
-	Grpc__Reflection__V1__ErrorResponse err = GRPC__REFLECTION__V1__ERROR_RESPONSE__INIT;
+	Grpc__Reflection__V1__ErrorResponse err;
+	grpc__reflection__v1__error_response__init(&err);
 	err.error_code = code;
 	err.error_message = message;
 	resp->message_response_case =
@@ -603,8 +604,8 @@ static int answer_services(Grpc__Reflection__V1__ServerReflectionResponse *resp,
 			items[i].name = (char *)(uintptr_t)services[i];
 			ptrs[i] = &items[i];
 		}
-		Grpc__Reflection__V1__ListServiceResponse list =
-		    GRPC__REFLECTION__V1__LIST_SERVICE_RESPONSE__INIT;
+		Grpc__Reflection__V1__ListServiceResponse list;
+		grpc__reflection__v1__list_service_response__init(&list);
 		list.n_service = count;
 		list.service = ptrs;
 		resp->message_response_case =
@@ -628,8 +629,8 @@ static int answer_extension_numbers(const struct grpc_reflection *r,
 	for (size_t i = 0; i < r->extension_count; i++)
 		if (strcmp(r->extensions[i].extendee, type) == 0)
 			numbers[n++] = r->extensions[i].number;
-	Grpc__Reflection__V1__ExtensionNumberResponse ext =
-	    GRPC__REFLECTION__V1__EXTENSION_NUMBER_RESPONSE__INIT;
+	Grpc__Reflection__V1__ExtensionNumberResponse ext;
+	grpc__reflection__v1__extension_number_response__init(&ext);
 	ext.base_type_name = (char *)(uintptr_t)type;
 	ext.n_extension_number = n;
 	ext.extension_number = numbers;
@@ -648,8 +649,8 @@ int grpc_reflection_answer(const struct grpc_reflection *r, const uint8_t *req_b
 	    grpc__reflection__v1__server_reflection_request__unpack(NULL, len, req_bytes);
 	if (!req)
 		return MV_EPROTO;
-	Grpc__Reflection__V1__ServerReflectionResponse resp =
-	    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__INIT;
+	Grpc__Reflection__V1__ServerReflectionResponse resp;
+	grpc__reflection__v1__server_reflection_response__init(&resp);
 	resp.valid_host = req->host;
 	resp.original_request = req;
 	int rc;

@@ -67,7 +67,8 @@ static void file_names(const Resp *resp, char *out, size_t size)
 
 static void check_symbol(const struct grpc_reflection *r, const char *symbol, const char *files)
 {
-	Req req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Req req;
+	grpc__reflection__v1__server_reflection_request__init(&req);
 	req.message_request_case =
 	    GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
 	req.file_containing_symbol = (char *)(uintptr_t)symbol;
@@ -85,7 +86,8 @@ static void check_symbol(const struct grpc_reflection *r, const char *symbol, co
 
 static void check_not_found(const struct grpc_reflection *r, const char *symbol)
 {
-	Req req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Req req;
+	grpc__reflection__v1__server_reflection_request__init(&req);
 	req.message_request_case =
 	    GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL;
 	req.file_containing_symbol = (char *)(uintptr_t)symbol;
@@ -129,7 +131,8 @@ static void test_list_and_files(void)
 	struct grpc_reflection *r = api_index();
 	if (!r)
 		return;
-	Req req = GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+	Req req;
+	grpc__reflection__v1__server_reflection_request__init(&req);
 	req.host = (char *)(uintptr_t) "h";
 	req.message_request_case =
 	    GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
