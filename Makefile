@@ -60,8 +60,10 @@ bench: build
 images:
 	scripts/images.sh
 
+# DRY_RUN=1: lint and show what would change (kubectl diff), apply nothing.
+DRY_RUN ?= 0
 deploy:
-	scripts/deploy.sh $(ENV)
+	DRY_RUN=$(DRY_RUN) scripts/deploy.sh $(ENV)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

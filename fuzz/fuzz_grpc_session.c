@@ -130,11 +130,19 @@ static void h_async_stream(struct grpc_call *call, const uint8_t *msg, size_t le
 	hold(call, true);
 }
 
+/* Bidirectional streaming: echo each message, finish at half-close. */
+static void h_bidi(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+	if (!msg || grpc_call_send(call, msg, len) != 0)
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL, 0);
+}
+
 static const struct grpc_method methods[] = {
-    {"/fuzz.F/Echo", "fuzz.F", "Echo", false, h_echo, NULL, NULL},
-    {"/fuzz.F/Async", "fuzz.F", "Async", false, h_async, NULL, NULL},
-    {"/fuzz.F/Stream", "fuzz.F", "Stream", true, h_stream, NULL, NULL},
-    {"/fuzz.F/AsyncStream", "fuzz.F", "AsyncStream", true, h_async_stream, NULL, NULL},
+    {"/fuzz.F/Echo", "fuzz.F", "Echo", false, h_echo, NULL, NULL, false},
+    {"/fuzz.F/Async", "fuzz.F", "Async", false, h_async, NULL, NULL, false},
+    {"/fuzz.F/Stream", "fuzz.F", "Stream", true, h_stream, NULL, NULL, false},
+    {"/fuzz.F/AsyncStream", "fuzz.F", "AsyncStream", true, h_async_stream, NULL, NULL, false},
+    {"/fuzz.F/Bidi", "fuzz.F", "Bidi", false, h_bidi, NULL, NULL, true},
 };
 
 /* The asynchronous work of one loop turn: every held call moves on. */

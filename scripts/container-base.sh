@@ -8,9 +8,10 @@
 # The minbase variant is already close to the size of the official -slim image;
 # both names point at the same layer. Nothing is cached in the repository.
 #
-# Also installs podman/runc/debootstrap when missing and writes the podman
-# settings this kind of machine needs (runc, cgroupfs, nofile limit) when
-# /etc/containers/containers.conf does not exist yet.
+# Also installs podman/runc/debootstrap when missing. The podman settings this
+# kind of machine needs (runc, cgroupfs, nofile limit) come from the project's
+# deploy/container/containers.conf through CONTAINERS_CONF (unless already
+# set); the host's /etc/containers/containers.conf is left alone.
 #
 # Usage: scripts/container-base.sh        (idempotent; exits 0 when ready)
 # Env:   MOVIE_BASE_MIRROR  Debian mirror for debootstrap (default deb.debian.org)
@@ -35,20 +36,8 @@ if ((${#need_pkgs[@]})); then
 fi
 
 # crun fails on this machine's hybrid cgroups, and podman's default nofile
-# limit exceeds the hard limit: see shared/notes/STACK.md.
-conf=/etc/containers/containers.conf
-if [[ ! -e $conf && $(id -u) -eq 0 ]]; then
-	log "writing $conf (runc, cgroupfs, ulimits)"
-	mkdir -p /etc/containers
-	cat >"$conf" <<'EOF'
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-EOF
-fi
+# limit exceeds the hard limit: the project-local settings, never /etc.
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$(cd "$(dirname "$0")/.." && pwd)/deploy/container/containers.conf}
 
 if podman image exists localhost/debian:bookworm; then
 	log "localhost/debian:bookworm present"

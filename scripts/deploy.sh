@@ -7,13 +7,47 @@
 # Env:   MOVIE_IMAGE_TAG  image tag (dev default: git describe, as scripts/images.sh;
 #                         staging/production default: the tag pinned in the overlay)
 #        MOVIECTL         moviectl binary for the pre-apply lint (default build/bin/moviectl)
+#        DRY_RUN=1        lint, then show what would change (kubectl diff); apply nothing
 #
-# Every apply is preceded by `moviectl lint` on exactly what is applied.
+# The cluster is checked first (a clear message and how to start one when none
+# answers); every apply is preceded by `moviectl lint` on exactly what is applied.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 k8s=$root/deploy/k8s
 
-usage() { sed -n '3,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '3,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+environments="dev staging production"
+
+# Fail early, before rendering and linting, when kubectl reaches no cluster.
+require_cluster() {
+	if ! command -v kubectl >/dev/null 2>&1; then
+		echo "deploy.sh: kubectl not found; install it (it carries kustomize)" >&2
+		exit 1
+	fi
+	local context server err
+	context=$(kubectl config current-context 2>/dev/null || true)
+	if [[ -z $context ]]; then
+		cat >&2 <<MSG
+deploy.sh: no Kubernetes cluster configured (kubectl has no current context${KUBECONFIG:+, KUBECONFIG=$KUBECONFIG}).
+  Start a local one:   minikube start --cpus 2 --memory 4g
+  then load the images (README, "Kubernetes"), or select a cluster:
+  kubectl config use-context NAME
+MSG
+		exit 1
+	fi
+	server=$(kubectl config view --minify -o 'jsonpath={.clusters[0].cluster.server}' 2>/dev/null || true)
+	if ! err=$(kubectl version --request-timeout=5s -o json 2>&1 >/dev/null); then
+		err=$(printf '%s\n' "$err" | grep -v '^\s*$' | tail -1)
+		cat >&2 <<MSG
+deploy.sh: no reachable Kubernetes cluster: context '$context', server ${server:-?} does not answer.
+  kubectl: $err
+  Start a local one:   minikube start --cpus 2 --memory 4g
+  (minikube sets the context; then load the images as README "Kubernetes" shows),
+  or select another cluster: kubectl config use-context NAME
+MSG
+		exit 1
+	fi
+}
 
 sync_configs() {
 	for svc in metadata rating movie; do
@@ -28,7 +62,10 @@ sync_configs() {
 # render ENV > stdout, with the image tag override when one applies.
 render() {
 	local env=$1 tag=${MOVIE_IMAGE_TAG:-}
-	[[ -d $k8s/overlays/$env ]] || { echo "deploy.sh: no overlay $env" >&2; exit 2; }
+	[[ -d $k8s/overlays/$env ]] || {
+		echo "deploy.sh: unknown environment '$env' (choose one of: $environments)" >&2
+		exit 2
+	}
 	if [[ -z $tag && $env == dev ]]; then
 		tag=$(git -C "$root" describe --tags --always --dirty 2>/dev/null || true)
 		tag=${tag:-0.1.0-dev}
@@ -67,6 +104,7 @@ render)
 	render "$2"
 	;;
 dev | staging | production)
+	require_cluster
 	out=$(mktemp)
 	trap 'rm -f "$out"' EXIT
 	render "$cmd" >"$out"
@@ -77,6 +115,17 @@ dev | staging | production)
 		echo "deploy.sh: $moviectl not built; run make first (lint is required before apply)" >&2
 		exit 1
 	fi
+	if [[ ${DRY_RUN:-0} == 1 ]]; then
+		# kubectl diff: exit 0 no difference, 1 differences shown, >1 an error.
+		rc=0
+		kubectl diff -f "$out" || rc=$?
+		case $rc in
+		0) echo "deploy.sh: $cmd is up to date; nothing would change" >&2 ;;
+		1) echo "deploy.sh: DRY_RUN: the changes above would be applied to $cmd" >&2 ;;
+		*) exit "$rc" ;;
+		esac
+		exit 0
+	fi
 	ns=movie-$cmd
 	kubectl get namespace "$ns" >/dev/null 2>&1 || kubectl create namespace "$ns"
 	kubectl apply -f "$out"
@@ -84,5 +133,9 @@ dev | staging | production)
 		kubectl -n "$ns" rollout status "$d" --timeout=5m
 	done
 	;;
-*) usage ;;
+'') usage ;;
+*)
+	echo "deploy.sh: unknown environment '$cmd' (choose one of: $environments)" >&2
+	exit 2
+	;;
 esac

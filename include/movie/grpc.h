@@ -4,7 +4,8 @@
  *
  * The session does no I/O: the connection layer feeds received bytes with
  * grpc_session_recv and writes what grpc_session_send produces. Unary and
- * server-streaming methods; requests carry exactly one message.
+ * server-streaming methods, whose requests carry exactly one message, and
+ * bidirectional-streaming ones (grpc_method.bidi_streaming), see below.
  *
  * Call lifecycle: when a request is complete the session calls the method's
  * handler with the decoded-from-frame message bytes (valid only during the
@@ -12,6 +13,19 @@
  * later (asynchronously) but always on the thread that owns the session (the
  * connection's event loop). If the client cancels or the connection closes
  * first, finish still has to be called: it then only releases the call.
+ *
+ * Bidirectional streaming: the handler runs once per request message as each
+ * one arrives (`msg` valid during that call only), then once with msg NULL
+ * when the client half-closes, unless the call was finished before; a
+ * cancelled call (stream reset, connection gone) gets that msg NULL call too,
+ * with grpc_call_cancelled true, unless the handler set its own
+ * grpc_call_on_cancel callback. It may
+ * send responses (grpc_call_send) at any time and finishes the call once,
+ * usually at half-close. The session itself finishes the call on a bad
+ * message (too big, compressed, truncated at half-close) or when more than
+ * max_message_bytes of responses wait for a client that does not read them;
+ * the handler sees no more messages then. Such handlers must answer
+ * synchronously: the call is valid only inside the handler's invocations.
  */
 #ifndef MOVIE_GRPC_H
 #define MOVIE_GRPC_H
@@ -92,7 +106,8 @@ struct grpc_method {
 	bool server_streaming;
 	grpc_handler_fn handler;
 	void *ctx;
-	void *user; /* the runtime's per-method data (metrics children) */
+	void *user;          /* the runtime's per-method data (metrics children) */
+	bool bidi_streaming; /* client and server stream: see the top of this file */
 };
 
 struct grpc_session_limits {

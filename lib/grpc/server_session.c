@@ -3,7 +3,8 @@
  *
  * gRPC rules enforced here (nghttp2 knows only HTTP/2): POST, content-type
  * application/grpc[+proto|;...], one length-prefixed request message per
- * stream, grpc-timeout, response HEADERS + DATA + trailers for OK and a
+ * stream (bidi-streaming methods: any number, each handled as it arrives),
+ * grpc-timeout, response HEADERS + DATA + trailers for OK and a
  * trailers-only HEADERS frame (END_STREAM) for errors.
  *
  * A call is referenced by its stream (until nghttp2 closes the stream) and by
@@ -331,9 +332,123 @@ static int submit_response_headers(struct grpc_call *c)
 	return nghttp2_submit_response(c->session->h2, c->stream_id, nv, 2, &provider);
 }
 
+/* ---- bidirectional streaming (grpc_method.bidi_streaming) ---- */
+
+/* End a bidi call with an error: through finish once the handler runs, else
+ * the way dispatch rejects a unary request. */
+static void bidi_fail(struct grpc_call *c, int status, const char *why)
+{
+	if (c->state == CALL_RECEIVING) {
+		c->handler_holds = false;
+		c->bad_request = true;
+		submit_trailers_only(c, status, why);
+		call_mark_done(c, status);
+	} else {
+		grpc_call_finish(c, status, why, NULL, 0);
+	}
+}
+
+/* A reset or a closed connection ends the request stream too: the handler
+ * gets its final msg NULL call and finishes (grpc_call_cancelled is true),
+ * unless it set a cancel callback of its own. */
+static void bidi_cancelled(struct grpc_call *c, void *arg)
+{
+	c->method->handler(c, NULL, 0, c->method->ctx);
+}
+
+/* The call reaches its handler on its first message (or at half-close). */
+static bool bidi_start(struct grpc_session *s, struct grpc_call *c)
+{
+	if (c->state != CALL_RECEIVING)
+		return true;
+	if (c->deadline_ns && grpc_now_ns() >= c->deadline_ns) {
+		bidi_fail(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline exceeded");
+		return false;
+	}
+	c->state = CALL_HANDLING;
+	c->counted_active = true;
+	c->cancel_fn = bidi_cancelled;
+	s->active_calls++;
+	if (s->hooks.call_started)
+		s->hooks.call_started(s->hooks.hook_ctx, c->method);
+	return true;
+}
+
+/* Request bytes of a bidi call: hand each complete message to the handler.
+ * c->request holds at most one message (capped at max_message_bytes): only
+ * the bytes the current message still needs are taken from a chunk. */
+static void bidi_recv(struct grpc_session *s, struct grpc_call *c, const uint8_t *data, size_t len)
+{
+	while (len && !c->finished && c->handler_holds) {
+		size_t have = c->request.len, need;
+		const uint8_t *p = (const uint8_t *)c->request.data;
+		if (have < GRPC_FRAME_HEADER) {
+			need = GRPC_FRAME_HEADER - have;
+		} else {
+			size_t declared = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
+			                  ((size_t)p[3] << 8) | (size_t)p[4];
+			need = GRPC_FRAME_HEADER + declared - have;
+		}
+		size_t take = need < len ? need : len;
+		if (buf_append(&c->request, data, take) != 0) {
+			bidi_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+			return;
+		}
+		data += take;
+		len -= take;
+		p = (const uint8_t *)c->request.data;
+		if (c->request.len == GRPC_FRAME_HEADER) {
+			size_t declared = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) |
+			                  ((size_t)p[3] << 8) | (size_t)p[4];
+			if (p[0] != 0) {
+				bidi_fail(c, GRPC_STATUS_UNIMPLEMENTED,
+				          "compressed messages are not supported");
+				return;
+			}
+			if (declared > s->limits.max_message_bytes) {
+				bidi_fail(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				          "request message larger than the server's maximum");
+				return;
+			}
+			if (declared)
+				continue;
+		}
+		if (c->request.len < GRPC_FRAME_HEADER || take < need)
+			continue;
+		/* One whole message. */
+		if (!bidi_start(s, c))
+			return;
+		if (c->out.len - c->out_sent > s->limits.max_message_bytes) {
+			grpc_call_finish(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
+			                 "client does not read the responses", NULL, 0);
+			return;
+		}
+		c->method->handler(c, p + GRPC_FRAME_HEADER, c->request.len - GRPC_FRAME_HEADER,
+		                   c->method->ctx);
+		buf_reset(&c->request);
+	}
+}
+
+/* END_STREAM on a bidi call: the client sends no more messages. */
+static void bidi_half_close(struct grpc_session *s, struct grpc_call *c)
+{
+	if (c->finished || !c->handler_holds)
+		return;
+	if (c->request.len) {
+		bidi_fail(c, GRPC_STATUS_INVALID_ARGUMENT, "request stream ends inside a message");
+		return;
+	}
+	if (bidi_start(s, c))
+		c->method->handler(c, NULL, 0, c->method->ctx);
+}
+
 /* The request is complete: validate the frame and run the handler. */
 static void dispatch(struct grpc_session *s, struct grpc_call *c)
 {
+	if (c->method && c->method->bidi_streaming) {
+		bidi_half_close(s, c);
+		return;
+	}
 	if (c->state != CALL_RECEIVING)
 		return;
 	if (!c->method) {
@@ -484,6 +599,10 @@ static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, 
                          size_t len, void *user_data)
 {
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
+	if (c && c->method && c->method->bidi_streaming && !c->bad_request) {
+		bidi_recv(user_data, c, data, len);
+		return 0;
+	}
 	if (!c || c->state != CALL_RECEIVING || c->bad_request)
 		return 0;
 	/* An unknown method is answered UNIMPLEMENTED at the end of the request,
@@ -567,7 +686,11 @@ static void dispatch_ready(struct grpc_session *s, bool run)
 			s->ready_tail = NULL;
 		c->ready = false;
 		c->next_ready = NULL;
-		if (run && c->stream_open && c->handler_holds && c->state == CALL_RECEIVING)
+		/* A bidi call is already being handled when its half-close is
+		 * dispatched (its messages went to the handler as they came). */
+		bool bidi = c->method && c->method->bidi_streaming;
+		if (run && c->stream_open && c->handler_holds &&
+		    (c->state == CALL_RECEIVING || bidi))
 			dispatch(s, c);
 		else
 			call_maybe_free(c);

@@ -84,6 +84,8 @@ struct server {
 	uv_async_t shutdown_async;
 	int exit_status; /* server_run's result: 0 or an MV_E* code */
 
+	struct grpc_reflection *reflection; /* reflection.c */
+
 	struct metrics_gauge *ready_gauge;
 	struct metrics_counter *accepted;
 	struct metrics_counter *accept_paused; /* EMFILE/ENFILE pauses */
@@ -144,7 +146,13 @@ void health_broadcast(struct worker *w);
 void health_close_watches(struct worker *w);
 int health_status_for(const struct server *srv, const char *name, size_t len);
 
+/* reflection.c: both reflection services over the build-time descriptors. */
+int reflection_register(struct server *srv);
+
 /* server.c */
+/* server_add_grpc for a bidirectional-streaming method. */
+int server_add_grpc_bidi(struct server *srv, const char *service, const char *method,
+                         grpc_handler_fn handler, void *ctx);
 /* The worker whose loop runs on this thread (NULL elsewhere). */
 extern __thread struct worker *server_current_worker;
 void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "movie/grpc_reflection.h"
 #include "movie/err.h"
 #include "movie/log.h"
 #include "movie/banned.h"
@@ -129,8 +130,8 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 
 /* ---- registration ---- */
 
-int server_add_grpc(struct server *srv, const char *service, const char *method,
-                    bool server_streaming, grpc_handler_fn handler, void *ctx)
+static int add_grpc(struct server *srv, const char *service, const char *method,
+                    bool server_streaming, bool bidi_streaming, grpc_handler_fn handler, void *ctx)
 {
 	if (srv->method_count >= SERVER_MAX_METHODS)
 		return MV_ENOMEM;
@@ -146,8 +147,10 @@ int server_add_grpc(struct server *srv, const char *service, const char *method,
 		}
 	}
 	struct method_stats *st = &srv->method_stats[srv->method_count];
-	int rc = resolve_method_stats(srv, st, server_streaming ? "server_stream" : "unary",
-	                              service, method);
+	const char *type = bidi_streaming     ? "bidi_stream"
+	                   : server_streaming ? "server_stream"
+	                                      : "unary";
+	int rc = resolve_method_stats(srv, st, type, service, method);
 	if (rc) {
 		free(path);
 		return rc;
@@ -157,10 +160,23 @@ int server_add_grpc(struct server *srv, const char *service, const char *method,
 	m->service = service;
 	m->name = method;
 	m->server_streaming = server_streaming;
+	m->bidi_streaming = bidi_streaming;
 	m->handler = handler;
 	m->ctx = ctx;
 	m->user = st;
 	return 0;
+}
+
+int server_add_grpc(struct server *srv, const char *service, const char *method,
+                    bool server_streaming, grpc_handler_fn handler, void *ctx)
+{
+	return add_grpc(srv, service, method, server_streaming, false, handler, ctx);
+}
+
+int server_add_grpc_bidi(struct server *srv, const char *service, const char *method,
+                         grpc_handler_fn handler, void *ctx)
+{
+	return add_grpc(srv, service, method, false, true, handler, ctx);
 }
 
 int server_add_http(struct server *srv, const char *path, unsigned method_mask,
@@ -319,6 +335,7 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 	if (resolve_method_stats(srv, &srv->method_stats[SERVER_MAX_METHODS], "unary", unknown,
 	                         unknown) != 0 ||
 	    resolve_route_stats(srv, &srv->unrouted, "other") != 0 || health_register(srv) != 0 ||
+	    reflection_register(srv) != 0 ||
 	    server_add_http(srv, "/healthz", HTTP1_METHOD_BIT(HTTP1_GET), http_healthz, srv) ||
 	    server_add_http(srv, "/readyz", HTTP1_METHOD_BIT(HTTP1_GET), http_readyz, srv) ||
 	    server_add_http(srv, "/metrics", HTTP1_METHOD_BIT(HTTP1_GET), http_metrics, srv)) {
@@ -334,6 +351,7 @@ void server_free(struct server *srv)
 		return;
 	for (size_t i = 0; i < srv->method_count; i++)
 		free((char *)(uintptr_t)srv->methods[i].path);
+	grpc_reflection_free(srv->reflection);
 	pthread_mutex_destroy(&srv->probe_mutex);
 	pthread_cond_destroy(&srv->probe_cond);
 	free(srv->workers);

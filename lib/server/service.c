@@ -16,6 +16,9 @@
 #ifndef MOVIE_VERSION_STRING
 #define MOVIE_VERSION_STRING "0.0.0"
 #endif
+#ifndef MOVIE_GIT_COMMIT_STRING
+#define MOVIE_GIT_COMMIT_STRING "unknown"
+#endif
 
 extern char **environ;
 
@@ -90,7 +93,8 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 			*done = true;
 			return 0;
 		} else if (strcmp(a, "--version") == 0) {
-			printf("%s %s\n", schema->program, MOVIE_VERSION_STRING);
+			printf("%s %s (commit %s)\n", schema->program, MOVIE_VERSION_STRING,
+			       MOVIE_GIT_COMMIT_STRING);
 			*done = true;
 			return 0;
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

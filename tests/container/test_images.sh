@@ -16,6 +16,7 @@
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/deploy/container/containers.conf}
 tmp=$(mktemp -d /tmp/movie-images-test.XXXXXX)
 containers=()
 cleanup() {
@@ -47,6 +48,7 @@ need=()
 for img in "${services[@]}" tools; do
 	if [[ ${MOVIE_REBUILD:-0} == 1 ]] || ! podman image exists "movie-$img:$tag"; then need+=("$img"); fi
 done
+host_conf_before=$(sha256sum /etc/containers/containers.conf 2>/dev/null || echo absent)
 if ((${#need[@]})); then
 	if scripts/images.sh "${need[@]}" >"$tmp/build.log" 2>&1; then
 		ok "images build (${need[*]})"
@@ -55,7 +57,36 @@ if ((${#need[@]})); then
 		bad "images build (${need[*]})"
 		finish
 	fi
+	host_conf_after=$(sha256sum /etc/containers/containers.conf 2>/dev/null || echo absent)
+	if [[ $host_conf_before == "$host_conf_after" ]]; then
+		ok "the host's /etc/containers/containers.conf is untouched (${host_conf_after%% *})"
+	else
+		bad "images.sh changed /etc/containers/containers.conf"
+	fi
+	left=$(podman images -a -q --filter label=io.movie.stage=build | wc -l)
+	[[ $left == 0 ]] && ok "no build-stage image left behind" ||
+		bad "$left build-stage images left behind"
+	grep -q 'removed the build stage images' "$tmp/build.log" &&
+		ok "images.sh reports the build stage removal" || bad "images.sh reports the build stage removal"
+	if grep -Eq '^movie-[a-z]+ [^ ]+ [0-9]+\.[0-9] MB$' "$tmp/build.log"; then
+		ok "sizes printed in MB"
+	else
+		bad "sizes printed in MB"; tail -5 "$tmp/build.log"
+	fi
 fi
+
+# The tools image carries every tool docs/deploy.md lists for it.
+tools_row=$(grep -E '^\| `movie-tools:' docs/deploy.md | cut -d'|' -f3)
+listed=$(grep -o '`[a-z-]*`' <<<"$tools_row" | tr -d '`')
+if [[ -n $listed ]]; then ok "docs list the tools image's content: $(echo $listed)"; else bad "docs/deploy.md lists the tools image's content"; fi
+for t in $listed; do
+	if out=$(podman run --rm --entrypoint "/usr/local/bin/$t" "movie-tools:$tag" --version 2>&1) &&
+		[[ $out == "$t "* ]]; then
+		ok "movie-tools carries $t ($out)"
+	else
+		bad "movie-tools carries $t: $out"
+	fi
+done
 
 # Health stubs from the project's own proto.
 if ! /usr/bin/python3 -m grpc_tools.protoc -I api --python_out="$tmp" --grpc_python_out="$tmp" api/health.proto; then
@@ -195,6 +226,7 @@ done
 
 echo "image sizes:"
 for img in "${services[@]}" tools; do
-	printf '  movie-%-8s %s  %s bytes\n' "$img" "$tag" "$(podman image inspect --format '{{.Size}}' "movie-$img:$tag")"
+	printf '  movie-%-8s %s  %s MB\n' "$img" "$tag" \
+		"$(podman image inspect --format '{{.Size}}' "movie-$img:$tag" | awk '{ printf "%.1f", $1 / 1e6 }')"
 done
 finish

@@ -89,6 +89,11 @@ int main(int argc, char **argv)
 	};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		if (strcmp(a, "--version") == 0) {
+			printf("kafka-dev-consumer %s (commit %s)\n", MOVIE_VERSION_STRING,
+			       MOVIE_GIT_COMMIT_STRING);
+			return 0;
+		}
 		if (!v)
 			goto bad;
 		i++;

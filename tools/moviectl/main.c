@@ -19,6 +19,9 @@
 #include "movie/err.h"
 #include "movie/banned.h"
 
+#ifndef MOVIECTL_COMMIT
+#define MOVIECTL_COMMIT "unknown"
+#endif
 #ifndef MOVIECTL_VERSION
 #define MOVIECTL_VERSION "0.1.0-dev"
 #endif
@@ -242,7 +245,7 @@ int main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "undo") == 0)
 		return cmd_undo(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
-		printf("moviectl %s\n", MOVIECTL_VERSION);
+		printf("moviectl %s (commit %s)\n", MOVIECTL_VERSION, MOVIECTL_COMMIT);
 		return EXIT_CLEAN;
 	}
 	if (argc >= 2 && (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0)) {

@@ -18,7 +18,7 @@
  * at most --timeout seconds (default 30) in total.
  *
  * Prints one JSON summary line on stdout:
- *   {"events":N,"invalid":I,"produced":P,"delivered":D,"failed":F}
+ *   {"events":N,"invalid":I,"produced":P,"delivered":D,"failed":F,"undelivered":U}
  * Exit status: 0 when every produced event was delivered and none was invalid
  * (or --allow-invalid), 1 when a delivery failed or timed out, 2 for usage
  * errors, unreadable input, input that is not a JSON array, or invalid events.
@@ -55,12 +55,49 @@ struct counts {
 	size_t events, invalid, produced, delivered, failed;
 };
 
+#ifndef MOVIE_VERSION_STRING
+#define MOVIE_VERSION_STRING "0.0.0"
+#endif
+#ifndef MOVIE_GIT_COMMIT_STRING
+#define MOVIE_GIT_COMMIT_STRING "unknown"
+#endif
+
 static void usage(FILE *f)
 {
-	fprintf(f,
-	        "usage: ratingingester (--brokers HOST:PORT[,...] | --bootstrap-file PATH)\n"
-	        "                      [--topic ratings] [--file events.json] [--timeout SECONDS]\n"
-	        "                      [--allow-invalid] [--min-value N] [--max-value N]\n");
+	fprintf(
+	    f,
+	    "usage: ratingingester (--brokers HOST:PORT[,...] | --bootstrap-file PATH)\n"
+	    "                      [--topic ratings] [--file events.json] [--timeout SECONDS]\n"
+	    "                      [--allow-invalid] [--min-value N] [--max-value N]\n"
+	    "                      [--help] [--version]\n"
+	    "Produce rating events to Kafka, each validated as the rating service does.\n"
+	    "\n"
+	    "  --brokers HOST:PORT[,...]  Kafka bootstrap servers\n"
+	    "  --bootstrap-file PATH      read them from PATH (what kafka-dev writes)\n"
+	    "  --topic NAME               topic (default ratings)\n"
+	    "  --file PATH                input file (default: standard input)\n"
+	    "  --timeout SECONDS          wait at most this long for deliveries (default 30)\n"
+	    "  --min-value N, --max-value N  accepted rating values (default 1..5)\n"
+	    "  --allow-invalid            send invalid elements verbatim (tests)\n"
+	    "\n"
+	    "Input: one JSON array; each element is one event (tools/ratingingester/events.json):\n"
+	    "  [\n"
+	    "    {\"eventType\": \"put\", \"userId\": \"105\", \"recordId\": \"1\",\n"
+	    "     \"recordType\": \"movie\", \"value\": 5, \"providerId\": \"imdb\"},\n"
+	    "    {\"eventType\": \"delete\", \"userId\": \"105\", \"recordId\": \"1\",\n"
+	    "     \"recordType\": \"movie\"}\n"
+	    "  ]\n"
+	    "  eventType    \"put\" (create or replace the user's rating) or \"delete\"\n"
+	    "  userId, recordId, recordType  non-empty strings, at most 256 bytes, no\n"
+	    "               control characters\n"
+	    "  value        integer in --min-value..--max-value (put only)\n"
+	    "  providerId   optional string; other members are ignored\n"
+	    "A string element is sent as its bytes (with --allow-invalid: not-JSON tests).\n"
+	    "Events of one record share a partition (key recordType/recordId), in order.\n"
+	    "\n"
+	    "Prints {\"events\":N,\"invalid\":I,\"produced\":P,\"delivered\":D,\"failed\":F,\n"
+	    "        \"undelivered\":U} (U: no delivery report before --timeout).\n"
+	    "Exit 0 all delivered, 1 a delivery failed or timed out, 2 usage or invalid input.\n");
 }
 
 static int parse_long(const char *s, long min, long max, long *out)
@@ -138,6 +175,11 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		}
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
+			exit(0);
+		}
+		if (strcmp(a, "--version") == 0) {
+			printf("ratingingester %s (commit %s)\n", MOVIE_VERSION_STRING,
+			       MOVIE_GIT_COMMIT_STRING);
 			exit(0);
 		}
 		if (!v)

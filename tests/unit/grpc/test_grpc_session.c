@@ -43,6 +43,7 @@ struct srv_state {
 	size_t held_n;
 	int cancels;
 	bool finish_in_cancel; /* the cancel callback finishes the call itself */
+	int half_closes;       /* bidi handler calls with msg NULL */
 	int64_t last_deadline;
 };
 
@@ -133,12 +134,31 @@ static void h_stream(struct grpc_call *call, const uint8_t *msg, size_t len, voi
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL, 0);
 }
 
+/* Bidirectional streaming: echo each message ("stop" finishes at once),
+ * finish OK at half-close. */
+static void h_bidi(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+	st.handler_calls++;
+	if (!msg) {
+		st.half_closes++;
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL, 0);
+		return;
+	}
+	if (len == 4 && memcmp(msg, "stop", 4) == 0) {
+		grpc_call_finish(call, GRPC_STATUS_OK, NULL, NULL, 0);
+		return;
+	}
+	if (grpc_call_send(call, msg, len) != 0)
+		grpc_call_finish(call, GRPC_STATUS_CANCELLED, NULL, NULL, 0);
+}
+
 static const struct grpc_method methods[] = {
-    {"/test.Echo/Unary", "test.Echo", "Unary", false, h_echo, NULL, NULL},
-    {"/test.Echo/Fail", "test.Echo", "Fail", false, h_fail, NULL, NULL},
-    {"/test.Echo/Hold", "test.Echo", "Hold", false, h_hold, NULL, NULL},
-    {"/test.Echo/Stream", "test.Echo", "Stream", true, h_stream, NULL, NULL},
-    {"/test.Echo/HoldStream", "test.Echo", "HoldStream", true, h_hold, NULL, NULL},
+    {"/test.Echo/Unary", "test.Echo", "Unary", false, h_echo, NULL, NULL, false},
+    {"/test.Echo/Fail", "test.Echo", "Fail", false, h_fail, NULL, NULL, false},
+    {"/test.Echo/Hold", "test.Echo", "Hold", false, h_hold, NULL, NULL, false},
+    {"/test.Echo/Stream", "test.Echo", "Stream", true, h_stream, NULL, NULL, false},
+    {"/test.Echo/HoldStream", "test.Echo", "HoldStream", true, h_hold, NULL, NULL, false},
+    {"/test.Echo/Bidi", "test.Echo", "Bidi", false, h_bidi, NULL, NULL, true},
 };
 #define METHOD_COUNT (sizeof(methods) / sizeof(methods[0]))
 
@@ -156,6 +176,7 @@ struct rec {
 	size_t req_off;
 	bool defer;     /* data provider defers: HEADERS go out without END_STREAM */
 	size_t stop_at; /* if non-zero: defer once this much of the body is sent */
+	bool open;      /* streaming request: no END_STREAM until `open` is false */
 	int http_status;
 	char content_type[64];
 	int grpc_status; /* -1: none seen */
@@ -280,8 +301,11 @@ static ssize_t cli_read_body(nghttp2_session *h2, int32_t stream_id, uint8_t *de
 	if (n)
 		memcpy(dest, r->req.data + r->req_off, n);
 	r->req_off += n;
-	if (r->req_off == r->req.len)
+	if (r->req_off == r->req.len) {
+		if (r->open)
+			return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
 		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	}
 	return (ssize_t)n;
 }
 
@@ -942,6 +966,203 @@ out:
 	conn_close(&k);
 }
 
+/* Open a bidi call whose request stream stays open. */
+static struct rec *start_bidi(struct conn *k)
+{
+	struct rec *r =
+	    start_call_ex(k, "/test.Echo/Bidi", "POST", "application/grpc", NULL, NULL, 0, true);
+	if (r)
+		r->open = true;
+	return r;
+}
+
+/* Queue one more request message (raw frame bytes) and let the client send it;
+ * `end` half-closes after it. */
+static void bidi_push(struct conn *k, struct rec *r, const void *frame, size_t len, bool end)
+{
+	CHECK_INT_EQ(buf_append(&r->req, frame, len), 0);
+	r->open = !end;
+	/* Fails (harmlessly) while the provider has not deferred yet. */
+	nghttp2_session_resume_data(k->cli, r->id);
+}
+
+static void bidi_push_msg(struct conn *k, struct rec *r, const char *msg, bool end)
+{
+	struct buf f;
+	buf_init(&f, 0);
+	CHECK_INT_EQ(grpc_frame_append(&f, (const uint8_t *)msg, strlen(msg)), 0);
+	bidi_push(k, r, f.data, f.len, end);
+	buf_release(&f);
+}
+
+static void test_bidi_streaming(void)
+{
+	struct conn k;
+	reset_state();
+	conn_open(&k, &default_limits);
+	/* Each request is answered while the request stream stays open, as
+	 * reflection clients (grpcurl, grpcio) expect. */
+	struct rec *r = start_bidi(&k);
+	bidi_push_msg(&k, r, "one", false);
+	CHECK(pump(&k));
+	CHECK(data_is_frames(r, "one", NULL));
+	CHECK(!r->closed);
+	CHECK_INT_EQ(st.started, 1);
+	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 1);
+	/* Two messages in one DATA frame, then one split over three frames. */
+	struct buf two;
+	buf_init(&two, 0);
+	CHECK_INT_EQ(grpc_frame_append(&two, (const uint8_t *)"two", 3), 0);
+	CHECK_INT_EQ(grpc_frame_append(&two, (const uint8_t *)"", 0), 0);
+	bidi_push(&k, r, two.data, two.len, false);
+	CHECK(pump(&k));
+	buf_reset(&two);
+	CHECK_INT_EQ(grpc_frame_append(&two, (const uint8_t *)"three", 5), 0);
+	bidi_push(&k, r, two.data, 2, false);
+	CHECK(pump(&k));
+	bidi_push(&k, r, two.data + 2, 5, false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(st.handler_calls, 3);
+	bidi_push(&k, r, two.data + 7, two.len - 7, false);
+	CHECK(pump(&k));
+	buf_release(&two);
+	CHECK_INT_EQ(st.handler_calls, 4);
+	CHECK(!r->closed);
+	/* Half-close: the handler is told and finishes OK. */
+	bidi_push(&k, r, "", 0, true);
+	CHECK(pump(&k));
+	CHECK(r->closed);
+	CHECK_INT_EQ(r->grpc_status, 0);
+	CHECK(r->separate_trailers);
+	CHECK_INT_EQ(st.half_closes, 1);
+	CHECK_INT_EQ(st.done, 1);
+	CHECK_INT_EQ(st.done_started, 1);
+	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 0);
+	struct buf want;
+	buf_init(&want, 0);
+	grpc_frame_append(&want, (const uint8_t *)"one", 3);
+	grpc_frame_append(&want, (const uint8_t *)"two", 3);
+	grpc_frame_append(&want, (const uint8_t *)"", 0);
+	grpc_frame_append(&want, (const uint8_t *)"three", 5);
+	CHECK(want.len == r->data.len && memcmp(want.data, r->data.data, want.len) == 0);
+	buf_release(&want);
+
+	/* No message at all: the handler still sees the half-close. */
+	reset_state();
+	r = start_call_ex(&k, "/test.Echo/Bidi", "POST", "application/grpc", NULL, NULL, 0, false);
+	CHECK(pump(&k));
+	CHECK(r->closed);
+	CHECK_INT_EQ(r->grpc_status, 0);
+	CHECK_INT_EQ(st.half_closes, 1);
+	CHECK_INT_EQ(r->data.len, 0);
+
+	/* The handler finishes early: later messages are dropped. */
+	reset_state();
+	r = start_bidi(&k);
+	bidi_push_msg(&k, r, "a", false);
+	bidi_push_msg(&k, r, "stop", false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(r->grpc_status, 0);
+	bidi_push_msg(&k, r, "late", true);
+	CHECK(pump(&k));
+	CHECK(r->closed);
+	CHECK(data_is_frames(r, "a", NULL));
+	CHECK_INT_EQ(st.handler_calls, 2);
+	CHECK_INT_EQ(st.done, 1);
+	conn_close(&k);
+}
+
+static void test_bidi_bad_requests(void)
+{
+	struct conn k;
+	reset_state();
+	conn_open(&k, &default_limits);
+	/* Too big before any message: trailers-only, the handler never runs. */
+	struct rec *r = start_bidi(&k);
+	bidi_push(&k, r, "\0\0\0\x10\0", 5, false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(r->grpc_status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	/* Clients end their side once the status came (grpc-go and grpc-core
+	 * send RST_STREAM or END_STREAM); later bytes are dropped. */
+	bidi_push(&k, r, "more", 4, true);
+	CHECK(pump(&k));
+	check_trailers_only(r, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	CHECK_INT_EQ(st.handler_calls, 0);
+	CHECK_INT_EQ(st.started, 0);
+	CHECK_INT_EQ(st.done, 1);
+	/* Too big after a good one: the status comes in trailers. */
+	reset_state();
+	r = start_bidi(&k);
+	bidi_push_msg(&k, r, "ok", false);
+	bidi_push(&k, r, "\0\0\0\x10\0", 5, true);
+	CHECK(pump(&k));
+	CHECK(r->closed);
+	CHECK_INT_EQ(r->grpc_status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	CHECK(r->separate_trailers);
+	CHECK(data_is_frames(r, "ok", NULL));
+	CHECK_INT_EQ(st.handler_calls, 1);
+	/* Compressed. */
+	reset_state();
+	r = start_bidi(&k);
+	bidi_push(&k, r, "\1\0\0\0\1x", 6, true);
+	CHECK(pump(&k));
+	check_trailers_only(r, GRPC_STATUS_UNIMPLEMENTED);
+	/* The stream ends inside a message. */
+	reset_state();
+	r = start_bidi(&k);
+	bidi_push_msg(&k, r, "ok", false);
+	bidi_push(&k, r, "\0\0\0\0\5ab", 7, true);
+	CHECK(pump(&k));
+	CHECK(r->closed);
+	CHECK_INT_EQ(r->grpc_status, GRPC_STATUS_INVALID_ARGUMENT);
+	CHECK_INT_EQ(st.half_closes, 0);
+	/* The client resets mid-stream: counted cancelled, no more handler calls. */
+	reset_state();
+	r = start_bidi(&k);
+	bidi_push_msg(&k, r, "ok", false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(nghttp2_submit_rst_stream(k.cli, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL), 0);
+	CHECK(pump(&k));
+	/* The handler was called once more (msg NULL) and finished. */
+	CHECK_INT_EQ(st.handler_calls, 2);
+	CHECK_INT_EQ(st.half_closes, 1);
+	CHECK_INT_EQ(st.done, 1);
+	CHECK_INT_EQ(st.last_done_status, GRPC_STATUS_CANCELLED);
+	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 0);
+	/* The connection goes away under an open bidi call: same end. */
+	reset_state();
+	r = start_bidi(&k);
+	bidi_push_msg(&k, r, "ok", false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(grpc_session_active_calls(k.srv), 1);
+	grpc_session_free(k.srv);
+	k.srv = NULL;
+	CHECK_INT_EQ(st.half_closes, 1);
+	conn_close(&k);
+}
+
+/* A client that sends but never reads: at most max_message_bytes of
+ * responses wait, then the call ends RESOURCE_EXHAUSTED. */
+static void test_bidi_unread_responses_capped(void)
+{
+	struct conn k;
+	reset_state();
+	conn_open(&k, &default_limits);
+	struct rec *r = start_bidi(&k);
+	char big[601];
+	memset(big, 'x', 600);
+	big[600] = '\0';
+	for (int i = 0; i < 4; i++)
+		bidi_push_msg(&k, r, big, false);
+	flush_client(&k); /* the server's output is never taken */
+	CHECK_INT_EQ(st.handler_calls, 2);
+	CHECK_INT_EQ(st.done, 1);
+	CHECK_INT_EQ(st.last_done_status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(r->grpc_status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+	conn_close(&k);
+}
+
 static void test_goaway(void)
 {
 	struct conn k;
@@ -1414,6 +1635,9 @@ int main(void)
 	RUN(test_reset_in_same_input_not_dispatched);
 	RUN(test_session_freed_while_held);
 	RUN(test_server_streaming);
+	RUN(test_bidi_streaming);
+	RUN(test_bidi_bad_requests);
+	RUN(test_bidi_unread_responses_capped);
 	RUN(test_goaway);
 	RUN(test_settings_advertised);
 	RUN(test_many_calls);
