@@ -283,9 +283,21 @@ def prepare_update(res, old, new, sub):
     return new
 
 
+def strip_nulls(v):
+    """JSON nulls decode to Go zero values that are omitted on output: drop them."""
+    if isinstance(v, dict):
+        return {k: strip_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [strip_nulls(x) for x in v]
+    return v
+
+
 def check_kind(res, obj):
     if not isinstance(obj, dict):
         raise ApiError(400, "BadRequest", "the body of the request is not a JSON object")
+    clean = strip_nulls(obj)
+    obj.clear()
+    obj.update(clean)
     k = obj.get("kind")
     if k and k != res.kind:
         raise ApiError(400, "BadRequest", "the kind %r does not match the resource %s"
