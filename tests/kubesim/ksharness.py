@@ -145,12 +145,14 @@ class Watch(threading.Thread):
         self.ks, self.path, self.on_event = ks, path, on_event
         self.stop_ev = threading.Event()
         self.errors = []
+        self.synced = False  # the initial list has been delivered
 
     def run(self):
         try:
             st, lst = self.ks.api("GET", self.path)
             for it in lst["items"]:
                 self.on_event("ADDED", it)
+            self.synced = True
             rv = lst["metadata"]["resourceVersion"]
             while not self.stop_ev.is_set():
                 c = http.client.HTTPConnection("127.0.0.1", self.ks.port, timeout=30)

@@ -142,6 +142,8 @@ class Invariants:
                 return
             self.rss[name] = (rs["spec"].get("replicas", 0),
                               (rs.get("status") or {}).get("availableReplicas", 0))
+            if not self.watch.synced:
+                return  # judge the whole list, not a partial view of it
             total = sum(s for s, _ in self.rss.values())
             avail = sum(a for _, a in self.rss.values())
             self.max_total = max(self.max_total, total)
@@ -197,8 +199,10 @@ class ProductionOverlay(unittest.TestCase):
     def service_ip(self, name):
         return self.ks.get_json("service", name, *N)["spec"]["clusterIP"]
 
-    def pods(self, selector):
-        return self.ks.get_json("pods", "-l", selector, *N)["items"]
+    def pods(self, selector, terminating=False):
+        """Pods matching selector; terminating ones (still draining) only if asked."""
+        return [p for p in self.ks.get_json("pods", "-l", selector, *N)["items"]
+                if terminating or not p["metadata"].get("deletionTimestamp")]
 
     def revisions(self, deployment):
         out = self.kubectl("rollout", "history", "deployment/" + deployment, *N).stdout
@@ -353,7 +357,7 @@ class ProductionOverlay(unittest.TestCase):
             check_pod(bad[0])
             self.kubectl("rollout", "undo", "deployment/" + dep, *N)
             self.rollout_ok(dep)
-            K.wait_for(lambda: not [x for x in self.pods("app.kubernetes.io/name=metadata")
+            K.wait_for(lambda: not [x for x in self.pods("app.kubernetes.io/name=metadata", True)
                                     if x["spec"]["containers"][0]["image"] == image],
                        60, "the bad pod to go")
         finally:
@@ -369,7 +373,7 @@ class ProductionOverlay(unittest.TestCase):
             self.assertIn("running", cs["state"])
         self._stuck_then_undo("movie-metadata:never-ready", check)
         # undo re-used revision 2's ReplicaSet: it became revision 4, history "2".
-        self.assertEqual(self.revisions("metadata-production"), [3, 4])
+        self.assertEqual(self.revisions("metadata-production"), [1, 3, 4])
         rss = self.ks.get_json("rs", "-l", "app.kubernetes.io/name=metadata,track=production",
                                *N)["items"]
         by_rev = {r["metadata"]["annotations"]["deployment.kubernetes.io/revision"]: r
@@ -398,7 +402,7 @@ class ProductionOverlay(unittest.TestCase):
         before = {p["metadata"]["name"] for p in self.pods(sel)}
         victim = sorted(before)[0]
         self.kubectl("delete", "pod", victim, *N, "--wait=false")
-        K.wait_for(lambda: victim not in {p["metadata"]["name"] for p in self.pods(sel)},
+        K.wait_for(lambda: victim not in {p["metadata"]["name"] for p in self.pods(sel, True)},
                    90, "the deleted pod to terminate")
 
         def replaced():
