@@ -28,6 +28,7 @@ NS = "movie-production"
 N = ["-n", NS]
 S = harness.stubs()
 pb = S.movie_pb2
+SCRAPE_INTERVAL = 3  # seconds, in the test's Prometheus configuration
 DEPLOYMENTS = ["metadata-production", "metadata-canary", "rating-production", "rating-canary",
                "movie-production", "movie-canary"]
 
@@ -394,8 +395,8 @@ class ProductionOverlay(unittest.TestCase):
             K.wait_for(crashing, 30, "CrashLoopBackOff")
             self.assertEqual(seen["cs"]["lastState"]["terminated"]["reason"], "Error")
         self._stuck_then_undo("movie-metadata:crash", check)
-        logs = self.kubectl("get", "events", *N).stdout
-        self.assertIn("BackOff", logs)
+        reasons = {e["reason"] for e in self.ks.get_json("events", *N)["items"]}
+        self.assertIn("BackOff", reasons)
 
     def test_06_delete_pod_under_load(self):
         sel = "app.kubernetes.io/name=movie,track=production"
@@ -438,9 +439,6 @@ class ProductionOverlay(unittest.TestCase):
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         K._started.append(prom)
         try:
-            self.kubectl("rollout", "restart", "deployment/movie-canary", *N)
-            self.rollout_ok("movie-canary")
-
             def pods_now():
                 return {(p["metadata"]["name"], p["metadata"]["labels"]["track"])
                         for p in self.ks.get_json("pods", *N)["items"]}
@@ -456,9 +454,17 @@ class ProductionOverlay(unittest.TestCase):
                 ts = targets()
                 got = {(t["labels"].get("pod"), t["labels"].get("track")) for t in ts}
                 return got == want and all(t["health"] == "up" for t in ts)
-            # Bound: discovery refresh (1 s) + two scrape intervals (2 s) + Prometheus'
-            # first-scrape offset on a loaded machine.
+            # Every target up first (Prometheus' first scrapes land some seconds in).
             K.wait_for(matches, 60, "Prometheus targets == the pods, all up", interval=0.5)
+            # Then a rollout: once the old pod is gone, the targets are exactly the new pods
+            # within two scrape intervals (+ the 1 s discovery refresh and 2 s slack).
+            self.kubectl("rollout", "restart", "deployment/movie-canary", *N)
+            self.rollout_ok("movie-canary")
+            K.wait_for(lambda: not [p for p in self.ks.get_json("pods", *N)["items"]
+                                    if p["metadata"].get("deletionTimestamp")],
+                       90, "the old pods to finish draining")
+            K.wait_for(matches, 2 * SCRAPE_INTERVAL + 1 + 2,
+                       "Prometheus targets == the new pods", interval=0.2)
             ts = targets()
             canary = [t for t in ts if t["labels"].get("app") == "movie" and
                       t["labels"].get("track") == "canary"]
@@ -486,7 +492,7 @@ def http_sd_config(shipped, url):
                      shipped)
     if n != 1:
         raise AssertionError("expected one kubernetes_sd_configs block, found %d" % n)
-    new = new.replace("scrape_interval: 15s", "scrape_interval: 2s")
+    new = new.replace("scrape_interval: 15s", "scrape_interval: %ds" % SCRAPE_INTERVAL)
     return new
 
 
