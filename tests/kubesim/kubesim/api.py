@@ -10,6 +10,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import patch as patchmod
+from . import table
 from .resources import (BY_PATH, BY_PLURAL, RESOURCES, check_kind, default_object,
                         group_list, prepare_update, resource_list, validate)
 from .store import (ApiError, not_found, now_iso, parse_field_selector,
@@ -319,7 +320,12 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 if q.get("watch") in ("1", "true"):
                     return self._watch(res, ns, q)
-                return self._send_json(200, api.list_obj(res, ns, q))
+                lst = api.list_obj(res, ns, q)
+                if table.wants_table(self.headers.get("Accept"), res.plural):
+                    return self._send_json(200, table.table(
+                        res.plural, lst["items"], lst["metadata"]["resourceVersion"],
+                        q.get("includeObject", "PartialObjectMetadata")))
+                return self._send_json(200, lst)
             if method == "POST":
                 obj = self._json_body()
                 if obj is None:
@@ -343,6 +349,10 @@ class Handler(BaseHTTPRequestHandler):
             if sub == "scale":
                 return self._send_json(200, scale_of(res, obj))
             obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+            if table.wants_table(self.headers.get("Accept"), res.plural):
+                return self._send_json(200, table.table(
+                    res.plural, [obj], obj["metadata"]["resourceVersion"],
+                    q.get("includeObject", "PartialObjectMetadata")))
             return self._send_json(200, obj)
         if method == "PUT":
             obj = self._json_body()
@@ -473,9 +483,14 @@ class Handler(BaseHTTPRequestHandler):
         self._log(200, "watch")
         self.close_connection = True
 
+        as_table = table.wants_table(self.headers.get("Accept"), res.plural)
+
         def send(etype, obj):
             obj = copy.deepcopy(obj)
             obj["kind"], obj["apiVersion"] = res.kind, res.api_version
+            if as_table and etype != "BOOKMARK":
+                obj = table.table(res.plural, [obj], obj["metadata"]["resourceVersion"],
+                                  q.get("includeObject", "PartialObjectMetadata"))
             self._chunk(json.dumps({"type": etype, "object": obj}).encode() + b"\n")
         try:
             if err:

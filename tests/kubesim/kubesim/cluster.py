@@ -18,8 +18,9 @@ from .resources import BY_PLURAL
 from .store import ApiError, Store, now_iso
 
 R = BY_PLURAL
-POD_NET = ipaddress.ip_network("127.77.0.0/16")
-SVC_NET = ipaddress.ip_network("127.78.0.0/16")
+POD_NET = ipaddress.ip_network("127.77.0.0/16")  # per instance: one /24 of it
+SVC_NET = ipaddress.ip_network("127.78.0.0/16")  # per instance: the same /24 of it
+POOL = 240  # addresses per instance and range (.10 to .249)
 MAX_PROXY_CONNS = 2000
 IMAGE_RE = re.compile(r"^movie-(metadata|rating|movie)$")
 
@@ -40,6 +41,28 @@ class Cluster:
         self.proxies = {}  # (ns, name, port) -> Proxy
         self.store.listeners.append(self._on_change)
         self.kubelet = Kubelet(self)
+        self.claim_block()
+
+    def claim_block(self):
+        """Pick a /24 of the pod and Service ranges that no other kubesim on this machine
+        uses: holding a listener on 127.77.K.1:9 is the claim (released at exit)."""
+        order = list(range(256))
+        random.shuffle(order)
+        for k in order:
+            s = socket.socket()
+            try:
+                s.bind(("127.77.%d.1" % k, 9))
+                s.listen(1)
+            except OSError:
+                s.close()
+                continue
+            self.block_sock = s
+            self.pod_base = ipaddress.ip_address("127.77.%d.0" % k)
+            self.svc_base = ipaddress.ip_address("127.78.%d.0" % k)
+            self.pod_cidr = "127.77.%d.0/24" % k
+            self.svc_cidr = "127.78.%d.0/24" % k
+            return
+        raise RuntimeError("no free 127.77.K.0/24 block")
 
     def log(self, msg):
         try:
@@ -57,11 +80,10 @@ class Cluster:
     # -- IPs ------------------------------------------------------------------------------
     def alloc_pod_ip(self):
         with self.ip_lock:
-            size = POD_NET.num_addresses - 20
-            for _ in range(size):
+            for _ in range(POOL):
                 n = self.pod_ip_next
-                self.pod_ip_next = 10 + (self.pod_ip_next - 9) % size
-                ip = str(POD_NET.network_address + n)
+                self.pod_ip_next = 10 + (self.pod_ip_next - 9) % POOL
+                ip = str(self.pod_base + n)
                 if ip not in self.pod_ips_used:
                     self.pod_ips_used.add(ip)
                     return ip
@@ -78,18 +100,18 @@ class Cluster:
             return
         if spec.get("clusterIP"):
             ip = ipaddress.ip_address(spec["clusterIP"])
-            if ip not in SVC_NET:
+            if ip not in ipaddress.ip_network(self.svc_cidr):
                 raise apimod.invalid(R["services"], svc["metadata"].get("name", ""), [
                     ("spec.clusterIPs", "FieldValueInvalid",
                      "Invalid value: %s: provided IP is not in the valid range. The range of "
-                     "valid IPs is %s" % (spec["clusterIP"], SVC_NET))])
+                     "valid IPs is %s" % (spec["clusterIP"], self.svc_cidr))])
             spec["clusterIPs"] = [spec["clusterIP"]]
             return
         used = {s["spec"].get("clusterIP") for s in self.store.list("services")[0]}
         with self.ip_lock:
-            for _ in range(60000):
-                ip = str(SVC_NET.network_address + self.svc_ip_next)
-                self.svc_ip_next = 10 + (self.svc_ip_next - 9) % 60000
+            for _ in range(POOL):
+                ip = str(self.svc_base + self.svc_ip_next)
+                self.svc_ip_next = 10 + (self.svc_ip_next - 9) % POOL
                 if ip not in used:
                     spec["clusterIP"] = ip
                     spec["clusterIPs"] = [ip]
@@ -384,16 +406,24 @@ def _sanitize(k):
 
 
 def write_in_place(path, content):
-    """Rewrite a bind-mounted file keeping its inode: one write, then truncate."""
+    """Rewrite a bind-mounted file keeping its inode (the bind mount follows the inode).
+
+    One pwrite at offset 0 and never a shrink: a shorter content is padded with a
+    comment line to the old length. A reader racing a truncate could otherwise see the
+    new text followed by the old tail, e.g. a fragment "7.0.15 metadata-headless",
+    which glibc would parse as the address 7.0.0.15."""
     data = content.encode()
     try:
         with open(path, "rb") as f:
-            if f.read() == data:
-                return
+            old = f.read()
+        if old.rstrip(b" #\n") == data.rstrip(b"\n") or old == data:
+            return
+        if len(data) < len(old):
+            pad = len(old) - len(data)
+            data += (b"#" + b" " * (pad - 2) + b"\n") if pad >= 2 else b"\n" * pad
         fd = os.open(path, os.O_WRONLY)
         try:
             os.pwrite(fd, data, 0)
-            os.ftruncate(fd, len(data))
         finally:
             os.close(fd)
     except OSError:
@@ -555,8 +585,8 @@ def main(argv):
     os.replace(tmp, os.path.join(a.dir, "kubeconfig"))
     with open(os.path.join(a.dir, "ready"), "w") as f:
         f.write("http://127.0.0.1:%d\n" % cl.api_port)
-    cl.log("kubesim API on 127.0.0.1:%d, pods in %s, services in %s" % (cl.api_port, POD_NET,
-                                                                         SVC_NET))
+    cl.log("kubesim API on 127.0.0.1:%d, pods in %s, services in %s" % (
+        cl.api_port, cl.pod_cidr, cl.svc_cidr))
     while not stop.wait(0.5):
         pass
     cl.shutdown(a.drain_timeout)
