@@ -134,6 +134,8 @@ class Kubesim:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
             raise
+        finally:
+            self.out.close()
 
 
 class Watch(threading.Thread):

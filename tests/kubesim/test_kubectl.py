@@ -243,7 +243,8 @@ class Kubectl(unittest.TestCase):
         self.k("rollout", "status", "deployment/web", *N, "--timeout=60s", timeout=90)
         self.assertEqual(self.ks.stop(), 0)
         self.assertEqual(self.ks.pod_processes(), [])
-        log = open(os.path.join(self.ks.dir, "kubesim.log")).read()
+        with open(os.path.join(self.ks.dir, "kubesim.log")) as f:
+            log = f.read()
         self.assertIn("shutdown: done", log)
 
 

@@ -284,8 +284,10 @@ class ProductionOverlay(unittest.TestCase):
         self.assertAlmostEqual(r.movie_details.rating, 4.5)
         # The headless name resolves (inside a pod) to the ready metadata pods' IPs.
         movie_pod = self.pods("app.kubernetes.io/name=movie,track=production")[0]
-        hosts = open(os.path.join(ks.dir, "pods", "%s_%s_%s" % (
-            NS, movie_pod["metadata"]["name"], movie_pod["metadata"]["uid"][:8]), "hosts")).read()
+        with open(os.path.join(ks.dir, "pods", "%s_%s_%s" % (
+                NS, movie_pod["metadata"]["name"], movie_pod["metadata"]["uid"][:8]),
+                "hosts")) as f:
+            hosts = f.read()
         meta_ips = sorted(p["status"]["podIP"] for p in self.pods("app.kubernetes.io/name=metadata"))
         got = sorted(line.split()[0] for line in hosts.splitlines()
                      if re.search(r"\smetadata-headless(\s|$)", line))
@@ -474,6 +476,7 @@ class ProductionOverlay(unittest.TestCase):
         finally:
             prom.terminate()
             prom.wait(30)
+            log.close()
         self.assert_no_failures("prometheus step")
 
 
