@@ -227,6 +227,47 @@ class Kubectl(unittest.TestCase):
                             d["status"]["observedGeneration"] == d["metadata"]["generation"])(
             self.ks.get_json("deployment", "web", *N)), 30, "observedGeneration")
 
+    def test_recreate_and_history_limit(self):
+        manifest = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: rc, namespace: web}
+spec:
+  replicas: 2
+  revisionHistoryLimit: 1
+  selector: {matchLabels: {app: rc}}
+  strategy: {type: Recreate}
+  template:
+    metadata: {labels: {app: rc}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: rc
+        image: movie-metadata:1
+        env: [{name: METADATA_STORAGE_DRIVER, value: memory}]
+        readinessProbe: {grpc: {port: 8081}, periodSeconds: 1}
+"""
+        self.k("apply", "-f", "-", input=manifest)
+        self.k("rollout", "status", "deployment/rc", *N, "--timeout=60s", timeout=90)
+        seen = {"mixed": False}
+        for tag in ("2", "3"):
+            old = {p["metadata"]["name"] for p in self.ks.get_json(
+                "pods", "-l", "app=rc", *N)["items"]}
+            self.k("set", "image", "deployment/rc", *N, "rc=movie-metadata:" + tag)
+
+            def check():
+                pods = self.ks.get_json("pods", "-l", "app=rc", *N)["items"]
+                names = {p["metadata"]["name"] for p in pods}
+                if names & old and names - old:
+                    seen["mixed"] = True  # Recreate: never old and new pods at once
+                return not names & old and len(pods) == 2
+            K.wait_for(check, 60, "the old pods replaced")
+            self.k("rollout", "status", "deployment/rc", *N, "--timeout=60s", timeout=90)
+        self.assertFalse(seen["mixed"], "old and new pods ran at the same time")
+        K.wait_for(lambda: len(self.ks.get_json("rs", "-l", "app=rc", *N)["items"]) == 2, 30,
+                   "revisionHistoryLimit 1: one old ReplicaSet kept")
+        self.k("delete", "deployment", "rc", *N, "--timeout=60s", timeout=90)
+
     def test_zz_cascading_delete_and_drain(self):
         pids = [self.pid_of(p) for p in self.live_pods()]
         self.k("create", "configmap", "other", *N, "--from-literal=a=b")

@@ -6,7 +6,6 @@ run here); everything in the pods is the real build.
 
 One cluster for the whole file (bringing 15 pods up is the expensive part); the
 steps run in order (test_01 ... test_07) and each asserts its own outcome."""
-import base64
 import json
 import os
 import re

@@ -14,7 +14,7 @@ from . import table
 from .resources import (BY_PATH, BY_PLURAL, RESOURCES, check_kind, default_object,
                         group_list, prepare_update, resource_list, validate)
 from .store import (ApiError, not_found, now_iso, parse_field_selector,
-                    parse_label_selector, conflict, invalid)
+                    parse_label_selector, conflict, invalid)  # noqa: F401 (invalid: cluster.py)
 
 MAX_BODY = 8 << 20
 VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-kubesim", "gitCommit": "kubesim",

@@ -205,6 +205,11 @@ class Cluster:
         out = []
         for ss in (ep or {}).get("subsets") or []:
             for a in ss.get("addresses") or []:
+                if not _loopback(a.get("ip")):
+                    # Loopback only: an Endpoints address elsewhere is never used.
+                    self.log("endpoints %s/%s: ignoring non-loopback address %r" % (
+                        ns, name, a.get("ip")))
+                    continue
                 out.append((a["ip"], {p.get("name", ""): p["port"] for p in ss.get("ports")
                                       or []}))
         return out
@@ -392,6 +397,13 @@ class Cluster:
             p.close()
         self.server.shutdown()
         self.log("shutdown: done")
+
+
+def _loopback(ip):
+    try:
+        return ipaddress.ip_address(ip) in ipaddress.ip_network("127.0.0.0/8")
+    except (ValueError, TypeError):
+        return False
 
 
 def _pod_ready(p):

@@ -8,7 +8,7 @@ import time
 
 from . import rollout
 from .resources import BY_PLURAL
-from .store import ApiError, match_label_selector_obj, now_iso, parse_iso
+from .store import ApiError, now_iso, parse_iso
 
 REV = "deployment.kubernetes.io/revision"
 REV_HIST = "deployment.kubernetes.io/revision-history"
@@ -597,7 +597,6 @@ class Controllers:
 
         def s(r, k):
             return (r.get("status") or {}).get(k, 0)
-        reps = d["spec"].get("replicas", 1)
         avail = sum(s(r, "availableReplicas") for r in rss)
         st = {"observedGeneration": d["metadata"].get("generation", 1),
               "replicas": sum(s(r, "replicas") for r in rss),

@@ -16,7 +16,7 @@ import threading
 import time
 
 from .resources import BY_PLURAL
-from .store import ApiError, now_iso, parse_iso
+from .store import ApiError, now_iso
 
 R = BY_PLURAL
 BACKOFF_BASE = 10.0
