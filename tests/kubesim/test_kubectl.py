@@ -217,6 +217,13 @@ class Kubectl(unittest.TestCase):
                           {"metadata": {"resourceVersion": "1"}},
                           "application/strategic-merge-patch+json")
         self.assertEqual((st, body["reason"]), (409, "Conflict"))
+        # A watch from a resourceVersion older than the history: 200, one ERROR 410 event.
+        st, body = ks.api("GET", "/apis/apps/v1/namespaces/web/deployments?watch=1&"
+                          "resourceVersion=1")
+        self.assertEqual(st, 200)
+        ev = body if isinstance(body, dict) else json.loads(body.split(b"\n")[0])
+        self.assertEqual((ev["type"], ev["object"]["code"], ev["object"]["reason"]),
+                         ("ERROR", 410, "Expired"))
         st, body = ks.api("GET", "/apis/apps/v1/namespaces/web/deployments?labelSelector="
                           "app%3Dweb&fieldSelector=metadata.name%3Dweb")
         self.assertEqual([d["metadata"]["name"] for d in body["items"]], ["web"])
@@ -279,6 +286,13 @@ spec:
             self.assertFalse(os.path.exists("/proc/%d" % pid) and
                              open("/proc/%d/stat" % pid).read().split()[2] != "Z",
                              "pod process %d gone" % pid)
+        # Namespace deletion empties the namespace, then removes it.
+        self.k("create", "namespace", "scratch")
+        self.k("create", "configmap", "c", "-n", "scratch", "--from-literal=a=b")
+        self.k("delete", "namespace", "scratch", "--timeout=60s", timeout=90)
+        self.assertNotEqual(self.k("get", "namespace", "scratch", check=False).returncode, 0)
+        st, _ = self.ks.api("GET", "/api/v1/namespaces/scratch/configmaps/c")
+        self.assertEqual(st, 404)
         # A fresh pod, then SIGTERM: kubesim drains it and exits 0, nothing left.
         self.k("apply", "-f", "-", input=MANIFEST)
         self.k("rollout", "status", "deployment/web", *N, "--timeout=60s", timeout=90)
@@ -287,6 +301,21 @@ spec:
         with open(os.path.join(self.ks.dir, "kubesim.log")) as f:
             log = f.read()
         self.assertIn("shutdown: done", log)
+
+
+class Crash(unittest.TestCase):
+    def test_pods_die_with_kubesim(self):
+        """SIGKILL of kubesim itself: PDEATHSIG takes every pod process with it."""
+        ks = K.Kubesim().start()
+        self.addCleanup(ks.stop)
+        ks.kubectl("create", "namespace", NS)
+        ks.kubectl("create", "secret", "generic", "web-secret", *N, "--from-literal=token=x")
+        ks.kubectl("apply", "-f", "-", input=MANIFEST)
+        ks.kubectl("rollout", "status", "deployment/web", *N, "--timeout=60s", timeout=90)
+        self.assertEqual(len(ks.pod_processes()), 2)
+        ks.proc.kill()
+        ks.proc.wait(10)
+        K.wait_for(lambda: not ks.pod_processes(), 15, "pod processes to die with kubesim")
 
 
 if __name__ == "__main__":

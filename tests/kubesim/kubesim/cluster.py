@@ -595,8 +595,9 @@ def main(argv):
     with open(tmp, "w") as f:
         yaml.safe_dump(kc, f)
     os.replace(tmp, os.path.join(a.dir, "kubeconfig"))
-    with open(os.path.join(a.dir, "ready"), "w") as f:
+    with open(tmp, "w") as f:
         f.write("http://127.0.0.1:%d\n" % cl.api_port)
+    os.replace(tmp, os.path.join(a.dir, "ready"))
     cl.log("kubesim API on 127.0.0.1:%d, pods in %s, services in %s" % (
         cl.api_port, cl.pod_cidr, cl.svc_cidr))
     while not stop.wait(0.5):
