@@ -185,6 +185,25 @@ class Kubectl(unittest.TestCase):
         self.k("scale", "deployment/web", *N, "--replicas=2")
         K.wait_for(lambda: len(self.live_pods()) == 2, 60, "2 pods")
 
+    def test_watch_selector_transitions(self):
+        """An object that starts matching a watch's selector arrives as ADDED, one that
+        stops matching as DELETED (what the apiserver's watch cache does)."""
+        events = []
+        w = K.Watch(self.ks, "/api/v1/namespaces/web/pods?labelSelector=kubesim-watch%3Dyes",
+                    lambda t, o: events.append((t, o["metadata"]["name"])))
+        w.start()
+        try:
+            K.wait_for(lambda: w.synced, 10, "the watch to list")
+            name = self.live_pods()[0]["metadata"]["name"]
+            self.k("label", "pod", name, *N, "kubesim-watch=yes")
+            K.wait_for(lambda: ("ADDED", name) in events, 10, "ADDED on matching")
+            self.k("label", "pod", name, *N, "kubesim-watch-")
+            K.wait_for(lambda: ("DELETED", name) in events, 10, "DELETED on not matching")
+        finally:
+            w.stop()
+        self.assertEqual(w.errors, [])
+        self.assertEqual([e for e in events if e[1] == name][:1], [("ADDED", name)])
+
     def test_api_errors(self):
         ks = self.ks
         st, body = ks.api("GET", "/apis/apps/v1/namespaces/web/deployments/nope")

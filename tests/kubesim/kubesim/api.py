@@ -461,6 +461,7 @@ class Handler(BaseHTTPRequestHandler):
             if rv_s in ("", "0"):
                 items, rv = store.list(res.plural, ns, lr, fr)
                 initial = [("ADDED", o) for o in items]
+                current = items
                 last = int(rv)
                 err = None
             else:
@@ -470,6 +471,8 @@ class Handler(BaseHTTPRequestHandler):
                     raise ApiError(400, "BadRequest", "invalid resource version %r" % rv_s)
                 evs = store.events_since(last)
                 err = None
+                # Objects matching now stand in for "matching at that resourceVersion".
+                current = store.list(res.plural, ns, lr, fr)[0]
                 if evs is None:
                     err = {"kind": "Status", "apiVersion": "v1", "metadata": {},
                            "status": "Failure", "reason": "Expired", "code": 410,
@@ -499,6 +502,8 @@ class Handler(BaseHTTPRequestHandler):
                 return
             for etype, o in initial:
                 send(etype, o)
+            known = {(o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                     for o in current}
             end = time.monotonic() + timeout
             next_bm = time.monotonic() + 5
             stop = self.api.cluster.stopping
@@ -519,8 +524,20 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 for erv, _, etype, o in evs:
                     last = max(last, erv)
-                    if match(o):
-                        send(etype, o)
+                    key = (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+                    m = match(o)
+                    # As the watch cache does: an object that starts matching the selectors
+                    # arrives as ADDED, one that stops matching as DELETED.
+                    if etype == "DELETED":
+                        if key in known or m:
+                            known.discard(key)
+                            send("DELETED", o)
+                    elif m:
+                        send("MODIFIED" if key in known and etype == "MODIFIED" else "ADDED", o)
+                        known.add(key)
+                    elif key in known:
+                        known.discard(key)
+                        send("DELETED", o)
                 if not evs:
                     last = max(last, cur_rv) if False else last
                 if bookmarks and time.monotonic() >= next_bm:
