@@ -6,7 +6,6 @@ binary."""
 import json
 import os
 import subprocess
-import time
 import unittest
 
 import ksharness as K
@@ -114,31 +113,54 @@ class Kubectl(unittest.TestCase):
         out = self.k("describe", "pod", *N, self.live_pods()[0]["metadata"]["name"]).stdout
         self.assertIn("Readiness:", out)
         env = dict(os.environ, KUBECONFIG=self.ks.kubeconfig)
+        with open(os.path.join(self.ks.dir, "api.log")) as f:
+            before = len([line for line in f if "deployments?" in line and "watch=true" in line
+                          and "metadata.name%3Dweb" in line])
         w = subprocess.Popen([K.KUBECTL, "get", "deployment", "web", *N, "-w", "-o", "json"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                              start_new_session=True)
         K._started.append(w)
         try:
-            self.k("annotate", "deployment", "web", *N, "kubesim/test=watch", "--overwrite")
             dec = json.JSONDecoder()
-            buf = ""
-            deadline = time.monotonic() + 30
-            seen = False
+            state = {"buf": "", "objs": []}
             os.set_blocking(w.stdout.fileno(), False)
-            while time.monotonic() < deadline and not seen:
+
+            def read_objects():
                 chunk = w.stdout.read()
                 if chunk:
-                    buf += chunk.decode()
-                while buf.strip():
+                    state["buf"] += chunk.decode()
+                while state["buf"].strip():
                     try:
-                        obj, end = dec.raw_decode(buf.lstrip())
+                        obj, end = dec.raw_decode(state["buf"].lstrip())
                     except ValueError:
                         break
-                    buf = buf.lstrip()[end:]
-                    if (obj["metadata"].get("annotations") or {}).get("kubesim/test") == "watch":
-                        seen = True
-                time.sleep(0.05)  # polling the pipe, bounded by the deadline
-            self.assertTrue(seen, "kubectl get -w showed the annotation change")
+                    state["buf"] = state["buf"].lstrip()[end:]
+                    state["objs"].append(obj)
+                return state["objs"]
+
+            def annotated():
+                return [o for o in read_objects() if (o["metadata"].get("annotations") or {})
+                        .get("kubesim/test") == "watch"]
+            # The initial state first, then wait until kubectl's watch request reached the
+            # server: for a single object kubectl watches from resourceVersion 0 and drops
+            # the first event (the current state), so a change made before its watch
+            # starts would never be printed, against a real apiserver too.
+            K.wait_for(read_objects, 60, "kubectl get -w to print the deployment",
+                       interval=0.05)
+
+            def watching():
+                with open(os.path.join(self.ks.dir, "api.log")) as f:
+                    return len([line for line in f if "deployments?" in line and
+                                "watch=true" in line and "metadata.name%3Dweb" in line]) > before
+            K.wait_for(watching, 60, "kubectl's watch request", interval=0.05)
+            self.assertFalse(annotated())
+            self.k("annotate", "deployment", "web", *N, "kubesim/test=watch", "--overwrite")
+            try:
+                K.wait_for(annotated, 60, "kubectl get -w to show the annotation",
+                           interval=0.05)
+            except AssertionError:
+                w.kill()
+                raise AssertionError("kubectl -w stderr: %s" % w.stderr.read().decode())
         finally:
             w.kill()
             w.wait()
