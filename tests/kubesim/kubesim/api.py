@@ -142,6 +142,7 @@ def scale_of(res, obj):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "kubesim"
+    timeout = 300  # an idle or stalled connection frees its slot after this long
     api = None  # set by serve()
     log_file = None
 
@@ -606,9 +607,29 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 
+MAX_CONNECTIONS = 512  # concurrent API connections (each watch holds one)
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # over the cap: close at once
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 def serve(cluster, host, port, log_path):
