@@ -41,15 +41,20 @@ start() {
 	fi
 	mkdir -p "$datadir"
 	datadir=$(cd "$datadir" && pwd)
+	# A temporary directory of its own: instances sharing /tmp collide on
+	# their temporary table names (mariadb-install-db failed that way when
+	# several suites ran at once).
+	tmpdir="$datadir.tmp"
+	mkdir -p "$tmpdir"
 	# An existing datadir (a restart in a reconnect test) keeps its data.
-	if [ ! -d "$datadir/mysql" ] && ! mariadb-install-db --no-defaults --user=root --datadir="$datadir" \
+	if [ ! -d "$datadir/mysql" ] && ! mariadb-install-db --no-defaults --user=root --datadir="$datadir" --tmpdir="$tmpdir" \
 		--auth-root-authentication-method=socket >"$datadir/install.log" 2>&1; then
 		echo "test-mariadb: mariadb-install-db failed, see $datadir/install.log" >&2
 		exit 1
 	fi
 	# Small buffers: these are test servers on a shared 2-core box.
 	# innodb_flush_log_at_trx_commit stays at its durable default (1).
-	nohup mariadbd --no-defaults --user=root --datadir="$datadir" \
+	nohup mariadbd --no-defaults --user=root --datadir="$datadir" --tmpdir="$tmpdir" \
 		--socket="$datadir/sock" --pid-file="$datadir/pid" \
 		--port="$port" --bind-address=127.0.0.1 \
 		--skip-name-resolve --innodb-buffer-pool-size=128M \
@@ -105,6 +110,7 @@ stop() {
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	rm -f "$datadir/pid"
+	rm -rf "$datadir.tmp"
 }
 
 [ $# -ge 1 ] || usage
