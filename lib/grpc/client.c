@@ -29,8 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <nghttp2/nghttp2.h>
-
+#include "client_internal.h"
 #include "movie/buf.h"
 #include "movie/err.h"
 #include "movie/grpc.h"
@@ -52,8 +51,6 @@
 #define RECONNECT_CAP_MS  2000
 /* A connection failure triggers re-resolution at most this often. */
 #define MIN_RERESOLVE_MS 1000
-#define STREAM_WINDOW    (1 << 20)
-#define CONN_WINDOW      (4 << 20)
 #define READ_BUF         65536
 #define RETRY_TOKENS     100.0
 
@@ -78,27 +75,19 @@ struct call {
 	enum call_state state;
 	int attempts;
 	bool idempotent;
-	bool headers_sent;     /* request HEADERS went out on this attempt */
-	bool response_headers; /* this attempt got response headers */
-	bool trailers;
-	int http_status;
-	int grpc_status; /* -1 until seen */
 	int64_t deadline_ns;
-	int64_t wake_ns;   /* heap key */
-	size_t heap_index; /* SIZE_MAX when not in the heap */
-	struct conn *conn; /* ACTIVE only */
-	int32_t stream_id;
+	int64_t wake_ns;              /* heap key */
+	size_t heap_index;            /* SIZE_MAX when not in the heap */
+	struct conn *conn;            /* ACTIVE only */
+	struct grpc_client_stream st; /* the current attempt's stream */
 	const struct addr *last_addr; /* compared, never dereferenced */
 	struct call *next, *prev;     /* channel queue or connection list */
-	struct buf resp;
-	char message[128]; /* decoded grpc-message */
 	grpc_client_done_fn done;
 	void *arg;
 	size_t path_len;
 	size_t req_len; /* framed request length */
-	size_t req_sent;
-	char *path;   /* points into data[] */
-	uint8_t *req; /* points into data[] */
+	char *path;     /* points into data[] */
+	uint8_t *req;   /* points into data[] */
 	uint8_t data[];
 };
 
@@ -117,7 +106,7 @@ struct conn {
 	uv_tcp_t tcp;
 	uv_connect_t creq;
 	uv_write_t wreq;
-	nghttp2_session *h2;
+	struct grpc_client_session *session; /* NULL until connected */
 	struct buf out;
 	struct buf wbuf;
 	struct call_list calls;
@@ -372,7 +361,7 @@ static void call_free(struct call *c)
 {
 	struct grpc_channel *ch = c->ch;
 	heap_remove(ch, c);
-	buf_release(&c->resp);
+	buf_release(&c->st.resp);
 	ch->call_count--;
 	metrics_gauge_add(ch->in_flight, -1);
 	free(c);
@@ -385,12 +374,11 @@ static void call_detach(struct call *c)
 	if (c->state == CALL_ACTIVE && c->conn) {
 		struct conn *cn = c->conn;
 		list_remove(&cn->calls, c);
-		if (cn->h2 && c->stream_id > 0) {
-			nghttp2_session_set_stream_user_data(cn->h2, c->stream_id, NULL);
+		if (cn->session) {
+			grpc_client_session_detach(cn->session, &c->st);
 			conn_want_flush(cn);
 		}
 		c->conn = NULL;
-		c->stream_id = 0;
 	} else if (c->state == CALL_QUEUED) {
 		list_remove(&ch->queue, c);
 	}
@@ -406,7 +394,7 @@ static void call_complete(struct call *c, int status, const char *message, const
 	metrics_handled(ch, status);
 	grpc_client_done_fn done = c->done;
 	void *arg = c->arg;
-	/* The response lives in c->resp: free after the callback. */
+	/* The response lives in c->st.resp: free after the callback. */
 	done(arg, status, message ? message : "", resp, len);
 	call_free(c);
 }
@@ -414,9 +402,8 @@ static void call_complete(struct call *c, int status, const char *message, const
 /* Abandon the stream of an active call (deadline): tell the server. */
 static void call_cancel_stream(struct call *c)
 {
-	if (c->state == CALL_ACTIVE && c->conn && c->conn->h2 && c->stream_id > 0) {
-		nghttp2_submit_rst_stream(c->conn->h2, NGHTTP2_FLAG_NONE, c->stream_id,
-		                          NGHTTP2_CANCEL);
+	if (c->state == CALL_ACTIVE && c->conn && c->conn->session && c->st.id > 0) {
+		grpc_client_session_cancel(c->conn->session, &c->st);
 		conn_want_flush(c->conn);
 	}
 }
@@ -498,43 +485,17 @@ static void call_attempt_failed(struct call *c, int status, const char *message,
 	heap_set(ch, c, wake);
 }
 
-static ssize_t req_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest, size_t length,
-                           uint32_t *data_flags, nghttp2_data_source *source, void *user_data)
-{
-	/* Look the call up by stream: a detached call may already be freed. */
-	struct call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
-	if (!c)
-		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	size_t n = c->req_len - c->req_sent;
-	if (n > length)
-		n = length;
-	memcpy(dest, c->req + c->req_sent, n);
-	c->req_sent += n;
-	if (c->req_sent == c->req_len)
-		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
-	return (ssize_t)n;
-}
-
-static nghttp2_nv make_nv(const char *name, const char *value, size_t value_len)
-{
-	nghttp2_nv nv = {(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, strlen(name),
-	                 value_len, NGHTTP2_NV_FLAG_NO_COPY_NAME};
-	return nv;
-}
-
 /* Stream ids run low: no new stream here (conn_flush retires the connection). */
 static bool conn_ids_low(const struct conn *cn)
 {
-	return nghttp2_session_get_next_stream_id(cn->h2) > GRPC_CLIENT_MAX_STREAM_ID;
+	return grpc_client_session_ids_low(cn->session);
 }
 
 static bool conn_usable(const struct conn *cn)
 {
-	if (cn->state != CONN_READY || cn->draining || !cn->h2 || conn_ids_low(cn))
+	if (cn->state != CONN_READY || cn->draining || !cn->session || conn_ids_low(cn))
 		return false;
-	uint32_t max =
-	    nghttp2_session_get_remote_settings(cn->h2, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
-	return cn->calls.count < max;
+	return cn->calls.count < grpc_client_session_max_streams(cn->session);
 }
 
 /* Round-robin over usable connections, avoiding `avoid` when another exists. */
@@ -557,38 +518,20 @@ static struct conn *channel_pick(struct grpc_channel *ch, const struct addr *avo
 	return fallback;
 }
 
-/* Submit the call on `cn`. Returns 0, or a negative nghttp2 error. */
+/* Submit the call on `cn`. Returns 0, MV_ETIMEDOUT (no time left) or
+ * MV_EUNAVAIL (the session starts no stream). */
 static int call_submit(struct call *c, struct conn *cn)
 {
 	char timeout[24];
 	int rc = grpc_deadline_header(c->deadline_ns, grpc_now_ns(), timeout, sizeof(timeout));
 	if (rc)
 		return rc;
-	nghttp2_nv nv[] = {
-	    make_nv(":method", "POST", 4),
-	    make_nv(":scheme", "http", 4),
-	    make_nv(":path", c->path, c->path_len),
-	    make_nv(":authority", cn->authority, strlen(cn->authority)),
-	    make_nv("content-type", "application/grpc", 16),
-	    make_nv("te", "trailers", 8),
-	    make_nv("grpc-timeout", timeout, strlen(timeout)),
-	    make_nv("user-agent", "movie-grpc-c/0.1", 16),
-	};
-	nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = req_read_cb};
-	int32_t id = nghttp2_submit_request(cn->h2, NULL, nv, sizeof(nv) / sizeof(nv[0]), &prd, c);
-	if (id < 0)
-		return id;
-	c->stream_id = id;
+	rc = grpc_client_session_submit(cn->session, &c->st, c->path, c->path_len, cn->authority,
+	                                timeout);
+	if (rc)
+		return rc;
 	c->conn = cn;
 	c->state = CALL_ACTIVE;
-	c->req_sent = 0;
-	c->headers_sent = false;
-	c->response_headers = false;
-	c->trailers = false;
-	c->http_status = 0;
-	c->grpc_status = -1;
-	c->message[0] = '\0';
-	buf_reset(&c->resp);
 	c->last_addr = cn->addr;
 	list_push(&cn->calls, c);
 	conn_want_flush(cn);
@@ -677,175 +620,58 @@ static void queue_fail_if_hopeless(struct grpc_channel *ch)
 		                    "no connection to the peer", false);
 }
 
-/* ---- nghttp2 callbacks ---- */
-
-static bool name_is(const uint8_t *name, size_t len, const char *lit, size_t lit_len)
-{
-	return len == lit_len && memcmp(name, lit, len) == 0;
-}
-
-static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *user_data)
-{
-	if (frame->hd.type != NGHTTP2_HEADERS)
-		return 0;
-	struct call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-	if (!c)
-		return 0;
-	if (name_is(name, namelen, ":status", 7)) {
-		int v = 0;
-		for (size_t i = 0; i < valuelen && i < 3; i++)
-			v = v * 10 + (value[i] >= '0' && value[i] <= '9' ? value[i] - '0' : 0);
-		c->http_status = v;
-	} else if (name_is(name, namelen, "grpc-status", 11)) {
-		int v = 0;
-		bool ok = valuelen > 0 && valuelen <= 3;
-		for (size_t i = 0; ok && i < valuelen; i++) {
-			if (value[i] < '0' || value[i] > '9')
-				ok = false;
-			else
-				v = v * 10 + (value[i] - '0');
-		}
-		c->grpc_status = ok ? v : GRPC_STATUS_UNKNOWN;
-	} else if (name_is(name, namelen, "grpc-message", 12)) {
-		grpc_message_decode((const char *)value, valuelen, c->message, sizeof(c->message));
-	}
-	return 0;
-}
-
-static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
-{
-	struct conn *cn = user_data;
-	if (frame->hd.type == NGHTTP2_HEADERS) {
-		struct call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-		if (!c)
-			return 0;
-		if (frame->headers.cat == NGHTTP2_HCAT_RESPONSE)
-			c->response_headers = true;
-		else if (frame->headers.cat == NGHTTP2_HCAT_HEADERS)
-			c->trailers = true;
-	} else if (frame->hd.type == NGHTTP2_GOAWAY) {
-		if (!cn->draining) {
-			log_info("grpc client: GOAWAY, draining connection",
-			         LOG_S("peer", cn->ch->name), LOG_S("addr", cn->label),
-			         LOG_I("last_stream_id", frame->goaway.last_stream_id));
-			conn_retire(cn);
-		}
-	} else if (frame->hd.type == NGHTTP2_SETTINGS && !(frame->hd.flags & NGHTTP2_FLAG_ACK)) {
-		/* A larger MAX_CONCURRENT_STREAMS may admit queued calls. */
-		if (cn->ch->queue.count)
-			queue_dispatch(cn->ch);
-	}
-	return 0;
-}
-
-static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
-{
-	if (frame->hd.type == NGHTTP2_HEADERS) {
-		struct call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-		if (c)
-			c->headers_sent = true;
-	}
-	return 0;
-}
-
-static int on_frame_not_send(nghttp2_session *h2, const nghttp2_frame *frame, int lib_error,
-                             void *user_data)
-{
-	if (frame->hd.type != NGHTTP2_HEADERS)
-		return 0;
-	struct call *c = nghttp2_session_get_stream_user_data(h2, frame->hd.stream_id);
-	if (c)
-		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream refused", false);
-	return 0;
-}
-
-static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
-                         size_t len, void *user_data)
-{
-	struct call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
-	if (!c)
-		return 0;
-	if (buf_append(&c->resp, data, len) != 0) {
-		call_cancel_stream(c);
-		call_complete(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-		              "response larger than max_message_bytes", NULL, 0);
-	}
-	return 0;
-}
-
-static void call_finish_stream(struct call *c, uint32_t error_code)
-{
-	struct grpc_channel *ch = c->ch;
-	if (c->grpc_status >= 0 && (c->trailers || c->response_headers)) {
-		if (c->grpc_status != GRPC_STATUS_OK) {
-			if (c->grpc_status == GRPC_STATUS_UNAVAILABLE) {
-				call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, c->message, true);
-				return;
-			}
-			call_complete(c, c->grpc_status, c->message, NULL, 0);
-			return;
-		}
-		const uint8_t *msg;
-		size_t msg_len;
-		int rc = grpc_frame_decode_single((const uint8_t *)c->resp.data, c->resp.len,
-		                                  ch->max_message_bytes, &msg, &msg_len);
-		if (rc == MV_ETOOBIG) {
-			call_complete(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
-			              "response larger than max_message_bytes", NULL, 0);
-			return;
-		}
-		if (rc) {
-			call_complete(c, GRPC_STATUS_INTERNAL,
-			              "response is not exactly one uncompressed message", NULL, 0);
-			return;
-		}
-		grpc_retry_budget_on_success(&ch->budget);
-		call_complete(c, GRPC_STATUS_OK, "", msg, msg_len);
-		return;
-	}
-	if (c->response_headers && c->http_status != 200) {
-		int st = grpc_status_from_http(c->http_status);
-		char why[48];
-		snprintf(why, sizeof(why), "HTTP status %d", c->http_status);
-		if (st == GRPC_STATUS_UNAVAILABLE)
-			call_attempt_failed(c, st, why, true);
-		else
-			call_complete(c, st, why, NULL, 0);
-		return;
-	}
-	if (error_code == NGHTTP2_REFUSED_STREAM) {
-		/* GOAWAY below this stream, or RST REFUSED_STREAM: never processed. */
-		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream refused", false);
-		return;
-	}
-	if (!c->response_headers) {
-		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "stream reset before response",
-		                    c->headers_sent);
-		return;
-	}
-	if (error_code == NGHTTP2_CANCEL) {
-		call_complete(c, GRPC_STATUS_CANCELLED, "stream cancelled by the server", NULL, 0);
-		return;
-	}
-	call_complete(c, GRPC_STATUS_INTERNAL, "response without grpc-status", NULL, 0);
-}
+/* ---- session events (client_session.c) ---- */
 
 static void conn_maybe_finish_drain(struct conn *cn);
 
-static int on_stream_close(nghttp2_session *h2, int32_t stream_id, uint32_t error_code,
-                           void *user_data)
+/* The attempt's outcome: OK feeds the retry budget, UNAVAILABLE goes to the
+ * retry policy, anything else is final. */
+static void on_session_result(void *user, struct grpc_client_stream *st, int status,
+                              const char *message, const uint8_t *msg, size_t len, bool reached)
 {
-	struct conn *cn = user_data;
-	struct call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
-	if (c)
-		call_finish_stream(c, error_code);
+	struct call *c = st->user;
+	if (status == GRPC_STATUS_OK) {
+		grpc_retry_budget_on_success(&c->ch->budget);
+		call_complete(c, GRPC_STATUS_OK, "", msg, len);
+	} else if (status == GRPC_STATUS_UNAVAILABLE) {
+		call_attempt_failed(c, status, message, reached);
+	} else {
+		call_complete(c, status, message, NULL, 0);
+	}
+}
+
+static void on_session_goaway(void *user, int32_t last_stream_id, uint32_t error_code)
+{
+	struct conn *cn = user;
+	if (!cn->draining) {
+		log_info("grpc client: GOAWAY, draining connection", LOG_S("peer", cn->ch->name),
+		         LOG_S("addr", cn->label), LOG_I("last_stream_id", last_stream_id));
+		conn_retire(cn);
+	}
+}
+
+static void on_session_settings(void *user)
+{
+	struct conn *cn = user;
+	/* A larger MAX_CONCURRENT_STREAMS may admit queued calls. */
+	if (cn->ch->queue.count)
+		queue_dispatch(cn->ch);
+}
+
+static void on_session_stream_closed(void *user)
+{
+	struct conn *cn = user;
 	if (cn->ch->queue.count && !cn->draining)
 		queue_dispatch(cn->ch);
 	conn_maybe_finish_drain(cn);
-	return 0;
 }
+
+static const struct grpc_client_session_callbacks session_callbacks = {
+    .on_result = on_session_result,
+    .on_goaway = on_session_goaway,
+    .on_settings = on_session_settings,
+    .on_stream_closed = on_session_stream_closed,
+};
 
 /* ---- connections ---- */
 
@@ -881,8 +707,7 @@ static void on_conn_close(uv_handle_t *h)
 		ch->conns = cn->next;
 	if (cn->next)
 		cn->next->prev = cn->prev;
-	if (cn->h2)
-		nghttp2_session_del(cn->h2);
+	grpc_client_session_free(cn->session);
 	buf_release(&cn->out);
 	buf_release(&cn->wbuf);
 	free(cn);
@@ -921,7 +746,8 @@ static void conn_fail(struct conn *cn, const char *why)
 	size_t n = cn->calls.count;
 	while (n-- && cn->calls.head) {
 		struct call *c = cn->calls.head;
-		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "connection lost", c->headers_sent);
+		call_attempt_failed(c, GRPC_STATUS_UNAVAILABLE, "connection lost",
+		                    c->st.headers_sent);
 	}
 	uv_close((uv_handle_t *)&cn->tcp, on_conn_close);
 	if (!ch->closed) {
@@ -962,7 +788,7 @@ static void conn_maybe_finish_drain(struct conn *cn)
 
 static void conn_flush(struct conn *cn)
 {
-	if (cn->state == CONN_CLOSING || !cn->h2)
+	if (cn->state == CONN_CLOSING || !cn->session)
 		return;
 	if (!cn->draining && conn_ids_low(cn)) {
 		/* As grpc-go: retire the connection well before HTTP/2 runs out of
@@ -971,24 +797,15 @@ static void conn_flush(struct conn *cn)
 		 * completion runs from inside grpc_channel_call. */
 		log_info("grpc client: stream ids running low, replacing connection",
 		         LOG_S("peer", cn->ch->name), LOG_S("addr", cn->label));
-		nghttp2_submit_goaway(cn->h2, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+		grpc_client_session_goaway(cn->session);
 		conn_retire(cn);
 		if (cn->state == CONN_CLOSING)
 			return;
 	}
-	for (int guard = 0; guard < 1024; guard++) {
-		const uint8_t *data;
-		ssize_t n = nghttp2_session_mem_send(cn->h2, &data);
-		if (n < 0) {
-			conn_fail(cn, nghttp2_strerror((int)n));
-			return;
-		}
-		if (n == 0)
-			break;
-		if (buf_append(&cn->out, data, (size_t)n) != 0) {
-			conn_fail(cn, "out of memory");
-			return;
-		}
+	const char *why = NULL;
+	if (grpc_client_session_send(cn->session, &cn->out, &why) != 0) {
+		conn_fail(cn, why);
+		return;
 	}
 	if (cn->state == CONN_CLOSING)
 		return;
@@ -1027,7 +844,7 @@ static void on_write(uv_write_t *req, int status)
 		conn_fail(cn, uv_strerror(status));
 		return;
 	}
-	if (cn->out.len || (cn->h2 && nghttp2_session_want_write(cn->h2)))
+	if (cn->out.len || (cn->session && grpc_client_session_want_write(cn->session)))
 		conn_want_flush(cn);
 	else
 		conn_maybe_finish_drain(cn);
@@ -1070,57 +887,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		conn_fail(cn, uv_strerror((int)nread));
 		return;
 	}
-	ssize_t n = nghttp2_session_mem_recv(cn->h2, (const uint8_t *)b->base, (size_t)nread);
+	int rc = grpc_client_session_recv(cn->session, (const uint8_t *)b->base, (size_t)nread);
 	if (cn->state == CONN_CLOSING)
 		return;
-	if (n < 0 || n != nread) {
+	if (rc) {
 		conn_fail(cn, "HTTP/2 protocol error");
 		return;
 	}
 	conn_want_flush(cn);
-}
-
-static int conn_start_h2(struct conn *cn)
-{
-	nghttp2_session_callbacks *cbs;
-	nghttp2_option *opt;
-	int rc = MV_ENOMEM;
-	if (nghttp2_session_callbacks_new(&cbs) != 0)
-		return MV_ENOMEM;
-	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
-	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
-	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	nghttp2_session_callbacks_set_on_frame_not_send_callback(cbs, on_frame_not_send);
-	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	if (nghttp2_option_new(&opt) != 0)
-		goto fail_callbacks;
-	/* Bound what a misbehaving server can make us queue. */
-	nghttp2_option_set_max_outbound_ack(opt, 1000);
-	nghttp2_option_set_max_settings(opt, 32);
-	nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-	if (nghttp2_session_client_new2(&cn->h2, cbs, cn, opt) != 0)
-		goto fail_option;
-	nghttp2_settings_entry settings[] = {
-	    {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
-	    {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW},
-	    {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 64 * 1024},
-	};
-	if (nghttp2_submit_settings(cn->h2, NGHTTP2_FLAG_NONE, settings,
-	                            sizeof(settings) / sizeof(settings[0])) != 0)
-		goto fail_session;
-	nghttp2_session_set_local_window_size(cn->h2, NGHTTP2_FLAG_NONE, 0, CONN_WINDOW);
-	rc = 0;
-	goto fail_option; /* success: only the temporaries go */
-
-fail_session:
-	nghttp2_session_del(cn->h2);
-	cn->h2 = NULL;
-fail_option:
-	nghttp2_option_del(opt);
-fail_callbacks:
-	nghttp2_session_callbacks_del(cbs);
-	return rc;
 }
 
 static void on_connect(uv_connect_t *req, int status)
@@ -1138,7 +912,8 @@ static void on_connect(uv_connect_t *req, int status)
 		return;
 	}
 	uv_tcp_nodelay(&cn->tcp, 1);
-	if (conn_start_h2(cn) != 0) {
+	if (grpc_client_session_new(&cn->session, &session_callbacks, cn, ch->max_message_bytes) !=
+	    0) {
 		conn_fail(cn, "out of memory");
 		return;
 	}
@@ -1469,8 +1244,8 @@ size_t grpc_channel_test_set_next_stream_id(struct grpc_channel *ch, int32_t nex
 {
 	size_t n = 0;
 	for (struct conn *cn = ch->conns; cn; cn = cn->next) {
-		if (cn->state == CONN_READY && cn->h2 &&
-		    nghttp2_session_set_next_stream_id(cn->h2, next_id) == 0)
+		if (cn->state == CONN_READY && cn->session &&
+		    grpc_client_session_set_next_stream_id(cn->session, next_id) == 0)
 			n++;
 	}
 	return n;
@@ -1504,7 +1279,8 @@ int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t 
 	c->arg = arg;
 	c->idempotent = idempotent;
 	c->heap_index = SIZE_MAX;
-	c->grpc_status = -1;
+	c->st.grpc_status = -1;
+	c->st.user = c;
 	c->state = CALL_NEW;
 	c->path = (char *)c->data;
 	memcpy(c->path, path, path_len + 1);
@@ -1518,7 +1294,9 @@ int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t 
 	if (len)
 		memcpy(c->req + GRPC_FRAME_HEADER, req, len);
 	c->req_len = GRPC_FRAME_HEADER + len;
-	buf_init(&c->resp, ch->max_message_bytes + GRPC_FRAME_HEADER);
+	c->st.req = c->req;
+	c->st.req_len = c->req_len;
+	buf_init(&c->st.resp, ch->max_message_bytes + GRPC_FRAME_HEADER);
 	int64_t now = grpc_now_ns();
 	/* The peer timeout bounds every call, and a caller's deadline shortens it:
 	 * a stuck peer costs at most default_timeout, whatever the caller allows. */
