@@ -1,6 +1,8 @@
 # gRPC client runtime (included from lib/grpc/CMakeLists.txt).
 target_sources(movie_grpc PRIVATE
-  ${CMAKE_CURRENT_LIST_DIR}/client.c
+  ${CMAKE_CURRENT_LIST_DIR}/client_channel.c
+  ${CMAKE_CURRENT_LIST_DIR}/client_conn.c
+  ${CMAKE_CURRENT_LIST_DIR}/client_resolve.c
   ${CMAKE_CURRENT_LIST_DIR}/client_session.c
   ${CMAKE_CURRENT_LIST_DIR}/client_policy.c)
 target_link_libraries(movie_grpc PUBLIC PkgConfig::LIBUV movie_obs)

@@ -103,7 +103,8 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 		}
 		st->grpc_status = ok ? v : GRPC_STATUS_UNKNOWN;
 	} else if (name_is(name, namelen, "grpc-message", 12)) {
-		grpc_message_decode((const char *)value, valuelen, st->message, sizeof(st->message));
+		grpc_message_decode((const char *)value, valuelen, st->message,
+		                    sizeof(st->message));
 	}
 	return 0;
 }
@@ -184,7 +185,8 @@ static void stream_finish(struct grpc_client_session *s, struct grpc_client_stre
 		}
 		if (rc) {
 			stream_report(s, st, GRPC_STATUS_INTERNAL,
-			              "response is not exactly one uncompressed message", NULL, 0, true);
+			              "response is not exactly one uncompressed message", NULL, 0,
+			              true);
 			return;
 		}
 		stream_report(s, st, GRPC_STATUS_OK, "", msg, msg_len, true);
