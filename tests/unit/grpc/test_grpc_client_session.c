@@ -34,15 +34,15 @@ struct body_src {
 
 static struct srv {
 	nghttp2_session *h2;
-	int requests;          /* requests fully received (END_STREAM) */
-	int32_t last_request;  /* stream id of the latest one */
-	char path[64];         /* :path of the latest one */
-	char timeout[32];      /* its grpc-timeout */
-	bool te_trailers;      /* it said te: trailers */
-	uint8_t body[64];      /* its DATA */
+	int requests;         /* requests fully received (END_STREAM) */
+	int32_t last_request; /* stream id of the latest one */
+	char path[64];        /* :path of the latest one */
+	char timeout[32];     /* its grpc-timeout */
+	bool te_trailers;     /* it said te: trailers */
+	uint8_t body[64];     /* its DATA */
 	size_t body_len;
-	uint32_t rst_code;     /* RST_STREAM code received from the client */
-	int32_t rst_stream;    /* ... and for which stream (0: none) */
+	uint32_t rst_code;  /* RST_STREAM code received from the client */
+	int32_t rst_stream; /* ... and for which stream (0: none) */
 	bool goaway_received;
 	struct body_src src[MAX_STREAMS];
 	int next_src;
@@ -124,10 +124,10 @@ static ssize_t srv_read_body(nghttp2_session *h2, int32_t id, uint8_t *buf, size
 	return (ssize_t)n;
 }
 
-#define NV(n, v)                                                                           \
-	{                                                                                  \
-		(uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), sizeof(n) - 1, sizeof(v) - 1, \
-		    NGHTTP2_NV_FLAG_NONE                                                           \
+#define NV(n, v)                                                                     \
+	{                                                                            \
+		(uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), sizeof(n) - 1, \
+		    sizeof(v) - 1, NGHTTP2_NV_FLAG_NONE                              \
 	}
 
 /* Headers, one framed message `msg`, trailers with grpc-status `status`. */
@@ -249,9 +249,9 @@ static int pump(void)
 		CHECK_INT_EQ(grpc_client_session_send(cli.s, &out, NULL), 0);
 		size_t to_server = out.len;
 		if (out.len)
-			CHECK_INT_EQ(nghttp2_session_mem_recv(srv.h2, (const uint8_t *)out.data,
-			                                      out.len),
-			             (ssize_t)out.len);
+			CHECK_INT_EQ(
+			    nghttp2_session_mem_recv(srv.h2, (const uint8_t *)out.data, out.len),
+			    (ssize_t)out.len);
 		buf_release(&out);
 		size_t to_client = 0;
 		for (int guard = 0; guard < 64; guard++) {
