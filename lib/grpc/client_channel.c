@@ -216,8 +216,8 @@ static void call_detach(struct grpc_client_call *c)
 	c->state = CALL_NEW;
 }
 
-static void call_complete(struct grpc_client_call *c, int status, const char *message, const uint8_t *resp,
-                          size_t len)
+static void call_complete(struct grpc_client_call *c, int status, const char *message,
+                          const uint8_t *resp, size_t len)
 {
 	struct grpc_channel *ch = c->ch;
 	call_detach(c);
@@ -271,7 +271,8 @@ static void on_call_timer(uv_timer_t *t)
  * backoff fits before the deadline, and the call is idempotent or the request
  * never reached a server (`reached` false).
  */
-void grpc_client_call_failed(struct grpc_client_call *c, int status, const char *message, bool reached)
+void grpc_client_call_failed(struct grpc_client_call *c, int status, const char *message,
+                             bool reached)
 {
 	struct grpc_channel *ch = c->ch;
 	call_detach(c);
@@ -302,7 +303,8 @@ void grpc_client_call_failed(struct grpc_client_call *c, int status, const char 
 }
 
 /* Round-robin over usable connections, avoiding `avoid` when another exists. */
-static struct grpc_client_conn *channel_pick(struct grpc_channel *ch, const struct grpc_client_addr *avoid)
+static struct grpc_client_conn *channel_pick(struct grpc_channel *ch,
+                                             const struct grpc_client_addr *avoid)
 {
 	size_t n = ch->addr_count;
 	struct grpc_client_conn *fallback = NULL;
@@ -376,7 +378,8 @@ static void call_attempt(struct grpc_client_call *c)
 	if (!channel_connecting(ch) && !grpc_client_resolving(ch) && ch->ready_count == 0) {
 		/* Every address is down (or none resolved): fail fast, the retry
 		 * policy decides whether to wait. */
-		grpc_client_call_failed(c, GRPC_STATUS_UNAVAILABLE, "no connection to the peer", false);
+		grpc_client_call_failed(c, GRPC_STATUS_UNAVAILABLE, "no connection to the peer",
+		                        false);
 		return;
 	}
 	c->state = CALL_QUEUED;
@@ -400,7 +403,7 @@ void grpc_channel_dispatch(struct grpc_channel *ch)
 			              0);
 		else if (rc)
 			grpc_client_call_failed(c, GRPC_STATUS_UNAVAILABLE, "stream not started",
-			                    false);
+			                        false);
 	}
 }
 
@@ -412,13 +415,13 @@ void grpc_channel_fail_if_hopeless(struct grpc_channel *ch)
 	size_t n = ch->queue.count;
 	while (n-- && ch->queue.head && !ch->closed)
 		grpc_client_call_failed(ch->queue.head, GRPC_STATUS_UNAVAILABLE,
-		                    "no connection to the peer", false);
+		                        "no connection to the peer", false);
 }
 
 /* The attempt's outcome: OK feeds the retry budget, UNAVAILABLE goes to the
  * retry policy, anything else is final. */
 void grpc_client_call_on_result(void *user, struct grpc_client_stream *st, int status,
-                              const char *message, const uint8_t *msg, size_t len, bool reached)
+                                const char *message, const uint8_t *msg, size_t len, bool reached)
 {
 	struct grpc_client_call *c = st->user;
 	if (status == GRPC_STATUS_OK) {
@@ -483,7 +486,8 @@ struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel
 	for (size_t i = 0; i < cfg->target_count; i++) {
 		ch->targets[i].ch = ch;
 		ch->targets[i].index = i;
-		if (!cfg->targets[i] || grpc_client_target_parse(cfg->targets[i], &ch->targets[i]) != 0)
+		if (!cfg->targets[i] ||
+		    grpc_client_target_parse(cfg->targets[i], &ch->targets[i]) != 0)
 			goto fail_targets;
 	}
 	ch->heap_cap = 64;

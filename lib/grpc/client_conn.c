@@ -139,9 +139,10 @@ void grpc_client_conn_fail(struct grpc_client_conn *cn, const char *why)
 		a->conn = NULL;
 		/* A connection that had worked reconnects at once; repeated
 		 * failures back off. */
-		int64_t wait = was_ready ? 0
-		                         : grpc_backoff_ms(a->failures, RECONNECT_BASE_MS,
-		                                           RECONNECT_CAP_MS, 0.2, grpc_channel_rand(ch));
+		int64_t wait = was_ready
+		                   ? 0
+		                   : grpc_backoff_ms(a->failures, RECONNECT_BASE_MS,
+		                                     RECONNECT_CAP_MS, 0.2, grpc_channel_rand(ch));
 		a->next_connect_ms = grpc_channel_now_ms(ch) + wait;
 		cn->addr = NULL;
 	}
@@ -154,7 +155,7 @@ void grpc_client_conn_fail(struct grpc_client_conn *cn, const char *why)
 	while (n-- && cn->calls.head) {
 		struct grpc_client_call *c = cn->calls.head;
 		grpc_client_call_failed(c, GRPC_STATUS_UNAVAILABLE, "connection lost",
-		                    c->st.headers_sent);
+		                        c->st.headers_sent);
 	}
 	uv_close((uv_handle_t *)&cn->tcp, on_conn_close);
 	if (!ch->closed) {

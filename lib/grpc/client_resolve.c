@@ -34,7 +34,8 @@ static void addr_label(const struct sockaddr *sa, char *out, size_t size)
 	}
 }
 
-static struct grpc_client_addr *addr_find(struct grpc_channel *ch, const struct sockaddr *sa, socklen_t len)
+static struct grpc_client_addr *addr_find(struct grpc_channel *ch, const struct sockaddr *sa,
+                                          socklen_t len)
 {
 	for (size_t i = 0; i < ch->addr_count; i++) {
 		struct grpc_client_addr *a = ch->addrs[i];
@@ -58,7 +59,8 @@ static void addr_remove(struct grpc_channel *ch, size_t i)
 	ch->addrs[i] = ch->addrs[--ch->addr_count];
 }
 
-static void target_apply(struct grpc_channel *ch, struct grpc_client_target *t, const struct addrinfo *res)
+static void target_apply(struct grpc_channel *ch, struct grpc_client_target *t,
+                         const struct addrinfo *res)
 {
 	for (size_t i = 0; i < ch->addr_count; i++)
 		if (ch->addrs[i]->target == t->index)
