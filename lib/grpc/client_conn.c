@@ -238,6 +238,12 @@ static void conn_flush(struct grpc_client_conn *cn)
 			cn->writing = true;
 		}
 	}
+	if (grpc_client_session_failed(cn->session)) {
+		/* Our GOAWAY(error) is on its way (best effort): the session is
+		 * over, so its calls fail now like on a reset. */
+		grpc_client_conn_fail(cn, "HTTP/2 connection error");
+		return;
+	}
 	grpc_client_conn_maybe_finish_drain(cn);
 }
 

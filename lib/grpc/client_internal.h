@@ -126,14 +126,21 @@ void grpc_client_session_cancel(struct grpc_client_session *s, struct grpc_clien
 void grpc_client_session_goaway(struct grpc_client_session *s);
 
 /* Feed `len` bytes received from the server; events run from here. Returns
- * 0, or MV_EPROTO when the bytes break HTTP/2 (the connection is done: send
- * what grpc_client_session_send still yields, then close). */
+ * 0, or MV_EPROTO when nghttp2 cannot go on (the connection is done). Bytes
+ * that commit a connection error may still return 0: nghttp2 queues its
+ * GOAWAY, see grpc_client_session_failed. */
 int grpc_client_session_recv(struct grpc_client_session *s, const uint8_t *data, size_t len);
 
 /* Append everything the session has to write to `out` (bounded passes).
  * Returns 0, MV_ENOMEM (out's limit or allocation) or MV_EPROTO (nghttp2
  * failed; *why, when not NULL, says how). */
 int grpc_client_session_send(struct grpc_client_session *s, struct buf *out, const char **why);
+
+/* The session ended the connection with an error: a frame of the server's
+ * broke HTTP/2 (nghttp2 then queues GOAWAY with the error, and sets this once
+ * grpc_client_session_send has yielded it). It reads nothing more and its open
+ * streams never close: write that output, then fail the connection. */
+bool grpc_client_session_failed(const struct grpc_client_session *s);
 
 /* The session still wants to write (more than the last send drained). */
 bool grpc_client_session_want_write(const struct grpc_client_session *s);

@@ -34,6 +34,7 @@ struct grpc_client_session {
 	struct grpc_client_session_callbacks cbs;
 	void *user;
 	size_t max_message_bytes;
+	bool failed; /* we sent GOAWAY with an error: nghttp2 reads no more */
 };
 
 static struct grpc_client_stream *stream_of(nghttp2_session *h2, int32_t id)
@@ -130,7 +131,12 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 
 static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *frame, void *user_data)
 {
-	if (frame->hd.type == NGHTTP2_HEADERS) {
+	if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR) {
+		/* nghttp2 answered a connection error of the server's: it has
+		 * stopped reading and will never close the open streams. */
+		struct grpc_client_session *s = user_data;
+		s->failed = true;
+	} else if (frame->hd.type == NGHTTP2_HEADERS) {
 		struct grpc_client_stream *st = stream_of(h2, frame->hd.stream_id);
 		if (st)
 			st->headers_sent = true;
@@ -367,6 +373,11 @@ int grpc_client_session_send(struct grpc_client_session *s, struct buf *out, con
 		}
 	}
 	return 0;
+}
+
+bool grpc_client_session_failed(const struct grpc_client_session *s)
+{
+	return s->failed;
 }
 
 bool grpc_client_session_want_write(const struct grpc_client_session *s)

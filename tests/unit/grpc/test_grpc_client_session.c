@@ -405,6 +405,7 @@ static void test_goaway_mid_call(void)
 	CHECK_INT_EQ(cli.goaways, 1);
 	CHECK_INT_EQ(cli.goaway_last, 1);
 	CHECK(!cli.res[0].done);
+	CHECK(!grpc_client_session_failed(cli.s)); /* a graceful GOAWAY */
 	CHECK(cli.res[1].done);
 	CHECK_INT_EQ(cli.res[1].status, GRPC_STATUS_UNAVAILABLE);
 	CHECK(!cli.res[1].reached);
@@ -497,6 +498,9 @@ static void test_malformed_frames(void)
 	pump();
 	CHECK(rc == MV_EPROTO || srv.goaway_received);
 	CHECK(!grpc_client_session_want_write(cli.s));
+	/* The session is over and says so: its stream will never close. */
+	CHECK(grpc_client_session_failed(cli.s));
+	CHECK_INT_EQ(cli.results, 0);
 	stop();
 }
 
