@@ -64,3 +64,18 @@ int grpc_deadline_header(int64_t deadline_ns, int64_t now_ns, char *out, size_t 
 	/* grpc_timeout_format rounds down: the server's deadline never ends after ours. */
 	return grpc_timeout_format(deadline_ns - now_ns, out, out_size);
 }
+
+int grpc_status_from_http(int http)
+{
+	switch (http) {
+	case 400: return GRPC_STATUS_INTERNAL;
+	case 401: return GRPC_STATUS_UNAUTHENTICATED;
+	case 403: return GRPC_STATUS_PERMISSION_DENIED;
+	case 404: return GRPC_STATUS_UNIMPLEMENTED;
+	case 429:
+	case 502:
+	case 503:
+	case 504: return GRPC_STATUS_UNAVAILABLE;
+	default: return GRPC_STATUS_UNKNOWN;
+	}
+}

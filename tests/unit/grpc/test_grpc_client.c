@@ -1141,6 +1141,47 @@ static void test_cancel_resets_streams(void)
 	CHECK_INT_EQ(uv_loop_close(&loop), 0);
 }
 
+static void test_connection_error_fails_calls(void)
+{
+	/* A server that breaks HTTP/2 (DATA on stream 0, a connection error) and
+	 * then leaves the socket open: nghttp2 ends the client session (it reads
+	 * no more, its streams never close), so the connection must fail at once
+	 * instead of holding its calls to their deadline and taking new ones. */
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct tsrv srv;
+	CHECK_INT_EQ(tsrv_start(&srv, &loop), 0);
+	char target[32];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
+	const char *targets[] = {target};
+	struct grpc_channel_config cfg = {
+	    .name = "test", .targets = targets, .target_count = 1, .default_timeout_ms = 20000};
+	struct grpc_channel *ch = grpc_channel_new(&loop, &cfg);
+	struct ready_ctx rc = {ch, 1};
+	CHECK(run_until(&loop, channel_ready, &rc, 3000));
+	struct result r;
+	memset(&r, 0, sizeof(r));
+	CHECK_INT_EQ(start_calls(ch, "/test.T/Hang", &r, 1, 0, false), 1);
+	struct slow_ctx sc = {&srv, 1};
+	CHECK(run_until(&loop, hang_started, &sc, 3000));
+	CHECK(srv.conns != NULL);
+	if (srv.conns) {
+		/* The server stops reading (never sees our GOAWAY) and writes a raw
+		 * DATA frame on stream 0. */
+		uv_read_stop((uv_stream_t *)&srv.conns->tcp);
+		static const char data0[] = {0, 0, 1, 0, 0, 0, 0, 0, 0, 'x'};
+		uv_buf_t b = uv_buf_init((char *)(uintptr_t)data0, sizeof(data0));
+		CHECK_INT_EQ(uv_try_write((uv_stream_t *)&srv.conns->tcp, &b, 1),
+		             (int)sizeof(data0));
+	}
+	struct batch bt = {&r, 1};
+	CHECK(run_until(&loop, batch_done, &bt, 5000));
+	CHECK_INT_EQ(r.done, 1);
+	CHECK_INT_EQ(r.status, GRPC_STATUS_UNAVAILABLE);
+	teardown(&loop, ch, &srv, 1);
+	CHECK_INT_EQ(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	log_init("test", LOG_WARN, 2);
@@ -1158,5 +1199,6 @@ int main(void)
 	RUN(test_stream_ids_retire_connection);
 	RUN(test_default_timeout_caps_caller_deadline);
 	RUN(test_cancel_resets_streams);
+	RUN(test_connection_error_fails_calls);
 	return TEST_SUMMARY();
 }
