@@ -143,8 +143,14 @@ struct grpc_session_hooks {
 	 * `started` tells whether call_started was reported for it. */
 	void (*call_done)(void *hook_ctx, const struct grpc_method *method, const char *path,
 	                  int status, double seconds, bool started);
-	/* A call reached its handler. */
+	/* A call reached its handler. Calls the session answers itself
+	 * (unknown method, bad message, deadline, budgets) end in call_done
+	 * with `started` false and are never reported here. */
 	void (*call_started)(void *hook_ctx, const struct grpc_method *method);
+	/* One whole message of a call to `method` was received (decoded and
+	 * handed to the handler; `sent` false) or queued for the client (`sent`
+	 * true): go-grpc-prometheus' msg_received / msg_sent. May be NULL. */
+	void (*call_message)(void *hook_ctx, const struct grpc_method *method, bool sent);
 	/* Output became pending outside grpc_session_recv (an async finish). */
 	void (*want_write)(void *hook_ctx);
 	void *hook_ctx;

@@ -1,6 +1,7 @@
 # gRPC client runtime (included from lib/grpc/CMakeLists.txt).
 target_sources(movie_grpc PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/client.c
+  ${CMAKE_CURRENT_LIST_DIR}/client_metrics.c
   ${CMAKE_CURRENT_LIST_DIR}/client_policy.c)
 target_link_libraries(movie_grpc PUBLIC PkgConfig::LIBUV movie_obs)
 

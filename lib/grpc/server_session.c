@@ -173,6 +173,12 @@ static void call_mark_done(struct grpc_call *c, int status)
 	}
 }
 
+static void note_message(struct grpc_session *s, const struct grpc_call *c, bool sent)
+{
+	if (s->hooks.call_message && c->method)
+		s->hooks.call_message(s->hooks.hook_ctx, c->method, sent);
+}
+
 static void notify_want_write(struct grpc_session *s)
 {
 	if (!s->in_recv && s->hooks.want_write)
@@ -423,6 +429,7 @@ static void bidi_recv(struct grpc_session *s, struct grpc_call *c, const uint8_t
 			                 "client does not read the responses", NULL, 0);
 			return;
 		}
+		note_message(s, c, false);
 		c->method->handler(c, p + GRPC_FRAME_HEADER, c->request.len - GRPC_FRAME_HEADER,
 		                   c->method->ctx);
 		buf_reset(&c->request);
@@ -487,6 +494,7 @@ static void dispatch(struct grpc_session *s, struct grpc_call *c)
 	s->active_calls++;
 	if (s->hooks.call_started)
 		s->hooks.call_started(s->hooks.hook_ctx, c->method);
+	note_message(s, c, false);
 	c->method->handler(c, msg, msg_len, c->method->ctx);
 }
 
@@ -972,6 +980,7 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
 	int rc = grpc_frame_append(&call->out, msg, len);
 	if (rc)
 		return rc;
+	note_message(s, call, true);
 	if (!call->headers_sent) {
 		if (submit_response_headers(call) != 0)
 			return MV_ENOMEM;
@@ -1006,6 +1015,8 @@ void grpc_call_finish(struct grpc_call *call, int status, const char *message, c
 		int rc = 0;
 		if (msg)
 			rc = grpc_frame_append(&call->out, msg, len);
+		if (msg && !rc)
+			note_message(s, call, true);
 		if (rc) {
 			call->status = GRPC_STATUS_INTERNAL;
 			if (!call->headers_sent) {

@@ -289,6 +289,12 @@ static void h2_call_started(void *ctx, const struct grpc_method *m)
 	server_record_grpc_started(c->worker->srv, m);
 }
 
+static void h2_call_message(void *ctx, const struct grpc_method *m, bool sent)
+{
+	struct conn *c = ctx;
+	server_record_grpc_message(c->worker->srv, m, sent);
+}
+
 static int start_h2(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
@@ -306,6 +312,7 @@ static int start_h2(struct conn *c)
 	struct grpc_session_hooks hooks = {
 	    .call_done = h2_call_done,
 	    .call_started = h2_call_started,
+	    .call_message = h2_call_message,
 	    .want_write = h2_want_write,
 	    .hook_ctx = c,
 	};
