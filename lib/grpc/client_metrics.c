@@ -15,9 +15,9 @@ void client_metrics_init(struct client_metrics *m, struct metrics_registry *reg)
 	memset(m, 0, sizeof(*m));
 	if (!reg)
 		return;
-	m->started = metrics_counter_family(reg, "grpc_client_started_total",
-	                                    "Total number of RPCs started on the client.", 3,
-	                                    labels);
+	m->started =
+	    metrics_counter_family(reg, "grpc_client_started_total",
+	                           "Total number of RPCs started on the client.", 3, labels);
 	m->handled = metrics_counter_family(
 	    reg, "grpc_client_handled_total",
 	    "Total number of RPCs completed by the client, regardless of success or failure.", 4,
@@ -80,8 +80,8 @@ struct client_method_metrics *client_metrics_started(struct client_metrics *m, c
 	return mm;
 }
 
-void client_metrics_handled(struct client_metrics *m, struct client_method_metrics *mm,
-                            int status, double seconds)
+void client_metrics_handled(struct client_metrics *m, struct client_method_metrics *mm, int status,
+                            double seconds)
 {
 	if (!mm)
 		return;
@@ -89,7 +89,8 @@ void client_metrics_handled(struct client_metrics *m, struct client_method_metri
 		status = GRPC_STATUS_UNKNOWN;
 	if (!mm->handled[status]) {
 		/* First call with this code: one registry lookup, then cached. */
-		const char *values[4] = {"unary", mm->service, mm->method, grpc_status_name(status)};
+		const char *values[4] = {"unary", mm->service, mm->method,
+		                         grpc_status_name(status)};
 		mm->handled[status] = metrics_counter_get(m->handled, values);
 	}
 	metrics_counter_inc(mm->handled[status]);

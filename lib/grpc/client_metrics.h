@@ -50,7 +50,7 @@ void client_metrics_init(struct client_metrics *m, struct metrics_registry *reg)
 struct client_method_metrics *client_metrics_started(struct client_metrics *m, const char *path,
                                                      size_t path_len);
 /* The call ended with `status` after `seconds`. `mm` may be NULL. */
-void client_metrics_handled(struct client_metrics *m, struct client_method_metrics *mm,
-                            int status, double seconds);
+void client_metrics_handled(struct client_metrics *m, struct client_method_metrics *mm, int status,
+                            double seconds);
 
 #endif

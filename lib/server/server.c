@@ -91,7 +91,7 @@ static int resolve_route_stats(struct server *srv, struct route_entry *r, const 
 	for (size_t i = 0; i < sizeof(r->by_status) / sizeof(r->by_status[0]); i++)
 		atomic_init(&r->by_status[i], NULL);
 	/* The usual answers exist from the start, so rate() sees their first one. */
-	static const int common[] = {200, 404};
+	static const int common[] = {200};
 	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
 		char code[8];
 		snprintf(code, sizeof(code), "%d", common[i]);
@@ -310,9 +310,9 @@ static void http_readyz(struct http_exchange *ex, const struct http1_request *re
 	if (server_is_ready(srv))
 		server_http_respond(ex, 200, "text/plain; charset=utf-8", "ready\n", 6);
 	else if (server_is_draining(srv))
-		server_http_respond(ex, 503, "text/plain; charset=utf-8", "draining\n", 9);
+		server_http_respond(ex, 503, "application/json", "{\"error\":\"draining\"}\n", 21);
 	else
-		server_http_respond(ex, 503, "text/plain; charset=utf-8", "not ready\n", 10);
+		server_http_respond(ex, 503, "application/json", "{\"error\":\"not ready\"}\n", 22);
 }
 
 static void http_metrics(struct http_exchange *ex, const struct http1_request *req, void *ctx)
@@ -323,7 +323,8 @@ static void http_metrics(struct http_exchange *ex, const struct http1_request *r
 	metrics_gauge_set(srv->ready_gauge, server_is_ready(srv) ? 1 : 0);
 	if (metrics_render(srv->metrics, &out) != 0) {
 		buf_release(&out);
-		server_http_respond(ex, 500, "text/plain; charset=utf-8", "render failed\n", 14);
+		server_http_respond(ex, 500, "application/json", "{\"error\":\"render failed\"}\n",
+		                    26);
 		return;
 	}
 	server_http_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
