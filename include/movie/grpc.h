@@ -59,6 +59,10 @@ enum grpc_status {
 
 /* "OK", "NOT_FOUND", ... ; "UNKNOWN" for codes outside 0..16. */
 const char *grpc_status_name(int status);
+/* The metrics label value of a status, as grpc-go spells it and
+ * go-grpc-prometheus exports it: "OK", "Canceled", "NotFound", ...;
+ * "Unknown" for codes outside 0..16. */
+const char *grpc_status_label(int status);
 
 /* Map a runtime error (movie/err.h) to the status a handler should return:
  * MV_ENOTFOUND -> NOT_FOUND, MV_EUNAVAIL -> UNAVAILABLE, MV_ETIMEDOUT ->

@@ -90,7 +90,7 @@ void client_metrics_handled(struct client_metrics *m, struct client_method_metri
 	if (!mm->handled[status]) {
 		/* First call with this code: one registry lookup, then cached. */
 		const char *values[4] = {"unary", mm->service, mm->method,
-		                         grpc_status_name(status)};
+		                         grpc_status_label(status)};
 		mm->handled[status] = metrics_counter_get(m->handled, values);
 	}
 	metrics_counter_inc(mm->handled[status]);

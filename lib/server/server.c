@@ -65,7 +65,7 @@ static int resolve_method_stats(struct server *srv, struct method_stats *st, con
 	st->quiet = strcmp(service, "grpc.health.v1.Health") == 0;
 	st->seconds = metrics_histogram_get(seconds, values);
 	for (int code = 0; code < GRPC_STATUS_COUNT; code++) {
-		values[3] = grpc_status_name(code);
+		values[3] = grpc_status_label(code);
 		st->handled[code] = metrics_counter_get(handled, values);
 	}
 	return st->started && st->seconds && st->msg_received && st->msg_sent ? 0 : MV_ENOMEM;

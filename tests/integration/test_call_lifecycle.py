@@ -185,7 +185,7 @@ class PeerCallsTest(unittest.TestCase):
             self.fail("movie still holds calls: in flight %s, peer calls %s" % (
                 s["server_requests_in_flight"], metric(s, "grpc_client_calls_in_flight")))
         self.assertGreaterEqual(metric(s, "grpc_client_handled_total", grpc_service="MetadataService",
-                                       grpc_code="CANCELLED"), calls)
+                                       grpc_code="Canceled"), calls)
         movie_started = metric(s, "grpc_server_started_total", grpc_method="GetMovieDetails")
         movie_handled = metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails")
         self.assertEqual(movie_started, movie_handled)
@@ -240,10 +240,10 @@ class PeerCallsTest(unittest.TestCase):
             return None
         s = wait_for(idle, 10, "movie to drop the abandoned calls and their peer calls")
         self.assertGreaterEqual(metric(s, "grpc_client_handled_total", grpc_service="RatingService",
-                                       grpc_code="CANCELLED"), 100)
+                                       grpc_code="Canceled"), 100)
         self.assertEqual(metric(s, "movie_rating_degraded_total"), 0)
         self.assertEqual(metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails",
-                                grpc_code="CANCELLED"), 100)
+                                grpc_code="Canceled"), 100)
 
     def test_peer_timeout_caps_caller_deadline(self):
         """Item 9: rating stopped, a 3 s caller deadline, peers.timeout 1s."""

@@ -86,7 +86,7 @@ class ServerMetricsTest(unittest.TestCase):
         get = dict(grpc_type="unary", grpc_service="MetadataService", grpc_method="GetMetadata")
         self.assertEqual(sample(s, "grpc_server_started_total", **get), 5)
         self.assertEqual(sample(s, "grpc_server_handled_total", **get), 5)
-        self.assertEqual(sample(s, "grpc_server_handled_total", grpc_code="NOT_FOUND", **get), 2)
+        self.assertEqual(sample(s, "grpc_server_handled_total", grpc_code="NotFound", **get), 2)
         self.assertEqual(sample(s, "grpc_server_handling_seconds_count", **get), 5)
         # One request message per call; one response message per OK call.
         self.assertEqual(sample(s, "grpc_server_msg_received_total", **get), 5)
@@ -94,7 +94,7 @@ class ServerMetricsTest(unittest.TestCase):
         # Before: an unknown method was handled 3 and started 0.
         unknown = dict(grpc_type="unary", grpc_service="unknown", grpc_method="unknown")
         self.assertEqual(sample(s, "grpc_server_started_total", **unknown), 3)
-        self.assertEqual(sample(s, "grpc_server_handled_total", grpc_code="UNIMPLEMENTED",
+        self.assertEqual(sample(s, "grpc_server_handled_total", grpc_code="Unimplemented",
                                 **unknown), 3)
         # Every family carries grpc_type (unary here, bidi_stream for reflection).
         for key in after:

@@ -1131,7 +1131,7 @@ static void test_cancel_resets_streams(void)
 	CHECK(out.data && strstr(out.data, "grpc_client_calls_in_flight{peer=\"test\"} 0\n"));
 	CHECK(out.data && strstr(out.data, "grpc_client_handled_total{grpc_type=\"unary\","
 	                                   "grpc_service=\"test.T\",grpc_method=\"Hang\","
-	                                   "grpc_code=\"CANCELLED\"} 11\n"));
+	                                   "grpc_code=\"Canceled\"} 11\n"));
 	buf_release(&out);
 	/* The server's handlers see RST_STREAM(CANCEL) - long before any deadline. */
 	CHECK(run_until(&loop, hang_cancelled, &sc, 2000));
