@@ -81,9 +81,29 @@ static void hook_started(void *ctx, const struct grpc_method *method)
 	fz.started++;
 }
 
+static void hook_message(void *ctx, const struct grpc_method *method, bool sent)
+{
+	if (!method)
+		abort();
+}
+
+/* Plain HTTP requests (h2c): answered at once, with or without a body. */
+static void hook_http(void *ctx, struct grpc_call *call, const struct grpc_http_request *req)
+{
+	if (!req->method || !req->target || !req->content_type || (req->body_len && !req->body))
+		abort();
+	if (req->status != 0 && req->status != 413 && req->status != 503)
+		abort();
+	bool head = next_rand() & 1;
+	grpc_call_respond_http(call, req->status ? req->status : 200, "text/plain", NULL, "body", 4,
+	                       head);
+}
+
 static const struct grpc_session_hooks hooks = {
     .call_done = hook_done,
     .call_started = hook_started,
+    .call_message = hook_message,
+    .http_request = hook_http,
 };
 
 static void on_cancel(struct grpc_call *call, void *arg)
@@ -188,6 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .max_process_request_bytes = 200,
 	    .header_timeout_ns = 1000,
 	    .request_timeout_ns = 2000,
+	    .max_http_body_bytes = 32,
 	};
 	struct buf in, out;
 	memset(&fz, 0, sizeof(fz));

@@ -59,6 +59,10 @@ enum grpc_status {
 
 /* "OK", "NOT_FOUND", ... ; "UNKNOWN" for codes outside 0..16. */
 const char *grpc_status_name(int status);
+/* The metrics label value of a status, as grpc-go spells it and
+ * go-grpc-prometheus exports it: "OK", "Canceled", "NotFound", ...;
+ * "Unknown" for codes outside 0..16. */
+const char *grpc_status_label(int status);
 
 /* Map a runtime error (movie/err.h) to the status a handler should return:
  * MV_ENOTFOUND -> NOT_FOUND, MV_EUNAVAIL -> UNAVAILABLE, MV_ETIMEDOUT ->
@@ -131,6 +135,23 @@ struct grpc_session_limits {
 	 * first HEADERS frame to the request's END_STREAM (the stream is reset). */
 	int64_t header_timeout_ns;
 	int64_t request_timeout_ns;
+	/* Plain HTTP requests (grpc_session_hooks.http_request): body cap; a
+	 * larger body is dropped and the request handed over with status 413. */
+	size_t max_http_body_bytes;
+};
+
+/* A request on the HTTP/2 connection that is not gRPC (a method other than
+ * POST, or a content-type other than application/grpc*): h2c clients of the
+ * JSON API and of /healthz, /readyz, /metrics. Valid during the hook call. */
+struct grpc_http_request {
+	const char *method;       /* ":method", e.g. "GET" (truncated to 15 bytes) */
+	const char *target;       /* ":path", e.g. "/metadata?id=1" */
+	const char *content_type; /* "" when absent (truncated to 127 bytes) */
+	const uint8_t *body;
+	size_t body_len;
+	/* 0, or the answer the session decided: 413 (body over
+	 * max_http_body_bytes, dropped), 503 (request budgets exhausted). */
+	int status;
 };
 
 struct grpc_session_hooks {
@@ -143,8 +164,20 @@ struct grpc_session_hooks {
 	 * `started` tells whether call_started was reported for it. */
 	void (*call_done)(void *hook_ctx, const struct grpc_method *method, const char *path,
 	                  int status, double seconds, bool started);
-	/* A call reached its handler. */
+	/* A call reached its handler. Calls the session answers itself
+	 * (unknown method, bad message, deadline, budgets) end in call_done
+	 * with `started` false and are never reported here. */
 	void (*call_started)(void *hook_ctx, const struct grpc_method *method);
+	/* One whole message of a call to `method` was received (decoded and
+	 * handed to the handler; `sent` false) or queued for the client (`sent`
+	 * true): go-grpc-prometheus' msg_received / msg_sent. May be NULL. */
+	void (*call_message)(void *hook_ctx, const struct grpc_method *method, bool sent);
+	/* A plain HTTP request is complete (see struct grpc_http_request): the
+	 * hook must answer it once with grpc_call_respond_http, now or later, on
+	 * the session's thread. NULL: such requests are refused with a bare 405
+	 * (method) or 415 (content-type). They never reach the other hooks. */
+	void (*http_request)(void *hook_ctx, struct grpc_call *call,
+	                     const struct grpc_http_request *req);
 	/* Output became pending outside grpc_session_recv (an async finish). */
 	void (*want_write)(void *hook_ctx);
 	void *hook_ctx;
@@ -203,6 +236,12 @@ void grpc_call_finish(struct grpc_call *call, int status, const char *message, c
  * connection closed); the handler must still call grpc_call_finish. */
 void grpc_call_on_cancel(struct grpc_call *call, void (*fn)(struct grpc_call *call, void *arg),
                          void *arg);
+/* Answer a plain HTTP request (grpc_session_hooks.http_request) and release
+ * the call: `status`, optional content-type and Allow header values (NULL:
+ * none), the body (copied; `head`: Content-Length only, as for HEAD).
+ * A request reset meanwhile is only released. */
+void grpc_call_respond_http(struct grpc_call *call, int status, const char *content_type,
+                            const char *allow, const char *body, size_t len, bool head);
 /* The path of the call ("/Service/Method"). */
 const char *grpc_call_path(const struct grpc_call *call);
 

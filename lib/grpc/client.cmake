@@ -4,6 +4,7 @@ target_sources(movie_grpc PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/client_conn.c
   ${CMAKE_CURRENT_LIST_DIR}/client_resolve.c
   ${CMAKE_CURRENT_LIST_DIR}/client_session.c
+  ${CMAKE_CURRENT_LIST_DIR}/client_metrics.c
   ${CMAKE_CURRENT_LIST_DIR}/client_policy.c)
 target_link_libraries(movie_grpc PUBLIC PkgConfig::LIBUV movie_obs)
 

@@ -155,11 +155,8 @@ static void metrics_setup(struct grpc_channel *ch, struct metrics_registry *reg)
 {
 	if (!reg)
 		return;
-	static const char *const peer_code[] = {"peer", "grpc_code"};
 	static const char *const peer[] = {"peer"};
-	ch->handled_family = metrics_counter_family(
-	    reg, "grpc_client_handled_total",
-	    "Client calls completed, by peer and final gRPC status.", 2, peer_code);
+	client_metrics_init(&ch->call_metrics, reg);
 	struct metrics_family *f = metrics_counter_family(
 	    reg, "grpc_client_retries_total", "Client call attempts that were retries.", 1, peer);
 	const char *values[] = {ch->name};
@@ -176,16 +173,10 @@ static void metrics_setup(struct grpc_channel *ch, struct metrics_registry *reg)
 		ch->in_flight = metrics_gauge_get(f, values);
 }
 
-static void metrics_handled(struct grpc_channel *ch, int status)
+static void metrics_handled(struct grpc_channel *ch, struct grpc_client_call *c, int status)
 {
-	if (!ch->handled_family || status < 0 || status >= GRPC_STATUS_COUNT)
-		return;
-	if (!ch->handled[status]) {
-		/* First call with this code: one mutex acquisition, then cached. */
-		const char *values[] = {ch->name, grpc_status_name(status)};
-		ch->handled[status] = metrics_counter_get(ch->handled_family, values);
-	}
-	metrics_counter_inc(ch->handled[status]);
+	client_metrics_handled(&ch->call_metrics, c->metrics, status,
+	                       (double)(grpc_now_ns() - c->start_ns) / 1e9);
 }
 
 static void call_free(struct grpc_client_call *c)
@@ -222,7 +213,7 @@ static void call_complete(struct grpc_client_call *c, int status, const char *me
 	struct grpc_channel *ch = c->ch;
 	call_detach(c);
 	heap_remove(ch, c);
-	metrics_handled(ch, status);
+	metrics_handled(ch, c, status);
 	grpc_client_done_fn done = c->done;
 	void *arg = c->arg;
 	/* The response lives in c->st.resp: free after the callback. */
@@ -591,6 +582,8 @@ int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t 
 		c->deadline_ns = deadline_ns;
 	ch->call_count++;
 	metrics_gauge_add(ch->in_flight, 1);
+	c->start_ns = now;
+	c->metrics = client_metrics_started(&ch->call_metrics, path, path_len);
 	/* `done` must not run before we return: the first attempt (and with it
 	 * every possible completion) starts from the timer, not from here, when
 	 * the call cannot be submitted at once. */

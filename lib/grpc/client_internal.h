@@ -31,6 +31,8 @@
 #include "movie/grpc.h"
 #include "movie/grpc_client.h"
 
+#include "client_metrics.h"
+
 struct grpc_client_session;
 
 /* Longest grpc-message kept (decoded, NUL-terminated, truncated). */
@@ -204,6 +206,8 @@ struct grpc_client_call {
 	struct grpc_client_call *next, *prev;     /* channel queue or connection list */
 	grpc_client_done_fn done;
 	void *arg;
+	struct client_method_metrics *metrics; /* NULL: not counted */
+	int64_t start_ns;
 	size_t path_len;
 	size_t req_len; /* framed request length */
 	char *path;     /* points into data[] */
@@ -294,8 +298,7 @@ struct grpc_channel {
 	size_t open_handles; /* handles + resolutions libuv still holds */
 	bool closed;
 
-	struct metrics_counter *handled[GRPC_STATUS_COUNT];
-	struct metrics_family *handled_family;
+	struct client_metrics call_metrics; /* grpc_client_{started,handled}_total, ... */
 	struct metrics_counter *retries;
 	/* Shared by the peer's channels on every loop: only ever added to. */
 	struct metrics_gauge *connections;

@@ -37,6 +37,21 @@ const char *grpc_status_name(int status)
 	return status_names[status];
 }
 
+/* grpc-go's codes.Code.String(), which go-grpc-prometheus puts in grpc_code. */
+static const char *const status_labels[GRPC_STATUS_COUNT] = {
+    "OK",       "Canceled",        "Unknown",          "InvalidArgument",   "DeadlineExceeded",
+    "NotFound", "AlreadyExists",   "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
+    "Aborted",  "OutOfRange",      "Unimplemented",    "Internal",          "Unavailable",
+    "DataLoss", "Unauthenticated",
+};
+
+const char *grpc_status_label(int status)
+{
+	if (status < 0 || status >= GRPC_STATUS_COUNT)
+		return "Unknown";
+	return status_labels[status];
+}
+
 int grpc_status_from_err(int err)
 {
 	switch (err) {

@@ -50,10 +50,17 @@ struct grpc_call {
 	bool refused;              /* over the request budget at its start: refuse it */
 	bool reset_after_response; /* RST_STREAM(NO_ERROR) once the response is sent */
 	bool response_sent;        /* our END_STREAM went out */
-	size_t header_bytes;       /* decoded header list so far, RFC 7541 sizes */
-	size_t accounted;          /* request bytes counted in the budgets */
-	_Atomic long *budget;      /* the process budget counter (outlives sessions) */
-	int status;                /* final status for trailers */
+	bool not_post;             /* :method is not POST */
+	bool grpc_content_type;    /* content-type application/grpc[+...|;...] */
+	bool http;                 /* a plain HTTP request: grpc_session_hooks.http_request */
+	int http_status;           /* 413/503 decided by the session, else 0 */
+	char http_method[16];
+	char content_type[128];
+	char *long_target;    /* :path when it does not fit in path[] (plain HTTP only) */
+	size_t header_bytes;  /* decoded header list so far, RFC 7541 sizes */
+	size_t accounted;     /* request bytes counted in the budgets */
+	_Atomic long *budget; /* the process budget counter (outlives sessions) */
+	int status;           /* final status for trailers */
 	const struct grpc_method *method;
 	char path[128];
 	int64_t deadline_ns;
@@ -137,6 +144,7 @@ static void call_release_request(struct grpc_call *c)
 
 static void call_free(struct grpc_call *c)
 {
+	free(c->long_target);
 	call_release_request(c);
 	buf_release(&c->out);
 	buf_release(&c->status_message);
@@ -167,10 +175,18 @@ static void call_mark_done(struct grpc_call *c, int status)
 		c->counted_active = false;
 		s->active_calls--;
 	}
+	if (c->http)
+		return; /* not a gRPC call: the HTTP layer counts it */
 	if (s->hooks.call_done) {
 		double seconds = (double)(grpc_now_ns() - c->start_ns) / 1e9;
 		s->hooks.call_done(s->hooks.hook_ctx, c->method, c->path, status, seconds, started);
 	}
+}
+
+static void note_message(struct grpc_session *s, const struct grpc_call *c, bool sent)
+{
+	if (s->hooks.call_message && c->method)
+		s->hooks.call_message(s->hooks.hook_ctx, c->method, sent);
 }
 
 static void notify_want_write(struct grpc_session *s)
@@ -240,7 +256,10 @@ static void call_reject(struct grpc_call *c, int status, const char *message)
 {
 	struct grpc_session *s = c->session;
 	call_release_request(c);
-	if (c->state == CALL_RECEIVING && !c->bad_request) {
+	if (c->state == CALL_RECEIVING && !c->bad_request && c->http) {
+		submit_http_error(c, status == GRPC_STATUS_DEADLINE_EXCEEDED ? "408" : "503");
+		call_mark_done(c, status);
+	} else if (c->state == CALL_RECEIVING && !c->bad_request) {
 		c->handler_holds = false;
 		submit_trailers_only(c, status, message);
 		call_mark_done(c, status);
@@ -423,6 +442,7 @@ static void bidi_recv(struct grpc_session *s, struct grpc_call *c, const uint8_t
 			                 "client does not read the responses", NULL, 0);
 			return;
 		}
+		note_message(s, c, false);
 		c->method->handler(c, p + GRPC_FRAME_HEADER, c->request.len - GRPC_FRAME_HEADER,
 		                   c->method->ctx);
 		buf_reset(&c->request);
@@ -443,8 +463,30 @@ static void bidi_half_close(struct grpc_session *s, struct grpc_call *c)
 }
 
 /* The request is complete: validate the frame and run the handler. */
+static void http_dispatch(struct grpc_session *s, struct grpc_call *c)
+{
+	if (c->state != CALL_RECEIVING)
+		return;
+	struct grpc_http_request req = {
+	    .method = c->http_method,
+	    .target = c->long_target ? c->long_target : c->path,
+	    .content_type = c->content_type,
+	    .body = (const uint8_t *)c->request.data,
+	    .body_len = c->request.len,
+	    .status = c->http_status,
+	};
+	c->state = CALL_HANDLING;
+	c->counted_active = true;
+	s->active_calls++;
+	s->hooks.http_request(s->hooks.hook_ctx, c, &req);
+}
+
 static void dispatch(struct grpc_session *s, struct grpc_call *c)
 {
+	if (c->http) {
+		http_dispatch(s, c);
+		return;
+	}
 	if (c->method && c->method->bidi_streaming) {
 		bidi_half_close(s, c);
 		return;
@@ -487,6 +529,7 @@ static void dispatch(struct grpc_session *s, struct grpc_call *c)
 	s->active_calls++;
 	if (s->hooks.call_started)
 		s->hooks.call_started(s->hooks.hook_ctx, c->method);
+	note_message(s, c, false);
 	c->method->handler(c, msg, msg_len, c->method->ctx);
 }
 
@@ -572,16 +615,29 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 		memcpy(c->path, value, n);
 		c->path[n] = '\0';
 		c->method = find_method(s, value, valuelen);
+		/* Bounded by max_header_bytes (checked above). */
+		if (valuelen >= sizeof(c->path) && s->hooks.http_request && !c->long_target) {
+			c->long_target = malloc(valuelen + 1);
+			if (c->long_target) {
+				memcpy(c->long_target, value, valuelen);
+				c->long_target[valuelen] = '\0';
+			}
+		}
 	} else if (header_is(name, namelen, ":method")) {
-		if (!(valuelen == 4 && memcmp(value, "POST", 4) == 0))
-			submit_http_error(c, "405");
+		size_t n =
+		    valuelen < sizeof(c->http_method) - 1 ? valuelen : sizeof(c->http_method) - 1;
+		memcpy(c->http_method, value, n);
+		c->http_method[n] = '\0';
+		c->not_post = !(valuelen == 4 && memcmp(value, "POST", 4) == 0);
 	} else if (header_is(name, namelen, "content-type")) {
 		static const char grpc_ct[] = "application/grpc";
 		size_t n = sizeof(grpc_ct) - 1;
-		bool ok = valuelen >= n && memcmp(value, grpc_ct, n) == 0 &&
-		          (valuelen == n || value[n] == '+' || value[n] == ';');
-		if (!ok)
-			submit_http_error(c, "415");
+		c->grpc_content_type = valuelen >= n && memcmp(value, grpc_ct, n) == 0 &&
+		                       (valuelen == n || value[n] == '+' || value[n] == ';');
+		size_t m =
+		    valuelen < sizeof(c->content_type) - 1 ? valuelen : sizeof(c->content_type) - 1;
+		memcpy(c->content_type, value, m);
+		c->content_type[m] = '\0';
 	} else if (header_is(name, namelen, "grpc-timeout")) {
 		int64_t timeout_ns;
 		if (grpc_timeout_parse((const char *)value, valuelen, &timeout_ns) == 0) {
@@ -595,10 +651,33 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 	return 0;
 }
 
+/* Body bytes of a plain HTTP request, within its cap and the budgets; over
+ * them the body is dropped and the request handed over with 413 or 503 (the
+ * HTTP layer answers, so that it counts and logs the answer). */
+static void http_recv(struct grpc_session *s, struct grpc_call *c, const uint8_t *data, size_t len)
+{
+	if (c->state != CALL_RECEIVING || c->bad_request || c->http_status)
+		return;
+	if (over_session_budget(s, len) || over_process_budget(s, len)) {
+		c->http_status = 503;
+	} else if (c->request.len + len > s->limits.max_http_body_bytes ||
+	           buf_append(&c->request, data, len) != 0) {
+		c->http_status = 413;
+	}
+	if (c->http_status)
+		call_release_request(c);
+	else
+		call_account(c);
+}
+
 static int on_data_chunk(nghttp2_session *h2, uint8_t flags, int32_t stream_id, const uint8_t *data,
                          size_t len, void *user_data)
 {
 	struct grpc_call *c = nghttp2_session_get_stream_user_data(h2, stream_id);
+	if (c && c->http) {
+		http_recv(user_data, c, data, len);
+		return 0;
+	}
 	if (c && c->method && c->method->bidi_streaming && !c->bad_request) {
 		bidi_recv(user_data, c, data, len);
 		return 0;
@@ -650,6 +729,18 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && !c->headers_done) {
 		c->headers_done = true;
+		if (!c->bad_request && (c->not_post || !c->grpc_content_type)) {
+			if (!s->hooks.http_request) {
+				submit_http_error(c, c->not_post ? "405" : "415");
+			} else {
+				/* Not gRPC: the HTTP layer answers it, body and all. */
+				c->http = true;
+				c->method = NULL;
+				if (c->refused)
+					c->http_status = 503;
+				c->refused = false;
+			}
+		}
 		if (c->refused && !c->bad_request)
 			call_reject(c, GRPC_STATUS_RESOURCE_EXHAUSTED,
 			            "server request buffer budget exhausted");
@@ -972,6 +1063,7 @@ int grpc_call_send(struct grpc_call *call, const uint8_t *msg, size_t len)
 	int rc = grpc_frame_append(&call->out, msg, len);
 	if (rc)
 		return rc;
+	note_message(s, call, true);
 	if (!call->headers_sent) {
 		if (submit_response_headers(call) != 0)
 			return MV_ENOMEM;
@@ -1006,6 +1098,8 @@ void grpc_call_finish(struct grpc_call *call, int status, const char *message, c
 		int rc = 0;
 		if (msg)
 			rc = grpc_frame_append(&call->out, msg, len);
+		if (msg && !rc)
+			note_message(s, call, true);
 		if (rc) {
 			call->status = GRPC_STATUS_INTERNAL;
 			if (!call->headers_sent) {
@@ -1022,6 +1116,64 @@ void grpc_call_finish(struct grpc_call *call, int status, const char *message, c
 	call_mark_done(call, status);
 	/* Release our reference before flushing: sending may close the stream,
 	 * which frees the call. */
+	call_maybe_free(call);
+	notify_want_write(s);
+}
+
+/* Plain HTTP response body: DATA frames from call->out, END_STREAM on the last. */
+static ssize_t http_data_read_cb(nghttp2_session *h2, int32_t stream_id, uint8_t *dest,
+                                 size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                                 void *user_data)
+{
+	struct grpc_call *c = source->ptr;
+	size_t avail = c->out.len - c->out_sent;
+	size_t n = avail < length ? avail : length;
+	if (n)
+		memcpy(dest, c->out.data + c->out_sent, n);
+	c->out_sent += n;
+	if (c->out_sent == c->out.len)
+		*data_flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+void grpc_call_respond_http(struct grpc_call *call, int status, const char *content_type,
+                            const char *allow, const char *body, size_t len, bool head)
+{
+	struct grpc_session *s = call->session;
+	if (call->finished || !call->handler_holds)
+		return;
+	call->finished = true;
+	call->handler_holds = false;
+	if (!s || !call->stream_open || call->cancelled) {
+		if (s)
+			call_mark_done(call, GRPC_STATUS_CANCELLED);
+		call_maybe_free(call);
+		return;
+	}
+	/* The request body is no longer needed: give its budget back now. */
+	call_release_request(call);
+	buf_reset(&call->out);
+	call->out_sent = 0;
+	if (!head && len && buf_append(&call->out, body, len) != 0) {
+		status = 500;
+		len = 0;
+	}
+	char code[12], length[24];
+	snprintf(code, sizeof(code), "%d", status < 100 || status > 999 ? 500 : status);
+	snprintf(length, sizeof(length), "%zu", len);
+	nghttp2_nv nv[4];
+	size_t n = 0;
+	nv[n++] = NV(":status", code);
+	if (content_type && *content_type)
+		nv[n++] = NV("content-type", content_type);
+	nv[n++] = NV("content-length", length);
+	if (allow && *allow)
+		nv[n++] = NV("allow", allow);
+	nghttp2_data_provider provider = {.source.ptr = call, .read_callback = http_data_read_cb};
+	nghttp2_submit_response(s->h2, call->stream_id, nv, n, call->out.len ? &provider : NULL);
+	call->headers_sent = true;
+	call->state = CALL_RESPONDED;
+	call_mark_done(call, GRPC_STATUS_OK);
 	call_maybe_free(call);
 	notify_want_write(s);
 }

@@ -30,7 +30,10 @@ enum conn_proto {
 };
 
 struct http_exchange {
-	struct conn *conn; /* NULL once the connection is gone */
+	struct conn *conn;        /* HTTP/1.1: NULL once the connection is gone */
+	struct grpc_call *h2;     /* HTTP/2: the stream (the session handles resets) */
+	struct http1_request req; /* HTTP/2: the request handed to the handler */
+	char allow[64];           /* HTTP/2: Allow header value of a 405 */
 	struct server *srv;
 	struct route_entry *route;
 	int method;
@@ -289,6 +292,14 @@ static void h2_call_started(void *ctx, const struct grpc_method *m)
 	server_record_grpc_started(c->worker->srv, m);
 }
 
+static void h2_call_message(void *ctx, const struct grpc_method *m, bool sent)
+{
+	struct conn *c = ctx;
+	server_record_grpc_message(c->worker->srv, m, sent);
+}
+
+static void h2_http_request(void *ctx, struct grpc_call *call, const struct grpc_http_request *hr);
+
 static int start_h2(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
@@ -302,10 +313,13 @@ static int start_h2(struct conn *c)
 	    .max_process_request_bytes = (size_t)srv->cfg->max_process_request_bytes,
 	    .header_timeout_ns = srv->cfg->header_timeout_ms * 1000000,
 	    .request_timeout_ns = srv->cfg->request_timeout_ms * 1000000,
+	    .max_http_body_bytes = (size_t)srv->cfg->max_body_bytes,
 	};
 	struct grpc_session_hooks hooks = {
 	    .call_done = h2_call_done,
 	    .call_started = h2_call_started,
+	    .call_message = h2_call_message,
+	    .http_request = h2_http_request,
 	    .want_write = h2_want_write,
 	    .hook_ctx = c,
 	};
@@ -331,12 +345,19 @@ static void feed_h2(struct conn *c, const uint8_t *data, size_t len)
 
 /* ---- HTTP/1.1 ---- */
 
+/* docs/api.md: every error answer is {"error": ...} JSON. Reason phrases
+ * are plain ASCII: nothing to escape. */
+static size_t error_body(char *body, size_t size, int status)
+{
+	int n = snprintf(body, size, "{\"error\":\"%s\"}\n", http1_reason(status));
+	return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 static void h1_send_simple(struct conn *c, int status, const char *extra, bool keep_alive)
 {
-	char body[64];
-	int n = snprintf(body, sizeof(body), "%d %s\n", status, http1_reason(status));
-	http1_response_build(&c->out, status, "text/plain; charset=utf-8", extra, body, (size_t)n,
-	                     keep_alive);
+	char body[96];
+	size_t n = error_body(body, sizeof(body), status);
+	http1_response_build(&c->out, status, "application/json", extra, body, n, keep_alive);
 }
 
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
@@ -347,6 +368,14 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 	double seconds = (double)(grpc_now_ns() - ex->start_ns) / 1e9;
 	server_record_http(srv, ex->route, ex->method, ex->path, status, seconds);
 	atomic_fetch_sub(&srv->in_flight, 1);
+	if (ex->h2) {
+		grpc_call_respond_http(ex->h2, status, content_type, ex->allow, body, len,
+		                       ex->head);
+		buf_release(&ex->req.target);
+		buf_release(&ex->req.body);
+		free(ex);
+		return;
+	}
 	if (!c) {
 		free(ex);
 		return;
@@ -400,11 +429,81 @@ static void h1_dispatch(struct conn *c)
 		if (status == 405)
 			snprintf(ex->extra_headers, sizeof(ex->extra_headers), "Allow: %s\r\n",
 			         allow);
-		char body[64];
-		int n = snprintf(body, sizeof(body), "%d %s\n", status, http1_reason(status));
-		server_http_respond(ex, status, "text/plain; charset=utf-8", body, (size_t)n);
+		char body[96];
+		size_t n = error_body(body, sizeof(body), status);
+		server_http_respond(ex, status, "application/json", body, n);
 		return;
 	}
+	ex->route = &srv->route_entries[idx];
+	ex->route->handler(ex, req, ex->route->ctx);
+}
+
+static enum http1_method method_from_name(const char *name)
+{
+	static const char *const names[] = {"", "GET", "HEAD", "POST", "PUT", "DELETE"};
+	for (int m = HTTP1_GET; m <= HTTP1_DELETE; m++)
+		if (strcmp(name, names[m]) == 0)
+			return (enum http1_method)m;
+	return HTTP1_OTHER;
+}
+
+/* A non-gRPC request on an HTTP/2 connection (h2c): the same routes and
+ * handlers as HTTP/1.1, with the same caps (the session bounds the body at
+ * api.max_body_bytes and the request budgets). */
+static void h2_http_request(void *ctx, struct grpc_call *call, const struct grpc_http_request *hr)
+{
+	struct conn *c = ctx;
+	struct server *srv = c->worker->srv;
+	struct http_exchange *ex = calloc(1, sizeof(*ex));
+	char body[96];
+	if (!ex) {
+		size_t n = error_body(body, sizeof(body), 503);
+		grpc_call_respond_http(call, 503, "application/json", NULL, body, n, false);
+		return;
+	}
+	ex->h2 = call;
+	ex->srv = srv;
+	ex->method = method_from_name(hr->method);
+	ex->head = ex->method == HTTP1_HEAD;
+	ex->keep_alive = true;
+	ex->start_ns = grpc_now_ns();
+	struct http1_request *req = &ex->req;
+	req->method = ex->method;
+	req->keep_alive = true;
+	req->http_minor = 1;
+	snprintf(req->content_type, sizeof(req->content_type), "%s", hr->content_type);
+	buf_init(&req->target, 0);
+	buf_init(&req->body, 0);
+	int status = hr->status;
+	size_t tlen = strlen(hr->target);
+	/* RFC 9113 8.3.1: :path is origin-form (or "*" for OPTIONS). */
+	if (buf_append(&req->target, hr->target, tlen) != 0 ||
+	    (hr->body_len && buf_append(&req->body, (const char *)hr->body, hr->body_len) != 0))
+		status = status ? status : 503;
+	else if (tlen == 0 || hr->target[0] != '/')
+		status = status ? status : 400;
+	req->path_len = req->target.len ? strcspn(req->target.data, "?#") : 0;
+	req->query = req->target.len && req->target.data[req->path_len] == '?'
+	                 ? req->target.data + req->path_len + 1
+	                 : "";
+	size_t plen = req->path_len < sizeof(ex->path) - 1 ? req->path_len : sizeof(ex->path) - 1;
+	if (plen)
+		memcpy(ex->path, req->target.data, plen);
+	ex->path[plen] = '\0';
+	atomic_fetch_add(&srv->in_flight, 1);
+	int idx = -1;
+	if (!status)
+		idx = http1_route_find(srv->routes, srv->route_count, req, &status, ex->allow,
+		                       sizeof(ex->allow));
+	if (idx < 0) {
+		ex->route = &srv->unrouted;
+		if (status != 405)
+			ex->allow[0] = '\0';
+		size_t n = error_body(body, sizeof(body), status);
+		server_http_respond(ex, status, "application/json", body, n);
+		return;
+	}
+	ex->allow[0] = '\0';
 	ex->route = &srv->route_entries[idx];
 	ex->route->handler(ex, req, ex->route->ctx);
 }

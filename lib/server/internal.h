@@ -27,14 +27,25 @@
 struct method_stats {
 	struct metrics_counter *started;
 	struct metrics_counter *handled[GRPC_STATUS_COUNT];
+	struct metrics_counter *msg_received;
+	struct metrics_counter *msg_sent;
 	struct metrics_histogram *seconds;
+	bool quiet; /* health checks: request log lines at debug level */
 };
+
+#define SERVER_HTTP_STATUS_MIN 100
+#define SERVER_HTTP_STATUS_MAX 599
 
 struct route_entry {
 	server_http_fn handler;
 	void *ctx;
-	struct metrics_counter *by_class[6]; /* 1xx..5xx by status / 100, [0] unused */
+	const char *handler_label;
+	/* http_requests_total{handler,code} children by status, resolved on
+	 * first use (any worker: atomic pointers, the registry dedups). */
+	_Atomic(struct metrics_counter *)
+	    by_status[SERVER_HTTP_STATUS_MAX - SERVER_HTTP_STATUS_MIN + 1];
 	struct metrics_histogram *seconds;
+	bool quiet; /* probes (/healthz, /readyz): request log lines at debug level */
 };
 
 struct worker;
@@ -162,6 +173,7 @@ void worker_maybe_finish(struct worker *w);
 /* A connection of this worker closed (its fd is free): resume paused accepts. */
 void worker_conn_closed(struct worker *w);
 void server_record_grpc_started(struct server *srv, const struct grpc_method *m);
+void server_record_grpc_message(struct server *srv, const struct grpc_method *m, bool sent);
 void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
                         int status, double seconds);
 void server_wake_workers(struct server *srv);

@@ -50,32 +50,54 @@ static int resolve_method_stats(struct server *srv, struct method_stats *st, con
 	    "Histogram of response latency (seconds) of gRPC that had been application-level "
 	    "handled by the server.",
 	    metrics_latency_buckets, metrics_latency_bucket_count, 3, grpc_labels);
-	if (!started || !handled || !seconds)
+	struct metrics_family *received = metrics_counter_family(
+	    srv->metrics, "grpc_server_msg_received_total",
+	    "Total number of RPC stream messages received on the server.", 3, grpc_labels);
+	struct metrics_family *sent = metrics_counter_family(
+	    srv->metrics, "grpc_server_msg_sent_total",
+	    "Total number of gRPC stream messages sent by the server.", 3, grpc_labels);
+	if (!started || !handled || !seconds || !received || !sent)
 		return MV_ENOMEM;
 	const char *values[4] = {type, service, method, NULL};
 	st->started = metrics_counter_get(started, values);
+	st->msg_received = metrics_counter_get(received, values);
+	st->msg_sent = metrics_counter_get(sent, values);
+	st->quiet = strcmp(service, "grpc.health.v1.Health") == 0;
 	st->seconds = metrics_histogram_get(seconds, values);
 	for (int code = 0; code < GRPC_STATUS_COUNT; code++) {
-		values[3] = grpc_status_name(code);
+		values[3] = grpc_status_label(code);
 		st->handled[code] = metrics_counter_get(handled, values);
 	}
-	return st->started && st->seconds ? 0 : MV_ENOMEM;
+	return st->started && st->seconds && st->msg_received && st->msg_sent ? 0 : MV_ENOMEM;
+}
+
+static struct metrics_family *http_total_family(struct server *srv)
+{
+	return metrics_counter_family(
+	    srv->metrics, "http_requests_total",
+	    "HTTP requests (HTTP/1.1 and HTTP/2) by handler and status code.", 2, http_labels);
 }
 
 static int resolve_route_stats(struct server *srv, struct route_entry *r, const char *handler)
 {
-	static const char *const classes[6] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
-	struct metrics_family *total = metrics_counter_family(
-	    srv->metrics, "http_requests_total", "HTTP/1.1 requests by handler and status class.",
-	    2, http_labels);
+	struct metrics_family *total = http_total_family(srv);
 	struct metrics_family *seconds = metrics_histogram_family(
-	    srv->metrics, "http_request_duration_seconds", "HTTP/1.1 request latency by handler.",
-	    metrics_latency_buckets, metrics_latency_bucket_count, 1, http_labels);
+	    srv->metrics, "http_request_duration_seconds",
+	    "HTTP request latency (HTTP/1.1 and HTTP/2) by handler.", metrics_latency_buckets,
+	    metrics_latency_bucket_count, 1, http_labels);
 	if (!total || !seconds)
 		return MV_ENOMEM;
-	for (int i = 1; i < 6; i++) {
-		const char *values[2] = {handler, classes[i]};
-		r->by_class[i] = metrics_counter_get(total, values);
+	r->handler_label = handler;
+	for (size_t i = 0; i < sizeof(r->by_status) / sizeof(r->by_status[0]); i++)
+		atomic_init(&r->by_status[i], NULL);
+	/* The usual answers exist from the start, so rate() sees their first one. */
+	static const int common[] = {200};
+	for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++) {
+		char code[8];
+		snprintf(code, sizeof(code), "%d", common[i]);
+		const char *values[2] = {handler, code};
+		atomic_store(&r->by_status[common[i] - SERVER_HTTP_STATUS_MIN],
+		             metrics_counter_get(total, values));
 	}
 	const char *hv[1] = {handler};
 	r->seconds = metrics_histogram_get(seconds, hv);
@@ -87,6 +109,12 @@ static int resolve_route_stats(struct server *srv, struct route_entry *r, const 
 static double duration_ms(double seconds)
 {
 	return (double)llround(seconds * 1e9) / 1e6;
+}
+
+void server_record_grpc_message(struct server *srv, const struct grpc_method *m, bool sent)
+{
+	const struct method_stats *st = m->user;
+	metrics_counter_inc(sent ? st->msg_sent : st->msg_received);
 }
 
 void server_record_grpc_started(struct server *srv, const struct grpc_method *m)
@@ -102,29 +130,56 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 	const struct method_stats *st = m ? m->user : &srv->method_stats[SERVER_MAX_METHODS];
 	if (status < 0 || status >= GRPC_STATUS_COUNT)
 		status = GRPC_STATUS_UNKNOWN;
+	/* A call the session answered itself (unknown method, bad message,
+	 * deadline, budgets) never reached a handler: it starts and ends now,
+	 * so that started and handled count the same calls. */
+	if (!started)
+		metrics_counter_inc(st->started);
 	metrics_counter_inc(st->handled[status]);
 	metrics_histogram_observe(st->seconds, seconds);
 	if (started)
 		atomic_fetch_sub(&srv->in_flight, 1);
-	if (srv->cfg->log_requests && log_enabled(LOG_INFO))
-		log_info("grpc", LOG_S("method", path), LOG_S("code", grpc_status_name(status)),
-		         LOG_D("ms", duration_ms(seconds)));
+	enum log_level level = st->quiet && status == GRPC_STATUS_OK ? LOG_DEBUG : LOG_INFO;
+	if (srv->cfg->log_requests && log_enabled(level))
+		log_emit(level, "grpc",
+		         LOG_FIELDS(LOG_S("method", path), LOG_S("code", grpc_status_name(status)),
+		                    LOG_D("ms", duration_ms(seconds))));
+}
+
+static struct metrics_counter *route_status_counter(struct server *srv, struct route_entry *route,
+                                                    int status)
+{
+	if (status < SERVER_HTTP_STATUS_MIN || status > SERVER_HTTP_STATUS_MAX)
+		return NULL;
+	_Atomic(struct metrics_counter *) *slot =
+	    &route->by_status[status - SERVER_HTTP_STATUS_MIN];
+	struct metrics_counter *c = atomic_load_explicit(slot, memory_order_acquire);
+	if (!c) {
+		/* First answer with this code on this route: one registry lookup. */
+		char code[8];
+		snprintf(code, sizeof(code), "%d", status);
+		const char *values[2] = {route->handler_label, code};
+		c = metrics_counter_get(http_total_family(srv), values);
+		atomic_store_explicit(slot, c, memory_order_release);
+	}
+	return c;
 }
 
 void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
                         int status, double seconds)
 {
-	int cls = status / 100;
-	if (route && cls >= 1 && cls <= 5)
-		metrics_counter_inc(route->by_class[cls]);
-	if (route)
+	if (route) {
+		metrics_counter_inc(route_status_counter(srv, route, status));
 		metrics_histogram_observe(route->seconds, seconds);
-	if (srv->cfg->log_requests && log_enabled(LOG_INFO)) {
+	}
+	enum log_level level = route && route->quiet && status < 500 ? LOG_DEBUG : LOG_INFO;
+	if (srv->cfg->log_requests && log_enabled(level)) {
 		static const char *const names[] = {"OTHER", "GET", "HEAD",
 		                                    "POST",  "PUT", "DELETE"};
 		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
-		log_info("http", LOG_S("method", mname), LOG_S("path", path),
-		         LOG_I("status", status), LOG_D("ms", duration_ms(seconds)));
+		log_emit(level, "http",
+		         LOG_FIELDS(LOG_S("method", mname), LOG_S("path", path),
+		                    LOG_I("status", status), LOG_D("ms", duration_ms(seconds))));
 	}
 }
 
@@ -255,9 +310,9 @@ static void http_readyz(struct http_exchange *ex, const struct http1_request *re
 	if (server_is_ready(srv))
 		server_http_respond(ex, 200, "text/plain; charset=utf-8", "ready\n", 6);
 	else if (server_is_draining(srv))
-		server_http_respond(ex, 503, "text/plain; charset=utf-8", "draining\n", 9);
+		server_http_respond(ex, 503, "application/json", "{\"error\":\"draining\"}\n", 21);
 	else
-		server_http_respond(ex, 503, "text/plain; charset=utf-8", "not ready\n", 10);
+		server_http_respond(ex, 503, "application/json", "{\"error\":\"not ready\"}\n", 22);
 }
 
 static void http_metrics(struct http_exchange *ex, const struct http1_request *req, void *ctx)
@@ -268,7 +323,8 @@ static void http_metrics(struct http_exchange *ex, const struct http1_request *r
 	metrics_gauge_set(srv->ready_gauge, server_is_ready(srv) ? 1 : 0);
 	if (metrics_render(srv->metrics, &out) != 0) {
 		buf_release(&out);
-		server_http_respond(ex, 500, "text/plain; charset=utf-8", "render failed\n", 14);
+		server_http_respond(ex, 500, "application/json", "{\"error\":\"render failed\"}\n",
+		                    26);
 		return;
 	}
 	server_http_respond(ex, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
@@ -342,6 +398,11 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 		server_free(srv);
 		return NULL;
 	}
+	/* Kubernetes probes every few seconds: their lines would drown the rest. */
+	for (size_t i = 0; i < srv->route_count; i++)
+		if (strcmp(srv->routes[i].path, "/healthz") == 0 ||
+		    strcmp(srv->routes[i].path, "/readyz") == 0)
+			srv->route_entries[i].quiet = true;
 	return srv;
 }
 
@@ -797,9 +858,9 @@ int server_run(struct server *srv)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	atomic_store(&srv->listening, true);
-	log_info("listening", LOG_S("service", srv->program), LOG_S("host", cfg->host),
-	         LOG_I("port", cfg->port), LOG_I("workers", (long long)n),
-	         LOG_S("version", MOVIE_VERSION_STRING));
+	/* Every line carries "service" already (log_init). */
+	log_info("listening", LOG_S("host", cfg->host), LOG_I("port", cfg->port),
+	         LOG_I("workers", (long long)n), LOG_S("version", MOVIE_VERSION_STRING));
 
 	uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 

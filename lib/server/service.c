@@ -9,6 +9,7 @@
 
 #include "movie/buf.h"
 #include "movie/err.h"
+#include "movie/log.h"
 #include "movie/server.h"
 #include "movie/text.h"
 #include "movie/banned.h"
@@ -118,13 +119,24 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 	int rc = cfg_load_all(schema, config, files, file_count, environ, errs);
 	if (rc) {
 		char line[1024];
+		/* --check-config talks to a person; a starting service writes JSON
+		 * log lines like every other line it writes (stdout, as the
+		 * services log), so that log pipelines parse its last words too. */
+		if (!check)
+			log_init(schema->program, LOG_INFO, 1);
 		for (size_t i = 0; i < errs->count; i++) {
 			cfg_error_format(&errs->items[i], line, sizeof(line));
-			fprintf(stderr, "%s: %s\n", schema->program, line);
+			if (check)
+				fprintf(stderr, "%s: %s\n", schema->program, line);
+			else
+				log_error("invalid configuration", LOG_S("error", line));
 		}
-		if (errs->dropped)
+		if (errs->dropped && check)
 			fprintf(stderr, "%s: (%zu more errors not shown)\n", schema->program,
 			        errs->dropped);
+		else if (errs->dropped)
+			log_error("invalid configuration: more errors not shown",
+			          LOG_I("count", (long long)errs->dropped));
 		free(errs);
 		cfg_release(schema, config);
 		return rc < 0 ? rc : MV_EINVAL;

@@ -358,7 +358,7 @@ class LivePrometheus(unittest.TestCase):
                 break
             time.sleep(0.5)
         self.assertEqual(value, 0)
-        got = self.wait_query('movie:grpc_server_requests:rate5m{app="movie",grpc_code="NOT_FOUND",'
+        got = self.wait_query('movie:grpc_server_requests:rate5m{app="movie",grpc_code="NotFound",'
                               'grpc_service="MovieService"}',
                               lambda r: len(r) == 1 and float(r[0]["value"][1]) > 0)
         self.assertGreater(float(got[0]["value"][1]), 0)

@@ -219,10 +219,10 @@ class ReplicaFailureTest(unittest.TestCase):
         # CANCELLED: the streams h2load still has open when its duration ends
         # (at most -c 10 x -m 10); since every call ends in the metrics (issue
         # 12 item 7) they count, as calls the client gave up.
-        cancelled = after.get("CANCELLED", 0) - before.get("CANCELLED", 0)
+        cancelled = after.get("Canceled", 0) - before.get("Canceled", 0)
         self.assertLessEqual(cancelled, 100)
         non_ok = {k: after.get(k, 0) - before.get(k, 0) for k in after
-                  if k not in ("OK", "CANCELLED")}
+                  if k not in ("OK", "Canceled")}
         print("rolling restart: %d succeeded, %d failed, non-OK gRPC %s" % (
             counts["succeeded"], counts["failed"] + counts["errored"], non_ok), file=sys.stderr)
         self.assertGreater(counts["succeeded"], 1000, out)
@@ -242,9 +242,9 @@ class ReplicaFailureTest(unittest.TestCase):
         counts = h2load_counts(out)
         after = movie_handled(self.movie)
         # CANCELLED: streams h2load abandons when its duration ends (<= 100).
-        self.assertLessEqual(after.get("CANCELLED", 0) - before.get("CANCELLED", 0), 100)
+        self.assertLessEqual(after.get("Canceled", 0) - before.get("Canceled", 0), 100)
         failed = sum(after.get(k, 0) - before.get(k, 0) for k in after
-                     if k not in ("OK", "CANCELLED"))
+                     if k not in ("OK", "Canceled"))
         # At most the calls in flight on the killed replica may fail (10 x 10 streams).
         self.assertLessEqual(failed, 100)
         self.assertEqual(counts["failed"] + counts["errored"], 0, out)

@@ -50,7 +50,7 @@ class PrometheusScrapeTest(unittest.TestCase):
                 self.assertTrue(up and up[0]["value"][1] == "1", up)
                 build = query('movie_build_info{job="metadata"}')
                 self.assertEqual(build[0]["metric"]["service"], "metadata")
-                handled = query('http_requests_total{job="metadata",handler="/metadata",code="4xx"}')
+                handled = query('http_requests_total{job="metadata",handler="/metadata",code="404"}')
                 self.assertGreaterEqual(float(handled[0]["value"][1]), 1)
                 families = query('count by (__name__) ({job="metadata",__name__=~"grpc_server_.*"})')
                 names = {r["metric"]["__name__"] for r in families}

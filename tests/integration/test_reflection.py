@@ -242,7 +242,7 @@ class ReflectionTest(unittest.TestCase):
         self.assertEqual(harness.scrape(svc)["server_requests_in_flight"], idle)
         key = ('grpc_server_handled_total{grpc_type="bidi_stream",'
                'grpc_service="grpc.reflection.v1.ServerReflection",'
-               'grpc_method="ServerReflectionInfo",grpc_code="CANCELLED"}')
+               'grpc_method="ServerReflectionInfo",grpc_code="Canceled"}')
         self.assertEqual(harness.scrape(svc).get(key), 1)
 
     def test_reflection_calls_are_counted_as_bidi(self):

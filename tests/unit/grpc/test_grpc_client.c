@@ -536,8 +536,15 @@ static void test_round_robin_and_resolution(void)
 	struct buf out;
 	buf_init(&out, 0);
 	CHECK_INT_EQ(metrics_render(reg, &out), 0);
-	CHECK(out.data &&
-	      strstr(out.data, "grpc_client_handled_total{peer=\"test\",grpc_code=\"OK\"} 200"));
+	/* go-grpc-prometheus' client names and labels: started and handled
+	 * count the same calls, the histogram counts each once. */
+	CHECK(out.data && strstr(out.data, "grpc_client_started_total{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Echo\"} 200\n"));
+	CHECK(out.data && strstr(out.data, "grpc_client_handled_total{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Echo\","
+	                                   "grpc_code=\"OK\"} 200\n"));
+	CHECK(out.data && strstr(out.data, "grpc_client_handling_seconds_count{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Echo\"} 200\n"));
 	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2"));
 	/* A second channel of the same peer (the movie service has one per
 	 * worker loop) adds to the gauges instead of overwriting them. */
@@ -1122,8 +1129,9 @@ static void test_cancel_resets_streams(void)
 	buf_reset(&out);
 	CHECK_INT_EQ(metrics_render(reg, &out), 0);
 	CHECK(out.data && strstr(out.data, "grpc_client_calls_in_flight{peer=\"test\"} 0\n"));
-	CHECK(out.data && strstr(out.data, "grpc_client_handled_total{peer=\"test\","
-	                                   "grpc_code=\"CANCELLED\"} 11\n"));
+	CHECK(out.data && strstr(out.data, "grpc_client_handled_total{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Hang\","
+	                                   "grpc_code=\"Canceled\"} 11\n"));
 	buf_release(&out);
 	/* The server's handlers see RST_STREAM(CANCEL) - long before any deadline. */
 	CHECK(run_until(&loop, hang_cancelled, &sc, 2000));

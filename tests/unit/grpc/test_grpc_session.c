@@ -81,6 +81,61 @@ static const struct grpc_session_hooks hooks = {
     .want_write = hook_want_write,
 };
 
+/* ---- plain HTTP requests and message counts (issue 13) ---- */
+
+struct http_state {
+	int requests;
+	int msgs_received, msgs_sent;
+	char method[16];
+	char target[256];
+	char content_type[64];
+	char body[64];
+	size_t body_len;
+	int status;
+	struct grpc_call *held;
+};
+static struct http_state hs;
+
+static void hook_message(void *ctx, const struct grpc_method *method, bool sent)
+{
+	CHECK(method != NULL);
+	if (sent)
+		hs.msgs_sent++;
+	else
+		hs.msgs_received++;
+}
+
+static void hook_http(void *ctx, struct grpc_call *call, const struct grpc_http_request *req)
+{
+	hs.requests++;
+	snprintf(hs.method, sizeof(hs.method), "%s", req->method);
+	snprintf(hs.target, sizeof(hs.target), "%s", req->target);
+	snprintf(hs.content_type, sizeof(hs.content_type), "%s", req->content_type);
+	hs.body_len = req->body_len;
+	if (req->body_len < sizeof(hs.body)) {
+		if (req->body_len)
+			memcpy(hs.body, req->body, req->body_len);
+		hs.body[req->body_len] = '\0';
+	}
+	hs.status = req->status;
+	if (strcmp(req->method, "HOLD") == 0) {
+		hs.held = call; /* answered later */
+		return;
+	}
+	grpc_call_respond_http(call, req->status ? req->status : 200, "application/json", NULL,
+	                       "{\"ok\":1}", 8, strcmp(req->method, "HEAD") == 0);
+}
+
+static const struct grpc_session_hooks http_hooks = {
+    .call_done = hook_done,
+    .call_started = hook_started,
+    .call_message = hook_message,
+    .http_request = hook_http,
+    .want_write = hook_want_write,
+};
+
+static const struct grpc_session_hooks *session_hooks = &hooks;
+
 static void h_echo(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
 	st.handler_calls++;
@@ -314,7 +369,7 @@ static void conn_open(struct conn *k, const struct grpc_session_limits *limits)
 	nghttp2_session_callbacks *cbs;
 	memset(k, 0, sizeof(*k));
 	buf_init(&k->out, 0);
-	k->srv = grpc_session_new(methods, METHOD_COUNT, limits, &hooks);
+	k->srv = grpc_session_new(methods, METHOD_COUNT, limits, session_hooks);
 	CHECK(k->srv != NULL);
 	CHECK_INT_EQ(nghttp2_session_callbacks_new(&cbs), 0);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, cli_on_header);
@@ -558,6 +613,92 @@ static void test_error_trailers_only(void)
 	CHECK_INT_EQ(st.last_done_status, GRPC_STATUS_FAILED_PRECONDITION);
 	CHECK(st.last_done_started);
 	conn_close(&k);
+}
+
+static void test_plain_http_and_message_hooks(void)
+{
+	static const struct grpc_session_limits limits = {
+	    .max_message_bytes = 1024,
+	    .max_concurrent_streams = 128,
+	    .max_header_bytes = 8192,
+	    .max_http_body_bytes = 16,
+	};
+	struct conn k;
+	reset_state();
+	memset(&hs, 0, sizeof(hs));
+	session_hooks = &http_hooks;
+	conn_open(&k, &limits);
+	/* gRPC: one message each way, as go-grpc-prometheus counts them. */
+	struct rec *r = start_call(&k, "/test.Echo/Unary", "hello");
+	CHECK(pump(&k));
+	check_ok_response(r, "hello");
+	CHECK_INT_EQ(hs.msgs_received, 1);
+	CHECK_INT_EQ(hs.msgs_sent, 1);
+	CHECK_INT_EQ(hs.requests, 0);
+	int done_before = st.done;
+
+	/* A GET on a gRPC path is plain HTTP: handed over, never a gRPC call. */
+	r = start_call_ex(&k, "/test.Echo/Unary?x=1", "GET", NULL, NULL, NULL, 0, false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(hs.requests, 1);
+	CHECK_STR_EQ(hs.method, "GET");
+	CHECK_STR_EQ(hs.target, "/test.Echo/Unary?x=1");
+	CHECK_INT_EQ(hs.status, 0);
+	CHECK_INT_EQ(r->http_status, 200);
+	CHECK_STR_EQ(r->content_type, "application/json");
+	CHECK_INT_EQ((long long)r->data.len, 8);
+	CHECK(r->data.data && memcmp(r->data.data, "{\"ok\":1}", 8) == 0);
+	CHECK(r->closed);
+	CHECK_INT_EQ(r->grpc_status, -1);
+
+	/* POST with another content-type, body within the cap. */
+	r = start_call_ex(&k, "/metadata", "PUT", "application/json", NULL, "{\"a\":1}", 7, true);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(hs.requests, 2);
+	CHECK_STR_EQ(hs.content_type, "application/json");
+	CHECK_INT_EQ((long long)hs.body_len, 7);
+	CHECK_STR_EQ(hs.body, "{\"a\":1}");
+	CHECK_INT_EQ(r->http_status, 200);
+
+	/* Over max_http_body_bytes: dropped, handed over with 413. */
+	char big[100];
+	memset(big, 'x', sizeof(big));
+	r = start_call_ex(&k, "/metadata", "PUT", "text/plain", NULL, big, sizeof(big), true);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(hs.requests, 3);
+	CHECK_INT_EQ(hs.status, 413);
+	CHECK_INT_EQ((long long)hs.body_len, 0);
+	CHECK_INT_EQ(r->http_status, 413);
+	CHECK_INT_EQ((long long)grpc_session_buffered_request_bytes(k.srv), 0);
+
+	/* HEAD: headers only. */
+	r = start_call_ex(&k, "/healthz", "HEAD", NULL, NULL, NULL, 0, false);
+	CHECK(pump(&k));
+	CHECK_INT_EQ(r->http_status, 200);
+	CHECK_INT_EQ((long long)r->data.len, 0);
+	CHECK(r->closed);
+
+	/* Held, then the client resets: the late answer only releases it. */
+	r = start_call_ex(&k, "/slow", "HOLD", NULL, NULL, NULL, 0, false);
+	CHECK(pump(&k));
+	CHECK(hs.held != NULL);
+	CHECK_INT_EQ((long long)grpc_session_active_calls(k.srv), 1);
+	CHECK_INT_EQ(nghttp2_submit_rst_stream(k.cli, NGHTTP2_FLAG_NONE, r->id, NGHTTP2_CANCEL), 0);
+	CHECK(pump(&k));
+	CHECK_INT_EQ((long long)grpc_session_active_calls(k.srv), 0);
+	grpc_call_respond_http(hs.held, 200, "text/plain", NULL, "late", 4, false);
+	hs.held = NULL;
+	CHECK(pump(&k));
+	CHECK_INT_EQ(st.done, done_before); /* plain HTTP never reaches call_done */
+	CHECK_INT_EQ(hs.msgs_received, 1);
+
+	/* Held when the session goes: the answer after it only releases. */
+	r = start_call_ex(&k, "/slow", "HOLD", NULL, NULL, NULL, 0, false);
+	CHECK(pump(&k));
+	CHECK(hs.held != NULL);
+	conn_close(&k);
+	grpc_call_respond_http(hs.held, 200, "text/plain", NULL, "late", 4, false);
+	session_hooks = &hooks;
 }
 
 static void test_unknown_path_method_content_type(void)
@@ -1627,6 +1768,7 @@ int main(void)
 	RUN(test_large_messages_flow_control);
 	RUN(test_error_trailers_only);
 	RUN(test_unknown_path_method_content_type);
+	RUN(test_plain_http_and_message_hooks);
 	RUN(test_malformed_frames);
 	RUN(test_deadline_already_expired);
 	RUN(test_async_completion);

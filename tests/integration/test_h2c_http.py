@@ -1,0 +1,118 @@
+"""Issue 13: the JSON API, /healthz, /readyz and /metrics answer over HTTP/2 with
+prior knowledge (h2c), as gateways speak to Services declaring appProtocol
+kubernetes.io/h2c, through the same routes, handlers and caps as HTTP/1.1; every
+error answer is {"error": ...} JSON. Client: the real curl (--http2-prior-knowledge).
+
+    /usr/bin/python3 test_h2c_http.py
+"""
+import json
+import os
+import subprocess
+import tempfile
+import unittest
+
+import grpc
+
+import harness
+from harness import Service
+
+S = harness.stubs()
+pb = S.movie_pb2
+
+CONFIG = "shutdown:\n  drain_delay: 100ms\n  grace_period: 5s\napi:\n  max_body_bytes: 4096\n"
+
+
+class H2cHttpTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.svc = Service("metadata", CONFIG).start()
+        cls.base = "http://%s" % cls.svc.target
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.svc.stop()
+        cls.svc.__exit__()
+
+    def curl(self, *args):
+        """(status, headers dict, body bytes, http version) of one h2c request."""
+        curl = harness.require_program(self, "curl", "curl")
+        fd, hdr = tempfile.mkstemp(prefix="h2c-headers-")
+        os.close(fd)
+        try:
+            p = subprocess.run([curl, "-sS", "--http2-prior-knowledge", "-D", hdr,
+                                "-w", "\n%{http_code} %{http_version}"] + list(args),
+                               capture_output=True, timeout=30)
+            self.assertEqual(p.returncode, 0, p.stderr.decode())
+            body, _, tail = p.stdout.rpartition(b"\n")
+            code, version = tail.decode().split()
+            headers = {}
+            with open(hdr) as f:
+                for line in f:
+                    name, sep, value = line.partition(":")
+                    if sep:
+                        headers[name.strip().lower()] = value.strip()
+            return int(code), headers, body, version
+        finally:
+            os.unlink(hdr)
+
+    def test_probes_and_metrics(self):
+        code, _, body, version = self.curl(self.base + "/healthz")
+        self.assertEqual((code, version, body), (200, "2", b"ok\n"))
+        code, _, body, _ = self.curl(self.base + "/readyz")
+        self.assertEqual((code, body), (200, b"ready\n"))
+        code, headers, body, _ = self.curl(self.base + "/metrics")
+        self.assertEqual(code, 200)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
+        self.assertIn(b'http_requests_total{handler="/healthz",code="200"}', body)
+
+    def test_json_api_and_error_bodies(self):
+        doc = {"id": "h2", "title": "T", "description": "D", "director": "X"}
+        code, headers, body, version = self.curl(
+            "-X", "PUT", "-H", "content-type: application/json", "--data-binary",
+            json.dumps(doc), self.base + "/metadata")
+        self.assertEqual((code, version), (200, "2"), body)
+        code, headers, body, _ = self.curl(self.base + "/metadata?id=h2")
+        self.assertEqual(code, 200)
+        self.assertEqual(headers["content-type"], "application/json")
+        self.assertEqual(json.loads(body), doc)
+        # Served by the same handler as HTTP/1.1: the same answer.
+        status, h1_body = self.svc.http("GET", "/metadata?id=h2")
+        self.assertEqual((status, json.loads(h1_body)), (200, doc))
+
+        code, headers, body, _ = self.curl(self.base + "/metadata?id=missing")
+        self.assertEqual(code, 404)
+        self.assertIn("error", json.loads(body))
+        code, headers, body, _ = self.curl(self.base + "/no-such-path")
+        self.assertEqual((code, json.loads(body)), (404, {"error": "Not Found"}))
+        code, headers, body, _ = self.curl("-X", "DELETE", self.base + "/healthz")
+        self.assertEqual(code, 405)
+        self.assertEqual(headers["allow"], "GET, HEAD")
+        self.assertEqual(json.loads(body), {"error": "Method Not Allowed"})
+        # api.max_body_bytes holds on HTTP/2 too.
+        code, headers, body, _ = self.curl("-X", "PUT", "--data-binary", "x" * 10000,
+                                           self.base + "/metadata")
+        self.assertEqual((code, json.loads(body)), (413, {"error": "Payload Too Large"}))
+        # HTTP/1.1 errors are JSON as well.
+        status, h1_body = self.svc.http("GET", "/no-such-path")
+        self.assertEqual((status, json.loads(h1_body)), (404, {"error": "Not Found"}))
+
+    def test_counted_in_http_metrics_not_grpc(self):
+        before = harness.scrape(self.svc)
+        self.curl(self.base + "/metadata?id=counted-missing")
+        after = harness.scrape(self.svc)
+        key = 'http_requests_total{handler="/metadata",code="404"}'
+        self.assertEqual(after[key] - before.get(key, 0), 1)
+        grpc_calls = lambda s: sum(v for k, v in s.items()
+                                   if k.startswith("grpc_server_handled_total"))
+        self.assertEqual(grpc_calls(after), grpc_calls(before))
+
+    def test_grpc_still_served_on_the_same_port(self):
+        with grpc.insecure_channel(self.svc.target) as ch:
+            stub = S.movie_pb2_grpc.MetadataServiceStub(ch)
+            with self.assertRaises(grpc.RpcError) as e:
+                stub.GetMetadata(pb.GetMetadataRequest(movie_id="missing-grpc"), timeout=5)
+            self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+
+if __name__ == "__main__":
+    unittest.main()
