@@ -369,6 +369,18 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 		conn_process_h1(c);
 }
 
+/* The route's handler, now or after faults.delay; the request stays parsed
+ * in the connection until the exchange is answered. */
+static void h1_run_handler(struct http_exchange *ex)
+{
+	if (!ex->conn) {
+		/* The client went away meanwhile: nothing to answer. */
+		server_http_respond(ex, 499, "text/plain; charset=utf-8", "", 0);
+		return;
+	}
+	ex->route->handler(ex, &ex->conn->h1.request, ex->route->ctx);
+}
+
 static void h1_dispatch(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
@@ -406,7 +418,10 @@ static void h1_dispatch(struct conn *c)
 		return;
 	}
 	ex->route = &srv->route_entries[idx];
-	ex->route->handler(ex, req, ex->route->ctx);
+	if (ex->route->faultable)
+		faults_http_call(srv, ex, h1_run_handler);
+	else
+		ex->route->handler(ex, req, ex->route->ctx);
 }
 
 /* Parse and answer as many buffered requests as possible: one round until the
