@@ -78,7 +78,8 @@ static void finish_http(struct request *r, bool has_rating)
 	else
 		rc = rc ? rc : buf_append_str(&body, ",\"rating\":null}\n");
 	if (rc)
-		service_http_error(r->ex, 500, "out of memory");
+		service_http_error(r->ex, 503,
+		                   "out of memory"); /* retryable: docs/internals/core.md */
 	else
 		server_http_respond(r->ex, 200, "application/json", body.data, body.len);
 	buf_release(&body);
@@ -153,11 +154,32 @@ static void on_rating(void *arg, int status, const char *message, double rating)
 		complete(r);
 }
 
+/* Peer channels could not be created on this loop (out of memory or fds):
+ * every request fails the same way until they can, so say it once per loop
+ * per CHANNEL_LOG_INTERVAL_NS with the count of the failures in between,
+ * not once per request. */
+#define CHANNEL_LOG_INTERVAL_NS (10LL * 1000000000)
+static void log_channels_failed(void)
+{
+	static __thread int64_t last_ns; /* per loop thread */
+	static __thread long suppressed;
+	int64_t now = grpc_now_ns();
+	if (last_ns && now - last_ns < CHANNEL_LOG_INTERVAL_NS) {
+		suppressed++;
+		return;
+	}
+	log_error("cannot create peer channels: answering UNAVAILABLE",
+	          LOG_I("suppressed", suppressed));
+	last_ns = now;
+	suppressed = 0;
+}
+
 /* Start both peer calls; on a local failure answer at once. */
 static void start(struct request *r, int64_t deadline_ns)
 {
 	struct gateways *gw = gateways_for_this_loop(r->h->cfg, r->h->metrics);
 	if (!gw) {
+		log_channels_failed();
 		fail(r, GRPC_STATUS_UNAVAILABLE, "cannot create peer channels");
 		free(r);
 		return;
