@@ -46,8 +46,8 @@ int faults_init(struct server *srv)
 	    "1 for each fault (faults.*) this process injects on purpose.", 1, labels);
 	struct metrics_family *injected = metrics_counter_family(
 	    srv->metrics, "movie_faults_injected_total",
-	    "Calls a fault was injected into: error (faults.error_ratio), delay (faults.delay).",
-	    1, labels);
+	    "Calls a fault was injected into: error (faults.error_ratio), delay (faults.delay).", 1,
+	    labels);
 	if (!enabled || !injected)
 		return MV_ENOMEM;
 	bool on[FAULT_KIND_COUNT] = {f->error_ratio > 0, f->delay_ms > 0, f->not_ready,
@@ -89,7 +89,8 @@ static void on_exit_after(uv_timer_t *t)
 {
 	const struct server *srv = t->data;
 	log_error("faults.exit_after reached: exiting with status 1 on purpose",
-	          LOG_S("service", srv->program), LOG_I("exit_after_ms", srv->cfg->faults.exit_after_ms));
+	          LOG_S("service", srv->program),
+	          LOG_I("exit_after_ms", srv->cfg->faults.exit_after_ms));
 	/* A crash, as the fault means: no drain, no destructors racing the loops. */
 	_exit(1);
 }
@@ -100,7 +101,8 @@ void faults_start_exit_timer(struct server *srv)
 		return;
 	uv_timer_init(&srv->main_loop, &srv->exit_timer);
 	srv->exit_timer.data = srv;
-	uv_timer_start(&srv->exit_timer, on_exit_after, (uint64_t)srv->cfg->faults.exit_after_ms, 0);
+	uv_timer_start(&srv->exit_timer, on_exit_after, (uint64_t)srv->cfg->faults.exit_after_ms,
+	               0);
 }
 
 /* True when this call draws an injected error (faults.error_ratio). */
@@ -239,8 +241,7 @@ static struct fault_delay *delay_start(struct worker *w)
 }
 
 /* The handler of every faulted gRPC method; ctx is its method_stats. */
-static void faulted_grpc_handler(struct grpc_call *call, const uint8_t *msg, size_t len,
-                                 void *ctx)
+static void faulted_grpc_handler(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
 {
 	const struct method_stats *st = ctx;
 	struct worker *w = server_current_worker;
