@@ -274,6 +274,14 @@ int server_add_grpc(struct server *srv, const char *service, const char *method,
 int server_add_http(struct server *srv, const char *path, unsigned method_mask,
                     server_http_fn handler, void *ctx);
 
+/* Call `fn(ex, arg)` once if the client goes away (its connection closes: EOF,
+ * reset, a forced shutdown) before the request is answered, so that the
+ * handler can stop work nobody waits for (as grpc_call_on_cancel). The
+ * handler must still call server_http_respond, from fn or later. A later call
+ * replaces the callback; fn NULL removes it. Loop thread only. */
+void server_http_on_cancel(struct http_exchange *ex,
+                           void (*fn)(struct http_exchange *ex, void *arg), void *arg);
+
 /* Answer an HTTP request. `body` is copied. Safe after the client went away. */
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
                          const char *body, size_t len);

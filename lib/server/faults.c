@@ -199,6 +199,7 @@ static void delay_fire(struct fault_delay *d)
 		else
 			grpc_proceed(srv, w, d->call, d->st, d->msg, d->len);
 	} else {
+		server_http_on_cancel(d->ex, NULL, NULL);
 		http_proceed(srv, w, d->ex, d->run);
 	}
 	uv_close((uv_handle_t *)&d->timer, delay_free);
@@ -217,6 +218,15 @@ static void on_delayed_call_cancelled(struct grpc_call *call, void *arg)
 	delay_unlink(d);
 	uv_timer_stop(&d->timer);
 	grpc_call_finish(call, GRPC_STATUS_CANCELLED, "cancelled", NULL, 0);
+	uv_close((uv_handle_t *)&d->timer, delay_free);
+}
+
+static void on_delayed_http_gone(struct http_exchange *ex, void *arg)
+{
+	struct fault_delay *d = arg;
+	delay_unlink(d);
+	uv_timer_stop(&d->timer);
+	server_http_respond(ex, 499, "text/plain; charset=utf-8", "", 0);
 	uv_close((uv_handle_t *)&d->timer, delay_free);
 }
 
@@ -300,6 +310,7 @@ void faults_http_call(struct server *srv, struct http_exchange *ex,
 	}
 	d->ex = ex;
 	d->run = run;
+	server_http_on_cancel(ex, on_delayed_http_gone, d);
 }
 
 void faults_flush_delays(struct worker *w)

@@ -91,8 +91,10 @@ static void fail(struct request *r, int status, const char *message)
 		grpc_call_finish(r->call, status, message, NULL, 0);
 		return;
 	}
+	/* 499: the client closed the request (nobody reads it; for the metrics). */
 	int http = status == GRPC_STATUS_NOT_FOUND          ? 404
 	           : status == GRPC_STATUS_INVALID_ARGUMENT ? 400
+	           : status == GRPC_STATUS_CANCELLED        ? 499
 	                                                    : 503;
 	service_http_error(r->ex, http, message);
 }
@@ -202,14 +204,24 @@ static void start(struct request *r, int64_t deadline_ns)
  * the peer calls are cancelled too (RST_STREAM downstream) and the request is
  * freed now, not when the peers answer or time out. Each cancel completes its
  * call synchronously; the last completion finishes (and frees) r. */
-static void on_caller_cancelled(struct grpc_call *call, void *arg)
+static void cancel_peers(struct request *r)
 {
-	struct request *r = arg;
 	struct grpc_client_call *peers[2] = {r->metadata_call, r->rating_call};
 	r->cancelled = true;
 	for (int i = 0; i < 2; i++)
 		if (peers[i])
 			grpc_client_call_cancel(peers[i]);
+}
+
+static void on_caller_cancelled(struct grpc_call *call, void *arg)
+{
+	cancel_peers(arg);
+}
+
+/* The HTTP/1.1 client went away (EOF or reset): the same as a gRPC cancel. */
+static void on_http_caller_gone(struct http_exchange *ex, void *arg)
+{
+	cancel_peers(arg);
 }
 
 /* The id rule of docs/api.md ("Strings"); len is the id's true length. */
@@ -282,6 +294,7 @@ static void http_movie(struct http_exchange *ex, const struct http1_request *req
 	}
 	r->h = ctx;
 	r->ex = ex;
+	server_http_on_cancel(ex, on_http_caller_gone, r);
 	start(r, 0);
 }
 
