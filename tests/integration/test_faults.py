@@ -9,6 +9,7 @@ import concurrent.futures
 import math
 import os
 import re
+import socket
 import subprocess
 import time
 import unittest
@@ -159,7 +160,7 @@ class NoFaultsTest(unittest.TestCase):
 
 
 class DelayTest(unittest.TestCase):
-    DELAY = 0.4
+    DELAY = 1.0
 
     @classmethod
     def setUpClass(cls):
@@ -222,6 +223,23 @@ class DelayTest(unittest.TestCase):
         # The client's RST_STREAM ends the call at once, not when the delay ends.
         wait_for(lambda: metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
                  <= before, self.DELAY * 0.75, "the cancelled call to leave in-flight")
+
+
+    def test_http_client_gone_during_delay_ends_the_request(self):
+        first = harness.scrape(self.slow.svc)
+        before = metric(first, "server_requests_in_flight")
+        closed_before = metric(first, "http_requests_total", handler="/metadata", code="4xx")
+        sock = socket.create_connection(("127.0.0.1", self.slow.svc.port), timeout=5)
+        sock.sendall(b"GET /metadata?id=x HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
+                 > before, self.DELAY * 0.75, "the request to be in flight")
+        sock.close()
+        wait_for(lambda: metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
+                 <= before, self.DELAY * 0.75, "the abandoned request to leave in-flight")
+        samples = harness.scrape(self.slow.svc)
+        # Recorded as 499 (client closed the request), not as a 404 after the delay.
+        self.assertEqual(metric(samples, "http_requests_total", handler="/metadata", code="4xx")
+                         - closed_before, 1)
 
 
 class NotReadyTest(unittest.TestCase):
