@@ -31,6 +31,21 @@
 
 struct metrics_registry;
 
+/* faults.*: failures injected on purpose (docs/release.md "Faults on
+ * purpose"), all off by default. They apply to the service's own gRPC
+ * methods and HTTP routes, never to health, reflection or /metrics, except
+ * not_ready, which is exactly readiness. */
+struct server_faults {
+	double error_ratio;    /* share of calls answered with error_code, 0..1 */
+	char *error_code;      /* a gRPC code name (server_fault_codes) */
+	int64_t delay_ms;      /* added to every call (a timer, not a sleep) */
+	bool not_ready;        /* readiness never SERVING */
+	int64_t exit_after_ms; /* exit status 1 this long after start (0 = never) */
+};
+
+/* True when any fault of `f` is on. */
+bool server_faults_enabled(const struct server_faults *f);
+
 /* Keys common to every service (see docs/config.md). */
 struct server_config {
 	char *host;
@@ -52,141 +67,185 @@ struct server_config {
 	bool log_requests;
 	int64_t drain_delay_ms;
 	int64_t grace_period_ms;
+	struct server_faults faults;
 };
 
 extern const char *const server_log_levels[];
+/* faults.error_code values: the gRPC code names but OK. */
+extern const char *const server_fault_codes[];
+
+/* Largest faults.delay: a delayed call holds its memory and a stream. */
+#define SERVER_FAULT_DELAY_MAX_MS (10LL * 60 * 1000)
+
+/* cfg_option entries of the faults.* block for struct server_faults at
+ * `member` of `cfg_struct`; part of SERVER_CONFIG_OPTIONS, so every service
+ * schema has it. */
+#define SERVER_FAULTS_OPTIONS(cfg_struct, member)                                           \
+	{.key = "faults.error_ratio",                                                       \
+	 .type = CFG_DOUBLE,                                                                \
+	 .offset = offsetof(cfg_struct, member.error_ratio),                                \
+	 .default_value = "0",                                                              \
+	 .dmin = 0.0,                                                                       \
+	 .dmax = 1.0,                                                                       \
+	 .help = "FAULT: share of calls (0..1) answered with faults.error_code"},           \
+	    {.key = "faults.error_code",                                                    \
+	     .type = CFG_ENUM,                                                              \
+	     .offset = offsetof(cfg_struct, member.error_code),                             \
+	     .default_value = "UNAVAILABLE",                                                \
+	     .enum_values = server_fault_codes,                                             \
+	     .help = "FAULT: gRPC code of the injected errors (HTTP: its usual status)"},   \
+	    {.key = "faults.delay",                                                         \
+	     .type = CFG_DURATION_MS,                                                       \
+	     .offset = offsetof(cfg_struct, member.delay_ms),                               \
+	     .default_value = "0",                                                          \
+	     .min = 0,                                                                      \
+	     .max = SERVER_FAULT_DELAY_MAX_MS,                                              \
+	     .help = "FAULT: added to every call"},                                         \
+	    {.key = "faults.not_ready",                                                     \
+	     .type = CFG_BOOL,                                                              \
+	     .offset = offsetof(cfg_struct, member.not_ready),                              \
+	     .default_value = "false",                                                      \
+	     .help = "FAULT: readiness never SERVING"},                                     \
+	{                                                                                   \
+		.key = "faults.exit_after", .type = CFG_DURATION_MS,                        \
+		.offset = offsetof(cfg_struct, member.exit_after_ms), .default_value = "0", \
+		.min = 0, .max = 30LL * 24 * 3600 * 1000,                                   \
+		.help = "FAULT: exit with status 1 this long after start (0 = never)"       \
+	}
 
 /* cfg_option entries for struct server_config embedded as `member` of the
  * program's config struct `type`; `port` is the default port as a string. */
-#define SERVER_CONFIG_OPTIONS(cfg_struct, member, default_port)                                 \
-	{.key = "api.host",                                                                     \
-	 .type = CFG_STRING,                                                                    \
-	 .offset = offsetof(cfg_struct, member.host),                                           \
-	 .default_value = "0.0.0.0",                                                            \
-	 .max = 255,                                                                            \
-	 .help = "bind address"},                                                               \
-	    {.key = "api.port",                                                                 \
-	     .type = CFG_INT,                                                                   \
-	     .offset = offsetof(cfg_struct, member.port),                                       \
-	     .default_value = default_port,                                                     \
-	     .min = 1,                                                                          \
-	     .max = 65535,                                                                      \
-	     .help = "port for gRPC and HTTP/1.1"},                                             \
-	    {.key = "api.workers",                                                              \
-	     .type = CFG_INT,                                                                   \
-	     .offset = offsetof(cfg_struct, member.workers),                                    \
-	     .default_value = "0",                                                              \
-	     .min = 0,                                                                          \
-	     .max = 64,                                                                         \
-	     .help = "event-loop threads (0 = number of cores)"},                               \
-	    {.key = "api.max_message_bytes",                                                    \
-	     .type = CFG_SIZE,                                                                  \
-	     .offset = offsetof(cfg_struct, member.max_message_bytes),                          \
-	     .default_value = "4MiB",                                                           \
-	     .min = 1024,                                                                       \
-	     .max = 64 * 1024 * 1024,                                                           \
-	     .help = "largest gRPC request message"},                                           \
-	    {.key = "api.max_concurrent_streams",                                               \
-	     .type = CFG_INT,                                                                   \
-	     .offset = offsetof(cfg_struct, member.max_concurrent_streams),                     \
-	     .default_value = "100",                                                            \
-	     .min = 1,                                                                          \
-	     .max = 10000,                                                                      \
-	     .help = "HTTP/2 concurrent streams per connection"},                               \
-	    {.key = "api.max_header_bytes",                                                     \
-	     .type = CFG_SIZE,                                                                  \
-	     .offset = offsetof(cfg_struct, member.max_header_bytes),                           \
-	     .default_value = "16KiB",                                                          \
-	     .min = 1024,                                                                       \
-	     .max = 1024 * 1024,                                                                \
-	     .help = "request header cap"},                                                     \
-	    {.key = "api.max_body_bytes",                                                       \
-	     .type = CFG_SIZE,                                                                  \
-	     .offset = offsetof(cfg_struct, member.max_body_bytes),                             \
-	     .default_value = "1MiB",                                                           \
-	     .min = 1024,                                                                       \
-	     .max = 64 * 1024 * 1024,                                                           \
-	     .help = "HTTP/1.1 request body cap"},                                              \
-	    {.key = "api.idle_timeout",                                                         \
-	     .type = CFG_DURATION_MS,                                                           \
-	     .offset = offsetof(cfg_struct, member.idle_timeout_ms),                            \
-	     .default_value = "5m",                                                             \
-	     .min = 1000,                                                                       \
-	     .max = 24LL * 3600 * 1000,                                                         \
-	     .help = "close idle connections after"},                                           \
-	    {.key = "api.max_connection_age",                                                   \
-	     .type = CFG_DURATION_MS,                                                           \
-	     .offset = offsetof(cfg_struct, member.max_connection_age_ms),                      \
-	     .default_value = "0",                                                              \
-	     .min = 0,                                                                          \
-	     .max = 24LL * 3600 * 1000,                                                         \
-	     .help = "GOAWAY connections older than this (0 = never)"},                         \
-	    {.key = "api.max_output_bytes",                                                     \
-	     .type = CFG_SIZE,                                                                  \
-	     .offset = offsetof(cfg_struct, member.max_output_bytes),                           \
-	     .default_value = "256KiB",                                                         \
-	     .min = 16 * 1024,                                                                  \
-	     .max = 64 * 1024 * 1024,                                                           \
-	     .help = "unsent output per connection above which it is not read"},                \
-	    {.key = "api.write_timeout",                                                        \
-	     .type = CFG_DURATION_MS,                                                           \
-	     .offset = offsetof(cfg_struct, member.write_timeout_ms),                           \
-	     .default_value = "30s",                                                            \
-	     .min = 1000,                                                                       \
-	     .max = 3600 * 1000,                                                                \
-	     .help = "reset a connection whose output stalls this long"},                       \
-	    {.key = "api.header_timeout",                                                       \
-	     .type = CFG_DURATION_MS,                                                           \
-	     .offset = offsetof(cfg_struct, member.header_timeout_ms),                          \
-	     .default_value = "10s",                                                            \
-	     .min = 1000,                                                                       \
-	     .max = 3600 * 1000,                                                                \
-	     .help = "time from a request's first byte to its complete header block"},          \
-	    {.key = "api.request_timeout",                                                      \
-	     .type = CFG_DURATION_MS,                                                           \
-	     .offset = offsetof(cfg_struct, member.request_timeout_ms),                         \
-	     .default_value = "60s",                                                            \
-	     .min = 1000,                                                                       \
-	     .max = 24LL * 3600 * 1000,                                                         \
-	     .help = "time from a request's first byte to its last (body included)"},           \
-	    {.key = "api.max_connection_request_bytes",                                         \
-	     .type = CFG_SIZE,                                                                  \
-	     .offset = offsetof(cfg_struct, member.max_connection_request_bytes),               \
-	     .default_value = "16MiB",                                                          \
-	     .min = 64 * 1024,                                                                  \
-	     .max = 1024LL * 1024 * 1024,                                                       \
-	     .help = "request bytes one HTTP/2 connection may buffer"},                         \
-	    {.key = "api.max_process_request_bytes",                                            \
-	     .type = CFG_SIZE,                                                                  \
-	     .offset = offsetof(cfg_struct, member.max_process_request_bytes),                  \
-	     .default_value = "128MiB",                                                         \
-	     .min = 1024 * 1024,                                                                \
-	     .max = 16LL * 1024 * 1024 * 1024,                                                  \
-	     .help = "request bytes the whole process may buffer"},                             \
-	    {.key = "log.level",                                                                \
-	     .type = CFG_ENUM,                                                                  \
-	     .offset = offsetof(cfg_struct, member.log_level),                                  \
-	     .default_value = "info",                                                           \
-	     .enum_values = server_log_levels,                                                  \
-	     .help = "minimum log level"},                                                      \
-	    {.key = "log.requests",                                                             \
-	     .type = CFG_BOOL,                                                                  \
-	     .offset = offsetof(cfg_struct, member.log_requests),                               \
-	     .default_value = "true",                                                           \
-	     .help = "one log line per request"},                                               \
-	    {.key = "shutdown.drain_delay",                                                     \
-	     .type = CFG_DURATION_MS,                                                           \
-	     .offset = offsetof(cfg_struct, member.drain_delay_ms),                             \
-	     .default_value = "5s",                                                             \
-	     .min = 0,                                                                          \
-	     .max = 600000,                                                                     \
-	     .help = "keep serving, not ready, this long after SIGTERM"},                       \
-	{                                                                                       \
-		.key = "shutdown.grace_period", .type = CFG_DURATION_MS,                        \
-		.offset = offsetof(cfg_struct, member.grace_period_ms), .default_value = "20s", \
-		.min = 0, .max = 600000,                                                        \
-		.help = "then finish in-flight requests for at most this long"                  \
-	}
+#define SERVER_CONFIG_OPTIONS(cfg_struct, member, default_port)                        \
+	{.key = "api.host",                                                            \
+	 .type = CFG_STRING,                                                           \
+	 .offset = offsetof(cfg_struct, member.host),                                  \
+	 .default_value = "0.0.0.0",                                                   \
+	 .max = 255,                                                                   \
+	 .help = "bind address"},                                                      \
+	    {.key = "api.port",                                                        \
+	     .type = CFG_INT,                                                          \
+	     .offset = offsetof(cfg_struct, member.port),                              \
+	     .default_value = default_port,                                            \
+	     .min = 1,                                                                 \
+	     .max = 65535,                                                             \
+	     .help = "port for gRPC and HTTP/1.1"},                                    \
+	    {.key = "api.workers",                                                     \
+	     .type = CFG_INT,                                                          \
+	     .offset = offsetof(cfg_struct, member.workers),                           \
+	     .default_value = "0",                                                     \
+	     .min = 0,                                                                 \
+	     .max = 64,                                                                \
+	     .help = "event-loop threads (0 = number of cores)"},                      \
+	    {.key = "api.max_message_bytes",                                           \
+	     .type = CFG_SIZE,                                                         \
+	     .offset = offsetof(cfg_struct, member.max_message_bytes),                 \
+	     .default_value = "4MiB",                                                  \
+	     .min = 1024,                                                              \
+	     .max = 64 * 1024 * 1024,                                                  \
+	     .help = "largest gRPC request message"},                                  \
+	    {.key = "api.max_concurrent_streams",                                      \
+	     .type = CFG_INT,                                                          \
+	     .offset = offsetof(cfg_struct, member.max_concurrent_streams),            \
+	     .default_value = "100",                                                   \
+	     .min = 1,                                                                 \
+	     .max = 10000,                                                             \
+	     .help = "HTTP/2 concurrent streams per connection"},                      \
+	    {.key = "api.max_header_bytes",                                            \
+	     .type = CFG_SIZE,                                                         \
+	     .offset = offsetof(cfg_struct, member.max_header_bytes),                  \
+	     .default_value = "16KiB",                                                 \
+	     .min = 1024,                                                              \
+	     .max = 1024 * 1024,                                                       \
+	     .help = "request header cap"},                                            \
+	    {.key = "api.max_body_bytes",                                              \
+	     .type = CFG_SIZE,                                                         \
+	     .offset = offsetof(cfg_struct, member.max_body_bytes),                    \
+	     .default_value = "1MiB",                                                  \
+	     .min = 1024,                                                              \
+	     .max = 64 * 1024 * 1024,                                                  \
+	     .help = "HTTP/1.1 request body cap"},                                     \
+	    {.key = "api.idle_timeout",                                                \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.idle_timeout_ms),                   \
+	     .default_value = "5m",                                                    \
+	     .min = 1000,                                                              \
+	     .max = 24LL * 3600 * 1000,                                                \
+	     .help = "close idle connections after"},                                  \
+	    {.key = "api.max_connection_age",                                          \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.max_connection_age_ms),             \
+	     .default_value = "0",                                                     \
+	     .min = 0,                                                                 \
+	     .max = 24LL * 3600 * 1000,                                                \
+	     .help = "GOAWAY connections older than this (0 = never)"},                \
+	    {.key = "api.max_output_bytes",                                            \
+	     .type = CFG_SIZE,                                                         \
+	     .offset = offsetof(cfg_struct, member.max_output_bytes),                  \
+	     .default_value = "256KiB",                                                \
+	     .min = 16 * 1024,                                                         \
+	     .max = 64 * 1024 * 1024,                                                  \
+	     .help = "unsent output per connection above which it is not read"},       \
+	    {.key = "api.write_timeout",                                               \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.write_timeout_ms),                  \
+	     .default_value = "30s",                                                   \
+	     .min = 1000,                                                              \
+	     .max = 3600 * 1000,                                                       \
+	     .help = "reset a connection whose output stalls this long"},              \
+	    {.key = "api.header_timeout",                                              \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.header_timeout_ms),                 \
+	     .default_value = "10s",                                                   \
+	     .min = 1000,                                                              \
+	     .max = 3600 * 1000,                                                       \
+	     .help = "time from a request's first byte to its complete header block"}, \
+	    {.key = "api.request_timeout",                                             \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.request_timeout_ms),                \
+	     .default_value = "60s",                                                   \
+	     .min = 1000,                                                              \
+	     .max = 24LL * 3600 * 1000,                                                \
+	     .help = "time from a request's first byte to its last (body included)"},  \
+	    {.key = "api.max_connection_request_bytes",                                \
+	     .type = CFG_SIZE,                                                         \
+	     .offset = offsetof(cfg_struct, member.max_connection_request_bytes),      \
+	     .default_value = "16MiB",                                                 \
+	     .min = 64 * 1024,                                                         \
+	     .max = 1024LL * 1024 * 1024,                                              \
+	     .help = "request bytes one HTTP/2 connection may buffer"},                \
+	    {.key = "api.max_process_request_bytes",                                   \
+	     .type = CFG_SIZE,                                                         \
+	     .offset = offsetof(cfg_struct, member.max_process_request_bytes),         \
+	     .default_value = "128MiB",                                                \
+	     .min = 1024 * 1024,                                                       \
+	     .max = 16LL * 1024 * 1024 * 1024,                                         \
+	     .help = "request bytes the whole process may buffer"},                    \
+	    {.key = "log.level",                                                       \
+	     .type = CFG_ENUM,                                                         \
+	     .offset = offsetof(cfg_struct, member.log_level),                         \
+	     .default_value = "info",                                                  \
+	     .enum_values = server_log_levels,                                         \
+	     .help = "minimum log level"},                                             \
+	    {.key = "log.requests",                                                    \
+	     .type = CFG_BOOL,                                                         \
+	     .offset = offsetof(cfg_struct, member.log_requests),                      \
+	     .default_value = "true",                                                  \
+	     .help = "one log line per request"},                                      \
+	    {.key = "shutdown.drain_delay",                                            \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.drain_delay_ms),                    \
+	     .default_value = "5s",                                                    \
+	     .min = 0,                                                                 \
+	     .max = 600000,                                                            \
+	     .help = "keep serving, not ready, this long after SIGTERM"},              \
+	    {.key = "shutdown.grace_period",                                           \
+	     .type = CFG_DURATION_MS,                                                  \
+	     .offset = offsetof(cfg_struct, member.grace_period_ms),                   \
+	     .default_value = "20s",                                                   \
+	     .min = 0,                                                                 \
+	     .max = 600000,                                                            \
+	     .help = "then finish in-flight requests for at most this long"},          \
+	    SERVER_FAULTS_OPTIONS(cfg_struct, member.faults)
 
 struct server;
 struct http_exchange;
@@ -214,6 +273,14 @@ int server_add_grpc(struct server *srv, const char *service, const char *method,
  * Returns 0, MV_ENOMEM, MV_EEXIST. */
 int server_add_http(struct server *srv, const char *path, unsigned method_mask,
                     server_http_fn handler, void *ctx);
+
+/* Call `fn(ex, arg)` once if the client goes away (its connection closes: EOF,
+ * reset, a forced shutdown) before the request is answered, so that the
+ * handler can stop work nobody waits for (as grpc_call_on_cancel). The
+ * handler must still call server_http_respond, from fn or later. A later call
+ * replaces the callback; fn NULL removes it. Loop thread only. */
+void server_http_on_cancel(struct http_exchange *ex,
+                           void (*fn)(struct http_exchange *ex, void *arg), void *arg);
 
 /* Answer an HTTP request. `body` is copied. Safe after the client went away. */
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,

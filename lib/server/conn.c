@@ -42,6 +42,8 @@ struct http_exchange {
 	int64_t start_ns;
 	char path[96];
 	char extra_headers[96]; /* e.g. "Allow: GET, PUT\r\n" for a 405 */
+	void (*cancel_fn)(struct http_exchange *ex, void *arg);
+	void *cancel_arg;
 };
 
 struct conn {
@@ -152,8 +154,9 @@ static void conn_close_mode(struct conn *c, bool reset)
 	if (c->closing)
 		return;
 	c->closing = true;
-	if (c->exchange) {
-		c->exchange->conn = NULL; /* the handler still owns it */
+	struct http_exchange *ex = c->exchange;
+	if (ex) {
+		ex->conn = NULL; /* the handler still owns it */
 		c->exchange = NULL;
 	}
 	/* Free the session now so late async completions see orphaned calls. */
@@ -161,6 +164,12 @@ static void conn_close_mode(struct conn *c, bool reset)
 	c->h2 = NULL;
 	if (!reset || uv_tcp_close_reset(&c->tcp, on_close) != 0)
 		uv_close((uv_handle_t *)&c->tcp, on_close);
+	/* Last: the callback may answer (and free) ex at once. */
+	if (ex && ex->cancel_fn) {
+		void (*fn)(struct http_exchange *, void *) = ex->cancel_fn;
+		ex->cancel_fn = NULL;
+		fn(ex, ex->cancel_arg);
+	}
 }
 
 static void conn_close(struct conn *c)
@@ -196,10 +205,20 @@ static void on_write(uv_write_t *req, int status)
 static void feed_h2(struct conn *c, const uint8_t *data, size_t len);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b);
 
+/* While an HTTP/1.1 request is handled the connection is still read, so that
+ * a client that goes away (EOF, RST) cancels its request at once (as a gRPC
+ * stream reset does) instead of being noticed after the answer. What it
+ * pipelines meanwhile is only buffered, up to api.max_header_bytes, then
+ * reading stops until the answer is out. */
+static bool h1_busy_full(const struct conn *c)
+{
+	return c->proto == PROTO_H1 && c->exchange &&
+	       c->in.len >= (size_t)c->worker->srv->cfg->max_header_bytes;
+}
+
 static void update_reading(struct conn *c)
 {
-	bool want = !c->closing && !output_full(c) && !(c->proto == PROTO_H1 && c->exchange) &&
-	            !c->close_after_write;
+	bool want = !c->closing && !output_full(c) && !h1_busy_full(c) && !c->close_after_write;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 			c->reading = true;
@@ -360,6 +379,13 @@ static void h1_send_simple(struct conn *c, int status, const char *extra, bool k
 	http1_response_build(&c->out, status, "application/json", extra, body, n, keep_alive);
 }
 
+void server_http_on_cancel(struct http_exchange *ex,
+                           void (*fn)(struct http_exchange *ex, void *arg), void *arg)
+{
+	ex->cancel_fn = fn;
+	ex->cancel_arg = arg;
+}
+
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
                          const char *body, size_t len)
 {
@@ -396,6 +422,18 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 	 * resumes the connection from here. */
 	if (!c->processing)
 		conn_process_h1(c);
+}
+
+/* The route's handler, now or after faults.delay; the request stays parsed
+ * in the connection until the exchange is answered. */
+static void h1_run_handler(struct http_exchange *ex)
+{
+	if (!ex->conn) {
+		/* The client went away meanwhile: nothing to answer. */
+		server_http_respond(ex, 499, "text/plain; charset=utf-8", "", 0);
+		return;
+	}
+	ex->route->handler(ex, &ex->conn->h1.request, ex->route->ctx);
 }
 
 static void h1_dispatch(struct conn *c)
@@ -435,7 +473,10 @@ static void h1_dispatch(struct conn *c)
 		return;
 	}
 	ex->route = &srv->route_entries[idx];
-	ex->route->handler(ex, req, ex->route->ctx);
+	if (ex->route->faultable)
+		faults_http_call(srv, ex, h1_run_handler);
+	else
+		ex->route->handler(ex, req, ex->route->ctx);
 }
 
 static enum http1_method method_from_name(const char *name)
@@ -607,6 +648,8 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 			buf_append(&c->in, early.data, early.len);
 		buf_release(&early);
 	}
+	/* Bounded while busy (h1_busy_full): below max_header_bytes plus one
+	 * read, always under the buffer's cap. */
 	if (buf_append(&c->in, data, len) != 0) {
 		h1_send_simple(c, 413, NULL, false);
 		c->close_after_write = true;
@@ -615,8 +658,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 	}
 	struct server *srv = c->worker->srv;
 	long others = atomic_load(&srv->request_bytes) - (long)c->accounted;
-	if ((size_t)(others > 0 ? others : 0) + h1_held(c) >
-	    (size_t)srv->cfg->max_process_request_bytes) {
+	/* A busy connection cannot answer now (its response comes first); what
+	 * it holds meanwhile is bounded by h1_busy_full and counted. */
+	if (!c->exchange && (size_t)(others > 0 ? others : 0) + h1_held(c) >
+	                        (size_t)srv->cfg->max_process_request_bytes) {
 		/* Over the process budget: refuse the request this connection is
 		 * sending rather than buffer it. */
 		buf_reset(&c->in);

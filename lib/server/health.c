@@ -164,8 +164,11 @@ void health_close_watches(struct worker *w)
 
 int health_register(struct server *srv)
 {
-	int rc = server_add_grpc(srv, "grpc.health.v1.Health", "Check", false, health_check, srv);
+	/* The runtime's own methods: never faulted (faults.c). */
+	int rc = server_add_grpc_builtin(srv, "grpc.health.v1.Health", "Check", false, health_check,
+	                                 srv);
 	if (rc)
 		return rc;
-	return server_add_grpc(srv, "grpc.health.v1.Health", "Watch", true, health_watch, srv);
+	return server_add_grpc_builtin(srv, "grpc.health.v1.Health", "Watch", true, health_watch,
+	                               srv);
 }

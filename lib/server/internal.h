@@ -31,6 +31,10 @@ struct method_stats {
 	struct metrics_counter *msg_sent;
 	struct metrics_histogram *seconds;
 	bool quiet; /* health checks: request log lines at debug level */
+	/* faults.c: the method's own handler when a fault wraps it. */
+	struct server *srv;
+	grpc_handler_fn inner;
+	void *inner_ctx;
 };
 
 #define SERVER_HTTP_STATUS_MIN 100
@@ -46,9 +50,15 @@ struct route_entry {
 	    by_status[SERVER_HTTP_STATUS_MAX - SERVER_HTTP_STATUS_MIN + 1];
 	struct metrics_histogram *seconds;
 	bool quiet; /* probes (/healthz, /readyz): request log lines at debug level */
+	bool faultable; /* a service route, not a built-in endpoint (faults.c) */
 };
 
 struct worker;
+
+enum {
+	FAULT_KIND_COUNT = 4
+};
+struct fault_delay;
 
 struct server {
 	const struct server_config *cfg;
@@ -100,6 +110,12 @@ struct server {
 	struct metrics_gauge *ready_gauge;
 	struct metrics_counter *accepted;
 	struct metrics_counter *accept_paused; /* EMFILE/ENFILE pauses */
+
+	/* faults.c */
+	bool faults_on_calls; /* error_ratio or delay: service calls are wrapped */
+	int fault_code;       /* faults.error_code as a grpc_status */
+	struct metrics_counter *fault_errors, *fault_delays;
+	uv_timer_t exit_timer; /* faults.exit_after, on main_loop */
 };
 
 struct conn;
@@ -141,6 +157,7 @@ struct worker {
 	bool
 	    trim_due; /* a connection that held much memory closed: malloc_trim on the next sweep */
 	struct watch_entry *watches;
+	struct fault_delay *fault_delays; /* calls waiting out faults.delay */
 	char read_buf[64 * 1024];
 };
 
@@ -150,6 +167,23 @@ void conn_accept(struct worker *w, int fd);
 void conn_close_all(struct worker *w, bool graceful);
 void conn_sweep(struct worker *w);
 void conn_flush_pending(struct worker *w);
+
+/* faults.c */
+/* Metrics and the parsed faults.* values; from server_new. Returns 0, MV_ENOMEM. */
+int faults_init(struct server *srv);
+/* The loud start-up line when any fault is on. */
+void faults_log_start(const struct server *srv);
+/* faults.exit_after's timer on srv->main_loop (server_run, before its loop runs). */
+void faults_start_exit_timer(struct server *srv);
+/* Route a service method through the faults when error_ratio or delay is on. */
+void faults_wrap_grpc(struct server *srv, struct grpc_method *m, struct method_stats *st);
+/* Run `run(ex)` (the route's handler) through the faults: now, after
+ * faults.delay, or not at all when an error is drawn (answered here). `run`
+ * must cope with a connection gone meanwhile (ex's conn NULL). Loop thread. */
+void faults_http_call(struct server *srv, struct http_exchange *ex,
+                      void (*run)(struct http_exchange *ex));
+/* End every delay of this worker now (forced shutdown): the calls proceed. */
+void faults_flush_delays(struct worker *w);
 
 /* health.c */
 int health_register(struct server *srv);
@@ -161,7 +195,10 @@ int health_status_for(const struct server *srv, const char *name, size_t len);
 int reflection_register(struct server *srv);
 
 /* server.c */
-/* server_add_grpc for a bidirectional-streaming method. */
+/* server_add_grpc for the runtime's own methods (never faulted). */
+int server_add_grpc_builtin(struct server *srv, const char *service, const char *method,
+                            bool server_streaming, grpc_handler_fn handler, void *ctx);
+/* server_add_grpc for a bidirectional-streaming method (never faulted). */
 int server_add_grpc_bidi(struct server *srv, const char *service, const char *method,
                          grpc_handler_fn handler, void *ctx);
 /* The worker whose loop runs on this thread (NULL elsewhere). */

@@ -12,4 +12,27 @@
 
 const char *const server_log_levels[] = {"debug", "info", "warn", "error", NULL};
 
+const char *const server_fault_codes[] = {"CANCELLED",
+                                          "UNKNOWN",
+                                          "INVALID_ARGUMENT",
+                                          "DEADLINE_EXCEEDED",
+                                          "NOT_FOUND",
+                                          "ALREADY_EXISTS",
+                                          "PERMISSION_DENIED",
+                                          "RESOURCE_EXHAUSTED",
+                                          "FAILED_PRECONDITION",
+                                          "ABORTED",
+                                          "OUT_OF_RANGE",
+                                          "UNIMPLEMENTED",
+                                          "INTERNAL",
+                                          "UNAVAILABLE",
+                                          "DATA_LOSS",
+                                          "UNAUTHENTICATED",
+                                          NULL};
+
+bool server_faults_enabled(const struct server_faults *f)
+{
+	return f->error_ratio > 0 || f->delay_ms > 0 || f->not_ready || f->exit_after_ms > 0;
+}
+
 const char *const storage_drivers[] = {"memory", "sqlite", "mysql", NULL};

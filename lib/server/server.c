@@ -186,7 +186,8 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 /* ---- registration ---- */
 
 static int add_grpc(struct server *srv, const char *service, const char *method,
-                    bool server_streaming, bool bidi_streaming, grpc_handler_fn handler, void *ctx)
+                    bool server_streaming, bool bidi_streaming, bool faultable,
+                    grpc_handler_fn handler, void *ctx)
 {
 	if (srv->method_count >= SERVER_MAX_METHODS)
 		return MV_ENOMEM;
@@ -219,22 +220,30 @@ static int add_grpc(struct server *srv, const char *service, const char *method,
 	m->handler = handler;
 	m->ctx = ctx;
 	m->user = st;
+	if (faultable)
+		faults_wrap_grpc(srv, m, st);
 	return 0;
 }
 
 int server_add_grpc(struct server *srv, const char *service, const char *method,
                     bool server_streaming, grpc_handler_fn handler, void *ctx)
 {
-	return add_grpc(srv, service, method, server_streaming, false, handler, ctx);
+	return add_grpc(srv, service, method, server_streaming, false, true, handler, ctx);
+}
+
+int server_add_grpc_builtin(struct server *srv, const char *service, const char *method,
+                            bool server_streaming, grpc_handler_fn handler, void *ctx)
+{
+	return add_grpc(srv, service, method, server_streaming, false, false, handler, ctx);
 }
 
 int server_add_grpc_bidi(struct server *srv, const char *service, const char *method,
                          grpc_handler_fn handler, void *ctx)
 {
-	return add_grpc(srv, service, method, false, true, handler, ctx);
+	return add_grpc(srv, service, method, false, true, false, handler, ctx);
 }
 
-int server_add_http(struct server *srv, const char *path, unsigned method_mask,
+static int add_http(struct server *srv, const char *path, unsigned method_mask, bool faultable,
                     server_http_fn handler, void *ctx)
 {
 	if (srv->route_count >= SERVER_MAX_ROUTES)
@@ -248,10 +257,17 @@ int server_add_http(struct server *srv, const char *path, unsigned method_mask,
 		return rc;
 	r->handler = handler;
 	r->ctx = ctx;
+	r->faultable = faultable;
 	srv->routes[srv->route_count].path = path;
 	srv->routes[srv->route_count].method_mask = method_mask;
 	srv->route_count++;
 	return 0;
+}
+
+int server_add_http(struct server *srv, const char *path, unsigned method_mask,
+                    server_http_fn handler, void *ctx)
+{
+	return add_http(srv, path, method_mask, true, handler, ctx);
 }
 
 void server_set_ready_probe(struct server *srv, int (*probe)(void *ctx), void *ctx,
@@ -266,7 +282,7 @@ void server_set_ready_probe(struct server *srv, int (*probe)(void *ctx), void *c
 bool server_is_ready(const struct server *srv)
 {
 	return atomic_load(&srv->listening) && atomic_load(&srv->probe_ok) &&
-	       !atomic_load(&srv->draining);
+	       !atomic_load(&srv->draining) && !srv->cfg->faults.not_ready;
 }
 
 bool server_is_draining(const struct server *srv)
@@ -391,10 +407,10 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 	if (resolve_method_stats(srv, &srv->method_stats[SERVER_MAX_METHODS], "unary", unknown,
 	                         unknown) != 0 ||
 	    resolve_route_stats(srv, &srv->unrouted, "other") != 0 || health_register(srv) != 0 ||
-	    reflection_register(srv) != 0 ||
-	    server_add_http(srv, "/healthz", HTTP1_METHOD_BIT(HTTP1_GET), http_healthz, srv) ||
-	    server_add_http(srv, "/readyz", HTTP1_METHOD_BIT(HTTP1_GET), http_readyz, srv) ||
-	    server_add_http(srv, "/metrics", HTTP1_METHOD_BIT(HTTP1_GET), http_metrics, srv)) {
+	    faults_init(srv) != 0 || reflection_register(srv) != 0 ||
+	    add_http(srv, "/healthz", HTTP1_METHOD_BIT(HTTP1_GET), false, http_healthz, srv) ||
+	    add_http(srv, "/readyz", HTTP1_METHOD_BIT(HTTP1_GET), false, http_readyz, srv) ||
+	    add_http(srv, "/metrics", HTTP1_METHOD_BIT(HTTP1_GET), false, http_metrics, srv)) {
 		server_free(srv);
 		return NULL;
 	}
@@ -582,6 +598,7 @@ static void on_worker_wake(uv_async_t *async)
 	if (atomic_load(&srv->forced) && !w->force_seen) {
 		w->force_seen = true;
 		conn_close_all(w, false);
+		faults_flush_delays(w);
 	}
 	worker_maybe_finish(w);
 }
@@ -590,6 +607,7 @@ void worker_maybe_finish(struct worker *w)
 {
 	if (w->stop_seen && w->conn_count == 0 && !w->finished) {
 		w->finished = true;
+		faults_flush_delays(w); /* their calls are orphaned: nothing waits */
 		if (w->srv->worker_stop_fn)
 			w->srv->worker_stop_fn(w->srv->worker_stop_ctx);
 		pthread_mutex_lock(&w->wake_mutex);
@@ -858,6 +876,8 @@ int server_run(struct server *srv)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	atomic_store(&srv->listening, true);
+	faults_log_start(srv);
+	faults_start_exit_timer(srv);
 	/* Every line carries "service" already (log_init). */
 	log_info("listening", LOG_S("host", cfg->host), LOG_I("port", cfg->port),
 	         LOG_I("workers", (long long)n), LOG_S("version", MOVIE_VERSION_STRING));

@@ -174,7 +174,8 @@ static void finish_http(struct job *j)
 	if (service_json_metadata(&body, m->id, m->title, m->description, m->director) != 0 ||
 	    buf_append_str(&body, "\n") != 0) {
 		buf_release(&body);
-		service_http_error(j->ex, 500, "out of memory");
+		service_http_error(j->ex, 503,
+		                   "out of memory"); /* retryable: docs/internals/core.md */
 		return;
 	}
 	server_http_respond(j->ex, 200, "application/json", body.data, body.len);

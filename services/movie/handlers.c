@@ -78,7 +78,8 @@ static void finish_http(struct request *r, bool has_rating)
 	else
 		rc = rc ? rc : buf_append_str(&body, ",\"rating\":null}\n");
 	if (rc)
-		service_http_error(r->ex, 500, "out of memory");
+		service_http_error(r->ex, 503,
+		                   "out of memory"); /* retryable: docs/internals/core.md */
 	else
 		server_http_respond(r->ex, 200, "application/json", body.data, body.len);
 	buf_release(&body);
@@ -90,8 +91,10 @@ static void fail(struct request *r, int status, const char *message)
 		grpc_call_finish(r->call, status, message, NULL, 0);
 		return;
 	}
+	/* 499: the client closed the request (nobody reads it; for the metrics). */
 	int http = status == GRPC_STATUS_NOT_FOUND          ? 404
 	           : status == GRPC_STATUS_INVALID_ARGUMENT ? 400
+	           : status == GRPC_STATUS_CANCELLED        ? 499
 	                                                    : 503;
 	service_http_error(r->ex, http, message);
 }
@@ -153,11 +156,32 @@ static void on_rating(void *arg, int status, const char *message, double rating)
 		complete(r);
 }
 
+/* Peer channels could not be created on this loop (out of memory or fds):
+ * every request fails the same way until they can, so say it once per loop
+ * per CHANNEL_LOG_INTERVAL_NS with the count of the failures in between,
+ * not once per request. */
+#define CHANNEL_LOG_INTERVAL_NS (10LL * 1000000000)
+static void log_channels_failed(void)
+{
+	static __thread int64_t last_ns; /* per loop thread */
+	static __thread long suppressed;
+	int64_t now = grpc_now_ns();
+	if (last_ns && now - last_ns < CHANNEL_LOG_INTERVAL_NS) {
+		suppressed++;
+		return;
+	}
+	log_error("cannot create peer channels: answering UNAVAILABLE",
+	          LOG_I("suppressed", suppressed));
+	last_ns = now;
+	suppressed = 0;
+}
+
 /* Start both peer calls; on a local failure answer at once. */
 static void start(struct request *r, int64_t deadline_ns)
 {
 	struct gateways *gw = gateways_for_this_loop(r->h->cfg, r->h->metrics);
 	if (!gw) {
+		log_channels_failed();
 		fail(r, GRPC_STATUS_UNAVAILABLE, "cannot create peer channels");
 		free(r);
 		return;
@@ -180,14 +204,24 @@ static void start(struct request *r, int64_t deadline_ns)
  * the peer calls are cancelled too (RST_STREAM downstream) and the request is
  * freed now, not when the peers answer or time out. Each cancel completes its
  * call synchronously; the last completion finishes (and frees) r. */
-static void on_caller_cancelled(struct grpc_call *call, void *arg)
+static void cancel_peers(struct request *r)
 {
-	struct request *r = arg;
 	struct grpc_client_call *peers[2] = {r->metadata_call, r->rating_call};
 	r->cancelled = true;
 	for (int i = 0; i < 2; i++)
 		if (peers[i])
 			grpc_client_call_cancel(peers[i]);
+}
+
+static void on_caller_cancelled(struct grpc_call *call, void *arg)
+{
+	cancel_peers(arg);
+}
+
+/* The HTTP/1.1 client went away (EOF or reset): the same as a gRPC cancel. */
+static void on_http_caller_gone(struct http_exchange *ex, void *arg)
+{
+	cancel_peers(arg);
 }
 
 /* The id rule of docs/api.md ("Strings"); len is the id's true length. */
@@ -260,6 +294,7 @@ static void http_movie(struct http_exchange *ex, const struct http1_request *req
 	}
 	r->h = ctx;
 	r->ex = ex;
+	server_http_on_cancel(ex, on_http_caller_gone, r);
 	start(r, 0);
 }
 

@@ -245,6 +245,48 @@ class PeerCallsTest(unittest.TestCase):
         self.assertEqual(metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails",
                                 grpc_code="Canceled"), 100)
 
+    def test_http_caller_gone_cancels_peer_calls(self):
+        """Issue 12 leftover: an HTTP/1.1 /movie whose client leaves (close, and
+        RST for some) cancels its peer calls at once, as a gRPC cancel does."""
+        self.movie = Service("movie", movie_config(self.meta.port, self.rating.port, "60s"))
+        self.movie.start()
+        self.assertEqual(self.movie.http("GET", "/movie?id=m1")[0], 200)  # warm the peers
+        self.stop_process(self.meta)
+        socks = []
+        for i in range(40):
+            sock = socket.create_connection(("127.0.0.1", self.movie.port), timeout=5)
+            sock.sendall(b"GET /movie?id=m1 HTTP/1.1\r\nHost: x\r\n\r\n")
+            socks.append(sock)
+
+        def peer_calls():
+            return metric(harness.scrape(self.movie), "grpc_client_calls_in_flight") >= 40
+        wait_for(peer_calls, 10, "the 40 requests' peer calls to start")
+        for i, sock in enumerate(socks):
+            if i % 2:
+                # An abortive close (RST) for half of them.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+
+        def idle():
+            s = harness.scrape(self.movie)
+            if (metric(s, "grpc_client_calls_in_flight") == 0
+                    and s["server_requests_in_flight"] <= 1):
+                return s
+            return None
+        try:
+            # peers.timeout is 60 s: only the cancel ends them this soon.
+            s = wait_for(idle, 10, "movie to cancel the abandoned requests' peer calls")
+        except AssertionError:
+            s = harness.scrape(self.movie)
+            self.fail("movie still holds calls: in flight %s, peer calls %s" % (
+                s["server_requests_in_flight"], metric(s, "grpc_client_calls_in_flight")))
+        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", peer="metadata",
+                                       grpc_code="CANCELLED"), 40)
+        self.assertEqual(metric(s, "movie_rating_degraded_total"), 0)
+        # Movie still answers HTTP once metadata is back.
+        self.resume_process(self.meta)
+        self.assertEqual(self.movie.http("GET", "/movie?id=m1")[0], 200)
+
     def test_peer_timeout_caps_caller_deadline(self):
         """Item 9: rating stopped, a 3 s caller deadline, peers.timeout 1s."""
         self.movie = Service("movie", movie_config(self.meta.port, self.rating.port, "1s"))

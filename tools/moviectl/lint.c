@@ -723,6 +723,64 @@ static long long prestop_seconds(const struct ynode *ctr)
 	return s;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The definitions of lint.h's faults-production rule. */
+static int is_production_namespace(const char *ns)
+{
+	return strcmp(ns, "production") == 0 || ends_with(ns, "-production") ||
+	       strncmp(ns, "production-", 11) == 0;
+}
+
+static int is_canary(const struct ynode *dep)
+{
+	const char *name = meta_str(dep, "name");
+	if (name && ends_with(name, "-canary"))
+		return 1;
+	const char *track = ytree_str(ytree_at(dep, "metadata", "labels", "track", YTREE_END));
+	const char *tpl =
+	    ytree_str(ytree_at(dep, "spec", "template", "metadata", "labels", "track", YTREE_END));
+	return (track && strcmp(track, "canary") == 0) || (tpl && strcmp(tpl, "canary") == 0);
+}
+
+/* Faults are for tests, demos and a canary made bad on purpose: in the
+ * production track they fail real users. */
+static void check_faults(struct ctx *c, const struct lint_doc *d, const struct loaded *l,
+                         const char *cname)
+{
+	if (!is_production_namespace(ns_of(d->root)) || is_canary(d->root))
+		return;
+	const double *ratio = cfg_get(l->schema, l->config, "faults.error_ratio", CFG_DOUBLE);
+	const int64_t *delay = cfg_get(l->schema, l->config, "faults.delay", CFG_DURATION_MS);
+	const bool *not_ready = cfg_get(l->schema, l->config, "faults.not_ready", CFG_BOOL);
+	const int64_t *exit_after =
+	    cfg_get(l->schema, l->config, "faults.exit_after", CFG_DURATION_MS);
+	char what[256] = "";
+	size_t used = 0;
+	if (ratio && *ratio > 0)
+		used += (size_t)snprintf(what + used, sizeof(what) - used, " faults.error_ratio=%g",
+		                         *ratio);
+	if (delay && *delay > 0 && used < sizeof(what))
+		used += (size_t)snprintf(what + used, sizeof(what) - used, " faults.delay=%lldms",
+		                         (long long)*delay);
+	if (not_ready && *not_ready && used < sizeof(what))
+		used +=
+		    (size_t)snprintf(what + used, sizeof(what) - used, " faults.not_ready=true");
+	if (exit_after && *exit_after > 0 && used < sizeof(what))
+		used += (size_t)snprintf(what + used, sizeof(what) - used,
+		                         " faults.exit_after=%lldms", (long long)*exit_after);
+	if (used == 0)
+		return;
+	add(c, d, d->root, "faults-production",
+	    "container %s:%s: faults enabled in production namespace %s, and the Deployment is "
+	    "not a canary (name *-canary or label track: canary)",
+	    cname, what, ns_of(d->root));
+}
+
 static void check_config_rules(struct ctx *c, const struct lint_doc *d, const struct ynode *pod,
                                const struct ynode *ctr, const struct svc_kind *kind)
 {
@@ -765,6 +823,7 @@ static void check_config_rules(struct ctx *c, const struct lint_doc *d, const st
 		    cname, pre, drain, grace, tgps);
 
 	check_peers(c, d, &l);
+	check_faults(c, d, &l, cname);
 out:
 	loaded_release(&l);
 }

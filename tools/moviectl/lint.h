@@ -38,6 +38,13 @@
  *                      false, drop ALL or seccomp RuntimeDefault missing
  *   peer-headless      a peers.*.addresses host is not a headless Service in the
  *                      input, or its port is not a port of that Service
+ *   faults-production  a faults.* key (docs/release.md "Faults on purpose") enabled,
+ *                      by a ConfigMap or the container env, in a production
+ *                      Deployment that is not a canary. Production: the namespace
+ *                      is "production", or ends in "-production" or starts with
+ *                      "production-". Canary: the Deployment's name ends in
+ *                      "-canary", or its metadata or pod-template labels say
+ *                      `track: canary`.
  */
 #ifndef MOVIECTL_LINT_H
 #define MOVIECTL_LINT_H

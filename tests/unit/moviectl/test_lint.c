@@ -120,6 +120,8 @@ static const struct breakage breakages[] = {
     {"security-context", "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"},
     {"peer-headless", "rating-headless.movie-production.svc.cluster.local:8082",
      "rating.movie-production.svc.cluster.local:8082"},
+    {"faults-production", "      port: 8083\n    shutdown",
+     "      port: 8083\n    faults:\n      error_ratio: 0.3\n    shutdown"},
 };
 
 static void test_each_rule_breaks_alone(void)
@@ -159,6 +161,17 @@ static const struct breakage variants[] = {
     {"probe-health-name", "service: readiness", "service: RatingService"},
     {"config", "      port: 8083\n    shutdown", "      port: eighty\n    shutdown"},
     {"config", "grace_period: 20s", "grace_period: soon"},
+    {"faults-production", "      port: 8083\n    shutdown",
+     "      port: 8083\n    faults.delay: 100ms\n    shutdown"},
+    {"faults-production", "      port: 8083\n    shutdown",
+     "      port: 8083\n    faults:\n      not_ready: true\n    shutdown"},
+    {"faults-production", "      port: 8083\n    shutdown",
+     "      port: 8083\n    faults:\n      exit_after: 10m\n    shutdown"},
+    {"faults-production", "          ports:\n",
+     "          env:\n            - name: MOVIE_FAULTS_ERROR_RATIO\n"
+     "              value: \"0.01\"\n          ports:\n"},
+    {"config", "      port: 8083\n    shutdown",
+     "      port: 8083\n    faults:\n      error_code: OK\n    shutdown"},
 };
 
 static void test_variants(void)
@@ -175,6 +188,86 @@ static void test_variants(void)
 		CHECK_STR_EQ(rules, b->rule);
 		free(text);
 	}
+}
+
+/* `text` with every `from` replaced by `to` (heap). */
+static char *replace_all(const char *text, const char *from, const char *to)
+{
+	size_t flen = strlen(from), tlen = strlen(to), n = 0;
+	for (const char *p = strstr(text, from); p; p = strstr(p + flen, from))
+		n++;
+	char *out = malloc(strlen(text) + n * (tlen > flen ? tlen - flen : 0) + 1);
+	if (!out)
+		return NULL;
+	char *o = out;
+	for (const char *p = text;;) {
+		const char *q = strstr(p, from);
+		size_t keep = q ? (size_t)(q - p) : strlen(p);
+		memcpy(o, p, keep);
+		o += keep;
+		if (!q)
+			break;
+		memcpy(o, to, tlen);
+		o += tlen;
+		p = q + flen;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* faults-production: which Deployments may carry faults. */
+static void test_faults_where_allowed(void)
+{
+	char *saved = good;
+	char *faulty = edit("      port: 8083\n    shutdown",
+	                    "      port: 8083\n    faults:\n      error_ratio: 0.3\n"
+	                    "      delay: 2s\n    shutdown");
+	CHECK(faulty != NULL);
+	if (!faulty)
+		return;
+	char rules[512];
+	CHECK_INT_EQ(lint_text(faulty, rules, sizeof(rules)), 1);
+	CHECK_STR_EQ(rules, "faults-production");
+	good = faulty;
+	/* A canary by name, by template label, by Deployment label: allowed. */
+	static const struct breakage allowed[] = {
+	    {"", "  name: movie-production\n", "  name: movie-canary\n"},
+	    {"", "        track: production\n", "        track: canary\n"},
+	    {"", "  name: movie-production\n",
+	     "  name: movie-production\n  labels:\n    track: canary\n"},
+	};
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+		char *text = edit(allowed[i].from, allowed[i].to);
+		CHECK(text != NULL);
+		if (!text)
+			continue;
+		fprintf(stderr, "faults allowed %zu:\n", i);
+		CHECK_INT_EQ(lint_text(text, NULL, 0), 0);
+		free(text);
+	}
+	/* Not a production namespace: allowed. */
+	char *staging = replace_all(faulty, "movie-production", "movie-staging");
+	CHECK(staging != NULL);
+	if (staging)
+		CHECK_INT_EQ(lint_text(staging, NULL, 0), 0);
+	free(staging);
+	/* "production" alone, and a "-canary" that is not the suffix: refused. */
+	char *prod = replace_all(faulty, "movie-production", "production");
+	CHECK(prod != NULL);
+	if (prod) {
+		CHECK_INT_EQ(lint_text(prod, rules, sizeof(rules)), 1);
+		CHECK_STR_EQ(rules, "faults-production");
+	}
+	free(prod);
+	char *mid = edit("  name: movie-production\n", "  name: movie-canary-old\n");
+	CHECK(mid != NULL);
+	if (mid) {
+		CHECK_INT_EQ(lint_text(mid, rules, sizeof(rules)), 1);
+		CHECK_STR_EQ(rules, "faults-production");
+	}
+	free(mid);
+	good = saved;
+	free(faulty);
 }
 
 /* base.yaml says port 7000; only the production layer (applied last) says
@@ -426,6 +519,7 @@ int main(void)
 	RUN(test_dotted_keys);
 	RUN(test_config_errors_at_configmap_lines);
 	RUN(test_every_config_error);
+	RUN(test_faults_where_allowed);
 	free(good);
 	return TEST_SUMMARY();
 }
