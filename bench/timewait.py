@@ -3,7 +3,8 @@
 dials twice per request). Starts the three services, counts TIME-WAIT sockets to the
 peers before and after the load, and the established movie->metadata connections."""
 import sys, subprocess, signal
-sys.path.insert(0, "/work/main/bench"); sys.argv=["x"]
+import os
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__))); sys.argv = ["x"]
 import grpc_bench as gb, grpc
 ports = {p: gb.harness.free_port() for p in ("metadata", "rating", "movie")}
 env = {"MOVIE_PEERS_METADATA_ADDRESSES": "127.0.0.1:%d" % ports["metadata"],

@@ -15,7 +15,7 @@
  * that talk to the API server also fill a struct kube_error, which carries the
  * server's Status (HTTP code, reason, message) or a local explanation.
  * Nothing here is thread-safe: a client belongs to one thread.
- * Facts: /work/shared/notes/K8S-API.md §4 (REST, watch, Status), §5 (auth).
+ * Facts: the shared project notes, K8S-API.md §4 (REST, watch, Status), §5 (auth).
  */
 #ifndef MOVIECTL_KUBE_H
 #define MOVIECTL_KUBE_H
