@@ -29,8 +29,8 @@ struct service_job_ops {
 
 struct service_job {
 	const struct service_job_ops *ops;
-	struct server *srv;       /* for readiness reports */
-	struct grpc_call *call;   /* exactly one of call and ex is set */
+	struct server *srv;     /* for readiness reports */
+	struct grpc_call *call; /* exactly one of call and ex is set */
 	struct http_exchange *ex;
 	int rc; /* the store's result: 0 or an MV_E* code */
 };

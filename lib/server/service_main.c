@@ -46,7 +46,8 @@ int service_main(const struct service_def *def, int argc, char **argv)
 		goto fail_config;
 	if (def->store_open) {
 		const struct storage_options *storage =
-		    (const struct storage_options *)((const char *)run.config + def->storage_offset);
+		    (const struct storage_options *)((const char *)run.config +
+		                                     def->storage_offset);
 		struct store_config store_cfg;
 		storage_options_to_store_config(storage, &store_cfg);
 		run.storage_driver = store_cfg.driver;
