@@ -50,7 +50,7 @@ MSG
 }
 
 sync_configs() {
-	for svc in metadata rating movie; do
+	for svc in $("$root/scripts/services.sh" names); do
 		install -D -m 0644 "$root/configs/$svc/base.yaml" "$k8s/base/configs/$svc/base.yaml"
 		for env in dev staging production; do
 			install -D -m 0644 "$root/configs/$svc/$env.yaml" "$k8s/overlays/$env/configs/$svc/$env.yaml"

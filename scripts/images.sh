@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # images.sh - build the container images (make images).
 #
-# Builds movie-metadata, movie-rating, movie-movie and movie-tools from the
+# Builds movie-<service> for each service of services/services.txt and
+# movie-tools from the
 # Containerfile with podman (preferred) or docker, whichever works, each tagged
 # <image>:<git describe> (never only latest). With podman on a machine without
 # a registry, the debian:bookworm base is made first (scripts/container-base.sh).
@@ -43,20 +44,10 @@ tag=${MOVIE_IMAGE_TAG:-$(git describe --tags --always --dirty 2>/dev/null || tru
 tag=${tag:-0.1.0-dev}
 tag=${tag//[^A-Za-z0-9_.-]/-}
 
-# Build only what has sources, so one unfinished service does not block the rest.
-targets=()
-available=()
-for svc in metadata rating movie; do
-	if [[ -f services/$svc/CMakeLists.txt ]]; then
-		targets+=("$svc")
-		available+=("$svc")
-	fi
-done
-# Every tool the docs list; ratingingester and kafka-dev are built by lib/kafka,
-# not by a CMakeLists.txt of their own.
-for t in ratingingester kafka-dev moviectl; do
-	[[ -d tools/$t ]] && targets+=("$t")
-done
+# Every service of services/services.txt and every tool the docs list.
+mapfile -t services < <(scripts/services.sh names)
+targets=("${services[@]}" ratingingester kafka-dev moviectl)
+available=("${services[@]}")
 available+=(tools)
 images=("$@")
 ((${#images[@]})) || images=("${available[@]}")

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `make run`: start metadata, rating and movie locally on the embedded defaults
+# `make run`: start the services (services/services.txt) locally on the embedded defaults
 # (SQLite under .run/data), load a demo catalogue on first start, stream the
-# logs, stop all three cleanly on Ctrl-C or SIGTERM. KAFKA=1 also starts the
+# logs, stop them all cleanly on Ctrl-C or SIGTERM. KAFKA=1 also starts the
 # Kafka dev broker and rating ingestion from the topic `ratings`.
 #   scripts/run.sh BUILD_DIR
 # Environment (all optional):
-#   RUN_METADATA_PORT, RUN_RATING_PORT, RUN_MOVIE_PORT  ports (8081, 8082, 8083)
+#   RUN_<SERVICE>_PORT  a service's port (RUN_MOVIE_PORT; default: services.txt's)
 #   RUN_DIR            data and logs (default: .run in the repository)
 #   RUN_READY_TIMEOUT  seconds a service may take to become ready (default 20)
 #   RUN_STOP_TIMEOUT   seconds a service may take to stop before SIGKILL (default 30)
@@ -17,9 +17,13 @@ build_dir=$(cd "${1:-build}" && pwd)
 bin="$build_dir/bin"
 root=$(cd "$(dirname "$0")/.." && pwd)
 run_dir=${RUN_DIR:-"$root/.run"}
-metadata_port=${RUN_METADATA_PORT:-8081}
-rating_port=${RUN_RATING_PORT:-8082}
-movie_port=${RUN_MOVIE_PORT:-8083}
+# <name>_port for each service, in start order in services[].
+services=()
+while read -r svc _ default_port; do
+  services+=("$svc")
+  port_env="RUN_${svc^^}_PORT"
+  printf -v "${svc}_port" '%s' "${!port_env:-$default_port}"
+done < <("$root/scripts/services.sh")
 ready_timeout=${RUN_READY_TIMEOUT:-20}
 stop_timeout=${RUN_STOP_TIMEOUT:-30}
 mkdir -p "$run_dir/data" "$run_dir/logs"
@@ -92,8 +96,10 @@ failure_reason() {
   fi
 }
 
-export METADATA_API_HOST=127.0.0.1 RATING_API_HOST=127.0.0.1 MOVIE_API_HOST=127.0.0.1
-export METADATA_API_PORT=$metadata_port RATING_API_PORT=$rating_port MOVIE_API_PORT=$movie_port
+for svc in "${services[@]}"; do
+  port_var="${svc}_port"
+  export "${svc^^}_API_HOST=127.0.0.1" "${svc^^}_API_PORT=${!port_var}"
+done
 export MOVIE_PEERS_METADATA_ADDRESSES="127.0.0.1:$metadata_port"
 export MOVIE_PEERS_RATING_ADDRESSES="127.0.0.1:$rating_port"
 export METADATA_STORAGE_SQLITE_PATH="$run_dir/data/metadata.db"
@@ -111,13 +117,14 @@ fi
 # Each service runs in its own session: Ctrl-C reaches only this script, which
 # then sends exactly one SIGTERM to each (a second signal would force a stop).
 # Their logs go to logs/<service>.log, streamed here by one tail.
-for svc in metadata rating movie; do
+logs=()
+for svc in "${services[@]}"; do
   : > "$run_dir/logs/$svc.log"
+  logs+=("$run_dir/logs/$svc.log")
 done
-tail -q -n 0 -F "$run_dir/logs/metadata.log" "$run_dir/logs/rating.log" \
-  "$run_dir/logs/movie.log" 2>/dev/null &
+tail -q -n 0 -F "${logs[@]}" 2>/dev/null &
 tail_pid=$!
-for svc in metadata rating movie; do
+for svc in "${services[@]}"; do
   setsid "$bin/$svc" --config "$root/configs/$svc/base.yaml" --config "$root/configs/$svc/dev.yaml" \
     > "$run_dir/logs/$svc.log" 2>&1 &
   pids+=($!)
@@ -147,9 +154,10 @@ wait_ready() {
     sleep 0.1
   done
 }
-wait_ready metadata 0 "$metadata_port"
-wait_ready rating 1 "$rating_port"
-wait_ready movie 2 "$movie_port"
+for i in "${!services[@]}"; do
+  port_var="${services[$i]}_port"
+  wait_ready "${services[$i]}" "$i" "${!port_var}"
+done
 
 if [ ! -e "$run_dir/data/.demo-loaded" ]; then
   put() { curl -fsS --max-time 5 -o /dev/null -X PUT -H 'Content-Type: application/json' \
@@ -181,7 +189,7 @@ cat >&2 <<MSG
         curl 'http://127.0.0.1:$movie_port/movie?id=5'
   data: $run_dir/data   (delete it to reload the demo catalogue)
   logs: $run_dir/logs
-  Ctrl-C stops all three (graceful drain).
+  Ctrl-C stops them all (graceful drain).
 MSG
 echo "run: ready" >&2
 

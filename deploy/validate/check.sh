@@ -30,7 +30,7 @@ fi
 # The ConfigMaps are generated from copies (kustomize reads no file outside
 # its root); a copy that drifted from configs/ would deploy a stale config.
 drift=0
-for svc in metadata rating movie; do
+for svc in $("$root/scripts/services.sh" names); do
 	cmp -s "$root/configs/$svc/base.yaml" "$root/deploy/k8s/base/configs/$svc/base.yaml" ||
 		{ echo "  drift: deploy/k8s/base/configs/$svc/base.yaml"; drift=1; }
 	for env in dev staging production; do
@@ -53,11 +53,11 @@ done
 
 # Canary layout: both tracks behind one Service, canary share from replicas.
 prod=$tmp/production.yaml
-if [[ -s $prod ]] && /usr/bin/python3 - "$prod" <<'PY'
+if [[ -s $prod ]] && /usr/bin/python3 - "$prod" $("$root/scripts/services.sh" names) <<'PY'
 import sys, yaml
 objs = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
 deps = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Deployment"}
-for svc in ("metadata", "rating", "movie"):
+for svc in sys.argv[2:]:
     stable, canary = deps[f"{svc}-production"], deps[f"{svc}-canary"]
     sel = next(o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == svc)["spec"]["selector"]
     for d in (stable, canary):

@@ -90,6 +90,10 @@ sqlite3_stmt *db_sqlite_stmt(struct db_sqlite *d, struct db_sqlite_conn *c, size
  * Returns 0 or the db_sqlite_err mapping. */
 int db_sqlite_exec(struct db_sqlite_conn *c, const char *sql);
 
+/* Readiness probe: a connection, and the driver's statement `ping_stmt`
+ * (a "SELECT 1" in its table) returns a row. Returns 0 or MV_EUNAVAIL. */
+int db_sqlite_ping(struct db_sqlite *d, size_t ping_stmt);
+
 /* Map an SQLite result code to an mv_err (SQLITE_OK/ROW/DONE -> 0). */
 int db_sqlite_err(int rc);
 

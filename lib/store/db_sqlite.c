@@ -83,6 +83,23 @@ int db_sqlite_exec(struct db_sqlite_conn *c, const char *sql)
 	return db_sqlite_err(sqlite3_exec(c->db, sql, NULL, NULL, NULL));
 }
 
+int db_sqlite_ping(struct db_sqlite *d, size_t ping_stmt)
+{
+	struct db_sqlite_conn *c;
+	sqlite3_stmt *st;
+	int rc = db_sqlite_acquire(d, &c);
+
+	if (rc != 0)
+		return MV_EUNAVAIL;
+	st = db_sqlite_stmt(d, c, ping_stmt, &rc);
+	if (st) {
+		rc = sqlite3_step(st) == SQLITE_ROW ? 0 : MV_EUNAVAIL;
+		sqlite3_reset(st);
+	}
+	db_sqlite_release(d, c);
+	return rc == 0 ? 0 : MV_EUNAVAIL;
+}
+
 static int conn_open(struct db_sqlite *d, struct db_sqlite_conn *c)
 {
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;

@@ -16,6 +16,7 @@
 #include "movie/err.h"
 #include "movie/log.h"
 #include "movie/service.h"
+#include "movie/service_job.h"
 #include "movie/text.h"
 #include "movie/banned.h"
 
@@ -34,14 +35,12 @@ enum job_kind {
 };
 
 struct job {
+	struct service_job base; /* first: call, ex, rc */
 	enum job_kind kind;
 	struct handlers *h;
-	struct grpc_call *call;
-	struct http_exchange *ex;
 	char *id;
 	struct metadata in;  /* put: owned copies */
 	struct metadata out; /* get: filled by the store */
-	int rc;
 };
 
 static char *dup_or_empty(const char *s)
@@ -87,14 +86,14 @@ static const char *check_text(const struct metadata *m)
 	return NULL;
 }
 
-static void job_work(void *arg)
+static void job_work(struct service_job *base)
 {
-	struct job *j = arg;
+	struct job *j = (struct job *)base;
 	switch (j->kind) {
 	case JOB_GRPC_GET:
-	case JOB_HTTP_GET: j->rc = metadata_store_get(j->h->store, j->id, &j->out); break;
+	case JOB_HTTP_GET: j->base.rc = metadata_store_get(j->h->store, j->id, &j->out); break;
 	case JOB_GRPC_PUT:
-	case JOB_HTTP_PUT: j->rc = metadata_store_put(j->h->store, &j->in); break;
+	case JOB_HTTP_PUT: j->base.rc = metadata_store_put(j->h->store, &j->in); break;
 	}
 }
 
@@ -128,13 +127,14 @@ static bool repair_utf8(char **field, struct buf *scratch)
 	return true;
 }
 
-static void finish_grpc(struct job *j)
+static void finish_grpc(struct service_job *base)
 {
-	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
+	struct job *j = (struct job *)base;
+	if (service_grpc_finish_failed(j->base.call, j->base.rc, store_error_message(j->base.rc)))
 		return;
 	if (j->kind == JOB_GRPC_PUT) {
 		PutMetadataResponse empty = PUT_METADATA_RESPONSE__INIT;
-		service_grpc_finish_message(j->call, &empty.base);
+		service_grpc_finish_message(j->base.call, &empty.base);
 		return;
 	}
 	struct buf scratch;
@@ -148,7 +148,8 @@ static void finish_grpc(struct job *j)
 		log_warn("stored metadata is not valid UTF-8: answered with U+FFFD",
 		         LOG_S("movie_id", j->id));
 	if (!j->out.id || !j->out.title || !j->out.description || !j->out.director) {
-		grpc_call_finish(j->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
+		grpc_call_finish(j->base.call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
+		                 NULL, 0);
 		return;
 	}
 	Metadata m = METADATA__INIT;
@@ -158,14 +159,15 @@ static void finish_grpc(struct job *j)
 	m.director = j->out.director;
 	GetMetadataResponse resp = GET_METADATA_RESPONSE__INIT;
 	resp.metadata = &m;
-	service_grpc_finish_message(j->call, &resp.base);
+	service_grpc_finish_message(j->base.call, &resp.base);
 }
 
-static void finish_http(struct job *j)
+static void finish_http(struct service_job *base)
 {
-	if (j->rc != 0) {
-		service_http_error(j->ex, service_http_status_from_err(j->rc),
-		                   store_error_message(j->rc));
+	struct job *j = (struct job *)base;
+	if (j->base.rc != 0) {
+		service_http_error(j->base.ex, service_http_status_from_err(j->base.rc),
+		                   store_error_message(j->base.rc));
 		return;
 	}
 	struct buf body;
@@ -174,39 +176,37 @@ static void finish_http(struct job *j)
 	if (service_json_metadata(&body, m->id, m->title, m->description, m->director) != 0 ||
 	    buf_append_str(&body, "\n") != 0) {
 		buf_release(&body);
-		service_http_error(j->ex, 503,
+		service_http_error(j->base.ex, 503,
 		                   "out of memory"); /* retryable: docs/internals/core.md */
 		return;
 	}
-	server_http_respond(j->ex, 200, "application/json", body.data, body.len);
+	server_http_respond(j->base.ex, 200, "application/json", body.data, body.len);
 	buf_release(&body);
 }
 
-static void job_done(void *arg)
+static void job_release(struct service_job *base)
 {
-	struct job *j = arg;
-	if (j->rc == MV_EUNAVAIL)
-		server_report_unavailable(j->h->srv);
-	if (j->call)
-		finish_grpc(j);
-	else
-		finish_http(j);
-	job_free(j);
+	job_free((struct job *)base);
 }
+
+static const struct service_job_ops job_ops = {
+    .work = job_work,
+    .finish_grpc = finish_grpc,
+    .finish_http = finish_http,
+    .free = job_release,
+};
 
 static void job_start(struct job *j)
 {
-	int rc = service_dispatch(metadata_store_blocking(j->h->store), job_work, job_done, j);
-	if (rc) {
-		j->rc = MV_EUNAVAIL;
-		job_done(j);
-	}
+	service_job_start(&j->base, metadata_store_blocking(j->h->store));
 }
 
 static struct job *job_new(struct handlers *h, enum job_kind kind)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (j) {
+		j->base.ops = &job_ops;
+		j->base.srv = h->srv;
 		j->kind = kind;
 		j->h = h;
 	}
@@ -241,7 +241,7 @@ static void grpc_get_metadata(struct grpc_call *call, const uint8_t *msg, size_t
 		grpc_call_finish(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL, 0);
 		return;
 	}
-	j->call = call;
+	j->base.call = call;
 	job_start(j);
 }
 
@@ -281,7 +281,7 @@ static void grpc_put_metadata(struct grpc_call *call, const uint8_t *msg, size_t
 		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, why, NULL, 0);
 		return;
 	}
-	j->call = call;
+	j->base.call = call;
 	job_start(j);
 }
 
@@ -316,7 +316,7 @@ static void http_get_metadata(struct http_exchange *ex, const struct http1_reque
 		service_http_error(ex, 503, "out of memory");
 		return;
 	}
-	j->ex = ex;
+	j->base.ex = ex;
 	job_start(j);
 }
 
@@ -376,7 +376,7 @@ static void http_put_metadata(struct http_exchange *ex, const struct http1_reque
 		service_http_error(ex, 400, why);
 		return;
 	}
-	j->ex = ex;
+	j->base.ex = ex;
 	job_start(j);
 }
 

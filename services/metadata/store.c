@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "movie/db_module.h"
+#include "movie/store_driver.h"
 #include "movie/err.h"
 #include "store.h"
 #include "store_driver.h"
@@ -18,7 +18,8 @@ struct metadata_store {
 	void *impl;
 };
 
-static const struct metadata_store_ops *const drivers[] = {
+/* Built-in drivers; each table starts with its name (movie/store_driver.h). */
+static const void *const drivers[] = {
     &metadata_store_memory_ops,
     &metadata_store_sqlite_ops,
 };
@@ -26,29 +27,14 @@ static const struct metadata_store_ops *const drivers[] = {
 struct metadata_store *metadata_store_open(const struct store_config *cfg, char *errbuf,
                                            size_t errbuf_size)
 {
-	const struct metadata_store_ops *ops = NULL;
+	const struct metadata_store_ops *ops;
 	struct metadata_store *s;
 
-	if (errbuf && errbuf_size)
-		errbuf[0] = '\0';
-	for (size_t i = 0; cfg && cfg->driver && i < sizeof(drivers) / sizeof(drivers[0]); i++) {
-		if (strcmp(cfg->driver, drivers[i]->name) == 0)
-			ops = drivers[i];
-	}
-	if (!ops && cfg && cfg->driver && strcmp(cfg->driver, "mysql") == 0) {
-		/* Loaded on demand: see movie/db_module.h. */
-		ops = db_module_ops("movie-mysql-metadata.so", "metadata", sizeof(*ops), errbuf,
-		                    errbuf_size);
-		if (!ops)
-			return NULL;
-	}
-	if (!ops) {
-		if (errbuf && errbuf_size)
-			snprintf(errbuf, errbuf_size,
-			         "unknown storage driver '%s' (memory, sqlite, mysql)",
-			         cfg && cfg->driver ? cfg->driver : "(none)");
+	ops = store_driver_select(cfg ? cfg->driver : NULL, drivers,
+	                          sizeof(drivers) / sizeof(drivers[0]), "metadata", sizeof(*ops),
+	                          errbuf, errbuf_size);
+	if (!ops)
 		return NULL;
-	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		goto fail_alloc;

@@ -13,6 +13,7 @@
 #include "movie.pb-c.h"
 #include "movie/err.h"
 #include "movie/service.h"
+#include "movie/service_job.h"
 #include "movie/text.h"
 #include "movie/banned.h"
 
@@ -32,25 +33,23 @@ enum job_kind {
 };
 
 struct job {
+	struct service_job base; /* first: call, ex, rc */
 	enum job_kind kind;
 	struct handlers *h;
-	struct grpc_call *call;
-	struct http_exchange *ex;
 	char record_id[RATING_ID_MAX + 1];
 	char record_type[RATING_ID_MAX + 1];
 	char user_id[RATING_ID_MAX + 1];
 	int32_t value;
 	double mean;
 	uint64_t count;
-	int rc;
 };
 
-static void job_work(void *arg)
+static void job_work(struct service_job *base)
 {
-	struct job *j = arg;
+	struct job *j = (struct job *)base;
 	if (j->kind == JOB_GRPC_GET || j->kind == JOB_HTTP_GET) {
-		j->rc = rating_store_aggregate(j->h->store, j->record_id, j->record_type, &j->mean,
-		                               &j->count);
+		j->base.rc = rating_store_aggregate(j->h->store, j->record_id, j->record_type,
+		                                    &j->mean, &j->count);
 	} else {
 		struct rating_change change = {
 		    .op = RATING_OP_PUT,
@@ -59,7 +58,7 @@ static void job_work(void *arg)
 		    .user_id = j->user_id,
 		    .value = j->value,
 		};
-		j->rc = rating_store_apply(j->h->store, &change, 1);
+		j->base.rc = rating_store_apply(j->h->store, &change, 1);
 	}
 }
 
@@ -72,55 +71,54 @@ static const char *store_error_message(int rc)
 	}
 }
 
-static void finish_grpc(struct job *j)
+static void finish_grpc(struct service_job *base)
 {
-	if (service_grpc_finish_failed(j->call, j->rc, store_error_message(j->rc)))
+	struct job *j = (struct job *)base;
+	if (service_grpc_finish_failed(j->base.call, j->base.rc, store_error_message(j->base.rc)))
 		return;
 	if (j->kind == JOB_GRPC_PUT) {
 		PutRatingResponse empty = PUT_RATING_RESPONSE__INIT;
-		service_grpc_finish_message(j->call, &empty.base);
+		service_grpc_finish_message(j->base.call, &empty.base);
 		return;
 	}
 	GetAggregatedRatingResponse resp = GET_AGGREGATED_RATING_RESPONSE__INIT;
 	resp.rating_value = j->mean;
-	service_grpc_finish_message(j->call, &resp.base);
+	service_grpc_finish_message(j->base.call, &resp.base);
 }
 
-static void finish_http(struct job *j)
+static void finish_http(struct service_job *base)
 {
-	if (j->rc != 0) {
-		service_http_error(j->ex, service_http_status_from_err(j->rc),
-		                   store_error_message(j->rc));
+	struct job *j = (struct job *)base;
+	if (j->base.rc != 0) {
+		service_http_error(j->base.ex, service_http_status_from_err(j->base.rc),
+		                   store_error_message(j->base.rc));
 		return;
 	}
 	if (j->kind == JOB_HTTP_PUT) {
-		server_http_respond(j->ex, 204, NULL, "", 0);
+		server_http_respond(j->base.ex, 204, NULL, "", 0);
 		return;
 	}
 	char body[64];
 	/* %.17g round-trips a double exactly; JSON has no NaN (a mean never is). */
 	int n = snprintf(body, sizeof(body), "%.17g\n", j->mean);
-	server_http_respond(j->ex, 200, "application/json", body, (size_t)n);
+	server_http_respond(j->base.ex, 200, "application/json", body, (size_t)n);
 }
 
-static void job_done(void *arg)
+static void job_free(struct service_job *base)
 {
-	struct job *j = arg;
-	if (j->rc == MV_EUNAVAIL)
-		server_report_unavailable(j->h->srv);
-	if (j->call)
-		finish_grpc(j);
-	else
-		finish_http(j);
-	free(j);
+	free(base);
 }
+
+static const struct service_job_ops job_ops = {
+    .work = job_work,
+    .finish_grpc = finish_grpc,
+    .finish_http = finish_http,
+    .free = job_free,
+};
 
 static void job_start(struct job *j)
 {
-	if (service_dispatch(rating_store_blocking(j->h->store), job_work, job_done, j) != 0) {
-		j->rc = MV_EUNAVAIL;
-		job_done(j);
-	}
+	service_job_start(&j->base, rating_store_blocking(j->h->store));
 }
 
 /* Copy a required id; NULL when fine, else why not. The wire check
@@ -159,6 +157,8 @@ static struct job *job_new(struct handlers *h, enum job_kind kind)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (j) {
+		j->base.ops = &job_ops;
+		j->base.srv = h->srv;
 		j->kind = kind;
 		j->h = h;
 	}
@@ -187,7 +187,7 @@ static void grpc_get_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 		                 j ? why : "out of memory", NULL, 0);
 		return;
 	}
-	j->call = call;
+	j->base.call = call;
 	job_start(j);
 }
 
@@ -217,7 +217,7 @@ static void grpc_put_rating(struct grpc_call *call, const uint8_t *msg, size_t l
 		                 j ? why : "out of memory", NULL, 0);
 		return;
 	}
-	j->call = call;
+	j->base.call = call;
 	job_start(j);
 }
 
@@ -281,7 +281,7 @@ static void http_rating(struct http_exchange *ex, const struct http1_request *re
 		service_http_error(ex, 400, why);
 		return;
 	}
-	j->ex = ex;
+	j->base.ex = ex;
 	job_start(j);
 }
 

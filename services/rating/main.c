@@ -1,18 +1,17 @@
 /*
  * rating: the rating service (RatingService, port 8082), plus ingestion of
  * rating events from Kafka when kafka.brokers is set.
- * Wiring only: configuration, logging, store, ingestion, handlers, server.
+ * Its declaration: configuration, store, handlers and ingestion as start and
+ * stop hooks; movie/service_main.h runs it.
  */
-#include <string.h>
+#include <stddef.h>
 
 #include "config.h"
 #include "handlers.h"
 #include "ingest.h"
 #include "movie/err.h"
 #include "movie/log.h"
-#include "movie/metrics.h"
-#include "movie/server.h"
-#include "movie/service.h"
+#include "movie/service_main.h"
 #include "store.h"
 #include "movie/banned.h"
 
@@ -44,54 +43,58 @@ static struct ingest *start_ingestion(const struct rating_config *cfg, struct ra
 	return in;
 }
 
+static void *store_open(const struct store_config *cfg, char *errbuf, size_t errbuf_size)
+{
+	return rating_store_open(cfg, errbuf, errbuf_size);
+}
+
+static void store_close(void *store)
+{
+	rating_store_close(store);
+}
+
+static int register_handlers(struct service_run *run)
+{
+	const struct rating_config *cfg = run->config;
+	return rating_handlers_register(run->srv, run->store, (int32_t)cfg->min_value,
+	                                (int32_t)cfg->max_value);
+}
+
+static int start(struct service_run *run)
+{
+	bool failed;
+	run->state = start_ingestion(run->config, run->store, run->metrics, &failed);
+	return failed ? MV_EIO : 0;
+}
+
+/* After the API drained: commits what was stored, leaves the group. */
+static void stop(struct service_run *run)
+{
+	if (run->state)
+		ingest_stop(run->state);
+}
+
+static void log_starting(const struct service_run *run)
+{
+	log_info("starting", LOG_S("storage", run->storage_driver),
+	         LOG_B("kafka", run->state != NULL));
+}
+
+static const struct service_def rating_service = {
+    .name = "rating",
+    .grpc_service = "RatingService",
+    .schema = &rating_config_schema,
+    .server_offset = offsetof(struct rating_config, server),
+    .storage_offset = offsetof(struct rating_config, storage),
+    .store_open = store_open,
+    .store_close = store_close,
+    .register_handlers = register_handlers,
+    .start = start,
+    .stop = stop,
+    .log_starting = log_starting,
+};
+
 int main(int argc, char **argv)
 {
-	struct rating_config cfg;
-	memset(&cfg, 0, sizeof(cfg));
-	bool done;
-	int status = service_load_config(argc, argv, &rating_config_schema, &cfg, &done);
-	if (status != 0 || done)
-		return status == 0 ? 0 : 1;
-
-	enum log_level level = LOG_INFO;
-	log_level_parse(cfg.server.log_level, &level);
-	log_init("rating", level, 1);
-
-	status = 1;
-	struct metrics_registry *metrics = metrics_registry_new();
-	if (!metrics)
-		goto fail_config;
-	struct store_config store_cfg;
-	storage_options_to_store_config(&cfg.storage, &store_cfg);
-	char why[256] = "";
-	struct rating_store *store = rating_store_open(&store_cfg, why, sizeof(why));
-	if (!store) {
-		log_error("cannot open the store", LOG_S("driver", store_cfg.driver),
-		          LOG_S("error", why));
-		goto fail_metrics;
-	}
-	struct server *srv = server_new(&cfg.server, "rating", "RatingService", metrics);
-	if (!srv)
-		goto fail_store;
-	if (rating_handlers_register(srv, store, (int32_t)cfg.min_value, (int32_t)cfg.max_value) !=
-	    0)
-		goto fail_server;
-	bool ingest_failed;
-	struct ingest *ingest = start_ingestion(&cfg, store, metrics, &ingest_failed);
-	if (ingest_failed)
-		goto fail_server;
-	log_info("starting", LOG_S("storage", store_cfg.driver), LOG_B("kafka", ingest != NULL));
-	status = server_run(srv) == 0 ? 0 : 1;
-	/* Stop ingestion after the API drained: commits what was stored, leaves the group. */
-	if (ingest)
-		ingest_stop(ingest);
-fail_server:
-	server_free(srv);
-fail_store:
-	rating_store_close(store);
-fail_metrics:
-	metrics_registry_free(metrics);
-fail_config:
-	cfg_release(&rating_config_schema, &cfg);
-	return status;
+	return service_main(&rating_service, argc, argv);
 }

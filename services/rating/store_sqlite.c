@@ -248,20 +248,7 @@ out_release:
 
 static int sqlite_ping(void *impl)
 {
-	struct db_sqlite *d = impl;
-	struct db_sqlite_conn *c;
-	sqlite3_stmt *st;
-	int rc = db_sqlite_acquire(d, &c);
-
-	if (rc != 0)
-		return MV_EUNAVAIL;
-	st = db_sqlite_stmt(d, c, STMT_PING, &rc);
-	if (st) {
-		rc = sqlite3_step(st) == SQLITE_ROW ? 0 : MV_EUNAVAIL;
-		sqlite3_reset(st);
-	}
-	db_sqlite_release(d, c);
-	return rc == 0 ? 0 : MV_EUNAVAIL;
+	return db_sqlite_ping(impl, STMT_PING);
 }
 
 const struct rating_store_ops rating_store_sqlite_ops = {

@@ -35,7 +35,7 @@ tag=${tag//[^A-Za-z0-9_.-]/-}
 export MOVIE_IMAGE_TAG=$tag
 
 services=()
-for svc in metadata rating movie; do
+for svc in $("$root/scripts/services.sh" names); do
 	[[ -f services/$svc/CMakeLists.txt ]] && services+=("$svc")
 done
 if ((${#services[@]} == 0)); then

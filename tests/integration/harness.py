@@ -22,6 +22,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.environ.get("MOVIE_SOURCE_DIR", os.path.normpath(os.path.join(HERE, "..", "..")))
 BIN_DIR = os.environ.get("MOVIE_BIN_DIR", os.path.join(SOURCE_DIR, "build", "bin"))
 
+
+def _read_services():
+    """services/services.txt: {name: (grpc_service, default_port)}, in start order."""
+    out = {}
+    with open(os.path.join(SOURCE_DIR, "services", "services.txt")) as f:
+        for line in f:
+            fields = line.split()
+            if fields and not fields[0].startswith("#"):
+                out[fields[0]] = (fields[1], int(fields[2]))
+    return out
+
+
+# The services of the movie system (the one list, services/services.txt).
+SERVICES = _read_services()
+
 _stubs = None
 
 # Every process a test started, so that none outlives the test run, even when a

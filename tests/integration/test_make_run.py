@@ -59,16 +59,18 @@ def wait_gone(pids, timeout):
 class MakeRunTest(unittest.TestCase):
     def setUp(self):
         self.run_dir = tempfile.mkdtemp(prefix="movie-run-")
-        self.ports = {name: harness.free_port() for name in ("metadata", "rating", "movie")}
-        while len(set(self.ports.values())) < 3:
-            self.ports["movie"] = harness.free_port()
+        self.ports = {}
+        for name in harness.SERVICES:
+            port = harness.free_port()
+            while port in self.ports.values():
+                port = harness.free_port()
+            self.ports[name] = port
         # The services' own prefixes are reserved for their options (ctest sets
         # MOVIE_BIN_DIR and MOVIE_SOURCE_DIR): keep them out of the services' way.
         self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("MOVIE_", "METADATA_", "RATING_"))}
-        self.env.update(RUN_DIR=self.run_dir, RUN_METADATA_PORT=str(self.ports["metadata"]),
-                        RUN_RATING_PORT=str(self.ports["rating"]),
-                        RUN_MOVIE_PORT=str(self.ports["movie"]), RUN_READY_TIMEOUT="30")
+                    if not k.startswith(tuple(f"{n.upper()}_" for n in harness.SERVICES))}
+        self.env.update(RUN_DIR=self.run_dir, RUN_READY_TIMEOUT="30")
+        self.env.update({f"RUN_{name.upper()}_PORT": str(port) for name, port in self.ports.items()})
         self.proc = None
         self.pids = []
 

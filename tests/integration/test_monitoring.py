@@ -92,7 +92,7 @@ def dashboard_exprs(dash):
 
 
 def instantiate(expr):
-    return (expr.replace("$namespace", "test").replace("$app", "metadata|rating|movie")
+    return (expr.replace("$namespace", "test").replace("$app", "|".join(harness.SERVICES))
             .replace("$__rate_interval", "1m"))
 
 
@@ -161,7 +161,7 @@ class StaticChecks(unittest.TestCase):
                 labels = d["spec"]["template"]["metadata"]["labels"]
                 for k, v in selector.items():
                     self.assertEqual(labels.get(k), v, (overlay, d["metadata"]["name"]))
-                self.assertIn(labels.get("app.kubernetes.io/name"), ("metadata", "rating", "movie"))
+                self.assertIn(labels.get("app.kubernetes.io/name"), tuple(harness.SERVICES))
                 ports = [p.get("name") for c in d["spec"]["template"]["spec"]["containers"]
                          for p in c.get("ports", [])]
                 self.assertIn(endpoint["port"], ports, (overlay, d["metadata"]["name"]))

@@ -19,7 +19,7 @@ GRPC_PROTO = "/usr/share/grpc-proto"
 S = harness.stubs()
 pb = S.movie_pb2
 
-OWN_SERVICE = {"metadata": "MetadataService", "rating": "RatingService", "movie": "MovieService"}
+OWN_SERVICE = {name: grpc for name, (grpc, _) in harness.SERVICES.items()}
 COMMON = {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection",
           "grpc.reflection.v1alpha.ServerReflection"}
 QUIET = "log:\n  requests: false\nshutdown:\n  drain_delay: 0s\n  grace_period: 5s\n"

@@ -14,8 +14,8 @@ import kafka_harness
 
 BIN = harness.BIN_DIR
 SRC = harness.SOURCE_DIR
-BINARIES = ("metadata", "rating", "movie", "moviectl", "ratingingester", "kafka-dev",
-            "kafka-dev-consumer")
+BINARIES = tuple(harness.SERVICES) + ("moviectl", "ratingingester", "kafka-dev",
+                                       "kafka-dev-consumer")
 EXAMPLE = os.path.join(SRC, "tools", "ratingingester", "events.json")
 
 

@@ -7,14 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metadata/config.h"
 #include "movie/cfg.h"
-#include "movie/config.h"
 #include "movie/err.h"
-#include "rating/config.h"
+#include "movie_services.h" /* generated from services/services.txt */
 #include "movie/banned.h"
 
-/* The three services: their gRPC service name (a readiness health name) and
+/* The services (services/services.txt): their gRPC service name (a readiness health name) and
  * their config schema, the one the binary loads with. Every config value
  * lint compares with the manifests comes from loading through it. */
 struct svc_kind {
@@ -23,11 +21,9 @@ struct svc_kind {
 	const struct cfg_schema *schema;
 };
 
-static const struct svc_kind kinds[] = {
-    {"metadata", "MetadataService", &metadata_config_schema},
-    {"rating", "RatingService", &rating_config_schema},
-    {"movie", "MovieService", &movie_config_schema},
-};
+#define SVC_KIND(name, grpc_name, port) {#name, grpc_name, &name##_config_schema},
+static const struct svc_kind kinds[] = {MOVIE_SERVICES(SVC_KIND)};
+#undef SVC_KIND
 
 /* Kubernetes' default terminationGracePeriodSeconds. */
 #define DEFAULT_TERMINATION_GRACE_S 30LL

@@ -2,13 +2,20 @@
 # The link contract (movie/db_module.h): a service binary exports none of our
 # symbols (only copy-relocated library data such as stderr@GLIBC), and each
 # MariaDB driver module exports exactly its table, movie_db_module.
-#   test_exported_symbols.sh BUILD_DIR [plain|sanitized]
+#   test_exported_symbols.sh BUILD_DIR plain|sanitized MODULES SERVICE...
+# MODULES: comma-separated services that build a MariaDB module; SERVICE...:
+# every service binary (ctest passes both from the build, services/services.txt).
 # Counts come from `nm -D --defined-only`. Our symbols are the global ones
 # defined by the static libraries and object files of the build; sanitizer
 # runtimes add exports of their own (interceptors), which are not ours.
 set -uo pipefail
-build=${1:?usage: test_exported_symbols.sh BUILD_DIR [plain|sanitized]}
-mode=${2:-plain}
+usage="usage: test_exported_symbols.sh BUILD_DIR plain|sanitized MODULES SERVICE..."
+build=${1:?$usage}
+mode=${2:?$usage}
+IFS=, read -r -a modules <<<"${3:?$usage}"
+shift 3
+[ $# -gt 0 ] || { echo "$usage" >&2; exit 2; }
+services=("$@")
 # A plain service binary exports only copy-relocated library data (environ,
 # stdout, stderr, protobuf_c_empty_string: 5 today, each with its library's
 # version); -rdynamic exported 288 of ours plus _start, _end, ... unversioned.
@@ -29,7 +36,7 @@ if [ "$(wc -l <"$ours")" -lt 100 ]; then
 	fail "found the build's own symbols ($(wc -l <"$ours") in $build)"
 fi
 
-for svc in metadata rating movie; do
+for svc in "${services[@]}"; do
 	exe=$build/bin/$svc
 	if [ ! -x "$exe" ]; then
 		fail "$svc: $exe missing"
@@ -56,7 +63,7 @@ for svc in metadata rating movie; do
 	fi
 done
 
-for svc in metadata rating; do
+for svc in "${modules[@]}"; do
 	so=$build/lib/movie/movie-mysql-$svc.so
 	if [ ! -f "$so" ]; then
 		fail "module $so missing"
