@@ -11,8 +11,8 @@
  * Line layout: "time" (RFC 3339, UTC, milliseconds), "level", "service",
  * "msg", then the fields in the order given. Doubles that are NaN or infinite
  * are written as null; NULL strings (msg, service, values) as null.
- * A line is capped at LOG_LINE_MAX bytes: a longer one is replaced by a line
- * holding the first LOG_MSG_FALLBACK_MAX bytes of msg and
+ * A line is capped at MV_LOG_LINE_MAX bytes: a longer one is replaced by a line
+ * holding the first MV_LOG_MSG_FALLBACK_MAX bytes of msg and
  * "log_error":"too big" (no fields). After a thread's first line, logging does
  * not allocate unless a line outgrows every earlier line of that thread.
  * log_emit preserves errno. Before log_init, lines go to fd 2 at level info
@@ -25,18 +25,18 @@
 #include <stdint.h>
 
 enum log_level {
-	LOG_DEBUG = 0,
-	LOG_INFO = 1,
-	LOG_WARN = 2,
-	LOG_ERROR = 3
+	MV_LOG_DEBUG = 0,
+	MV_LOG_INFO = 1,
+	MV_LOG_WARN = 2,
+	MV_LOG_ERROR = 3
 };
 
 enum log_field_type {
-	LOG_FIELD_END = 0,
-	LOG_FIELD_STR,
-	LOG_FIELD_INT,
-	LOG_FIELD_DOUBLE,
-	LOG_FIELD_BOOL
+	MV_LOG_FIELD_END = 0,
+	MV_LOG_FIELD_STR,
+	MV_LOG_FIELD_INT,
+	MV_LOG_FIELD_DOUBLE,
+	MV_LOG_FIELD_BOOL
 };
 
 struct log_field {
@@ -50,22 +50,22 @@ struct log_field {
 	} v;
 };
 
-#define LOG_S(k, val) ((struct log_field){.key = (k), .type = LOG_FIELD_STR, .v.s = (val)})
-#define LOG_I(k, val) \
-	((struct log_field){.key = (k), .type = LOG_FIELD_INT, .v.i = (long long)(val)})
-#define LOG_D(k, val) \
-	((struct log_field){.key = (k), .type = LOG_FIELD_DOUBLE, .v.d = (double)(val)})
-#define LOG_B(k, val) ((struct log_field){.key = (k), .type = LOG_FIELD_BOOL, .v.b = (val)})
+#define MV_LOG_S(k, val) ((struct log_field){.key = (k), .type = MV_LOG_FIELD_STR, .v.s = (val)})
+#define MV_LOG_I(k, val) \
+	((struct log_field){.key = (k), .type = MV_LOG_FIELD_INT, .v.i = (long long)(val)})
+#define MV_LOG_D(k, val) \
+	((struct log_field){.key = (k), .type = MV_LOG_FIELD_DOUBLE, .v.d = (double)(val)})
+#define MV_LOG_B(k, val) ((struct log_field){.key = (k), .type = MV_LOG_FIELD_BOOL, .v.b = (val)})
 
 /* Upper bound of one line, newline included. */
-#define LOG_LINE_MAX ((size_t)64 * 1024)
+#define MV_LOG_LINE_MAX ((size_t)64 * 1024)
 /* Bytes of msg kept in the replacement line of an over-long line. */
-#define LOG_MSG_FALLBACK_MAX ((size_t)1024)
+#define MV_LOG_MSG_FALLBACK_MAX ((size_t)1024)
 /* Bytes of the service name kept by log_init. */
-#define LOG_SERVICE_MAX ((size_t)64)
+#define MV_LOG_SERVICE_MAX ((size_t)64)
 
 /* Configure the logger: service name put on every line (copied, at most
- * LOG_SERVICE_MAX bytes; NULL writes null), minimum level, and the output fd
+ * MV_LOG_SERVICE_MAX bytes; NULL writes null), minimum level, and the output fd
  * (1 = stdout; not closed by the logger). Call before threads start; calling
  * it again is allowed only while no other thread logs. */
 void log_init(const char *service, enum log_level min_level, int fd);
@@ -77,19 +77,19 @@ int log_level_parse(const char *name, enum log_level *out);
 bool log_enabled(enum log_level level);
 
 /* Write one line. `fields` is an array terminated by an entry with key NULL
- * (or type LOG_FIELD_END); NULL for none. A NULL string value is written as null.
+ * (or type MV_LOG_FIELD_END); NULL for none. A NULL string value is written as null.
  * Write errors other than EINTR drop the rest of the line (nobody to report to). */
 void log_emit(enum log_level level, const char *msg, const struct log_field *fields);
 
 /* Convenience: log_emit with a compound-literal field list, e.g.
- *   log_info("listening", LOG_S("addr", a), LOG_I("port", p));
+ *   log_info("listening", MV_LOG_S("addr", a), MV_LOG_I("port", p));
  *   log_info("ready");
  * __VA_OPT__ (GCC >= 8, clang >= 12, C23) lets the field list be empty.
  */
-#define LOG_FIELDS(...)     ((const struct log_field[]){__VA_ARGS__ __VA_OPT__(, ){0}})
-#define log_debug(msg, ...) log_emit(LOG_DEBUG, (msg), LOG_FIELDS(__VA_ARGS__))
-#define log_info(msg, ...)  log_emit(LOG_INFO, (msg), LOG_FIELDS(__VA_ARGS__))
-#define log_warn(msg, ...)  log_emit(LOG_WARN, (msg), LOG_FIELDS(__VA_ARGS__))
-#define log_error(msg, ...) log_emit(LOG_ERROR, (msg), LOG_FIELDS(__VA_ARGS__))
+#define MV_LOG_FIELDS(...)  ((const struct log_field[]){__VA_ARGS__ __VA_OPT__(, ){0}})
+#define log_debug(msg, ...) log_emit(MV_LOG_DEBUG, (msg), MV_LOG_FIELDS(__VA_ARGS__))
+#define log_info(msg, ...)  log_emit(MV_LOG_INFO, (msg), MV_LOG_FIELDS(__VA_ARGS__))
+#define log_warn(msg, ...)  log_emit(MV_LOG_WARN, (msg), MV_LOG_FIELDS(__VA_ARGS__))
+#define log_error(msg, ...) log_emit(MV_LOG_ERROR, (msg), MV_LOG_FIELDS(__VA_ARGS__))
 
 #endif

@@ -55,8 +55,8 @@ static void on_session_goaway(void *user, int32_t last_stream_id, uint32_t error
 {
 	struct grpc_client_conn *cn = user;
 	if (!cn->draining) {
-		log_info("grpc client: GOAWAY, draining connection", LOG_S("peer", cn->ch->name),
-		         LOG_S("addr", cn->label), LOG_I("last_stream_id", last_stream_id));
+		log_info("grpc client: GOAWAY, draining connection", MV_LOG_S("peer", cn->ch->name),
+		         MV_LOG_S("addr", cn->label), MV_LOG_I("last_stream_id", last_stream_id));
 		conn_retire(cn);
 	}
 }
@@ -149,8 +149,8 @@ void grpc_client_conn_fail(struct grpc_client_conn *cn, const char *why)
 	if (a && was_ready && !ch->closed)
 		grpc_client_conn_open(ch, a); /* calls queue behind the reconnect meanwhile */
 	if (why)
-		log_debug("grpc client: connection closed", LOG_S("peer", ch->name),
-		          LOG_S("addr", cn->label), LOG_S("reason", why));
+		log_debug("grpc client: connection closed", MV_LOG_S("peer", ch->name),
+		          MV_LOG_S("addr", cn->label), MV_LOG_S("reason", why));
 	size_t n = cn->calls.count;
 	while (n-- && cn->calls.head) {
 		struct grpc_client_call *c = cn->calls.head;
@@ -202,7 +202,7 @@ static void conn_flush(struct grpc_client_conn *cn)
 		 * Done here, not where the last stream was submitted, so that no
 		 * completion runs from inside grpc_channel_call. */
 		log_info("grpc client: stream ids running low, replacing connection",
-		         LOG_S("peer", cn->ch->name), LOG_S("addr", cn->label));
+		         MV_LOG_S("peer", cn->ch->name), MV_LOG_S("addr", cn->label));
 		grpc_client_session_goaway(cn->session);
 		conn_retire(cn);
 		if (cn->state == CONN_CLOSING)
@@ -318,8 +318,8 @@ static void on_connect(uv_connect_t *req, int status)
 	if (status < 0) {
 		if (cn->addr)
 			cn->addr->failures++;
-		log_debug("grpc client: connect failed", LOG_S("peer", ch->name),
-		          LOG_S("addr", cn->label), LOG_S("error", uv_strerror(status)));
+		log_debug("grpc client: connect failed", MV_LOG_S("peer", ch->name),
+		          MV_LOG_S("addr", cn->label), MV_LOG_S("error", uv_strerror(status)));
 		grpc_client_conn_fail(cn, NULL);
 		return;
 	}

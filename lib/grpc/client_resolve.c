@@ -49,7 +49,8 @@ static struct grpc_client_addr *addr_find(struct grpc_channel *ch, const struct 
 static void addr_remove(struct grpc_channel *ch, size_t i)
 {
 	struct grpc_client_addr *a = ch->addrs[i];
-	log_info("grpc client: address removed", LOG_S("peer", ch->name), LOG_S("addr", a->label));
+	log_info("grpc client: address removed", MV_LOG_S("peer", ch->name),
+	         MV_LOG_S("addr", a->label));
 	if (a->conn) {
 		struct grpc_client_conn *cn = a->conn;
 		a->conn = NULL;
@@ -89,8 +90,8 @@ static void target_apply(struct grpc_channel *ch, struct grpc_client_target *t,
 		a->seen = true;
 		addr_label(ai->ai_addr, a->label, sizeof(a->label));
 		ch->addrs[ch->addr_count++] = a;
-		log_info("grpc client: address added", LOG_S("peer", ch->name),
-		         LOG_S("addr", a->label));
+		log_info("grpc client: address added", MV_LOG_S("peer", ch->name),
+		         MV_LOG_S("addr", a->label));
 		grpc_client_conn_open(ch, a);
 	}
 	for (size_t i = ch->addr_count; i-- > 0;)
@@ -111,8 +112,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	}
 	if (status < 0) {
 		/* Keep the addresses we have: a DNS hiccup must not empty the channel. */
-		log_warn("grpc client: resolution failed", LOG_S("peer", ch->name),
-		         LOG_S("target", t->authority), LOG_S("error", uv_strerror(status)));
+		log_warn("grpc client: resolution failed", MV_LOG_S("peer", ch->name),
+		         MV_LOG_S("target", t->authority), MV_LOG_S("error", uv_strerror(status)));
 	} else {
 		target_apply(ch, t, res);
 	}

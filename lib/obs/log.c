@@ -17,9 +17,9 @@
 #define LINE_KEEP_MAX ((size_t)16 * 1024)
 #define LINE_INITIAL  ((size_t)1024)
 /* Escaping can grow each byte to 6 ("\u00XX"), plus quotes and NUL. */
-#define SERVICE_JSON_MAX (LOG_SERVICE_MAX * 6 + 3)
+#define SERVICE_JSON_MAX (MV_LOG_SERVICE_MAX * 6 + 3)
 
-static atomic_int log_min_level = LOG_INFO;
+static atomic_int log_min_level = MV_LOG_INFO;
 static atomic_int log_fd = 2;
 /* The service as a JSON value (quoted string or null), escaped once by log_init. */
 static char service_json[SERVICE_JSON_MAX] = "null";
@@ -53,7 +53,7 @@ static struct buf *line_get(void)
 {
 	if (!line_ready) {
 		pthread_once(&line_key_once, line_key_create);
-		buf_init(&line, LOG_LINE_MAX);
+		buf_init(&line, MV_LOG_LINE_MAX);
 		if (line_key_ok)
 			pthread_setspecific(line_key, &line);
 		line_ready = true;
@@ -69,7 +69,7 @@ void log_init(const char *service, enum log_level min_level, int fd)
 	struct buf tmp;
 	buf_init(&tmp, SERVICE_JSON_MAX);
 	if (service) {
-		size_t len = strnlen(service, LOG_SERVICE_MAX);
+		size_t len = strnlen(service, MV_LOG_SERVICE_MAX);
 		if (buf_append_json_string(&tmp, service, len) == 0 && tmp.len < SERVICE_JSON_MAX) {
 			memcpy(service_json, tmp.data, tmp.len + 1);
 			service_json_len = tmp.len;
@@ -87,7 +87,7 @@ int log_level_parse(const char *name, enum log_level *out)
 {
 	if (!name || !out)
 		return MV_EINVAL;
-	for (int i = LOG_DEBUG; i <= LOG_ERROR; i++) {
+	for (int i = MV_LOG_DEBUG; i <= MV_LOG_ERROR; i++) {
 		if (strcmp(name, level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return 0;
@@ -153,8 +153,8 @@ static int append_head(struct buf *b, enum log_level level, const char *msg, siz
 {
 	char time_text[24];
 	int lvl = (int)level;
-	if (lvl < LOG_DEBUG || lvl > LOG_ERROR)
-		lvl = LOG_ERROR;
+	if (lvl < MV_LOG_DEBUG || lvl > MV_LOG_ERROR)
+		lvl = MV_LOG_ERROR;
 	format_time(time_text);
 	int rc = buf_append(b, "{\"time\":\"", 9);
 	if (!rc)
@@ -194,20 +194,21 @@ static int append_field(struct buf *b, const struct log_field *f)
 	char num[OBS_DOUBLE_MAX];
 	int rc = buf_append(b, ",", 1);
 	if (!rc)
-		rc = append_json_cstr(b, f->key, LOG_LINE_MAX);
+		rc = append_json_cstr(b, f->key, MV_LOG_LINE_MAX);
 	if (!rc)
 		rc = buf_append(b, ":", 1);
 	if (rc)
 		return rc;
 	switch (f->type) {
-	case LOG_FIELD_STR: return append_json_cstr(b, f->v.s, LOG_LINE_MAX);
-	case LOG_FIELD_INT: return append_int(b, f->v.i);
-	case LOG_FIELD_DOUBLE:
+	case MV_LOG_FIELD_STR: return append_json_cstr(b, f->v.s, MV_LOG_LINE_MAX);
+	case MV_LOG_FIELD_INT: return append_int(b, f->v.i);
+	case MV_LOG_FIELD_DOUBLE:
 		/* JSON has no NaN or Infinity. */
 		if (!isfinite(f->v.d))
 			return buf_append(b, "null", 4);
 		return buf_append(b, num, obs_format_double(num, f->v.d));
-	case LOG_FIELD_BOOL: return f->v.b ? buf_append(b, "true", 4) : buf_append(b, "false", 5);
+	case MV_LOG_FIELD_BOOL:
+		return f->v.b ? buf_append(b, "true", 4) : buf_append(b, "false", 5);
 	default: return buf_append(b, "null", 4);
 	}
 }
@@ -215,8 +216,8 @@ static int append_field(struct buf *b, const struct log_field *f)
 static int format_line(struct buf *b, enum log_level level, const char *msg,
                        const struct log_field *fields)
 {
-	int rc = append_head(b, level, msg, LOG_LINE_MAX);
-	for (const struct log_field *f = fields; !rc && f && f->key && f->type != LOG_FIELD_END;
+	int rc = append_head(b, level, msg, MV_LOG_LINE_MAX);
+	for (const struct log_field *f = fields; !rc && f && f->key && f->type != MV_LOG_FIELD_END;
 	     f++)
 		rc = append_field(b, f);
 	if (!rc)
@@ -228,7 +229,7 @@ static int format_line(struct buf *b, enum log_level level, const char *msg,
  * so that the event is not lost silently. */
 static int format_fallback(struct buf *b, enum log_level level, const char *msg, int why)
 {
-	int rc = append_head(b, level, msg, LOG_MSG_FALLBACK_MAX);
+	int rc = append_head(b, level, msg, MV_LOG_MSG_FALLBACK_MAX);
 	if (!rc)
 		rc = buf_printf(b, ",\"log_error\":\"%s\"}\n", mv_strerror(why));
 	return rc;

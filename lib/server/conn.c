@@ -833,7 +833,7 @@ void conn_sweep(struct worker *w)
 		} else if (c->max_age_ms && now - c->created_ms >= c->max_age_ms) {
 			if (!c->goaway_sent)
 				log_debug("connection reached its maximum age",
-				          LOG_I("max_age_ms", c->max_age_ms));
+				          MV_LOG_I("max_age_ms", c->max_age_ms));
 			conn_goaway(c);
 		}
 		c = next;

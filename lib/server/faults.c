@@ -79,18 +79,18 @@ void faults_log_start(const struct server *srv)
 	if (!server_faults_enabled(f))
 		return;
 	log_warn("FAULTS ENABLED: this process fails on purpose (faults.*); never in production",
-	         LOG_S("service", srv->program), LOG_D("error_ratio", f->error_ratio),
-	         LOG_S("error_code", grpc_status_name(srv->fault_code)),
-	         LOG_I("delay_ms", f->delay_ms), LOG_B("not_ready", f->not_ready),
-	         LOG_I("exit_after_ms", f->exit_after_ms));
+	         MV_LOG_S("service", srv->program), MV_LOG_D("error_ratio", f->error_ratio),
+	         MV_LOG_S("error_code", grpc_status_name(srv->fault_code)),
+	         MV_LOG_I("delay_ms", f->delay_ms), MV_LOG_B("not_ready", f->not_ready),
+	         MV_LOG_I("exit_after_ms", f->exit_after_ms));
 }
 
 static void on_exit_after(uv_timer_t *t)
 {
 	const struct server *srv = t->data;
 	log_error("faults.exit_after reached: exiting with status 1 on purpose",
-	          LOG_S("service", srv->program),
-	          LOG_I("exit_after_ms", srv->cfg->faults.exit_after_ms));
+	          MV_LOG_S("service", srv->program),
+	          MV_LOG_I("exit_after_ms", srv->cfg->faults.exit_after_ms));
 	/* A crash, as the fault means: no drain, no destructors racing the loops. */
 	_exit(1);
 }

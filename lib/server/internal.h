@@ -49,7 +49,7 @@ struct route_entry {
 	_Atomic(struct metrics_counter *)
 	    by_status[SERVER_HTTP_STATUS_MAX - SERVER_HTTP_STATUS_MIN + 1];
 	struct metrics_histogram *seconds;
-	bool quiet; /* probes (/healthz, /readyz): request log lines at debug level */
+	bool quiet;     /* probes (/healthz, /readyz): request log lines at debug level */
 	bool faultable; /* a service route, not a built-in endpoint (faults.c) */
 };
 

@@ -139,11 +139,12 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 	metrics_histogram_observe(st->seconds, seconds);
 	if (started)
 		atomic_fetch_sub(&srv->in_flight, 1);
-	enum log_level level = st->quiet && status == GRPC_STATUS_OK ? LOG_DEBUG : LOG_INFO;
+	enum log_level level = st->quiet && status == GRPC_STATUS_OK ? MV_LOG_DEBUG : MV_LOG_INFO;
 	if (srv->cfg->log_requests && log_enabled(level))
 		log_emit(level, "grpc",
-		         LOG_FIELDS(LOG_S("method", path), LOG_S("code", grpc_status_name(status)),
-		                    LOG_D("ms", duration_ms(seconds))));
+		         MV_LOG_FIELDS(MV_LOG_S("method", path),
+		                       MV_LOG_S("code", grpc_status_name(status)),
+		                       MV_LOG_D("ms", duration_ms(seconds))));
 }
 
 static struct metrics_counter *route_status_counter(struct server *srv, struct route_entry *route,
@@ -172,14 +173,15 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 		metrics_counter_inc(route_status_counter(srv, route, status));
 		metrics_histogram_observe(route->seconds, seconds);
 	}
-	enum log_level level = route && route->quiet && status < 500 ? LOG_DEBUG : LOG_INFO;
+	enum log_level level = route && route->quiet && status < 500 ? MV_LOG_DEBUG : MV_LOG_INFO;
 	if (srv->cfg->log_requests && log_enabled(level)) {
 		static const char *const names[] = {"OTHER", "GET", "HEAD",
 		                                    "POST",  "PUT", "DELETE"};
 		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
 		log_emit(level, "http",
-		         LOG_FIELDS(LOG_S("method", mname), LOG_S("path", path),
-		                    LOG_I("status", status), LOG_D("ms", duration_ms(seconds))));
+		         MV_LOG_FIELDS(MV_LOG_S("method", mname), MV_LOG_S("path", path),
+		                       MV_LOG_I("status", status),
+		                       MV_LOG_D("ms", duration_ms(seconds))));
 	}
 }
 
@@ -534,9 +536,9 @@ static void pause_accepting(struct worker *w, int err)
 	if (!w->pause_logged_ms || now - w->pause_logged_ms >= 1000) {
 		w->pause_logged_ms = now;
 		log_warn("cannot accept: out of file descriptors, pausing accepts",
-		         LOG_I("worker", (long long)w->index), LOG_S("error", strerror(err)),
-		         LOG_I("pause_ms", SERVER_ACCEPT_PAUSE_MS),
-		         LOG_I("connections", atomic_load(&srv->connections)));
+		         MV_LOG_I("worker", (long long)w->index), MV_LOG_S("error", strerror(err)),
+		         MV_LOG_I("pause_ms", SERVER_ACCEPT_PAUSE_MS),
+		         MV_LOG_I("connections", atomic_load(&srv->connections)));
 	}
 	uv_timer_start(&w->accept_pause, on_accept_pause_over, SERVER_ACCEPT_PAUSE_MS, 0);
 }
@@ -565,7 +567,7 @@ static void on_listener_readable(uv_poll_t *poll, int status, int events)
 			pause_accepting(w, err);
 			return;
 		}
-		log_error("accept failed", LOG_S("error", strerror(err)));
+		log_error("accept failed", MV_LOG_S("error", strerror(err)));
 		pause_accepting(w, err);
 		return;
 	}
@@ -652,8 +654,8 @@ static int open_listener(const struct server_config *cfg, int *out_fd)
 	snprintf(port, sizeof(port), "%lld", (long long)cfg->port);
 	int rc = getaddrinfo(cfg->host, port, &hints, &res);
 	if (rc != 0) {
-		log_error("cannot resolve api.host", LOG_S("host", cfg->host),
-		          LOG_S("error", gai_strerror(rc)));
+		log_error("cannot resolve api.host", MV_LOG_S("host", cfg->host),
+		          MV_LOG_S("error", gai_strerror(rc)));
 		return MV_EIO;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -674,8 +676,8 @@ static int open_listener(const struct server_config *cfg, int *out_fd)
 fail_fd:
 	close(fd);
 fail:
-	log_error("cannot listen", LOG_S("host", cfg->host), LOG_I("port", cfg->port),
-	          LOG_S("error", strerror(errno)));
+	log_error("cannot listen", MV_LOG_S("host", cfg->host), MV_LOG_I("port", cfg->port),
+	          MV_LOG_S("error", strerror(errno)));
 	freeaddrinfo(res);
 	return MV_EIO;
 }
@@ -750,8 +752,8 @@ static void on_grace_expired(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 	long left = atomic_load(&srv->in_flight);
-	log_warn("grace period over: closing remaining connections", LOG_I("in_flight", left),
-	         LOG_I("connections", atomic_load(&srv->connections)));
+	log_warn("grace period over: closing remaining connections", MV_LOG_I("in_flight", left),
+	         MV_LOG_I("connections", atomic_load(&srv->connections)));
 	if (left > 0)
 		srv->exit_status = MV_ETIMEDOUT;
 	atomic_store(&srv->forced, true);
@@ -762,8 +764,8 @@ static void on_drain_delay_over(uv_timer_t *t)
 {
 	struct server *srv = t->data;
 	log_info("drain delay over: closing listeners, sending GOAWAY",
-	         LOG_I("connections", atomic_load(&srv->connections)),
-	         LOG_I("grace_ms", srv->cfg->grace_period_ms));
+	         MV_LOG_I("connections", atomic_load(&srv->connections)),
+	         MV_LOG_I("grace_ms", srv->cfg->grace_period_ms));
 	atomic_store(&srv->stopping, true);
 	pthread_mutex_lock(&srv->probe_mutex);
 	pthread_cond_signal(&srv->probe_cond);
@@ -776,7 +778,7 @@ static void begin_shutdown(struct server *srv, const char *why)
 {
 	if (atomic_exchange(&srv->draining, true)) {
 		if (!atomic_load(&srv->forced)) {
-			log_warn("second signal: stopping now", LOG_S("reason", why));
+			log_warn("second signal: stopping now", MV_LOG_S("reason", why));
 			uv_timer_stop(&srv->drain_timer);
 			atomic_store(&srv->stopping, true);
 			atomic_store(&srv->forced, true);
@@ -785,8 +787,8 @@ static void begin_shutdown(struct server *srv, const char *why)
 		}
 		return;
 	}
-	log_info("shutting down: not ready, still serving", LOG_S("reason", why),
-	         LOG_I("drain_delay_ms", srv->cfg->drain_delay_ms));
+	log_info("shutting down: not ready, still serving", MV_LOG_S("reason", why),
+	         MV_LOG_I("drain_delay_ms", srv->cfg->drain_delay_ms));
 	metrics_gauge_set(srv->ready_gauge, 0);
 	server_wake_workers(srv); /* health watchers see NOT_SERVING now */
 	uv_timer_start(&srv->drain_timer, on_drain_delay_over, (uint64_t)srv->cfg->drain_delay_ms,
@@ -856,7 +858,7 @@ int server_run(struct server *srv)
 
 	for (size_t i = 0; i < n; i++) {
 		if (worker_init(srv, &srv->workers[i], i) != 0) {
-			log_error("cannot start worker", LOG_I("worker", (long long)i));
+			log_error("cannot start worker", MV_LOG_I("worker", (long long)i));
 			return MV_EINTERNAL;
 		}
 	}
@@ -879,8 +881,8 @@ int server_run(struct server *srv)
 	faults_log_start(srv);
 	faults_start_exit_timer(srv);
 	/* Every line carries "service" already (log_init). */
-	log_info("listening", LOG_S("host", cfg->host), LOG_I("port", cfg->port),
-	         LOG_I("workers", (long long)n), LOG_S("version", MOVIE_VERSION_STRING));
+	log_info("listening", MV_LOG_S("host", cfg->host), MV_LOG_I("port", cfg->port),
+	         MV_LOG_I("workers", (long long)n), MV_LOG_S("version", MOVIE_VERSION_STRING));
 
 	uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 
@@ -895,6 +897,6 @@ int server_run(struct server *srv)
 	uv_walk(&srv->main_loop, close_walk_cb, NULL);
 	uv_run(&srv->main_loop, UV_RUN_DEFAULT);
 	uv_loop_close(&srv->main_loop);
-	log_info("stopped", LOG_I("exit_status", srv->exit_status));
+	log_info("stopped", MV_LOG_I("exit_status", srv->exit_status));
 	return srv->exit_status;
 }

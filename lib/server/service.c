@@ -123,20 +123,20 @@ int service_load_config(int argc, char **argv, const struct cfg_schema *schema, 
 		 * log lines like every other line it writes (stdout, as the
 		 * services log), so that log pipelines parse its last words too. */
 		if (!check)
-			log_init(schema->program, LOG_INFO, 1);
+			log_init(schema->program, MV_LOG_INFO, 1);
 		for (size_t i = 0; i < errs->count; i++) {
 			cfg_error_format(&errs->items[i], line, sizeof(line));
 			if (check)
 				fprintf(stderr, "%s: %s\n", schema->program, line);
 			else
-				log_error("invalid configuration", LOG_S("error", line));
+				log_error("invalid configuration", MV_LOG_S("error", line));
 		}
 		if (errs->dropped && check)
 			fprintf(stderr, "%s: (%zu more errors not shown)\n", schema->program,
 			        errs->dropped);
 		else if (errs->dropped)
 			log_error("invalid configuration: more errors not shown",
-			          LOG_I("count", (long long)errs->dropped));
+			          MV_LOG_I("count", (long long)errs->dropped));
 		free(errs);
 		cfg_release(schema, config);
 		return rc < 0 ? rc : MV_EINVAL;

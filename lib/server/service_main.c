@@ -13,7 +13,7 @@
 static void log_starting_default(const struct service_run *run)
 {
 	if (run->storage_driver)
-		log_info("starting", LOG_S("storage", run->storage_driver));
+		log_info("starting", MV_LOG_S("storage", run->storage_driver));
 	else
 		log_info("starting");
 }
@@ -37,7 +37,7 @@ int service_main(const struct service_def *def, int argc, char **argv)
 	const struct server_config *server_cfg =
 	    (const struct server_config *)((const char *)run.config + def->server_offset);
 
-	enum log_level level = LOG_INFO;
+	enum log_level level = MV_LOG_INFO;
 	log_level_parse(server_cfg->log_level, &level);
 	log_init(def->name, level, 1);
 
@@ -54,8 +54,8 @@ int service_main(const struct service_def *def, int argc, char **argv)
 		char why[256] = "";
 		run.store = def->store_open(&store_cfg, why, sizeof(why));
 		if (!run.store) {
-			log_error("cannot open the store", LOG_S("driver", store_cfg.driver),
-			          LOG_S("error", why));
+			log_error("cannot open the store", MV_LOG_S("driver", store_cfg.driver),
+			          MV_LOG_S("error", why));
 			goto fail_metrics;
 		}
 	}

@@ -146,7 +146,7 @@ static void finish_grpc(struct service_job *base)
 	buf_release(&scratch);
 	if (repaired)
 		log_warn("stored metadata is not valid UTF-8: answered with U+FFFD",
-		         LOG_S("movie_id", j->id));
+		         MV_LOG_S("movie_id", j->id));
 	if (!j->out.id || !j->out.title || !j->out.description || !j->out.director) {
 		grpc_call_finish(j->base.call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory",
 		                 NULL, 0);

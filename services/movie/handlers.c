@@ -120,8 +120,8 @@ static void complete(struct request *r)
 		} else if (!has_rating) {
 			metrics_counter_inc(h->degraded);
 			log_warn("rating unavailable: answering with metadata only",
-			         LOG_S("movie_id", r->id),
-			         LOG_S("rating_status", grpc_status_name(r->rating_status)));
+			         MV_LOG_S("movie_id", r->id),
+			         MV_LOG_S("rating_status", grpc_status_name(r->rating_status)));
 		}
 		if (r->call)
 			finish_grpc(r, has_rating);
@@ -171,7 +171,7 @@ static void log_channels_failed(void)
 		return;
 	}
 	log_error("cannot create peer channels: answering UNAVAILABLE",
-	          LOG_I("suppressed", suppressed));
+	          MV_LOG_I("suppressed", suppressed));
 	last_ns = now;
 	suppressed = 0;
 }

@@ -25,8 +25,8 @@ static int register_handlers(struct service_run *run)
 static void log_starting(const struct service_run *run)
 {
 	const struct movie_config *cfg = run->config;
-	log_info("starting", LOG_I("metadata_targets", (long long)cfg->metadata_addresses.count),
-	         LOG_I("rating_targets", (long long)cfg->rating_addresses.count));
+	log_info("starting", MV_LOG_I("metadata_targets", (long long)cfg->metadata_addresses.count),
+	         MV_LOG_I("rating_targets", (long long)cfg->rating_addresses.count));
 }
 
 static const struct service_def movie_service = {

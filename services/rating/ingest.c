@@ -127,15 +127,15 @@ static const char *reject_label(int reason)
  * threads; log_emit is thread-safe. */
 static void on_rdkafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	enum log_level l = level <= 3   ? LOG_ERROR
-	                   : level == 4 ? LOG_WARN
-	                   : level <= 6 ? LOG_INFO
-	                                : LOG_DEBUG;
+	enum log_level l = level <= 3   ? MV_LOG_ERROR
+	                   : level == 4 ? MV_LOG_WARN
+	                   : level <= 6 ? MV_LOG_INFO
+	                                : MV_LOG_DEBUG;
 	if (!log_enabled(l))
 		return;
 	log_emit(l, buf,
-	         LOG_FIELDS(LOG_S("component", "rdkafka"), LOG_S("facility", fac),
-	                    LOG_S("client", rd_kafka_name(rk))));
+	         MV_LOG_FIELDS(MV_LOG_S("component", "rdkafka"), MV_LOG_S("facility", fac),
+	                       MV_LOG_S("client", rd_kafka_name(rk))));
 }
 
 static void on_rdkafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -145,19 +145,20 @@ static void on_rdkafka_error(rd_kafka_t *rk, int err, const char *reason, void *
 		char fatal[512];
 		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
 		atomic_store(&in->fatal, true);
-		log_error("kafka fatal error", LOG_S("component", "ingest"), LOG_S("error", fatal));
+		log_error("kafka fatal error", MV_LOG_S("component", "ingest"),
+		          MV_LOG_S("error", fatal));
 		return;
 	}
-	log_warn("kafka error", LOG_S("component", "ingest"),
-	         LOG_S("error", rd_kafka_err2name((rd_kafka_resp_err_t)err)),
-	         LOG_S("reason", reason));
+	log_warn("kafka error", MV_LOG_S("component", "ingest"),
+	         MV_LOG_S("error", rd_kafka_err2name((rd_kafka_resp_err_t)err)),
+	         MV_LOG_S("reason", reason));
 }
 
 static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	if (m->err)
-		log_error("dead-letter delivery failed", LOG_S("component", "ingest"),
-		          LOG_S("error", rd_kafka_err2str(m->err)));
+		log_error("dead-letter delivery failed", MV_LOG_S("component", "ingest"),
+		          MV_LOG_S("error", rd_kafka_err2str(m->err)));
 }
 
 static void batch_reset(struct batch *b)
@@ -189,14 +190,14 @@ static void set_paused(struct ingest *in, bool paused)
 		                                 : rd_kafka_resume_partitions(in->rk, parts);
 		if (err)
 			log_warn(paused ? "pause failed" : "resume failed",
-			         LOG_S("component", "ingest"),
-			         LOG_S("error", rd_kafka_err2str(err)));
+			         MV_LOG_S("component", "ingest"),
+			         MV_LOG_S("error", rd_kafka_err2str(err)));
 		rd_kafka_topic_partition_list_destroy(parts);
 	}
 	atomic_store(&in->paused, paused);
 	metrics_gauge_set(in->paused_gauge, paused ? 1 : 0);
 	log_info(paused ? "consumption paused: store unavailable" : "consumption resumed",
-	         LOG_S("component", "ingest"));
+	         MV_LOG_S("component", "ingest"));
 }
 
 struct commit_wait {
@@ -250,8 +251,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	for (size_t i = 0; i < in->eof_cap; i++)
 		in->eof_offset[i] = -1;
 	if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-		log_info("partitions assigned", LOG_S("component", "ingest"),
-		         LOG_I("partitions", parts->cnt));
+		log_info("partitions assigned", MV_LOG_S("component", "ingest"),
+		         MV_LOG_I("partitions", parts->cnt));
 		size_t need = 0;
 		for (int i = 0; i < parts->cnt; i++)
 			if (parts->elems[i].partition >= 0 &&
@@ -279,20 +280,20 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	if (!atomic_load(&in->stop)) {
 		rd_kafka_resp_err_t cerr = commit_bounded(in, rk, REVOKE_COMMIT_MS);
 		if (cerr && cerr != RD_KAFKA_RESP_ERR__NO_OFFSET)
-			log_warn("commit on revocation failed", LOG_S("component", "ingest"),
-			         LOG_S("error", rd_kafka_err2str(cerr)));
+			log_warn("commit on revocation failed", MV_LOG_S("component", "ingest"),
+			         MV_LOG_S("error", rd_kafka_err2str(cerr)));
 	}
 	if (in->batch.messages > 0 || in->deferred_count > 0)
-		log_info("dropping unapplied batch on revocation", LOG_S("component", "ingest"),
-		         LOG_I("messages", in->batch.messages + in->deferred_count));
+		log_info("dropping unapplied batch on revocation", MV_LOG_S("component", "ingest"),
+		         MV_LOG_I("messages", in->batch.messages + in->deferred_count));
 	batch_reset(&in->batch);
 	deferred_drop(in);
 	if (atomic_load(&in->paused)) {
 		atomic_store(&in->paused, false);
 		metrics_gauge_set(in->paused_gauge, 0);
 	}
-	log_info("partitions revoked", LOG_S("component", "ingest"),
-	         LOG_S("reason", rd_kafka_err2name(err)));
+	log_info("partitions revoked", MV_LOG_S("component", "ingest"),
+	         MV_LOG_S("reason", rd_kafka_err2name(err)));
 	rd_kafka_assign(rk, NULL);
 }
 
@@ -310,9 +311,9 @@ static void send_dead_letter(struct ingest *in, const rd_kafka_message_t *m, con
 	    RD_KAFKA_V_HEADER("source_partition", part, -1),
 	    RD_KAFKA_V_HEADER("source_offset", off, -1), RD_KAFKA_V_END);
 	if (err) {
-		log_error("dead-letter produce failed", LOG_S("component", "ingest"),
-		          LOG_S("error", rd_kafka_err2str(err)), LOG_I("partition", m->partition),
-		          LOG_I("offset", m->offset));
+		log_error("dead-letter produce failed", MV_LOG_S("component", "ingest"),
+		          MV_LOG_S("error", rd_kafka_err2str(err)),
+		          MV_LOG_I("partition", m->partition), MV_LOG_I("offset", m->offset));
 		return;
 	}
 	in->dlq_pending = true;
@@ -322,9 +323,9 @@ static void send_dead_letter(struct ingest *in, const rd_kafka_message_t *m, con
 static void reject(struct ingest *in, const rd_kafka_message_t *m, int reason, const char *detail)
 {
 	const char *label = reject_label(reason);
-	log_warn("rating event rejected", LOG_S("component", "ingest"), LOG_S("reason", label),
-	         LOG_S("detail", detail), LOG_I("partition", m->partition),
-	         LOG_I("offset", m->offset));
+	log_warn("rating event rejected", MV_LOG_S("component", "ingest"),
+	         MV_LOG_S("reason", label), MV_LOG_S("detail", detail),
+	         MV_LOG_I("partition", m->partition), MV_LOG_I("offset", m->offset));
 	metrics_counter_inc(in->rejected[reason]);
 	if (in->dlq)
 		send_dead_letter(in, m, label, detail);
@@ -378,9 +379,9 @@ static bool take_message(struct ingest *in, rd_kafka_message_t *m)
 		in->eof_offset[m->partition] = m->offset; /* caught up: position known */
 	if (m->err) {
 		if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-			log_warn("consumer error", LOG_S("component", "ingest"),
-			         LOG_S("error", rd_kafka_message_errstr(m)),
-			         LOG_I("partition", m->partition));
+			log_warn("consumer error", MV_LOG_S("component", "ingest"),
+			         MV_LOG_S("error", rd_kafka_message_errstr(m)),
+			         MV_LOG_I("partition", m->partition));
 		rd_kafka_message_destroy(m);
 		return false;
 	}
@@ -438,10 +439,10 @@ static int batch_apply(struct ingest *in)
 	for (size_t i = 0; i < b->count; i++) {
 		rc = rating_store_apply(in->store, &b->changes[i], 1);
 		if (rc == MV_EINVAL) {
-			log_warn("rating event rejected", LOG_S("component", "ingest"),
-			         LOG_S("reason", "store_invalid"),
-			         LOG_S("record_id", b->changes[i].record_id),
-			         LOG_S("record_type", b->changes[i].record_type));
+			log_warn("rating event rejected", MV_LOG_S("component", "ingest"),
+			         MV_LOG_S("reason", "store_invalid"),
+			         MV_LOG_S("record_id", b->changes[i].record_id),
+			         MV_LOG_S("record_type", b->changes[i].record_type));
 			metrics_counter_inc(in->rejected[REJECT_STORE_INVALID]);
 		} else if (rc != 0) {
 			return rc;
@@ -457,15 +458,15 @@ static void batch_done(struct ingest *in)
 	if (in->dlq_pending) {
 		/* Dead letters first: their source offsets are about to be committed. */
 		if (rd_kafka_flush(in->dlq, DLQ_FLUSH_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
-			log_error("dead-letter flush timed out", LOG_S("component", "ingest"),
-			          LOG_I("pending", rd_kafka_outq_len(in->dlq)));
+			log_error("dead-letter flush timed out", MV_LOG_S("component", "ingest"),
+			          MV_LOG_I("pending", rd_kafka_outq_len(in->dlq)));
 		in->dlq_pending = false;
 	}
 	rd_kafka_resp_err_t err = rd_kafka_offsets_store(in->rk, b->offsets);
 	if (err)
 		/* Partitions revoked meanwhile: the next owner replays; harmless. */
-		log_debug("offsets not stored", LOG_S("component", "ingest"),
-		          LOG_S("error", rd_kafka_err2str(err)));
+		log_debug("offsets not stored", MV_LOG_S("component", "ingest"),
+		          MV_LOG_S("error", rd_kafka_err2str(err)));
 	if (b->count > 0)
 		metrics_counter_inc(in->batches);
 	metrics_counter_add(in->stored, b->count);
@@ -498,7 +499,7 @@ static void wait_polling(struct ingest *in, int64_t ms)
 				/* Not taking it would lose it: drop the whole uncommitted
 				 * state and rewind to the committed offsets instead. */
 				log_error("out of memory deferring a message; rewinding",
-				          LOG_S("component", "ingest"));
+				          MV_LOG_S("component", "ingest"));
 				rd_kafka_message_destroy(m);
 				batch_reset(&in->batch);
 				deferred_drop(in);
@@ -579,9 +580,9 @@ static void *consumer_main(void *arg)
 			continue;
 		}
 		metrics_counter_inc(in->retries);
-		log_warn("store apply failed; retrying the batch", LOG_S("component", "ingest"),
-		         LOG_S("error", mv_strerror(rc)), LOG_I("events", in->batch.count),
-		         LOG_I("backoff_ms", backoff));
+		log_warn("store apply failed; retrying the batch", MV_LOG_S("component", "ingest"),
+		         MV_LOG_S("error", mv_strerror(rc)), MV_LOG_I("events", in->batch.count),
+		         MV_LOG_I("backoff_ms", backoff));
 		set_paused(in, true);
 		wait_polling(in, backoff);
 		backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
@@ -589,7 +590,7 @@ static void *consumer_main(void *arg)
 
 	if (in->batch.messages > 0)
 		log_info("stopping with an unapplied batch; it will be redelivered",
-		         LOG_S("component", "ingest"), LOG_I("messages", in->batch.messages));
+		         MV_LOG_S("component", "ingest"), MV_LOG_I("messages", in->batch.messages));
 	batch_reset(&in->batch);
 	deferred_drop(in);
 	if (in->dlq)
@@ -597,13 +598,13 @@ static void *consumer_main(void *arg)
 	rd_kafka_resp_err_t err = commit_bounded(in, in->rk, STOP_COMMIT_MS);
 	if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		log_warn("final commit failed; the next owner replays from the last commit",
-		         LOG_S("component", "ingest"), LOG_S("error", rd_kafka_err2str(err)));
+		         MV_LOG_S("component", "ingest"), MV_LOG_S("error", rd_kafka_err2str(err)));
 	/* Leave the group, bounded: without a coordinator the group times us out. */
 	rd_kafka_queue_t *q = rd_kafka_queue_new(in->rk);
 	rd_kafka_error_t *cerr = rd_kafka_consumer_close_queue(in->rk, q);
 	if (cerr) {
-		log_warn("consumer close failed", LOG_S("component", "ingest"),
-		         LOG_S("error", rd_kafka_error_string(cerr)));
+		log_warn("consumer close failed", MV_LOG_S("component", "ingest"),
+		         MV_LOG_S("error", rd_kafka_error_string(cerr)));
 		rd_kafka_error_destroy(cerr);
 	} else {
 		int64_t deadline = now_ms() + STOP_CLOSE_MS;
@@ -612,7 +613,8 @@ static void *consumer_main(void *arg)
 		in->closed = rd_kafka_consumer_closed(in->rk) != 0;
 		if (!in->closed)
 			log_warn("consumer did not leave the group in time",
-			         LOG_S("component", "ingest"), LOG_I("timeout_ms", STOP_CLOSE_MS));
+			         MV_LOG_S("component", "ingest"),
+			         MV_LOG_I("timeout_ms", STOP_CLOSE_MS));
 	}
 	rd_kafka_queue_destroy(q);
 	atomic_store(&in->running, false);
@@ -799,9 +801,10 @@ struct ingest *ingest_start(const struct ingest_config *cfg, struct rating_store
 		snprintf(errbuf, errbuf_size, "cannot start the consumer thread");
 		goto fail_thread;
 	}
-	log_info("kafka ingestion started", LOG_S("component", "ingest"), LOG_S("brokers", brokers),
-	         LOG_S("topic", in->topic), LOG_S("group_id", cfg->group_id),
-	         LOG_S("dead_letter_topic", in->dlq_topic), LOG_I("batch_max", cfg->batch_max));
+	log_info("kafka ingestion started", MV_LOG_S("component", "ingest"),
+	         MV_LOG_S("brokers", brokers), MV_LOG_S("topic", in->topic),
+	         MV_LOG_S("group_id", cfg->group_id), MV_LOG_S("dead_letter_topic", in->dlq_topic),
+	         MV_LOG_I("batch_max", cfg->batch_max));
 	return in;
 
 fail_thread:
@@ -859,7 +862,7 @@ void ingest_stop(struct ingest *in)
 	free(in->batch.slots);
 	free(in->dlq_topic);
 	free(in->topic);
-	log_info("kafka ingestion stopped", LOG_S("component", "ingest"));
+	log_info("kafka ingestion stopped", MV_LOG_S("component", "ingest"));
 	free(in);
 }
 

@@ -37,7 +37,7 @@ static struct ingest *start_ingestion(const struct rating_config *cfg, struct ra
 	char why[256] = "";
 	struct ingest *in = ingest_start(&icfg, store, metrics, why, sizeof(why));
 	if (!in) {
-		log_error("cannot start kafka ingestion", LOG_S("error", why));
+		log_error("cannot start kafka ingestion", MV_LOG_S("error", why));
 		*failed = true;
 	}
 	return in;
@@ -76,8 +76,8 @@ static void stop(struct service_run *run)
 
 static void log_starting(const struct service_run *run)
 {
-	log_info("starting", LOG_S("storage", run->storage_driver),
-	         LOG_B("kafka", run->state != NULL));
+	log_info("starting", MV_LOG_S("storage", run->storage_driver),
+	         MV_LOG_B("kafka", run->state != NULL));
 }
 
 static const struct service_def rating_service = {

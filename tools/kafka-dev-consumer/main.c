@@ -145,7 +145,7 @@ int main(int argc, char **argv)
 	if (!brokers[0])
 		goto bad;
 
-	log_init("kafka-dev-consumer", LOG_WARN, 2);
+	log_init("kafka-dev-consumer", MV_LOG_WARN, 2);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 

@@ -1192,7 +1192,7 @@ static void test_connection_error_fails_calls(void)
 
 int main(void)
 {
-	log_init("test", LOG_WARN, 2);
+	log_init("test", MV_LOG_WARN, 2);
 	RUN(test_config_rejected);
 	RUN(test_many_calls_one_connection);
 	RUN(test_round_robin_and_resolution);

@@ -106,7 +106,7 @@ static int capture_start(struct capture *cap, const char *service, enum log_leve
 /* Stop capturing (logs go to stderr again) and collect what was written. */
 static void capture_finish(struct capture *cap)
 {
-	log_init("test", LOG_INFO, 2);
+	log_init("test", MV_LOG_INFO, 2);
 	close(cap->wfd);
 	pthread_join(cap->reader, NULL);
 	close(cap->rfd);
@@ -197,15 +197,15 @@ static void test_fields_and_escaping(void)
 	struct capture cap;
 	json_t *lines[4] = {0};
 	const char *msg = "q\" b\\ nl\n tab\t ctl\x01 utf8 \xc3\xa9 bad \xff end";
-	CHECK_INT_EQ(capture_start(&cap, "meta\"data", LOG_DEBUG), 0);
-	log_info(msg, LOG_S("method", "/MetadataService/GetMetadata"), LOG_I("max", LLONG_MAX),
-	         LOG_I("min", LLONG_MIN), LOG_D("ms", 0.1), LOG_D("big", 1e300),
-	         LOG_D("third", 1.0 / 3.0), LOG_D("whole", 42.0), LOG_D("nan", NAN),
-	         LOG_D("inf", INFINITY), LOG_D("ninf", -INFINITY), LOG_B("yes", true),
-	         LOG_B("no", false), LOG_S("k\"ey\n", "v\\al"));
+	CHECK_INT_EQ(capture_start(&cap, "meta\"data", MV_LOG_DEBUG), 0);
+	log_info(msg, MV_LOG_S("method", "/MetadataService/GetMetadata"),
+	         MV_LOG_I("max", LLONG_MAX), MV_LOG_I("min", LLONG_MIN), MV_LOG_D("ms", 0.1),
+	         MV_LOG_D("big", 1e300), MV_LOG_D("third", 1.0 / 3.0), MV_LOG_D("whole", 42.0),
+	         MV_LOG_D("nan", NAN), MV_LOG_D("inf", INFINITY), MV_LOG_D("ninf", -INFINITY),
+	         MV_LOG_B("yes", true), MV_LOG_B("no", false), MV_LOG_S("k\"ey\n", "v\\al"));
 	log_debug("dbg");
-	log_warn("w", LOG_I("n", 1));
-	log_error("e", LOG_S("nul", NULL));
+	log_warn("w", MV_LOG_I("n", 1));
+	log_error("e", MV_LOG_S("nul", NULL));
 	capture_finish(&cap);
 	int n = capture_parse(&cap, lines, 4);
 	CHECK_INT_EQ(n, 4);
@@ -248,13 +248,13 @@ static void test_null_strings(void)
 	struct capture cap;
 	json_t *lines[3] = {0};
 	const struct log_field stop_at_null_key[] = {
-	    LOG_I("a", 1), {.key = NULL}, LOG_I("b", 2), {0}};
+	    MV_LOG_I("a", 1), {.key = NULL}, MV_LOG_I("b", 2), {0}};
 	const struct log_field stop_at_end[] = {
-	    LOG_I("a", 1), {.key = "x", .type = LOG_FIELD_END}, LOG_I("b", 2), {0}};
-	CHECK_INT_EQ(capture_start(&cap, NULL, LOG_INFO), 0);
-	log_emit(LOG_INFO, NULL, NULL);
-	log_emit(LOG_INFO, "k", stop_at_null_key);
-	log_emit(LOG_INFO, "k", stop_at_end);
+	    MV_LOG_I("a", 1), {.key = "x", .type = MV_LOG_FIELD_END}, MV_LOG_I("b", 2), {0}};
+	CHECK_INT_EQ(capture_start(&cap, NULL, MV_LOG_INFO), 0);
+	log_emit(MV_LOG_INFO, NULL, NULL);
+	log_emit(MV_LOG_INFO, "k", stop_at_null_key);
+	log_emit(MV_LOG_INFO, "k", stop_at_end);
 	capture_finish(&cap);
 	int n = capture_parse(&cap, lines, 3);
 	CHECK_INT_EQ(n, 3);
@@ -276,28 +276,28 @@ static void test_levels(void)
 {
 	struct capture cap;
 	json_t *lines[3] = {0};
-	enum log_level lv = LOG_DEBUG;
+	enum log_level lv = MV_LOG_DEBUG;
 	CHECK_INT_EQ(log_level_parse("warn", &lv), 0);
-	CHECK_INT_EQ(lv, LOG_WARN);
+	CHECK_INT_EQ(lv, MV_LOG_WARN);
 	CHECK_INT_EQ(log_level_parse("debug", &lv), 0);
-	CHECK_INT_EQ(lv, LOG_DEBUG);
+	CHECK_INT_EQ(lv, MV_LOG_DEBUG);
 	CHECK_INT_EQ(log_level_parse("error", &lv), 0);
-	CHECK_INT_EQ(lv, LOG_ERROR);
+	CHECK_INT_EQ(lv, MV_LOG_ERROR);
 	CHECK_INT_EQ(log_level_parse("info", &lv), 0);
-	CHECK_INT_EQ(lv, LOG_INFO);
+	CHECK_INT_EQ(lv, MV_LOG_INFO);
 	CHECK_INT_EQ(log_level_parse("verbose", &lv), MV_EINVAL);
 	CHECK_INT_EQ(log_level_parse(NULL, &lv), MV_EINVAL);
-	CHECK_INT_EQ(lv, LOG_INFO);
+	CHECK_INT_EQ(lv, MV_LOG_INFO);
 
-	CHECK_INT_EQ(capture_start(&cap, "svc", LOG_WARN), 0);
-	CHECK(!log_enabled(LOG_DEBUG));
-	CHECK(!log_enabled(LOG_INFO));
-	CHECK(log_enabled(LOG_WARN));
-	CHECK(log_enabled(LOG_ERROR));
+	CHECK_INT_EQ(capture_start(&cap, "svc", MV_LOG_WARN), 0);
+	CHECK(!log_enabled(MV_LOG_DEBUG));
+	CHECK(!log_enabled(MV_LOG_INFO));
+	CHECK(log_enabled(MV_LOG_WARN));
+	CHECK(log_enabled(MV_LOG_ERROR));
 	log_debug("no");
 	log_info("no");
-	log_warn("yes", LOG_I("i", 1));
-	log_error("yes", LOG_I("i", 2));
+	log_warn("yes", MV_LOG_I("i", 1));
+	log_error("yes", MV_LOG_I("i", 2));
 	capture_finish(&cap);
 	int n = capture_parse(&cap, lines, 3);
 	CHECK_INT_EQ(n, 2);
@@ -310,27 +310,27 @@ static void test_levels(void)
 	buf_release(&cap.data);
 }
 
-/* A line over LOG_LINE_MAX becomes a short line that still says what happened. */
+/* A line over MV_LOG_LINE_MAX becomes a short line that still says what happened. */
 static void test_overlong_line(void)
 {
 	struct capture cap;
 	json_t *lines[2] = {0};
-	size_t big = LOG_LINE_MAX + 10;
+	size_t big = MV_LOG_LINE_MAX + 10;
 	char *msg = malloc(big + 1);
 	CHECK(msg != NULL);
 	if (!msg)
 		return;
 	memset(msg, 'm', big);
 	msg[big] = '\0';
-	CHECK_INT_EQ(capture_start(&cap, "svc", LOG_INFO), 0);
-	log_info(msg, LOG_I("n", 1));
-	log_info("after", LOG_I("n", 2));
+	CHECK_INT_EQ(capture_start(&cap, "svc", MV_LOG_INFO), 0);
+	log_info(msg, MV_LOG_I("n", 1));
+	log_info("after", MV_LOG_I("n", 2));
 	capture_finish(&cap);
 	int n = capture_parse(&cap, lines, 2);
 	CHECK_INT_EQ(n, 2);
 	if (n == 2) {
 		const char *m = str_of(lines[0], "msg");
-		CHECK(m && strlen(m) == LOG_MSG_FALLBACK_MAX);
+		CHECK(m && strlen(m) == MV_LOG_MSG_FALLBACK_MAX);
 		CHECK_STR_EQ(str_of(lines[0], "log_error"), "too big");
 		CHECK(json_object_get(lines[0], "n") == NULL);
 		CHECK_STR_EQ(str_of(lines[1], "msg"), "after");
@@ -359,7 +359,8 @@ static void *writer_main(void *p)
 		snprintf(short_value, sizeof(short_value), "w%d-%d", w->id, i);
 		if (i % 100 == 7)
 			v = w->long_value;
-		log_info("concurrent", LOG_I("writer", w->id), LOG_I("seq", i), LOG_S("v", v));
+		log_info("concurrent", MV_LOG_I("writer", w->id), MV_LOG_I("seq", i),
+		         MV_LOG_S("v", v));
 	}
 	return NULL;
 }
@@ -370,7 +371,7 @@ static void test_concurrent_writers(void)
 	pthread_t th[WRITERS];
 	struct writer_arg args[WRITERS];
 	int started = 0;
-	CHECK_INT_EQ(capture_start(&cap, "svc", LOG_INFO), 0);
+	CHECK_INT_EQ(capture_start(&cap, "svc", MV_LOG_INFO), 0);
 	for (int i = 0; i < WRITERS; i++) {
 		args[i].id = i;
 		args[i].long_value = malloc(LONG_VALUE + 1);
@@ -426,13 +427,14 @@ static void test_concurrent_writers(void)
 static void test_no_malloc_after_warmup(void)
 {
 	struct capture cap;
-	CHECK_INT_EQ(capture_start(&cap, "svc", LOG_INFO), 0);
-	log_info("warm-up", LOG_S("method", "/MetadataService/GetMetadata"), LOG_D("ms", 0.25));
+	CHECK_INT_EQ(capture_start(&cap, "svc", MV_LOG_INFO), 0);
+	log_info("warm-up", MV_LOG_S("method", "/MetadataService/GetMetadata"),
+	         MV_LOG_D("ms", 0.25));
 	long before = thread_allocs;
 	for (int i = 0; i < 1000; i++)
-		log_info("rpc done", LOG_S("method", "/MetadataService/GetMetadata"),
-		         LOG_S("code", "OK"), LOG_D("ms", 0.125 * i), LOG_I("i", i),
-		         LOG_B("ok", true));
+		log_info("rpc done", MV_LOG_S("method", "/MetadataService/GetMetadata"),
+		         MV_LOG_S("code", "OK"), MV_LOG_D("ms", 0.125 * i), MV_LOG_I("i", i),
+		         MV_LOG_B("ok", true));
 	long during = thread_allocs - before;
 	capture_finish(&cap);
 	CHECK_INT_EQ(during, 0);
@@ -443,7 +445,7 @@ static void test_no_malloc_after_warmup(void)
 static void test_errno_preserved(void)
 {
 	struct capture cap;
-	CHECK_INT_EQ(capture_start(&cap, "svc", LOG_INFO), 0);
+	CHECK_INT_EQ(capture_start(&cap, "svc", MV_LOG_INFO), 0);
 	errno = ERANGE;
 	log_info("keeps errno");
 	CHECK_INT_EQ(errno, ERANGE);

@@ -1,10 +1,7 @@
 /*
  * test_log_syslog.c - movie/log.h and <syslog.h> in one translation unit
- * (issue 14 item 5): today log.h's LOG_DEBUG/LOG_INFO collide with syslog's
- * macros and this file does not compile. It is written for the names the
- * rename gives log.h (MV_LOG_*) and is built only with
- * -DMOVIE_LOG_SYSLOG_TEST=ON (lib/obs/CMakeLists.txt) until then; after the
- * rename, drop that option so it always builds.
+ * (issue 14 item 5): log.h's names are MV_LOG_*, so <syslog.h>'s LOG_*
+ * macros keep their meaning. Before the rename this file did not compile.
  */
 #include <syslog.h>
 

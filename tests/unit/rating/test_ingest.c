@@ -630,7 +630,7 @@ static void test_config_rejected(void)
 
 int main(void)
 {
-	log_init("rating-test", LOG_WARN, 2);
+	log_init("rating-test", MV_LOG_WARN, 2);
 	RUN(test_config_rejected);
 	RUN(test_all_events_applied_and_invalid_skipped);
 	RUN(test_store_unavailable_pauses_and_retries);
