@@ -280,8 +280,8 @@ class PeerCallsTest(unittest.TestCase):
             s = harness.scrape(self.movie)
             self.fail("movie still holds calls: in flight %s, peer calls %s" % (
                 s["server_requests_in_flight"], metric(s, "grpc_client_calls_in_flight")))
-        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", peer="metadata",
-                                       grpc_code="CANCELLED"), 40)
+        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", grpc_service="MetadataService",
+                                       grpc_code="Canceled"), 40)
         self.assertEqual(metric(s, "movie_rating_degraded_total"), 0)
         # Movie still answers HTTP once metadata is back.
         self.resume_process(self.meta)
