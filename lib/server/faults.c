@@ -78,8 +78,9 @@ void faults_log_start(const struct server *srv)
 	const struct server_faults *f = &srv->cfg->faults;
 	if (!server_faults_enabled(f))
 		return;
+	/* Every line carries "service" already (log_init). */
 	log_warn("FAULTS ENABLED: this process fails on purpose (faults.*); never in production",
-	         MV_LOG_S("service", srv->program), MV_LOG_D("error_ratio", f->error_ratio),
+	         MV_LOG_D("error_ratio", f->error_ratio),
 	         MV_LOG_S("error_code", grpc_status_name(srv->fault_code)),
 	         MV_LOG_I("delay_ms", f->delay_ms), MV_LOG_B("not_ready", f->not_ready),
 	         MV_LOG_I("exit_after_ms", f->exit_after_ms));
@@ -89,7 +90,6 @@ static void on_exit_after(uv_timer_t *t)
 {
 	const struct server *srv = t->data;
 	log_error("faults.exit_after reached: exiting with status 1 on purpose",
-	          MV_LOG_S("service", srv->program),
 	          MV_LOG_I("exit_after_ms", srv->cfg->faults.exit_after_ms));
 	/* A crash, as the fault means: no drain, no destructors racing the loops. */
 	_exit(1);

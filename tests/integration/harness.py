@@ -172,11 +172,17 @@ class Service:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
             raise
+        if rc != 0:
+            # A failed stop is often a sanitizer report at exit: show it, the
+            # work directory is gone by the time anyone looks.
+            sys.stderr.write("--- %s exited %s; last lines of its log:\n%s\n" % (
+                self.program, rc, self.logs()[-8000:]))
+        return rc
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
