@@ -843,6 +843,7 @@ void conn_sweep(struct worker *w)
 	 * (at most once a second per loop, and only after a big connection). */
 	if (w->trim_due) {
 		w->trim_due = false;
-		malloc_trim(0);
+		if (SERVER_GLIBC_MALLOC)
+			malloc_trim(0);
 	}
 }

@@ -16,6 +16,22 @@
 #include "movie/prng.h"
 #include "movie/server.h"
 
+/* Sanitizer builds replace malloc. glibc's arena tuning (mallopt, malloc_trim)
+ * does nothing useful there, and malloc_trim called first from a worker thread
+ * attaches that thread to glibc's main arena without counting it: the next
+ * worker to exit then dies on "malloc assertion failure in
+ * __malloc_arena_thread_freeres" (seen under ASan in integration.call_lifecycle). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SERVER_GLIBC_MALLOC 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SERVER_GLIBC_MALLOC 0
+#endif
+#endif
+#ifndef SERVER_GLIBC_MALLOC
+#define SERVER_GLIBC_MALLOC 1
+#endif
+
 #define SERVER_MAX_METHODS 32
 #define SERVER_MAX_ROUTES  32
 #define SERVER_MAX_WORKERS 64

@@ -377,7 +377,8 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 	 * a fixed mmap threshold stops glibc from raising it after the first
 	 * large free, which kept such buffers in the loop threads' arenas
 	 * after their connections closed. */
-	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	if (SERVER_GLIBC_MALLOC)
+		mallopt(M_MMAP_THRESHOLD, 128 * 1024);
 	pthread_mutex_init(&srv->probe_mutex, NULL);
 	pthread_cond_init(&srv->probe_cond, NULL);
 
