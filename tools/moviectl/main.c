@@ -42,6 +42,8 @@ static void usage(FILE *out)
 	        "usage: moviectl lint [--format text|json] FILE...\n"
 	        "       moviectl status [-n NS] [--timeout D] [--wait-terminated] DEPLOYMENT...\n"
 	        "       moviectl undo [-n NS] DEPLOYMENT [--to-revision N | --to REPLICASET]\n"
+	        "       moviectl guard [--once] [-n NS] [--policy FILE] [--prometheus URL] "
+	        "[DEPLOYMENT...]\n"
 	        "       moviectl --version\n"
 	        "\n"
 	        "lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
@@ -244,6 +246,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "undo") == 0)
 		return cmd_undo(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "guard") == 0)
+		return cmd_guard(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("moviectl %s (commit %s)\n", MOVIECTL_VERSION, MOVIECTL_COMMIT);
 		return EXIT_CLEAN;
