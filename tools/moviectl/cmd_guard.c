@@ -34,7 +34,11 @@
 #define MAX_POLICY_BYTES ((size_t)1024 * 1024)
 #define MAX_TARGETS      256
 
-enum { EXIT_HEALTHY = 0, EXIT_ROLLED_BACK = 1, EXIT_UNJUDGED = 2 };
+enum {
+	EXIT_HEALTHY = 0,
+	EXIT_ROLLED_BACK = 1,
+	EXIT_UNJUDGED = 2
+};
 
 struct guard_opts {
 	struct kube_cli cli;
@@ -98,8 +102,8 @@ static int read_policy(const char *file, struct guard_policy *p)
 	if (!data)
 		return -1;
 	char err[512] = "";
-	int rc = len > MAX_POLICY_BYTES ? MV_ETOOBIG : guard_policy_parse(p, data, len, err,
-	                                                                  sizeof(err));
+	int rc = len > MAX_POLICY_BYTES ? MV_ETOOBIG
+	                                : guard_policy_parse(p, data, len, err, sizeof(err));
 	free(data);
 	if (rc) {
 		fprintf(stderr, "%s:%s\n", file, err[0] ? err : " policy too large");
@@ -146,7 +150,8 @@ static int parse_args(int argc, char **argv, struct guard_opts *o)
 			fprintf(stderr, "moviectl guard: unknown flag %s\n", argv[i]);
 			return -1;
 		} else if (!kube_cli_valid_name(argv[i]) || o->ntargets >= MAX_TARGETS) {
-			fprintf(stderr, "moviectl guard: \"%s\" is not a Deployment name\n", argv[i]);
+			fprintf(stderr, "moviectl guard: \"%s\" is not a Deployment name\n",
+			        argv[i]);
 			return -1;
 		} else {
 			o->targets[o->ntargets++] = argv[i];
@@ -266,9 +271,11 @@ static int run_once(struct guard_ctx *g, const struct guard_opts *o, const char 
 				         "no verdict before --timeout (last: %s)",
 				         guard_outcome_name(ts[i].last.outcome));
 				ts[i].last.outcome = GUARD_UNKNOWN;
-				guard_verdict_print(stdout, ns, ts[i].name, &ts[i].last, NULL, NULL);
+				guard_verdict_print(stdout, ns, ts[i].name, &ts[i].last, NULL,
+				                    NULL);
 			} else {
-				fprintf(stderr, "moviectl guard: %s: could not be read before --timeout\n",
+				fprintf(stderr,
+				        "moviectl guard: %s: could not be read before --timeout\n",
 				        ts[i].name);
 			}
 		}
@@ -306,8 +313,8 @@ struct controller {
 static int on_deploy_event(void *user, const struct kube_event *ev)
 {
 	struct controller *c = user;
-	const char *name = json_string_value(
-	    json_object_get(json_object_get(ev->object, "metadata"), "name"));
+	const char *name =
+	    json_string_value(json_object_get(json_object_get(ev->object, "metadata"), "name"));
 	if (!name || strlen(name) >= sizeof(c->items[0].name))
 		return 0;
 	pthread_mutex_lock(&c->mu);

@@ -42,8 +42,8 @@ static int query_one(struct prom_client *prom, const char *q, double at, double 
 	struct prom_error e;
 	int rc = prom_query(prom, q, at, &r, &e);
 	if (rc) {
-		snprintf(m->problem, sizeof(m->problem), "%.80s: %.120s (%.40s)", prom_client_url(prom),
-		         e.message, e.type);
+		snprintf(m->problem, sizeof(m->problem), "%.80s: %.120s (%.40s)",
+		         prom_client_url(prom), e.message, e.type);
 		return rc;
 	}
 	*out = NAN;
@@ -94,8 +94,8 @@ void guard_fetch_metrics(struct prom_client *prom, const struct guard_policy *p,
 		return;
 	if (hash_old && *hash_old && start > 0) {
 		long b = (long)p->baseline;
-		snprintf(q, sizeof(q), "sum(increase(grpc_server_handled_total{%s}[%lds]))", sel_old,
-		         b);
+		snprintf(q, sizeof(q), "sum(increase(grpc_server_handled_total{%s}[%lds]))",
+		         sel_old, b);
 		if (query_one(prom, q, start, &v, m))
 			return;
 		m->base_requests = or_zero(v);
@@ -127,8 +127,8 @@ static void snapshot_release(struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int read_snapshot(struct guard_ctx *g, const char *ns, const char *name,
-                         struct snapshot *s, struct kube_error *err)
+static int read_snapshot(struct guard_ctx *g, const char *ns, const char *name, struct snapshot *s,
+                         struct kube_error *err)
 {
 	memset(s, 0, sizeof(*s));
 	struct buf path, sel;
@@ -169,14 +169,13 @@ static const char *label_of(const json_t *o, const char *k)
 static double created(const json_t *o)
 {
 	time_t t;
-	const char *s = json_string_value(
-	    json_object_get(json_object_get(o, "metadata"), "creationTimestamp"));
+	const char *s =
+	    json_string_value(json_object_get(json_object_get(o, "metadata"), "creationTimestamp"));
 	return s && kube_parse_time(s, &t) == 0 ? (double)t : 0;
 }
 
-static int rollback(struct guard_ctx *g, const char *ns, const char *name,
-                    const struct snapshot *s, const struct guard_verdict *v,
-                    struct kube_error *err)
+static int rollback(struct guard_ctx *g, const char *ns, const char *name, const struct snapshot *s,
+                    const struct guard_verdict *v, struct kube_error *err)
 {
 	struct rollout_undo_target t = {.to = v->good_rs, .guard = ROLLOUT_GUARD_TEMPLATE};
 	struct rollout_undo_plan plan = {0};
@@ -215,7 +214,8 @@ static void post_event(struct guard_ctx *g, const char *ns, const json_t *deploy
 	rfc3339(wall_now(), at, sizeof(at));
 	const json_t *md = json_object_get(deploy, "metadata");
 	const char *name = json_string_value(json_object_get(md, "name"));
-	snprintf(msg, sizeof(msg), "rolled back template %.63s to %.63s (%.253s): check %.31s failed: %.383s",
+	snprintf(msg, sizeof(msg),
+	         "rolled back template %.63s to %.63s (%.253s): check %.31s failed: %.383s",
 	         v->bad_hash, v->good_hash, v->good_rs, v->check, v->reason);
 	json_t *ev = json_pack(
 	    "{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:O?,s:O?},s:s,s:s,s:s,s:{s:s},s:s,s:s,s:i,"
@@ -257,16 +257,17 @@ int guard_evaluate(struct guard_ctx *g, const char *ns, const char *name, struct
 		in.locked = lock_held(s.deploy, (time_t)in.now, &lock);
 		in.lock_owner = lock.owner;
 		if (lock.state == LOCK_INVALID)
-			fprintf(stderr, "moviectl guard: %s/%s: unparseable %s (%s): treated as free\n",
-			        ns, name, LOCK_ANNOTATION, lock.problem);
+			fprintf(stderr,
+			        "moviectl guard: %s/%s: unparseable %s (%s): treated as free\n", ns,
+			        name, LOCK_ANNOTATION, lock.problem);
 		struct guard_metrics m;
 		if (g->prom) {
 			const json_t *nrs, *prs;
 			guard_replicasets(s.deploy, s.rs, &nrs, &prs);
 			if (nrs && prs)
-				guard_fetch_metrics(g->prom, g->policy, ns,
-				                    label_of(nrs, ROLLOUT_HASH_LABEL),
-				                    label_of(prs, ROLLOUT_HASH_LABEL), created(nrs), &m);
+				guard_fetch_metrics(
+				    g->prom, g->policy, ns, label_of(nrs, ROLLOUT_HASH_LABEL),
+				    label_of(prs, ROLLOUT_HASH_LABEL), created(nrs), &m);
 			else
 				memset(&m, 0, sizeof(m));
 			in.metrics = &m;
@@ -294,9 +295,8 @@ static void num(json_t *o, const char *k, double v)
 	json_object_set_new(o, k, isfinite(v) ? json_real(v) : json_null());
 }
 
-void guard_verdict_print(FILE *out, const char *ns, const char *name,
-                         const struct guard_verdict *v, const char *extra_key,
-                         const char *extra_value)
+void guard_verdict_print(FILE *out, const char *ns, const char *name, const struct guard_verdict *v,
+                         const char *extra_key, const char *extra_value)
 {
 	char at[32];
 	rfc3339(wall_now(), at, sizeof(at));

@@ -47,8 +47,7 @@ void guard_fetch_metrics(struct prom_client *prom, const struct guard_policy *p,
                          struct guard_metrics *m);
 
 /* One JSON verdict line (no newline) for ns/name into out. */
-void guard_verdict_print(FILE *out, const char *ns, const char *name,
-                         const struct guard_verdict *v, const char *extra_key,
-                         const char *extra_value);
+void guard_verdict_print(FILE *out, const char *ns, const char *name, const struct guard_verdict *v,
+                         const char *extra_key, const char *extra_value);
 
 #endif

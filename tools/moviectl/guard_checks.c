@@ -64,7 +64,8 @@ static const json_t *condition(const json_t *obj, const char *type)
 	const json_t *conds = json_object_get(json_object_get(obj, "status"), "conditions");
 	size_t i;
 	json_t *c;
-	json_array_foreach(JMUT(conds), i, c) {
+	json_array_foreach(JMUT(conds), i, c)
+	{
 		const char *t = json_string_value(json_object_get(c, "type"));
 		if (t && strcmp(t, type) == 0)
 			return c;
@@ -87,7 +88,8 @@ void guard_replicasets(const json_t *deploy, const json_t *rs_items, const json_
 	long long best = -1;
 	size_t i;
 	json_t *rs;
-	json_array_foreach(JMUT(rs_items), i, rs) {
+	json_array_foreach(JMUT(rs_items), i, rs)
+	{
 		long long rev;
 		if (rs == *new_rs || !uid || !rollout_controlled_by(rs, uid) ||
 		    rollout_revision(rs, &rev) || rev <= best)
@@ -106,7 +108,8 @@ int guard_template_rolled_back(const json_t *deploy, const char *hash)
 	int found = 0;
 	size_t i;
 	json_t *h;
-	json_array_foreach(arr, i, h) {
+	json_array_foreach(arr, i, h)
+	{
 		if (json_is_string(h) && strcmp(json_string_value(h), hash) == 0)
 			found = 1;
 	}
@@ -126,12 +129,11 @@ static int rolled_back_to(const json_t *deploy, const char *hash)
 	return yes;
 }
 
-static void set_failed(struct guard_verdict *v, const char *check, double value,
-                       double threshold, double samples, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
+static void set_failed(struct guard_verdict *v, const char *check, double value, double threshold,
+                       double samples, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-static void set_failed(struct guard_verdict *v, const char *check, double value,
-                       double threshold, double samples, const char *fmt, ...)
+static void set_failed(struct guard_verdict *v, const char *check, double value, double threshold,
+                       double samples, const char *fmt, ...)
 {
 	v->outcome = GUARD_FAILED;
 	snprintf(v->check, sizeof(v->check), "%s", check);
@@ -144,12 +146,11 @@ static void set_failed(struct guard_verdict *v, const char *check, double value,
 	va_end(ap);
 }
 
-/* Complete as kubectl judges it, with the completion time from the Progressing condition. */
+/* When the new ReplicaSet's rollout completed: the Progressing condition says
+ * NewReplicaSetAvailable about it (K8S-API.md §3.6); 0 when not (yet). */
 static double completed_at(const json_t *deploy, const json_t *new_rs)
 {
-	char msg[512];
-	if (rollout_status_judge(deploy, 0, msg, sizeof(msg)) != ROLLOUT_DONE)
-		return 0;
+	/* Sticky: pods crashing after completion do not reopen the rollout. */
 	const json_t *c = condition(deploy, "Progressing");
 	if (!c || !str_is(c, "reason", "NewReplicaSetAvailable"))
 		return 0;
@@ -168,11 +169,11 @@ static int check_progress(const struct guard_policy *p, const struct guard_input
 		return 0;
 	const json_t *c = condition(in->deploy, "Progressing");
 	if (c && str_is(c, "reason", "ProgressDeadlineExceeded")) {
-		double d = (double)json_integer_value(
-		    json_object_get(json_object_get(in->deploy, "spec"), "progressDeadlineSeconds"));
-		set_failed(v, "progress-deadline", d, d, 0,
-		           "the Deployment reports ProgressDeadlineExceeded (%.0fs without progress)",
-		           d);
+		double d = (double)json_integer_value(json_object_get(
+		    json_object_get(in->deploy, "spec"), "progressDeadlineSeconds"));
+		set_failed(
+		    v, "progress-deadline", d, d, 0,
+		    "the Deployment reports ProgressDeadlineExceeded (%.0fs without progress)", d);
 		return 1;
 	}
 	if (p->progress.max <= 0)
@@ -208,7 +209,8 @@ static void container_stats(const json_t *pod, struct pod_stats *s)
 	const json_t *css = json_object_get(json_object_get(pod, "status"), "containerStatuses");
 	size_t j;
 	json_t *cs;
-	json_array_foreach(JMUT(css), j, cs) {
+	json_array_foreach(JMUT(css), j, cs)
+	{
 		long long r = json_integer_value(json_object_get(cs, "restartCount"));
 		const json_t *w = json_object_get(json_object_get(cs, "state"), "waiting");
 		int backoff = str_is(w, "reason", "CrashLoopBackOff");
@@ -223,13 +225,14 @@ static void container_stats(const json_t *pod, struct pod_stats *s)
 	}
 }
 
-static void pod_stats(const struct guard_policy *p, const struct guard_input *in,
-                      const char *hash, struct pod_stats *s)
+static void pod_stats(const struct guard_policy *p, const struct guard_input *in, const char *hash,
+                      struct pod_stats *s)
 {
 	memset(s, 0, sizeof(*s));
 	size_t i;
 	json_t *pod;
-	json_array_foreach(JMUT(in->pod_items), i, pod) {
+	json_array_foreach(JMUT(in->pod_items), i, pod)
+	{
 		const char *h = label(pod, ROLLOUT_HASH_LABEL);
 		if (!h || strcmp(h, hash) != 0 || meta(pod, "deletionTimestamp"))
 			continue;
@@ -251,14 +254,14 @@ static int check_pods(const struct guard_policy *p, const struct guard_input *in
 	pod_stats(p, in, v->bad_hash, &s);
 	if (p->restarts.enabled && p->restarts.crash_loop && s.crash_loop) {
 		set_failed(v, "restarts", (double)s.max_restarts, (double)p->restarts.max,
-		           (double)s.pods, "new pod %s is in CrashLoopBackOff (%lld restarts)", s.worst,
-		           s.max_restarts);
+		           (double)s.pods, "new pod %s is in CrashLoopBackOff (%lld restarts)",
+		           s.worst, s.max_restarts);
 		return 1;
 	}
 	if (p->restarts.enabled && s.max_restarts > p->restarts.max) {
 		set_failed(v, "restarts", (double)s.max_restarts, (double)p->restarts.max,
-		           (double)s.pods, "new pod %s restarted %lld times (policy: at most %lld)", s.worst,
-		           s.max_restarts, p->restarts.max);
+		           (double)s.pods, "new pod %s restarted %lld times (policy: at most %lld)",
+		           s.worst, s.max_restarts, p->restarts.max);
 		return 1;
 	}
 	if (p->readiness.enabled && s.pods > 0) {
@@ -314,7 +317,8 @@ static int identify(const struct guard_input *in, struct guard_verdict *v)
 	guard_replicasets(in->deploy, in->rs_items, &new_rs, &prev_rs);
 	if (!new_rs) {
 		v->outcome = GUARD_PENDING;
-		snprintf(v->reason, sizeof(v->reason), "no ReplicaSet for the current template yet");
+		snprintf(v->reason, sizeof(v->reason),
+		         "no ReplicaSet for the current template yet");
 		return 0;
 	}
 	const char *h = label(new_rs, ROLLOUT_HASH_LABEL);
@@ -342,9 +346,10 @@ static void decide_action(const struct guard_policy *p, const struct guard_input
 	const json_t *spec = json_object_get(in->deploy, "spec");
 	if (!v->in_window) {
 		v->action = GUARD_ACTION_REPORTED;
-		snprintf(v->reason, sizeof(v->reason),
-		         "%s; the rollout completed %.0fs ago, outside the %.0fs window: reported only",
-		         why, in->now - v->complete_at, p->window);
+		snprintf(
+		    v->reason, sizeof(v->reason),
+		    "%s; the rollout completed %.0fs ago, outside the %.0fs window: reported only",
+		    why, in->now - v->complete_at, p->window);
 	} else if (json_is_true(json_object_get(spec, "paused"))) {
 		v->action = GUARD_ACTION_SKIPPED;
 		snprintf(v->reason, sizeof(v->reason), "%s; paused Deployment: not rolled back",
@@ -395,7 +400,7 @@ void guard_judge(const struct guard_policy *p, const struct guard_input *in,
 	snprintf(v->reason, sizeof(v->reason), "%s%s",
 	         v->in_window ? "no check failed; the rollout is recent, still watching"
 	                      : "no check failed in the window",
-	         !m    ? " (Kubernetes-side checks only: no --prometheus)"
+	         !m       ? " (Kubernetes-side checks only: no --prometheus)"
 	         : !m->ok ? " (Prometheus checks not run: query failed)"
 	                  : "");
 }
@@ -407,7 +412,8 @@ static json_t *bad_list(const json_t *deploy, const char *hash)
 	json_t *arr = json_array();
 	size_t i;
 	json_t *h;
-	json_array_foreach(old, i, h) {
+	json_array_foreach(old, i, h)
+	{
 		if (json_is_string(h) && strcmp(json_string_value(h), hash) != 0)
 			json_array_append(arr, h);
 	}
@@ -422,7 +428,8 @@ static json_t *annotations_op(json_t *patch)
 {
 	size_t i;
 	json_t *op;
-	json_array_foreach(patch, i, op) {
+	json_array_foreach(patch, i, op)
+	{
 		if (str_is(op, "path", "/metadata/annotations") && !str_is(op, "op", "test"))
 			return op;
 	}
@@ -445,8 +452,8 @@ int guard_amend_undo_patch(const json_t *deploy, const struct guard_verdict *v, 
 	json_t *ann = json_object_get(op, "value");
 	if (!json_is_object(ann)) {
 		ann = json_object();
-		op = json_pack("{s:s,s:s,s:o}", "op", "add", "path", "/metadata/annotations", "value",
-		               ann);
+		op = json_pack("{s:s,s:s,s:o}", "op", "add", "path", "/metadata/annotations",
+		               "value", ann);
 		if (!op || json_array_append_new(patch, op))
 			return MV_ENOMEM;
 	}
@@ -454,11 +461,13 @@ int guard_amend_undo_patch(const json_t *deploy, const struct guard_verdict *v, 
 	const char *k;
 	json_t *val;
 	void *tmp;
-	json_object_foreach_safe(ann, tmp, k, val) {
+	json_object_foreach_safe(ann, tmp, k, val)
+	{
 		if (strncmp(k, "movie.dev/", 10) == 0)
 			json_object_del(ann, k);
 	}
-	json_object_foreach(JMUT(meta(deploy, "annotations")), k, val) {
+	json_object_foreach(JMUT(meta(deploy, "annotations")), k, val)
+	{
 		if (strncmp(k, "movie.dev/", 10) == 0 && json_object_set(ann, k, val))
 			return MV_ENOMEM;
 	}

@@ -24,13 +24,14 @@
 
 /* What guard.c read from Prometheus for the new and the previous ReplicaSet. */
 struct guard_metrics {
-	int ok;              /* the queries answered; 0: problem says why */
+	int ok; /* the queries answered; 0: problem says why */
 	char problem[256];
 	double new_requests; /* calls the new pods handled (health checks excluded) */
 	double new_errors;   /* of which answered with a policy error code */
 	double new_p99;      /* seconds; NaN when unknown */
-	double base_requests, base_errors; /* previous RS, over policy.baseline before the rollout */
-	double base_p99;                   /* NaN when unknown */
+	double base_requests,
+	    base_errors; /* previous RS, over policy.baseline before the rollout */
+	double base_p99; /* NaN when unknown */
 };
 
 enum guard_outcome {
@@ -53,15 +54,15 @@ struct guard_verdict {
 	enum guard_action action;
 	char check[32]; /* the failed check ("progress-deadline", "restarts", ...) */
 	double value, threshold, baseline;
-	double samples;     /* requests (metric checks) or pods (pod checks) judged */
-	char reason[384];   /* human words: why this outcome / action */
-	char bad_hash[64];  /* the new ReplicaSet's pod-template-hash */
-	char good_hash[64]; /* the previous ReplicaSet's */
-	char good_rs[254];  /* the previous ReplicaSet's name (the undo target) */
-	double rollout_start;  /* unix seconds: the new RS's creation */
-	double complete_at;    /* unix seconds of completion, 0: not complete */
+	double samples;       /* requests (metric checks) or pods (pod checks) judged */
+	char reason[384];     /* human words: why this outcome / action */
+	char bad_hash[64];    /* the new ReplicaSet's pod-template-hash */
+	char good_hash[64];   /* the previous ReplicaSet's */
+	char good_rs[254];    /* the previous ReplicaSet's name (the undo target) */
+	double rollout_start; /* unix seconds: the new RS's creation */
+	double complete_at;   /* unix seconds of completion, 0: not complete */
 	int in_window;
-	int metrics_judged;    /* Prometheus checks ran (else: Kubernetes-side only) */
+	int metrics_judged; /* Prometheus checks ran (else: Kubernetes-side only) */
 };
 
 /* Inputs of one decision; all borrowed. */

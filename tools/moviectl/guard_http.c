@@ -22,7 +22,7 @@
 #include "movie/metrics.h"
 #include "movie/banned.h"
 
-#define HEAD_MAX  8192
+#define HEAD_MAX     8192
 #define IO_TIMEOUT_S 5
 
 struct guard_http {

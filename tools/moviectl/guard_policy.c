@@ -46,7 +46,14 @@ void guard_policy_defaults(struct guard_policy *p)
 	p->baseline = 300;
 }
 
-enum vkind { V_DURATION, V_RATIO, V_FACTOR, V_COUNT, V_BOOL, V_CODES };
+enum vkind {
+	V_DURATION,
+	V_RATIO,
+	V_FACTOR,
+	V_COUNT,
+	V_BOOL,
+	V_CODES
+};
 
 struct key {
 	const char *name;
@@ -149,10 +156,11 @@ static int set_codes(struct guard_policy *p, const struct ynode *v, char *err, s
 		const char *s = ytree_str(v->vals[i]);
 		int c = s ? code_number(s) : -1;
 		if (c < 0)
-			return fail(err, errlen, v->vals[i]->line, MV_EINVAL,
-			            "error-ratio.codes: \"%s\" is not a gRPC code name (UNAVAILABLE, "
-			            "INTERNAL, ...)",
-			            s ? s : "(not a scalar)");
+			return fail(
+			    err, errlen, v->vals[i]->line, MV_EINVAL,
+			    "error-ratio.codes: \"%s\" is not a gRPC code name (UNAVAILABLE, "
+			    "INTERNAL, ...)",
+			    s ? s : "(not a scalar)");
 		if (c == GRPC_STATUS_OK)
 			return fail(err, errlen, v->vals[i]->line, MV_EINVAL,
 			            "error-ratio.codes: OK is not an error");
@@ -204,8 +212,8 @@ static int set_value(struct guard_policy *p, const struct key *k, const char *pa
 	case V_BOOL: {
 		int b;
 		if (ytree_bool(v, &b))
-			return fail(err, errlen, v->line, MV_EINVAL, "%s: \"%s\" is not true or false",
-			            path, s);
+			return fail(err, errlen, v->line, MV_EINVAL,
+			            "%s: \"%s\" is not true or false", path, s);
 		*(int *)dst = b;
 		return 0;
 	}
@@ -253,10 +261,11 @@ static int apply_checks(struct guard_policy *p, const struct ynode *checks, char
 		while (s < NSECTIONS && strcmp(sections[s].name, checks->keys[i]) != 0)
 			s++;
 		if (s == NSECTIONS)
-			return fail(err, errlen, checks->vals[i]->line, MV_EINVAL,
-			            "unknown check \"checks.%s\" (known: progress-deadline, restarts, "
-			            "readiness, error-ratio, latency-p99)",
-			            checks->keys[i]);
+			return fail(
+			    err, errlen, checks->vals[i]->line, MV_EINVAL,
+			    "unknown check \"checks.%s\" (known: progress-deadline, restarts, "
+			    "readiness, error-ratio, latency-p99)",
+			    checks->keys[i]);
 		char prefix[64];
 		snprintf(prefix, sizeof(prefix), "checks.%s.", sections[s].name);
 		int rc = apply_map(p, checks->vals[i], sections[s].keys, prefix, 0, err, errlen);
@@ -273,13 +282,12 @@ int guard_policy_parse(struct guard_policy *p, const char *data, size_t len, cha
 		snprintf(err, errlen, "1: policy larger than %zu bytes", POLICY_MAX_BYTES);
 		return MV_ETOOBIG;
 	}
-	struct ydocs docs;
+	struct ydocs docs = {0}; /* ytree_parse appends to it */
 	int rc = ytree_parse(data, len, &docs, err, errlen);
 	if (rc)
 		goto out;
 	if (docs.n > 1) {
-		rc = fail(err, errlen, docs.docs[1]->line, MV_EINVAL,
-		          "one YAML document expected");
+		rc = fail(err, errlen, docs.docs[1]->line, MV_EINVAL, "one YAML document expected");
 		goto out;
 	}
 	if (docs.n == 0)
@@ -291,8 +299,8 @@ int guard_policy_parse(struct guard_policy *p, const char *data, size_t len, cha
 	if (checks && (rc = apply_checks(p, checks, err, errlen)))
 		goto out;
 	if (p->interval < 0.1) {
-		rc = fail(err, errlen, ytree_get(root, "interval") ? ytree_get(root, "interval")->line
-		                                                    : 1,
+		rc = fail(err, errlen,
+		          ytree_get(root, "interval") ? ytree_get(root, "interval")->line : 1,
 		          MV_EINVAL, "interval: at least 100ms");
 	}
 out:

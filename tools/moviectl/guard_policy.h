@@ -31,7 +31,7 @@ struct guard_policy {
 	} readiness;
 	struct {
 		int enabled;
-		double max_increase; /* new ratio - baseline ratio allowed (0.05) */
+		double max_increase;    /* new ratio - baseline ratio allowed (0.05) */
 		long long min_requests; /* on the new pods before any verdict (100) */
 		size_t ncodes;
 		int codes[GUARD_MAX_CODES]; /* gRPC status numbers counted as server errors */
