@@ -50,11 +50,11 @@ static json_t *rs(const char *hash, const char *image, int rev, double created)
 /* A Deployment on `image`; complete_ago < 0: not complete. */
 static json_t *deployment(const char *image, const char *new_rs_name, double complete_ago)
 {
-	json_t *d = json_pack("{s:{s:s,s:s,s:i,s:{}},s:{s:i,s:o,s:{s:{s:s}}},s:{s:i,s:[]}}",
-	                      "metadata", "name", "web", "uid", "D1", "generation", 2,
-	                      "annotations", "spec", "replicas", 2, "template", template_of(image),
-	                      "selector", "matchLabels", "app", "web", "status",
-	                      "observedGeneration", 2, "conditions");
+	json_t *d =
+	    json_pack("{s:{s:s,s:s,s:i,s:{}},s:{s:i,s:o,s:{s:{s:s}}},s:{s:i,s:[]}}", "metadata",
+	              "name", "web", "uid", "D1", "generation", 2, "annotations", "spec",
+	              "replicas", 2, "template", template_of(image), "selector", "matchLabels",
+	              "app", "web", "status", "observedGeneration", 2, "conditions");
 	json_t *conds = json_object_get(json_object_get(d, "status"), "conditions");
 	char msg[128];
 	if (complete_ago >= 0) {
@@ -67,11 +67,10 @@ static json_t *deployment(const char *image, const char *new_rs_name, double com
 		                                       "lastTransitionTime", T(-complete_ago)));
 	} else {
 		snprintf(msg, sizeof(msg), "ReplicaSet \"%s\" is progressing.", new_rs_name);
-		json_array_append_new(conds, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "type",
-		                                       "Progressing", "status", "True", "reason",
-		                                       "ReplicaSetUpdated", "message", msg,
-		                                       "lastUpdateTime", T(-5), "lastTransitionTime",
-		                                       T(-30)));
+		json_array_append_new(
+		    conds, json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "type", "Progressing", "status",
+		                     "True", "reason", "ReplicaSetUpdated", "message", msg,
+		                     "lastUpdateTime", T(-5), "lastTransitionTime", T(-30)));
 	}
 	return d;
 }
@@ -104,13 +103,14 @@ static void world_init(struct world *w, double complete_ago)
 {
 	memset(w, 0, sizeof(*w));
 	w->d = deployment("web:2", "web-new2", complete_ago);
-	w->rss = json_pack("[o,o]", rs("old1", "web:1", 1, NOW - 3600), rs("new2", "web:2", 2, NOW - 60));
+	w->rss = json_pack("[o,o]", rs("old1", "web:1", 1, NOW - 3600),
+	                   rs("new2", "web:2", 2, NOW - 60));
 	w->pods = json_pack("[o,o]", pod("new2", 1, 0, NULL, 50), pod("new2", 1, 0, NULL, 40));
 	guard_policy_defaults(&w->p);
 	w->m.ok = 1;
 	w->m.new_p99 = w->m.base_p99 = NAN;
-	w->in = (struct guard_input){.deploy = w->d, .rs_items = w->rss, .pod_items = w->pods,
-	                             .metrics = &w->m, .now = NOW};
+	w->in = (struct guard_input){
+	    .deploy = w->d, .rs_items = w->rss, .pod_items = w->pods, .metrics = &w->m, .now = NOW};
 }
 
 static void world_release(struct world *w)
@@ -134,9 +134,10 @@ static void test_policy_defaults_and_file(void)
 	char re[256], err[256];
 	CHECK_INT_EQ(guard_policy_codes_regex(&p, re, sizeof(re)), 0);
 	CHECK_STR_EQ(re, "Unknown|Internal|Unavailable|DataLoss|DeadlineExceeded");
-	const char *y = "window: 2m\ninterval: 2s\nchecks:\n  restarts: {max: 5, crash-loop: false}\n"
-	                "  error-ratio:\n    codes: [INTERNAL]\n    max-increase: 0.1\n"
-	                "  latency-p99: {enabled: false}\n";
+	const char *y =
+	    "window: 2m\ninterval: 2s\nchecks:\n  restarts: {max: 5, crash-loop: false}\n"
+	    "  error-ratio:\n    codes: [INTERNAL]\n    max-increase: 0.1\n"
+	    "  latency-p99: {enabled: false}\n";
 	CHECK_INT_EQ(guard_policy_parse(&p, y, strlen(y), err, sizeof(err)), 0);
 	CHECK(p.window == 120 && p.interval == 2);
 	CHECK(p.restarts.max == 5 && !p.restarts.crash_loop);
@@ -316,7 +317,8 @@ static void test_progress(void)
 {
 	struct world w;
 	world_init(&w, -1);
-	json_t *c = json_array_get(json_object_get(json_object_get(w.d, "status"), "conditions"), 0);
+	json_t *c =
+	    json_array_get(json_object_get(json_object_get(w.d, "status"), "conditions"), 0);
 	json_object_set_new(c, "reason", json_string("ProgressDeadlineExceeded"));
 	judge(&w);
 	CHECK_STR_EQ(w.v.check, "progress-deadline");
