@@ -267,9 +267,11 @@ static int run_once(struct guard_ctx *g, const struct guard_opts *o, const char 
 		if (!ts[i].done) {
 			ts[i].code = EXIT_UNJUDGED;
 			if (ts[i].have_last) {
+				char last[200];
+				snprintf(last, sizeof(last), "%.199s", ts[i].last.reason);
 				snprintf(ts[i].last.reason, sizeof(ts[i].last.reason),
-				         "no verdict before --timeout (last: %s)",
-				         guard_outcome_name(ts[i].last.outcome));
+				         "no verdict before --timeout (last: %s: %s)",
+				         guard_outcome_name(ts[i].last.outcome), last);
 				ts[i].last.outcome = GUARD_UNKNOWN;
 				guard_verdict_print(stdout, ns, ts[i].name, &ts[i].last, NULL,
 				                    NULL);
