@@ -3,8 +3,11 @@ with the production overlay, MariaDB, a real Prometheus discovering the pods and
 GetMovieDetails load on movie. For each kind of bad metadata version guard rolls back within
 its policy; detection and completion seconds and the failed user requests are printed. Good
 versions are never rolled back; a version bad outside the window is only reported; a guard
-killed right after its rollback patch is restarted and stays consistent; a concurrent
-`kubectl set image` wins over guard; every request guard made is allowed by the shipped Role.
+killed right after its rollback patch is restarted and stays consistent; two guards racing
+make one rollback (the loser's guarded patch gets 422 and it re-decides; the same race with
+a `kubectl set image` is made deterministic in tests/unit/moviectl/test_guard_cli.py); the
+controller rolls back and counts it in /metrics; every request guard made is allowed by the
+shipped Role.
 
 One cluster for the file; the steps run in order (test_01 ... ) and each asserts its own
 outcome. Measurements go to stdout as "MEASURE ..." lines."""
@@ -38,15 +41,13 @@ checks:
 BAD = {
     "movie-metadata:good1": {"METADATA_LOG_LEVEL": "info"},
     "movie-metadata:good2": {"METADATA_LOG_LEVEL": "info"},
-    "movie-metadata:race": {},
     "movie-metadata:errors": {"METADATA_FAULTS_ERROR_RATIO": "0.3"},
     "movie-metadata:never-ready": {"METADATA_FAULTS_NOT_READY": "true"},
     "movie-metadata:crash-later": {"METADATA_FAULTS_EXIT_AFTER": "6s"},
     "movie-metadata:slow": {"METADATA_FAULTS_DELAY": "1s"},
-    "movie-metadata:late-crash": {"METADATA_FAULTS_EXIT_AFTER": "25s"},
+    "movie-metadata:late-crash": {"METADATA_FAULTS_EXIT_AFTER": "45s"},
     "movie-metadata:errors2": {"METADATA_FAULTS_ERROR_RATIO": "0.3"},
     "movie-metadata:never-ready2": {"METADATA_FAULTS_NOT_READY": "true"},
-    "movie-metadata:never-ready3": {"METADATA_FAULTS_NOT_READY": "true"},
     "movie-metadata:crash-later2": {"METADATA_FAULTS_EXIT_AFTER": "6s"},
 }
 
@@ -198,7 +199,7 @@ class Guard(unittest.TestCase):
         self.bad_version("slow", "latency-p99")
 
     def test_06_bad_outside_window_reported_only(self):
-        self.set_image("late-crash")  # exits 25 s after it started; window 2 s
+        self.set_image("late-crash")  # exits 45 s after it started (the rollout takes ~25 s); window 2 s
         rc, lines, err = self.guard_once(DEP, policy=self.short_policy)
         self.assertEqual(rc, 0, "healthy while the window lasts\n%s\n%s" % (lines, err))
 
@@ -280,25 +281,7 @@ class Guard(unittest.TestCase):
         self.results.append({"kind": "two guards", "patches": len(patches),
                              "applied": len(ok)})
 
-    def test_10_concurrent_set_image_wins(self):
-        self.stack.rollout_ok(DEP)
-        self.set_image("never-ready3")
-        p = subprocess.Popen(self.guard_cmd("--once", DEP), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True, start_new_session=True)
-        try:
-            # Land kubectl's change about when guard decides (the readiness grace).
-            K.wait_for(lambda: any(
-                image_of(pp).endswith(":never-ready3") and pp["status"].get("startTime")
-                for pp in self.ks.get_json("pods", "-l", "app.kubernetes.io/name=metadata",
-                                           *N)["items"]), 60, "a never-ready3 pod")
-            self.set_image("race")
-        finally:
-            out, err = p.communicate(timeout=240)
-        self.assertEqual(image_of(self.deploy()), "movie-metadata:race",
-                         "kubectl's update survived guard\n%s\n%s" % (out, err))
-        self.stack.rollout_ok(DEP)
-
-    def test_11_controller_and_rbac(self):
+    def test_10_controller_and_rbac(self):
         log = os.path.join(self.ks.dir, "api.log")
         start = os.path.getsize(log)
         port = ksstack.harness.free_port()
@@ -323,7 +306,7 @@ class Guard(unittest.TestCase):
             K.wait_for(decided, 60, "decisions in /metrics")
             m0 = self.mark()
             self.set_image("crash-later2")
-            K.wait_for(lambda: image_of(self.deploy()).endswith(":race"), 180,
+            K.wait_for(lambda: image_of(self.deploy()).endswith(":good1"), 180,
                        "the controller to roll crash-later back")
             self.stack.rollout_ok(DEP)
             failed, _ = self.failures_since(m0)

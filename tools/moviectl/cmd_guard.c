@@ -350,7 +350,7 @@ static void *watch_thread(void *arg)
 	while (!stopping) {
 		struct kube_error err;
 		/* Bounded so a stop request is noticed; the watch resumes from its RV. */
-		int rc = kube_watch_until(kc, path, PART_OF_SELECTOR, NULL, kube_now() + 30,
+		int rc = kube_watch_until(kc, path, PART_OF_SELECTOR, NULL, kube_now() + 10,
 		                          on_deploy_event, c, &err);
 		if (rc && rc != MV_ETIMEDOUT) {
 			kube_error_print(&err, "moviectl guard: watch");
