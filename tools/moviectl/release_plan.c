@@ -72,9 +72,10 @@ int release_plan_order(const struct release_plan_svc *svcs, size_t n, size_t *or
 		if (pick == n) {
 			for (size_t i = 0; i < n; i++)
 				if (!placed[i]) {
-					snprintf(err, errlen,
-					         "services call each other in a cycle (%s is on it)",
-					         svcs[i].name);
+					snprintf(
+					    err, errlen,
+					    "services call each other in a cycle (%s is on it)",
+					    svcs[i].name);
 					break;
 				}
 			return MV_EINVAL;

@@ -37,6 +37,28 @@ void release_policy_defaults(struct release_policy *p)
 	p->revert_earlier = 1;
 	p->synth_enabled = 1;
 	p->synth_rate = 20;
+	/* Read-only calls of every service. Unknown ids answer NOT_FOUND, a client
+	 * error: the call still runs the server's code path and counts as a call,
+	 * never as a server error. */
+	static const struct {
+		const char *svc, *path, *a0, *a1;
+	} calls[] = {
+	    {"metadata", "/MetadataService/GetMetadata", "1", NULL},
+	    {"rating", "/RatingService/GetAggregatedRating", "1", "movie"},
+	    {"movie", "/MovieService/GetMovieDetails", "1", NULL},
+	};
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		struct release_synth_call *c = &p->synth[i];
+		snprintf(c->service, sizeof(c->service), "%s", calls[i].svc);
+		snprintf(c->path, sizeof(c->path), "%s", calls[i].path);
+		snprintf(c->args[0], sizeof(c->args[0]), "%s", calls[i].a0);
+		c->n_args = 1;
+		if (calls[i].a1) {
+			snprintf(c->args[1], sizeof(c->args[1]), "%s", calls[i].a1);
+			c->n_args = 2;
+		}
+	}
+	p->n_synth = sizeof(calls) / sizeof(calls[0]);
 }
 
 int release_parse_duration(const char *s, double *seconds)
@@ -130,8 +152,8 @@ static int parse_synth(struct release_policy *p, const struct ynode *m, char *er
 			p->synth_enabled = b;
 		} else if (strcmp(k, "rate") == 0) {
 			if (get_num(v, 0.1, RELEASE_MAX_SYNTH_RATE, &p->synth_rate))
-				return fail(err, errlen, v, MV_EINVAL, "calls per second in [0.1, 200]",
-				            k);
+				return fail(err, errlen, v, MV_EINVAL,
+				            "calls per second in [0.1, 200]", k);
 		} else if (strcmp(k, "calls") == 0) {
 			if (v->type != YNODE_SEQ)
 				return fail(err, errlen, v, MV_EINVAL, "must be a list", k);
@@ -154,24 +176,29 @@ static int parse_synth(struct release_policy *p, const struct ynode *m, char *er
 							            "a service name", ck);
 					} else if (strcmp(ck, "method") == 0) {
 						if (copy_str(sc->path, sizeof(sc->path), cv) ||
-						    sc->path[0] != '/' || !strchr(sc->path + 1, '/'))
+						    sc->path[0] != '/' ||
+						    !strchr(sc->path + 1, '/'))
 							return fail(err, errlen, cv, MV_EINVAL,
-							            "a gRPC path /Service/Method", ck);
+							            "a gRPC path /Service/Method",
+							            ck);
 					} else if (strcmp(ck, "args") == 0) {
 						if (cv->type != YNODE_SEQ ||
 						    cv->n > RELEASE_MAX_SYNTH_ARGS)
 							return fail(err, errlen, cv, MV_EINVAL,
-							            "a list of at most 4 strings", ck);
+							            "a list of at most 4 strings",
+							            ck);
 						for (size_t a = 0; a < cv->n; a++)
-							if (copy_str(sc->args[a], sizeof(sc->args[a]),
+							if (copy_str(sc->args[a],
+							             sizeof(sc->args[a]),
 							             cv->vals[a]))
-								return fail(err, errlen, cv->vals[a],
-								            MV_EINVAL,
-								            "a string under 64 bytes", ck);
+								return fail(
+								    err, errlen, cv->vals[a],
+								    MV_EINVAL,
+								    "a string under 64 bytes", ck);
 						sc->n_args = cv->n;
 					} else {
-						return fail(err, errlen, cv, MV_EINVAL, "unknown key",
-						            ck);
+						return fail(err, errlen, cv, MV_EINVAL,
+						            "unknown key", ck);
 					}
 				}
 				if (!sc->service[0] || !sc->path[0])
@@ -226,20 +253,23 @@ int release_policy_parse(struct release_policy *p, const char *data, size_t len,
 				rc = fail(err, errlen, v, MV_EINVAL, "a number >= 1", k);
 		} else if (strcmp(k, "confidence") == 0) {
 			if (get_num(v, 0.5, 0.999999, &p->confidence))
-				rc = fail(err, errlen, v, MV_EINVAL, "a number in [0.5, 0.999999]", k);
+				rc = fail(err, errlen, v, MV_EINVAL, "a number in [0.5, 0.999999]",
+				          k);
 		} else if (strcmp(k, "error_floor") == 0) {
 			if (get_num(v, 0, 1, &p->error_floor))
 				rc = fail(err, errlen, v, MV_EINVAL, "a ratio in [0, 1]", k);
 		} else if (strcmp(k, "error_codes") == 0) {
 			if (v->type != YNODE_SEQ || v->n == 0 || v->n > RELEASE_MAX_CODES) {
-				rc = fail(err, errlen, v, MV_EINVAL, "a list of 1..17 gRPC codes", k);
+				rc = fail(err, errlen, v, MV_EINVAL, "a list of 1..17 gRPC codes",
+				          k);
 				break;
 			}
 			for (size_t j = 0; j < v->n && !rc; j++) {
 				const char *s = ytree_str(v->vals[j]);
 				if (!release_grpc_code_label(s) || strcmp(s, "OK") == 0)
 					rc = fail(err, errlen, v->vals[j], MV_EINVAL,
-					          "not a gRPC error code name (UNAVAILABLE, ...)", k);
+					          "not a gRPC error code name (UNAVAILABLE, ...)",
+					          k);
 				else
 					snprintf(p->codes[j], sizeof(p->codes[j]), "%s", s);
 			}

@@ -24,13 +24,13 @@ struct release_synth_call {
 };
 
 struct release_policy {
-	double interval_s;       /* analysis cadence; default 10 s */
-	char window[16];         /* PromQL range of each query; default "1m" */
-	int passes;              /* consecutive passing intervals to promote; default 3 */
-	double max_analysis_s;   /* inconclusive for this long -> abort; default 300 s */
-	double min_requests;     /* canary calls before any verdict; default 100 */
-	double confidence;       /* one-sided; default 0.99 */
-	double error_floor;      /* absolute error-ratio excess tolerated; default 0.01 */
+	double interval_s;                 /* analysis cadence; default 10 s */
+	char window[16];                   /* PromQL range of each query; default "1m" */
+	int passes;                        /* consecutive passing intervals to promote; default 3 */
+	double max_analysis_s;             /* inconclusive for this long -> abort; default 300 s */
+	double min_requests;               /* canary calls before any verdict; default 100 */
+	double confidence;                 /* one-sided; default 0.99 */
+	double error_floor;                /* absolute error-ratio excess tolerated; default 0.01 */
 	char codes[RELEASE_MAX_CODES][24]; /* server-error codes; default the guard's classes */
 	size_t n_codes;
 	double latency_tolerance; /* relative p99 excess tolerated; default 0.5 */
@@ -45,7 +45,8 @@ struct release_policy {
 	size_t n_synth;
 };
 
-/* The defaults (synthetic calls: health only, until the policy lists some). */
+/* The defaults (synthetic calls: GetMetadata, GetAggregatedRating and
+ * GetMovieDetails of id "1"). */
 void release_policy_defaults(struct release_policy *p);
 
 /*

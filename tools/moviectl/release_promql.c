@@ -122,8 +122,7 @@ int release_promql(enum release_query q, const struct release_series *s, const c
 		if (!rc)
 			rc = buf_printf(out, "}[%s])))", window);
 		break;
-	default:
-		return MV_EINVAL;
+	default: return MV_EINVAL;
 	}
 	return rc;
 }

@@ -8,12 +8,9 @@
 const char *release_decision_name(enum release_decision d)
 {
 	switch (d) {
-	case RELEASE_PASS:
-		return "pass";
-	case RELEASE_FAIL:
-		return "fail";
-	default:
-		return "inconclusive";
+	case RELEASE_PASS: return "pass";
+	case RELEASE_FAIL: return "fail";
+	default: return "inconclusive";
 	}
 }
 
