@@ -14,8 +14,8 @@
 #include "movie/err.h"
 #include "movie/banned.h"
 
-#define PROG              "moviectl release"
-#define MAX_POLICY_BYTES  ((size_t)1024 * 1024)
+#define PROG             "moviectl release"
+#define MAX_POLICY_BYTES ((size_t)1024 * 1024)
 
 static void usage(FILE *out)
 {
@@ -106,12 +106,13 @@ int cmd_release(int argc, char **argv)
 		} else if ((v = kube_cli_value(argc, argv, &i, "--image"))) {
 			if (o->n_targets >= RELEASE_MAX_SERVICES ||
 			    parse_image(v, &o->targets[o->n_targets])) {
-				fprintf(stderr, "%s: --image needs SVC=IMAGE (got \"%s\")\n", PROG, v);
+				fprintf(stderr, "%s: --image needs SVC=IMAGE (got \"%s\")\n", PROG,
+				        v);
 				goto out;
 			}
 			for (size_t k = 0; k < o->n_targets; k++)
-				if (strcmp(o->targets[k].service, o->targets[o->n_targets].service) ==
-				    0) {
+				if (strcmp(o->targets[k].service,
+				           o->targets[o->n_targets].service) == 0) {
 					fprintf(stderr, "%s: --image %s given twice\n", PROG,
 					        o->targets[k].service);
 					goto out;

@@ -22,6 +22,7 @@ void release_policy_defaults(struct release_policy *p)
 	p->interval_s = 10;
 	snprintf(p->window, sizeof(p->window), "1m");
 	p->passes = 3;
+	p->failures = 2;
 	p->max_analysis_s = 300;
 	p->min_requests = 100;
 	p->confidence = 0.99;
@@ -31,6 +32,7 @@ void release_policy_defaults(struct release_policy *p)
 	p->n_codes = sizeof(default_codes) / sizeof(default_codes[0]);
 	p->latency_tolerance = 0.5;
 	p->latency_floor_s = 0.025;
+	p->latency_min_requests = 200;
 	p->max_restarts = 0;
 	p->rollout_timeout_s = 300;
 	p->lease_s = 600;
@@ -245,6 +247,14 @@ int release_policy_parse(struct release_policy *p, const char *data, size_t len,
 				rc = fail(err, errlen, v, MV_EINVAL, "an integer in [1, 1000]", k);
 			else
 				p->passes = (int)d;
+		} else if (strcmp(k, "failures") == 0) {
+			if (get_num(v, 1, 1000, &d) || d != floor(d))
+				rc = fail(err, errlen, v, MV_EINVAL, "an integer in [1, 1000]", k);
+			else
+				p->failures = (int)d;
+		} else if (strcmp(k, "latency_min_requests") == 0) {
+			if (get_num(v, 1, 1e9, &p->latency_min_requests))
+				rc = fail(err, errlen, v, MV_EINVAL, "a number >= 1", k);
 		} else if (strcmp(k, "max_analysis") == 0) {
 			if (get_dur(v, 1, 86400, &p->max_analysis_s))
 				rc = fail(err, errlen, v, MV_EINVAL, "a duration in [1s, 24h]", k);

@@ -27,6 +27,7 @@ struct release_policy {
 	double interval_s;                 /* analysis cadence; default 10 s */
 	char window[16];                   /* PromQL range of each query; default "1m" */
 	int passes;                        /* consecutive passing intervals to promote; default 3 */
+	int failures;                      /* consecutive failing intervals to abort; default 2 */
 	double max_analysis_s;             /* inconclusive for this long -> abort; default 300 s */
 	double min_requests;               /* canary calls before any verdict; default 100 */
 	double confidence;                 /* one-sided; default 0.99 */
@@ -35,6 +36,9 @@ struct release_policy {
 	size_t n_codes;
 	double latency_tolerance; /* relative p99 excess tolerated; default 0.5 */
 	double latency_floor_s;   /* absolute p99 excess tolerated; default 0.025 s */
+	/* canary calls before p99 is judged (a p99 of few calls is their maximum);
+	 * default 200 */
+	double latency_min_requests;
 	long max_restarts;        /* container restarts of canary pods tolerated; default 0 */
 	double rollout_timeout_s; /* each Deployment's rollout; default 300 s */
 	double lease_s;           /* release lock lease; default 600 s */

@@ -35,6 +35,8 @@
 
 #define PART_OF_SELECTOR "app.kubernetes.io/part-of=movie"
 #define MAX_DEPLOYMENTS  64
+/* How long a precondition may take to hold (a rollout in progress is not healthy). */
+#define PRECONDITION_WAIT_S 60.0
 
 struct svc_run {
 	char name[RELEASE_NAME_MAX];
@@ -187,7 +189,8 @@ static void lock_value_make(struct ctx *c)
 {
 	char exp[32];
 	rfc3339(time(NULL) + (time_t)c->p->lease_s, exp, sizeof(exp));
-	json_t *v = json_pack("{s:s, s:s, s:s}", "owner", c->owner, "release", c->id, "expires", exp);
+	json_t *v =
+	    json_pack("{s:s, s:s, s:s}", "owner", c->owner, "release", c->id, "expires", exp);
 	char *s = json_dumps(v, JSON_COMPACT);
 	snprintf(c->lock_value, sizeof(c->lock_value), "%s", s ? s : "");
 	free(s);
@@ -234,8 +237,8 @@ static int lock_take_all(struct ctx *c, json_t *deps, char *why, size_t whylen)
 	size_t n = json_array_size(deps);
 	for (size_t i = 0; i < n; i++) {
 		json_t *d = json_array_get(deps, i);
-		const char *name = json_string_value(
-		    json_object_get(json_object_get(d, "metadata"), "name"));
+		const char *name =
+		    json_string_value(json_object_get(json_object_get(d, "metadata"), "name"));
 		const char *rv = json_string_value(
 		    json_object_get(json_object_get(d, "metadata"), "resourceVersion"));
 		if (!name || !rv || c->n_locked >= MAX_DEPLOYMENTS) {
@@ -255,13 +258,14 @@ static int lock_take_all(struct ctx *c, json_t *deps, char *why, size_t whylen)
 			progress("deployment %s: taking over the lock of %s (%s)", name, l.owner,
 			         l.state == LOCK_EXPIRED ? "expired" : "owner process gone");
 		json_t *ops = json_array();
-		json_array_append_new(ops, op("test", "/metadata/resourceVersion", json_string(rv)));
+		json_array_append_new(ops,
+		                      op("test", "/metadata/resourceVersion", json_string(rv)));
 		if (json_object_get(json_object_get(d, "metadata"), "annotations"))
 			json_array_append_new(ops, op("add", ap, json_string(c->lock_value)));
 		else
-			json_array_append_new(ops, op("add", "/metadata/annotations",
-			                              json_pack("{s:s}", LOCK_ANNOTATION,
-			                                        c->lock_value)));
+			json_array_append_new(
+			    ops, op("add", "/metadata/annotations",
+			            json_pack("{s:s}", LOCK_ANNOTATION, c->lock_value)));
 		struct kube_error err;
 		int rc = patch_json(c, name, ops, &err);
 		if (rc) {
@@ -311,8 +315,8 @@ static int set_image(struct ctx *c, const char *name, const char *from, const ch
                      struct kube_error *err)
 {
 	const char *p = "/spec/template/spec/containers/0/image";
-	json_t *ops = json_pack("[o,o]", op("test", p, json_string(from)),
-	                        op("replace", p, json_string(to)));
+	json_t *ops =
+	    json_pack("[o,o]", op("test", p, json_string(from)), op("replace", p, json_string(to)));
 	int rc = patch_json(c, name, ops, err);
 	if (rc == MV_EINVAL && err->http == 422) {
 		json_t *d = NULL;
@@ -414,22 +418,24 @@ static int pods_of(struct ctx *c, const char *svc, const char *track, const char
 		json_array_foreach(json_object_get(st, "conditions"), k, cond)
 		{
 			if (json_string_value(json_object_get(cond, "type")) &&
-			    strcmp(json_string_value(json_object_get(cond, "type")), "Ready") == 0 &&
+			    strcmp(json_string_value(json_object_get(cond, "type")), "Ready") ==
+			        0 &&
 			    json_string_value(json_object_get(cond, "status")) &&
 			    strcmp(json_string_value(json_object_get(cond, "status")), "True") == 0)
 				ready = 1;
 		}
 		const char *ip = json_string_value(json_object_get(st, "podIP"));
 		json_t *port = json_object_get(
-		    json_array_get(json_object_get(json_array_get(json_object_get(json_object_get(
-		                                                      pod, "spec"),
-		                                                  "containers"),
-		                                              0),
-		                                   "ports"),
-		                   0),
+		    json_array_get(
+		        json_object_get(
+		            json_array_get(
+		                json_object_get(json_object_get(pod, "spec"), "containers"), 0),
+		            "ports"),
+		        0),
 		    "containerPort");
 		if (ready && ip && json_is_integer(port) && *n < cap)
-			snprintf(addrs[(*n)++], 64, "%s:%lld", ip, (long long)json_integer_value(port));
+			snprintf(addrs[(*n)++], 64, "%s:%lld", ip,
+			         (long long)json_integer_value(port));
 	}
 	json_decref(items);
 	return 0;
@@ -504,11 +510,11 @@ static int measure(struct ctx *c, struct side *s, char *why, size_t whylen)
 static json_t *check_json(const char *name, const char *qc, const char *qb, double cv, double bv,
                           double cn, double bn, json_t *threshold, enum release_decision d)
 {
-	json_t *j = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o}", "check", name,
-	                      "query_canary", qc, "query_baseline", qb, "canary", jnum(cv),
-	                      "baseline", jnum(bv), "canary_samples", jnum(cn),
-	                      "baseline_samples", jnum(bn), "threshold", threshold, "result",
-	                      release_decision_name(d), "time", jtime());
+	json_t *j =
+	    json_pack("{s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o}", "check", name,
+	              "query_canary", qc, "query_baseline", qb, "canary", jnum(cv), "baseline",
+	              jnum(bv), "canary_samples", jnum(cn), "baseline_samples", jnum(bn),
+	              "threshold", threshold, "result", release_decision_name(d), "time", jtime());
 	return j;
 }
 
@@ -549,10 +555,11 @@ static enum outcome analyse(struct ctx *c, struct svc_run *s, char *why, size_t 
 	json_object_set_new(s->v, "baseline_hash", json_string(ph));
 	json_object_set_new(s->v, "analysis_started", jtime());
 	struct release_error_test et = {p->min_requests, p->confidence, p->error_floor};
-	struct release_latency_test lt = {p->min_requests, p->latency_tolerance, p->latency_floor_s};
+	struct release_latency_test lt = {p->latency_min_requests, p->latency_tolerance,
+	                                  p->latency_floor_s};
 	struct release_synth *synth = NULL;
 	double start = kube_now(), share = NAN, share_calls = 0;
-	int streak = 0, interval = 0;
+	int streak = 0, fails = 0, interval = 0;
 	enum outcome out = OUT_ERROR;
 	for (;;) {
 		double next = kube_now() + p->interval_s;
@@ -581,24 +588,23 @@ static enum outcome analyse(struct ctx *c, struct svc_run *s, char *why, size_t 
 		struct release_error_result er;
 		release_error_judge(&et, cv.errors, cv.calls, bv.errors, bv.calls, &er);
 		enum release_decision ld = release_latency_judge(&lt, cv.p99, bv.p99, cv.calls);
-		enum release_decision rd =
-		    restarts > p->max_restarts ? RELEASE_FAIL : RELEASE_PASS;
+		enum release_decision rd = restarts > p->max_restarts ? RELEASE_FAIL : RELEASE_PASS;
 		json_array_append_new(
-		    checks, check_json("error_ratio", cv.q_errors, bv.q_errors, er.canary_ratio,
-		                       er.baseline_ratio, cv.calls, bv.calls,
-		                       json_pack("{s:f, s:f, s:f, s:f, s:f}", "min_requests",
-		                                 p->min_requests, "confidence", p->confidence,
-		                                 "floor", p->error_floor, "z", er.z, "z_critical",
-		                                 er.z_critical),
-		                       er.decision));
+		    checks,
+		    check_json("error_ratio", cv.q_errors, bv.q_errors, er.canary_ratio,
+		               er.baseline_ratio, cv.calls, bv.calls,
+		               json_pack("{s:f, s:f, s:f, s:f, s:f}", "min_requests",
+		                         p->min_requests, "confidence", p->confidence, "floor",
+		                         p->error_floor, "z", er.z, "z_critical", er.z_critical),
+		               er.decision));
 		json_object_set_new(json_array_get(checks, json_array_size(checks) - 1), "interval",
 		                    json_integer(interval));
 		json_array_append_new(
-		    checks,
-		    check_json("latency_p99", cv.q_p99, bv.q_p99, cv.p99, bv.p99, cv.calls, bv.calls,
-		               json_pack("{s:f, s:f}", "tolerance", p->latency_tolerance,
-		                         "floor_seconds", p->latency_floor_s),
-		               ld));
+		    checks, check_json("latency_p99", cv.q_p99, bv.q_p99, cv.p99, bv.p99, cv.calls,
+		                       bv.calls,
+		                       json_pack("{s:f, s:f}", "tolerance", p->latency_tolerance,
+		                                 "floor_seconds", p->latency_floor_s),
+		                       ld));
 		json_object_set_new(json_array_get(checks, json_array_size(checks) - 1), "interval",
 		                    json_integer(interval));
 		json_t *rj = check_json("restarts", "kubernetes: containerStatuses[].restartCount",
@@ -614,7 +620,13 @@ static enum outcome analyse(struct ctx *c, struct svc_run *s, char *why, size_t 
 		         release_decision_name(er.decision), cv.p99, bv.p99,
 		         release_decision_name(ld), restarts, release_decision_name(rd),
 		         synth ? " [synthetic load on]" : "");
-		if (er.decision == RELEASE_FAIL || ld == RELEASE_FAIL || rd == RELEASE_FAIL) {
+		if (er.decision == RELEASE_FAIL || ld == RELEASE_FAIL || rd == RELEASE_FAIL)
+			fails++;
+		else
+			fails = 0;
+		/* One failing interval can be a warming pod or one unlucky window: abort
+		 * on `failures` in a row (a restart counts at once: it already happened). */
+		if (fails >= p->failures || rd == RELEASE_FAIL) {
 			snprintf(why, whylen, "%s canary failed %s", s->name,
 			         er.decision == RELEASE_FAIL ? "the error-ratio check"
 			         : ld == RELEASE_FAIL        ? "the p99 latency check"
@@ -622,26 +634,35 @@ static enum outcome analyse(struct ctx *c, struct svc_run *s, char *why, size_t 
 			out = OUT_FAIL;
 			break;
 		}
-		if (er.decision == RELEASE_PASS && ld != RELEASE_FAIL) {
+		if (fails > 0) {
+			streak = 0;
+		} else if (er.decision == RELEASE_PASS && ld == RELEASE_PASS) {
 			if (++streak >= p->passes) {
 				out = OUT_PASS;
 				break;
 			}
 		} else {
 			streak = 0;
+			/* Low traffic is judged after half a window: clients find a new
+			 * pod only when they re-resolve (movie: every 5 s). */
+			double win = 60;
+			release_parse_duration(p->window, &win);
+			double after = win / 2 > p->interval_s ? win / 2 : p->interval_s;
 			if (!synth && p->synth_enabled && na > 0 && np > 0 &&
-			    kube_now() - start >= p->interval_s) {
-				const char *ca[RELEASE_SYNTH_MAX_TARGETS], *pa[RELEASE_SYNTH_MAX_TARGETS];
+			    kube_now() - start >= after) {
+				const char *ca[RELEASE_SYNTH_MAX_TARGETS],
+				    *pa[RELEASE_SYNTH_MAX_TARGETS];
 				for (size_t k = 0; k < na; k++)
 					ca[k] = addrs[k];
 				for (size_t k = 0; k < np; k++)
 					pa[k] = paddrs[k];
-				if (release_synth_start(s->name, p->synth, p->n_synth, ca, na, pa, np,
-				                        p->synth_rate, &synth) == 0)
-					progress("%s: too few calls (%.0f < %.0f): synthetic load at "
-					         "%.0f/s to %zu canary and %zu production pods",
-					         s->name, isfinite(cv.calls) ? cv.calls : 0,
-					         p->min_requests, p->synth_rate, na, np);
+				if (release_synth_start(s->name, p->synth, p->n_synth, ca, na, pa,
+				                        np, p->synth_rate, &synth) == 0)
+					progress(
+					    "%s: too few calls (%.0f < %.0f): synthetic load at "
+					    "%.0f/s to %zu canary and %zu production pods",
+					    s->name, isfinite(cv.calls) ? cv.calls : 0,
+					    p->min_requests, p->synth_rate, na, np);
 				else
 					progress("%s: too few calls and no synthetic call for this "
 					         "service in the policy",
@@ -673,10 +694,11 @@ static enum outcome analyse(struct ctx *c, struct svc_run *s, char *why, size_t 
 		release_synth_stop(synth);
 		json_object_set_new(
 		    s->v, "synthetic",
-		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "canary_sent", (json_int_t)k.sent[0],
-		              "canary_failed", (json_int_t)k.failed[0], "production_sent",
-		              (json_int_t)k.sent[1], "production_failed", (json_int_t)k.failed[1],
-		              "canary_ok", (json_int_t)k.ok[0], "production_ok", (json_int_t)k.ok[1]));
+		    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "canary_sent",
+		              (json_int_t)k.sent[0], "canary_failed", (json_int_t)k.failed[0],
+		              "production_sent", (json_int_t)k.sent[1], "production_failed",
+		              (json_int_t)k.failed[1], "canary_ok", (json_int_t)k.ok[0],
+		              "production_ok", (json_int_t)k.ok[1]));
 	} else {
 		json_object_set_new(s->v, "synthetic", json_null());
 	}
@@ -760,7 +782,8 @@ static int recover(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		memset(s, 0, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%.*s", (int)(nl - 7), name);
 		snprintf(s->canary, sizeof(s->canary), "%s", name);
-		snprintf(s->production, sizeof(s->production), "%.*s-production", (int)(nl - 7), name);
+		snprintf(s->production, sizeof(s->production), "%.*s-production", (int)(nl - 7),
+		         name);
 		snprintf(s->from, sizeof(s->from), "%s", from);
 		snprintf(s->to, sizeof(s->to), "%s", to);
 		s->changed = 1;
@@ -769,10 +792,9 @@ static int recover(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		progress("found %s of release %s left by a run that did not finish: reverting",
 		         s->name, json_string_value(json_object_get(j, "release")));
 		json_array_append_new(
-		    c->recovered,
-		    json_pack("{s:s, s:o, s:s, s:s, s:s}", "service", s->name, "release",
-		              json_incref(json_object_get(j, "release")), "from", from, "to", to,
-		              "phase", phase));
+		    c->recovered, json_pack("{s:s, s:o, s:s, s:s, s:s}", "service", s->name,
+		                            "release", json_incref(json_object_get(j, "release")),
+		                            "from", from, "to", to, "phase", phase));
 		json_decref(j);
 		n++;
 	}
@@ -821,9 +843,10 @@ static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 				can = d;
 		}
 		if (!prod || !can) {
-			snprintf(why, whylen,
-			         "service %s needs Deployments %s and %s labelled %s in namespace %s",
-			         t->service, s->production, s->canary, PART_OF_SELECTOR, c->o->ns);
+			snprintf(
+			    why, whylen,
+			    "service %s needs Deployments %s and %s labelled %s in namespace %s",
+			    t->service, s->production, s->canary, PART_OF_SELECTOR, c->o->ns);
 			return MV_ENOTFOUND;
 		}
 		snprintf(s->from, sizeof(s->from), "%s", dep_image(prod) ? dep_image(prod) : "");
@@ -835,17 +858,18 @@ static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		json_t *vol;
 		json_array_foreach(vols, k, vol)
 		{
-			const char *cm =
-			    json_string_value(json_object_get(json_object_get(vol, "configMap"), "name"));
+			const char *cm = json_string_value(
+			    json_object_get(json_object_get(vol, "configMap"), "name"));
 			if (!cm || !kube_cli_valid_name(cm))
 				continue;
 			char path[512];
-			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", c->o->ns,
-			         cm);
+			snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
+			         c->o->ns, cm);
 			json_t *obj = NULL;
 			struct kube_error err;
 			if (kube_get(c->kc, path, &obj, &err)) {
-				snprintf(why, whylen, "cannot read ConfigMap %s: %s", cm, err.message);
+				snprintf(why, whylen, "cannot read ConfigMap %s: %s", cm,
+				         err.message);
 				return MV_ENOTFOUND;
 			}
 			const char *key;
@@ -855,7 +879,8 @@ static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 				char e[256];
 				const char *y = json_string_value(val);
 				if (y && release_plan_add_peers(&ps[i], y, strlen(y), e, sizeof(e)))
-					progress("ConfigMap %s %s: %s (peers not read)", cm, key, e);
+					progress("ConfigMap %s %s: %s (peers not read)", cm, key,
+					         e);
 			}
 			json_decref(obj);
 		}
@@ -874,29 +899,37 @@ static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		json_t *peers = json_array();
 		for (size_t j = 0; j < ps[oi].n_peers; j++)
 			json_array_append_new(peers, json_string(ps[oi].peers[j]));
-		s->v = json_pack("{s:s, s:s, s:s, s:{s:s}, s:{s:s}, s:o, s:s}", "service", s->name,
-		                 "canary", s->canary, "production", s->production, "from", "image",
-		                 s->from, "to", "image", s->to, "peers", peers, "result", "pending");
+		s->v =
+		    json_pack("{s:s, s:s, s:s, s:{s:s}, s:{s:s}, s:o, s:s}", "service", s->name,
+		              "canary", s->canary, "production", s->production, "from", "image",
+		              s->from, "to", "image", s->to, "peers", peers, "result", "pending");
 		json_array_append_new(c->services, s->v);
 	}
 	return 0;
 }
 
+/* Preconditions: not paused, rolled out. Our own lock and state writes bump
+ * the generation (annotations do), so "rolled out" is waited for briefly
+ * (until the controller observed them), never judged on one read. */
 static int deployment_ok(struct ctx *c, const char *name, char *why, size_t whylen)
 {
 	json_t *d = NULL;
 	struct kube_error err;
-	char msg[512];
 	if (get_dep(c, name, &d, &err)) {
 		snprintf(why, whylen, "deployment %s: %s", name, err.message);
 		return MV_ENOTFOUND;
 	}
-	enum rollout_state st = rollout_status_judge(d, 0, msg, sizeof(msg));
 	int paused = json_is_true(json_object_get(json_object_get(d, "spec"), "paused"));
 	json_decref(d);
-	if (st != ROLLOUT_DONE || paused) {
-		snprintf(why, whylen, "precondition: deployment %s is not healthy: %s", name,
-		         paused ? "paused" : msg);
+	if (paused) {
+		snprintf(why, whylen, "precondition: deployment %s is paused", name);
+		return MV_EINVAL;
+	}
+	int rc = rollout_status_wait(c->kc, c->o->ns, name, 0, kube_now() + PRECONDITION_WAIT_S,
+	                             NULL, NULL, &err);
+	if (rc) {
+		snprintf(why, whylen, "precondition: deployment %s is not rolled out: %s", name,
+		         err.message);
 		return MV_EINVAL;
 	}
 	return 0;
@@ -915,8 +948,8 @@ static int revert_from(struct ctx *c, size_t upto, char *why, size_t whylen)
 		if (revert_one(c, s, why, whylen))
 			return MV_EIO;
 		if (was)
-			json_object_set_new(s->v, "result", json_string(k == upto ? "aborted"
-			                                                          : "reverted"));
+			json_object_set_new(s->v, "result",
+			                    json_string(k == upto ? "aborted" : "reverted"));
 		json_object_set_new(s->v, "finished", jtime());
 	}
 	return 0;
@@ -957,22 +990,23 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 	}
 	c->services = json_array();
 	c->recovered = json_array();
-	c->verdict = json_pack("{s:s, s:s, s:s, s:o, s:O, s:O, s:s}", "release", c->id,
-	                       "namespace", o->ns, "owner", c->owner, "started", jtime(),
-	                       "services", c->services, "recovered", c->recovered, "result",
-	                       "error");
+	c->verdict = json_pack("{s:s, s:s, s:s, s:o, s:O, s:O, s:s}", "release", c->id, "namespace",
+	                       o->ns, "owner", c->owner, "started", jtime(), "services",
+	                       c->services, "recovered", c->recovered, "result", "error");
 	json_decref(c->services);
 	json_decref(c->recovered);
 	json_object_set_new(
 	    c->verdict, "policy",
-	    json_pack("{s:f, s:s, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b, s:b, s:f}",
+	    json_pack("{s:f, s:s, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:I, s:b, s:b, s:f}",
 	              "interval_seconds", c->p->interval_s, "window", c->p->window, "passes",
-	              c->p->passes, "max_analysis_seconds", c->p->max_analysis_s, "min_requests",
-	              c->p->min_requests, "confidence", c->p->confidence, "error_floor",
-	              c->p->error_floor, "latency_tolerance", c->p->latency_tolerance,
-	              "latency_floor_seconds", c->p->latency_floor_s, "max_restarts",
-	              (json_int_t)c->p->max_restarts, "revert_earlier", c->p->revert_earlier,
-	              "synthetic", c->p->synth_enabled, "synthetic_rate", c->p->synth_rate));
+	              c->p->passes, "failures", c->p->failures, "latency_min_requests",
+	              c->p->latency_min_requests, "max_analysis_seconds", c->p->max_analysis_s,
+	              "min_requests", c->p->min_requests, "confidence", c->p->confidence,
+	              "error_floor", c->p->error_floor, "latency_tolerance",
+	              c->p->latency_tolerance, "latency_floor_seconds", c->p->latency_floor_s,
+	              "max_restarts", (json_int_t)c->p->max_restarts, "revert_earlier",
+	              c->p->revert_earlier, "synthetic", c->p->synth_enabled, "synthetic_rate",
+	              c->p->synth_rate));
 
 	char path[256];
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments", o->ns);
@@ -1007,8 +1041,9 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 		goto done;
 	}
 	if (!o->prometheus) {
-		snprintf(why, sizeof(why), "--prometheus URL is needed: a canary is never promoted "
-		                           "without its metrics");
+		snprintf(why, sizeof(why),
+		         "--prometheus URL is needed: a canary is never promoted "
+		         "without its metrics");
 		goto done;
 	}
 	if (prom_client_new(o->prometheus, 10000, &c->prom)) {
@@ -1033,13 +1068,16 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 		json_t *cd = NULL;
 		if (get_dep(c, s->canary, &cd, &err) == 0 && dep_image(cd) &&
 		    strcmp(dep_image(cd), s->from) != 0)
-			progress("%s: canary runs %s, not production's %s: it is reset with the rest",
-			         s->name, dep_image(cd), s->from);
+			progress(
+			    "%s: canary runs %s, not production's %s: it is reset with the rest",
+			    s->name, dep_image(cd), s->from);
 		char canary_from[256];
-		snprintf(canary_from, sizeof(canary_from), "%s", cd && dep_image(cd) ? dep_image(cd) : "");
+		snprintf(canary_from, sizeof(canary_from), "%s",
+		         cd && dep_image(cd) ? dep_image(cd) : "");
 		json_decref(cd);
 		if (strcmp(s->from, s->to) == 0) {
-			progress("%s: production already runs %s: nothing to release", s->name, s->to);
+			progress("%s: production already runs %s: nothing to release", s->name,
+			         s->to);
 			json_object_set_new(s->v, "result", json_string("unchanged"));
 			continue;
 		}
@@ -1071,7 +1109,8 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 		s->promoted = 1;
 		if (write_state(c, s, k, "promoted", &err) ||
 		    set_image(c, s->production, s->from, s->to, &err)) {
-			snprintf(why, sizeof(why), "cannot promote %s: %s", s->production, err.message);
+			snprintf(why, sizeof(why), "cannot promote %s: %s", s->production,
+			         err.message);
 			break;
 		}
 		if (wait_rollout(c, s->production, why, sizeof(why)))
@@ -1082,7 +1121,8 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 	if (k == c->n_svcs) {
 		/* One release, one outcome: states go only once all passed. */
 		for (size_t i = 0; i < c->n_svcs; i++)
-			if (set_annotation(c, c->svcs[i].canary, RELEASE_STATE_ANNOTATION, NULL, &err))
+			if (set_annotation(c, c->svcs[i].canary, RELEASE_STATE_ANNOTATION, NULL,
+			                   &err))
 				progress("cannot clear the state of %s: %s", c->svcs[i].canary,
 				         err.message);
 		result = RELEASE_EXIT_PROMOTED;
@@ -1100,8 +1140,9 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 			size_t l = strlen(why);
 			snprintf(why + l, sizeof(why) - l, "; revert failed: %s", why2);
 		} else {
-			json_object_set_new(c->verdict, "state",
-			                    json_string("reverted: production runs what it ran before"));
+			json_object_set_new(
+			    c->verdict, "state",
+			    json_string("reverted: production runs what it ran before"));
 		}
 	}
 unlock:

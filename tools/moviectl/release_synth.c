@@ -127,10 +127,9 @@ static void *run(void *arg)
 	return NULL;
 }
 
-int release_synth_start(const char *service, const struct release_synth_call *calls,
-                        size_t n_calls, const char *const *canary, size_t n_canary,
-                        const char *const *production, size_t n_production, double rate,
-                        struct release_synth **out)
+int release_synth_start(const char *service, const struct release_synth_call *calls, size_t n_calls,
+                        const char *const *canary, size_t n_canary, const char *const *production,
+                        size_t n_production, double rate, struct release_synth **out)
 {
 	*out = NULL;
 	if (n_canary == 0 || n_production == 0 || n_canary > RELEASE_SYNTH_MAX_TARGETS ||

@@ -41,10 +41,9 @@ size_t release_synth_encode(const struct release_synth_call *call, uint8_t *out,
  * to each track. Returns 0, MV_EINVAL (no call for the service, no target,
  * too many targets), MV_ENOMEM, MV_EIO (thread or loop failed).
  */
-int release_synth_start(const char *service, const struct release_synth_call *calls,
-                        size_t n_calls, const char *const *canary, size_t n_canary,
-                        const char *const *production, size_t n_production, double rate,
-                        struct release_synth **out);
+int release_synth_start(const char *service, const struct release_synth_call *calls, size_t n_calls,
+                        const char *const *canary, size_t n_canary, const char *const *production,
+                        size_t n_production, double rate, struct release_synth **out);
 
 void release_synth_counts(const struct release_synth *s, struct release_synth_counts *out);
 

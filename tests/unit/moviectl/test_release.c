@@ -12,8 +12,8 @@
 #include "movie/buf.h"
 #include "movie/err.h"
 
-static const struct release_error_test T99 = {.min_requests = 100, .confidence = 0.99,
-                                              .floor = 0.01};
+static const struct release_error_test T99 = {
+    .min_requests = 100, .confidence = 0.99, .floor = 0.01};
 
 static enum release_decision judge(double ce, double cn, double be, double bn)
 {
@@ -84,9 +84,10 @@ static void test_promql_strings(void)
 	struct release_series s = {"movie-production", "metadata", "canary", "5f8d9c"};
 	const char *codes[] = {"UNAVAILABLE", "DEADLINE_EXCEEDED"};
 	CHECK_INT_EQ(release_promql(RELEASE_Q_CALLS, &s, "1m", NULL, 0, &b), 0);
-	CHECK_STR_EQ(b.data, "sum(increase(grpc_server_handled_total{grpc_service!="
-	                     "\"grpc.health.v1.Health\",namespace=\"movie-production\","
-	                     "app=\"metadata\",track=\"canary\",pod_template_hash=\"5f8d9c\"}[1m]))");
+	CHECK_STR_EQ(b.data,
+	             "sum(increase(grpc_server_handled_total{grpc_service!="
+	             "\"grpc.health.v1.Health\",namespace=\"movie-production\","
+	             "app=\"metadata\",track=\"canary\",pod_template_hash=\"5f8d9c\"}[1m]))");
 	b.len = 0;
 	CHECK_INT_EQ(release_promql(RELEASE_Q_ERRORS, &s, "90s", codes, 2, &b), 0);
 	CHECK_STR_EQ(b.data, "sum(increase(grpc_server_handled_total{grpc_service!="
