@@ -20,7 +20,8 @@
 static void usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: moviectl release [-n NS] --image SVC=IMAGE... [--prometheus URL]\n"
+	        "usage: moviectl release [-n NS] --image SVC=IMAGE... [--config SVC=FILE...]\n"
+	        "                        [--prometheus URL]\n"
 	        "                        [--policy FILE] [--verdict FILE] [--output json]\n"
 	        "                        [--dry-run] [--kubeconfig FILE] [--context NAME]\n"
 	        "\n"
@@ -31,6 +32,8 @@ static void usage(FILE *out)
 	        "then <svc>-production is promoted, or everything is reverted.\n"
 	        "\n"
 	        "  --image SVC=IMAGE   the new version of SVC (repeatable)\n"
+	        "  --config SVC=FILE   FILE replaces the key of that name (production.yaml) in\n"
+	        "                      SVC's ConfigMaps: a new ConfigMap per track, canary first\n"
 	        "  --prometheus URL    the Prometheus that scrapes the pods (required unless\n"
 	        "                      --dry-run; never promotes without it)\n"
 	        "  --policy FILE       YAML policy (docs/release.md, Policy reference)\n"
@@ -80,6 +83,53 @@ static int parse_image(const char *v, struct release_target *t)
 	return 0;
 }
 
+/* The target of SVC, added (image "": production's) when not there yet. */
+static struct release_target *target(struct release_opts *o, const char *svc, size_t len)
+{
+	for (size_t k = 0; k < o->n_targets; k++)
+		if (strlen(o->targets[k].service) == len &&
+		    strncmp(o->targets[k].service, svc, len) == 0)
+			return &o->targets[k];
+	if (o->n_targets >= RELEASE_MAX_SERVICES || len >= RELEASE_NAME_MAX)
+		return NULL;
+	struct release_target *t = &o->targets[o->n_targets++];
+	memset(t, 0, sizeof(*t));
+	snprintf(t->service, sizeof(t->service), "%.*s", (int)len, svc);
+	return t;
+}
+
+/* --config SVC=FILE: FILE replaces the ConfigMap key named like its basename. */
+static int add_config(struct release_opts *o, const char *v)
+{
+	const char *eq = strchr(v, '=');
+	if (!eq || eq == v || !eq[1]) {
+		fprintf(stderr, "%s: --config needs SVC=FILE (got \"%s\")\n", PROG, v);
+		return -1;
+	}
+	struct release_target *t = target(o, v, (size_t)(eq - v));
+	if (!t || !kube_cli_valid_name(t->service) || strchr(t->service, '.')) {
+		fprintf(stderr, "%s: --config %s: bad service name\n", PROG, v);
+		return -1;
+	}
+	if (t->config_data) {
+		fprintf(stderr, "%s: --config %s given twice\n", PROG, t->service);
+		return -1;
+	}
+	const char *file = eq + 1, *base = strrchr(file, '/');
+	base = base ? base + 1 : file;
+	if (!*base || strlen(base) >= sizeof(t->config_key)) {
+		fprintf(stderr, "%s: --config %s: the file needs a name\n", PROG, v);
+		return -1;
+	}
+	snprintf(t->config_key, sizeof(t->config_key), "%s", base);
+	int rc = read_file(file, &t->config_data, &t->config_len);
+	if (rc) {
+		fprintf(stderr, "%s: %s: %s\n", PROG, file, mv_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
 int cmd_release(int argc, char **argv)
 {
 	struct kube_cli cli;
@@ -119,11 +169,8 @@ int cmd_release(int argc, char **argv)
 				}
 			o->n_targets++;
 		} else if ((v = kube_cli_value(argc, argv, &i, "--config"))) {
-			fprintf(stderr,
-			        "%s: --config is not supported yet (each track has its own "
-			        "ConfigMap; change it with kubectl and release the image)\n",
-			        PROG);
-			goto out;
+			if (add_config(o, v))
+				goto out;
 		} else if ((v = kube_cli_value(argc, argv, &i, "--prometheus"))) {
 			o->prometheus = v;
 		} else if ((v = kube_cli_value(argc, argv, &i, "--policy"))) {
@@ -186,6 +233,8 @@ int cmd_release(int argc, char **argv)
 	}
 	json_decref(verdict);
 out:
+	for (size_t k = 0; k < o->n_targets; k++)
+		free(o->targets[k].config_data);
 	free(o);
 	return status;
 }

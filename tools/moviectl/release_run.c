@@ -42,9 +42,13 @@ struct svc_run {
 	char name[RELEASE_NAME_MAX];
 	char canary[RELEASE_NAME_MAX + 16], production[RELEASE_NAME_MAX + 16];
 	char from[256], to[256];
-	int changed;  /* the canary got the new image */
-	int promoted; /* production got it too */
-	json_t *v;    /* this service's verdict object (borrowed from ctx->services) */
+	/* Config change (--config): the template's config volume and the
+	 * ConfigMap each track mounts before/after. vol < 0: no config change. */
+	int vol;
+	char cm_canary[2][254], cm_prod[2][254]; /* [0] from, [1] to */
+	int changed;                             /* the canary got the new image */
+	int promoted;                            /* production got it too */
+	json_t *v; /* this service's verdict object (borrowed from ctx->services) */
 };
 
 struct ctx {
@@ -309,22 +313,93 @@ static int lock_renew(struct ctx *c, char *why, size_t whylen)
 
 /* ---- Deployment changes ---- */
 
-/* Replace container 0's image, guarded by the image we expect there. Already
- * at `to` (a crashed run got that far) is success. */
-static int set_image(struct ctx *c, const char *name, const char *from, const char *to,
-                     struct kube_error *err)
+/* Replace container 0's image (and, vol >= 0, the config volume's
+ * ConfigMap), guarded by what we expect there, in one patch (one rollout).
+ * Already at the target (a crashed run got that far) is success. */
+static int set_version(struct ctx *c, const char *name, const char *from, const char *to, int vol,
+                       const char *cm_from, const char *cm_to, struct kube_error *err)
 {
 	const char *p = "/spec/template/spec/containers/0/image";
 	json_t *ops =
 	    json_pack("[o,o]", op("test", p, json_string(from)), op("replace", p, json_string(to)));
+	char vp[128];
+	int cm = vol >= 0 && cm_from && cm_to && strcmp(cm_from, cm_to) != 0;
+	if (cm) {
+		snprintf(vp, sizeof(vp), "/spec/template/spec/volumes/%d/configMap/name", vol);
+		json_array_append_new(ops, op("test", vp, json_string(cm_from)));
+		json_array_append_new(ops, op("replace", vp, json_string(cm_to)));
+	}
 	int rc = patch_json(c, name, ops, err);
 	if (rc == MV_EINVAL && err->http == 422) {
 		json_t *d = NULL;
 		struct kube_error e2;
-		if (get_dep(c, name, &d, &e2) == 0 && dep_image(d) && strcmp(dep_image(d), to) == 0)
-			rc = 0;
+		if (get_dep(c, name, &d, &e2) == 0 && dep_image(d) &&
+		    strcmp(dep_image(d), to) == 0) {
+			const char *now = json_string_value(json_object_get(
+			    json_object_get(
+			        json_array_get(
+			            json_object_get(
+			                json_object_get(
+			                    json_object_get(json_object_get(d, "spec"), "template"),
+			                    "spec"),
+			                "volumes"),
+			            (size_t)(vol < 0 ? 0 : vol)),
+			        "configMap"),
+			    "name"));
+			if (!cm || (now && strcmp(now, cm_to) == 0))
+				rc = 0;
+		}
 		json_decref(d);
 	}
+	return rc;
+}
+
+/* A new ConfigMap `to` = ConfigMap `from` with data[key] = data. Returns 0
+ * (created, or already there from a crashed run), 1 (same bytes: no change),
+ * or an error with why filled. */
+static int make_configmap(struct ctx *c, const char *from, const char *to, const char *key,
+                          const char *data, size_t len, char *why, size_t whylen)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s", c->o->ns, from);
+	json_t *old = NULL;
+	struct kube_error err;
+	int rc = kube_get(c->kc, path, &old, &err);
+	if (rc) {
+		snprintf(why, whylen, "cannot read ConfigMap %s: %s", from, err.message);
+		return rc;
+	}
+	json_t *d = json_object_get(old, "data");
+	const char *cur = json_string_value(json_object_get(d, key));
+	if (!cur) {
+		snprintf(why, whylen, "ConfigMap %s has no key %s (the --config file's name)", from,
+		         key);
+		json_decref(old);
+		return MV_ENOTFOUND;
+	}
+	if (strlen(cur) == len && memcmp(cur, data, len) == 0) {
+		json_decref(old);
+		return 1;
+	}
+	json_t *nd = json_deep_copy(d);
+	json_object_set_new(nd, key, json_stringn(data, len));
+	json_t *labels = json_object_get(json_object_get(old, "metadata"), "labels");
+	json_t *obj = json_pack("{s:s, s:s, s:{s:s, s:O, s:{s:s, s:s}}, s:o}", "apiVersion", "v1",
+	                        "kind", "ConfigMap", "metadata", "name", to, "labels",
+	                        labels ? labels : json_object(), "annotations", "movie.dev/release",
+	                        c->id, "movie.dev/config-from", from, "data", nd);
+	json_decref(old);
+	char *body = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+	json_decref(obj);
+	if (!body)
+		return MV_ENOMEM;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/configmaps", c->o->ns);
+	rc = kube_create(c->kc, path, body, NULL, &err);
+	free(body);
+	if (rc == MV_EEXIST)
+		rc = 0;
+	if (rc)
+		snprintf(why, whylen, "cannot create ConfigMap %s: %s", to, err.message);
 	return rc;
 }
 
@@ -710,8 +785,10 @@ static enum outcome analyse(struct ctx *c, struct svc_run *s, char *why, size_t 
 static int write_state(struct ctx *c, const struct svc_run *s, size_t index, const char *phase,
                        struct kube_error *err)
 {
-	json_t *v = json_pack("{s:s, s:I, s:s, s:s, s:s}", "release", c->id, "index",
-	                      (json_int_t)index, "from", s->from, "to", s->to, "phase", phase);
+	json_t *v = json_pack("{s:s, s:I, s:s, s:s, s:s, s:i, s:[s,s], s:[s,s]}", "release", c->id,
+	                      "index", (json_int_t)index, "from", s->from, "to", s->to, "phase",
+	                      phase, "config_volume", s->vol, "canary_config", s->cm_canary[0],
+	                      s->cm_canary[1], "production_config", s->cm_prod[0], s->cm_prod[1]);
 	char *str = json_dumps(v, JSON_COMPACT);
 	json_decref(v);
 	if (!str)
@@ -728,7 +805,8 @@ static int revert_one(struct ctx *c, struct svc_run *s, char *why, size_t whylen
 	struct kube_error err;
 	if (s->promoted) {
 		progress("%s: reverting production %s to %s", s->name, s->production, s->from);
-		if (set_image(c, s->production, s->to, s->from, &err)) {
+		if (set_version(c, s->production, s->to, s->from, s->vol, s->cm_prod[1],
+		                s->cm_prod[0], &err)) {
 			snprintf(why, whylen, "cannot revert %s: %s", s->production, err.message);
 			return MV_EIO;
 		}
@@ -738,7 +816,8 @@ static int revert_one(struct ctx *c, struct svc_run *s, char *why, size_t whylen
 	}
 	if (s->changed) {
 		progress("%s: reverting canary %s to %s", s->name, s->canary, s->from);
-		if (set_image(c, s->canary, s->to, s->from, &err)) {
+		if (set_version(c, s->canary, s->to, s->from, s->vol, s->cm_canary[1],
+		                s->cm_canary[0], &err)) {
 			snprintf(why, whylen, "cannot revert %s: %s", s->canary, err.message);
 			return MV_EIO;
 		}
@@ -788,6 +867,17 @@ static int recover(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		snprintf(s->to, sizeof(s->to), "%s", to);
 		s->changed = 1;
 		s->promoted = strcmp(phase, "promoted") == 0;
+		s->vol = json_is_integer(json_object_get(j, "config_volume"))
+		             ? (int)json_integer_value(json_object_get(j, "config_volume"))
+		             : -1;
+		for (int t = 0; t < 2; t++) {
+			const char *a = json_string_value(
+			    json_array_get(json_object_get(j, "canary_config"), (size_t)t));
+			const char *b = json_string_value(
+			    json_array_get(json_object_get(j, "production_config"), (size_t)t));
+			snprintf(s->cm_canary[t], sizeof(s->cm_canary[t]), "%s", a ? a : "");
+			snprintf(s->cm_prod[t], sizeof(s->cm_prod[t]), "%s", b ? b : "");
+		}
 		index[n] = (long)json_integer_value(json_object_get(j, "index"));
 		progress("found %s of release %s left by a run that did not finish: reverting",
 		         s->name, json_string_value(json_object_get(j, "release")));
@@ -816,6 +906,27 @@ static int recover(struct ctx *c, json_t *deps, char *why, size_t whylen)
 }
 
 /* ---- the plan ---- */
+
+/* Index of the pod template's volume "config" (a ConfigMap); its name into cm. */
+static int config_volume(const json_t *d, char *cm, size_t len)
+{
+	json_t *vols = json_object_get(
+	    json_object_get(json_object_get(json_object_get(d, "spec"), "template"), "spec"),
+	    "volumes");
+	size_t i;
+	json_t *v;
+	json_array_foreach(vols, i, v)
+	{
+		const char *n = json_string_value(json_object_get(v, "name"));
+		const char *m =
+		    json_string_value(json_object_get(json_object_get(v, "configMap"), "name"));
+		if (n && m && strcmp(n, "config") == 0) {
+			snprintf(cm, len, "%s", m);
+			return (int)i;
+		}
+	}
+	return -1;
+}
 
 static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 {
@@ -850,6 +961,24 @@ static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 			return MV_ENOTFOUND;
 		}
 		snprintf(s->from, sizeof(s->from), "%s", dep_image(prod) ? dep_image(prod) : "");
+		if (!t->image[0])
+			snprintf(s->to, sizeof(s->to), "%s", s->from);
+		s->vol = -1;
+		if (t->config_data) {
+			s->vol = config_volume(prod, s->cm_prod[0], sizeof(s->cm_prod[0]));
+			int cv = config_volume(can, s->cm_canary[0], sizeof(s->cm_canary[0]));
+			if (s->vol < 0 || cv != s->vol) {
+				snprintf(why, whylen,
+				         "--config %s: %s and %s need the same volume \"config\" "
+				         "from a ConfigMap",
+				         t->service, s->production, s->canary);
+				return MV_EINVAL;
+			}
+			snprintf(s->cm_canary[1], sizeof(s->cm_canary[1]), "%s-config-canary-%s",
+			         t->service, c->id);
+			snprintf(s->cm_prod[1], sizeof(s->cm_prod[1]), "%s-config-%s", t->service,
+			         c->id);
+		}
 		/* Peers from the production track's ConfigMap (every file of it). */
 		json_t *vols = json_object_get(
 		    json_object_get(json_object_get(json_object_get(prod, "spec"), "template"),
@@ -1075,7 +1204,28 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 		snprintf(canary_from, sizeof(canary_from), "%s",
 		         cd && dep_image(cd) ? dep_image(cd) : "");
 		json_decref(cd);
-		if (strcmp(s->from, s->to) == 0) {
+		const struct release_target *tg = NULL;
+		for (size_t q = 0; q < o->n_targets; q++)
+			if (strcmp(o->targets[q].service, s->name) == 0)
+				tg = &o->targets[q];
+		if (s->vol >= 0 && tg && tg->config_data) {
+			int r = make_configmap(c, s->cm_canary[0], s->cm_canary[1], tg->config_key,
+			                       tg->config_data, tg->config_len, why, sizeof(why));
+			if (r < 0)
+				break;
+			if (r == 1) {
+				progress("%s: --config is what production runs: no config change",
+				         s->name);
+				snprintf(s->cm_canary[1], sizeof(s->cm_canary[1]), "%s",
+				         s->cm_canary[0]);
+				snprintf(s->cm_prod[1], sizeof(s->cm_prod[1]), "%s", s->cm_prod[0]);
+				s->vol = -1;
+			} else {
+				progress("%s: canary config %s -> %s (%s from the --config file)",
+				         s->name, s->cm_canary[0], s->cm_canary[1], tg->config_key);
+			}
+		}
+		if (strcmp(s->from, s->to) == 0 && s->vol < 0) {
 			progress("%s: production already runs %s: nothing to release", s->name,
 			         s->to);
 			json_object_set_new(s->v, "result", json_string("unchanged"));
@@ -1088,7 +1238,8 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 		}
 		progress("%s: canary %s -> %s", s->name, s->canary, s->to);
 		s->changed = 1;
-		if (set_image(c, s->canary, canary_from, s->to, &err)) {
+		if (set_version(c, s->canary, canary_from, s->to, s->vol, s->cm_canary[0],
+		                s->cm_canary[1], &err)) {
 			snprintf(why, sizeof(why), "cannot update %s: %s", s->canary, err.message);
 			break;
 		}
@@ -1107,8 +1258,13 @@ int release_run(struct kube_client *kc, const struct release_opts *o, json_t **v
 		}
 		progress("%s: canary passed: promoting %s to %s", s->name, s->production, s->to);
 		s->promoted = 1;
+		if (s->vol >= 0 && tg &&
+		    make_configmap(c, s->cm_prod[0], s->cm_prod[1], tg->config_key, tg->config_data,
+		                   tg->config_len, why, sizeof(why)) < 0)
+			break;
 		if (write_state(c, s, k, "promoted", &err) ||
-		    set_image(c, s->production, s->from, s->to, &err)) {
+		    set_version(c, s->production, s->from, s->to, s->vol, s->cm_prod[0],
+		                s->cm_prod[1], &err)) {
 			snprintf(why, sizeof(why), "cannot promote %s: %s", s->production,
 			         err.message);
 			break;

@@ -7,7 +7,8 @@
  * State a crash can leave behind is on the Deployments (ADR 0010):
  *   movie.dev/release-lock   on every part-of=movie Deployment (CONTRACTS.md)
  *   movie.dev/release-state  on <svc>-canary while its release runs:
- *     {"release":ID,"index":N,"from":IMAGE,"to":IMAGE,"phase":"canary"|"promoted"}
+ *     {"release":ID,"index":N,"from":IMAGE,"to":IMAGE,"phase":"canary"|"promoted",
+ *      "config_volume":I,"canary_config":[FROM,TO],"production_config":[FROM,TO]}
  * A later run takes a lock whose owner is gone (expired, or a dead process on
  * this host) and reverts every service such a state names, in reverse order,
  * before its own release starts.
@@ -32,7 +33,13 @@ enum {
 
 struct release_target {
 	char service[RELEASE_NAME_MAX]; /* app.kubernetes.io/name: metadata, rating, movie */
-	char image[256];
+	char image[256];                /* "" : keep production's image (a config-only release) */
+	/* --config SVC=FILE: FILE's bytes replace the key named like FILE's basename
+	 * (production.yaml: the environment layer) in each track's ConfigMap, as a
+	 * new ConfigMap per track (the canary's first). NULL: no config change. */
+	char config_key[128];
+	char *config_data; /* owned by the caller */
+	size_t config_len;
 };
 
 struct release_opts {
