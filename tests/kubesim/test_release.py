@@ -191,6 +191,14 @@ class ReleaseTest(unittest.TestCase):
         if not wanted(1):
             self.skipTest("not selected")
         before = self.assert_at_rest()
+        # --dry-run: the plan in dependency order, nothing changed.
+        dry = Release(self, [("movie", "movie-movie:0.2.0"), ("metadata", "movie-metadata:0.2.0"),
+                             ("rating", "movie-rating:0.2.0")], extra=["--dry-run"])
+        self.assertEqual(dry.wait(60), 0, dry.stderr())
+        self.assertEqual(dry.verdict["result"], "dry-run")
+        self.assertRegex(dry.stderr(), r"(?s)plan 1: metadata.*plan 2: rating.*plan 3: movie")
+        self.assertEqual(self.images(), before)
+        self.assertNotIn("movie.dev/release-lock", self.annotations("metadata-canary"))
         rel = Release(self, [("movie", "movie-movie:0.2.0"), ("metadata", "movie-metadata:0.2.0"),
                              ("rating", "movie-rating:0.2.0")])
         rc, failed, total = self.failures_during(lambda: rel.wait())
