@@ -385,6 +385,40 @@ class ReleaseTest(unittest.TestCase):
                                self.decision_seconds(b)))
 
 
+    def test_9_config_goes_through_the_canary(self):
+        if not wanted(9):
+            self.skipTest("not selected")
+        before = self.assert_at_rest()
+
+        def volume(d):
+            dep = self.stack.ks.get_json("deployment", d, "-n", NS)
+            return next(v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"]
+                        if v["name"] == "config")
+        vols = {d: volume(d) for d in ("metadata-canary", "metadata-production")}
+        cfg = os.path.join(K.SOURCE_DIR, "deploy", "k8s", "overlays", "production", "configs",
+                           "metadata", "production.yaml")
+        with open(cfg) as f:
+            text = f.read()
+        # A broken config: the same image, half the calls answered UNAVAILABLE.
+        path = os.path.join(self.stack.ks.dir, "production.yaml")
+        with open(path, "w") as f:
+            f.write(text + "faults:\n  error_ratio: 0.5\n")
+        rel = Release(self, [], extra=["--config", "metadata=" + path])
+        self.assertEqual(rel.wait(), 1, rel.stderr())
+        s = rel.verdict["services"][0]
+        self.assertEqual(s["result"], "aborted")
+        self.assertEqual(s["to"]["config"]["canary"], "metadata-config-canary-" +
+                         rel.verdict["release"])
+        cm = self.stack.ks.get_json("configmap", s["to"]["config"]["canary"], "-n", NS)
+        self.assertIn("error_ratio: 0.5", cm["data"]["production.yaml"])
+        self.assertIn("base.yaml", cm["data"])
+        self.assertEqual(self.assert_at_rest(), before)
+        self.assertEqual({d: volume(d) for d in vols}, vols)
+        self.report.append("9 --config with faults: canary got its own ConfigMap, aborted in "
+                           "%.1f s of analysis, both tracks back on their ConfigMaps" %
+                           self.decision_seconds(s))
+
+
 def fmt(x):
     return "n/a" if x is None else "%.3f" % x
 
