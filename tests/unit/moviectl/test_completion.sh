@@ -30,7 +30,11 @@ check() {
 	if [[ $got == "$want" ]]; then ok "${*@Q} -> $want"; else bad "${*@Q}: got '$got', want '$want'"; fi
 }
 
-check "--help --version help lint release" moviectl ""
+check "--help --version guard help lint release" moviectl ""
+check "guard" moviectl g
+check "--once" moviectl guard --on
+check "--policy --prometheus" moviectl guard --once --p
+check "" moviectl guard --prometheus ""
 check "lint" moviectl l
 check "--help --version" moviectl --
 check "--format --help" moviectl lint --
