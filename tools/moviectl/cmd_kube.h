@@ -45,5 +45,6 @@ int kube_cli_valid_name(const char *s);
 int cmd_status(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
 int cmd_guard(int argc, char **argv);
+int cmd_release(int argc, char **argv);
 
 #endif

@@ -44,6 +44,9 @@ static void usage(FILE *out)
 	        "       moviectl undo [-n NS] DEPLOYMENT [--to-revision N | --to REPLICASET]\n"
 	        "       moviectl guard [--once] [-n NS] [--policy FILE] [--prometheus URL] "
 	        "[DEPLOYMENT...]\n"
+	        "       moviectl release [-n NS] --image SVC=IMAGE... [--config SVC=FILE...]\n"
+	        "                        [--prometheus URL] [--policy FILE] [--verdict FILE]\n"
+	        "                        [--output json] [--dry-run]\n"
 	        "       moviectl --version\n"
 	        "\n"
 	        "lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
@@ -248,6 +251,8 @@ int main(int argc, char **argv)
 		return cmd_undo(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "guard") == 0)
 		return cmd_guard(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "release") == 0)
+		return cmd_release(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("moviectl %s (commit %s)\n", MOVIECTL_VERSION, MOVIECTL_COMMIT);
 		return EXIT_CLEAN;
