@@ -9,109 +9,14 @@ steps run in order (test_01 ... test_07) and each asserts its own outcome."""
 import json
 import os
 import re
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import unittest
-import urllib.request
 
 import ksharness as K
-
-sys.path.insert(0, os.path.join(K.SOURCE_DIR, "tests", "integration"))
-import harness  # noqa: E402
-
-NS = "movie-production"
-N = ["-n", NS]
-S = harness.stubs()
-pb = S.movie_pb2
-SCRAPE_INTERVAL = 3  # seconds, in the test's Prometheus configuration
-DEPLOYMENTS = ["metadata-production", "metadata-canary", "rating-production", "rating-canary",
-               "movie-production", "movie-canary"]
-
-
-class Database:
-    """The suite's MariaDB (MOVIE_TEST_MYSQL_*), or a throwaway one when run alone."""
-
-    def __init__(self):
-        self.own = None
-        if os.environ.get("MOVIE_TEST_MYSQL_HOST"):
-            self.host = os.environ["MOVIE_TEST_MYSQL_HOST"]
-            self.port = int(os.environ.get("MOVIE_TEST_MYSQL_PORT", "3306"))
-            self.user = os.environ.get("MOVIE_TEST_MYSQL_USER", "movie")
-            self.password = os.environ.get("MOVIE_TEST_MYSQL_PASSWORD", "movie")
-        else:
-            self.own = tempfile.mkdtemp(prefix="kubesim-mariadb-")
-            self.host, self.port = "127.0.0.1", harness.free_port()
-            self.user, self.password = "movie", "movie"
-            subprocess.run([os.path.join(K.SOURCE_DIR, "scripts", "test-mariadb.sh"), "start",
-                            self.own, str(self.port)], check=True, timeout=90)
-        self.name = "movie_kubesim_%d" % os.getpid()
-        self.sql("CREATE DATABASE IF NOT EXISTS " + self.name)
-
-    def sql(self, statement):
-        subprocess.run(["mariadb", "--no-defaults", "-h" + self.host, "-P%d" % self.port,
-                        "-u" + self.user, "-p" + self.password, "-e", statement], check=True,
-                       timeout=30)
-
-    def close(self):
-        try:
-            self.sql("DROP DATABASE IF EXISTS " + self.name)
-        finally:
-            if self.own:
-                subprocess.run([os.path.join(K.SOURCE_DIR, "scripts", "test-mariadb.sh"), "stop",
-                                self.own], timeout=60)
-                shutil.rmtree(self.own, ignore_errors=True)
-
-
-class Load(threading.Thread):
-    """Steady GetMovieDetails calls to movie's ClusterIP Service, over several channels
-    (each channel is one TCP connection, which kube-proxy pins to one pod)."""
-
-    def __init__(self, target, movie_id, channels=4):
-        super().__init__(daemon=True)
-        import grpc
-        self.grpc = grpc
-        self.target, self.movie_id = target, movie_id
-        self.nch = channels
-        self.stop_ev = threading.Event()
-        self.ok = 0
-        self.failures = []
-        self.lock = threading.Lock()
-
-    def run(self):
-        ths = [threading.Thread(target=self.worker, daemon=True) for _ in range(self.nch)]
-        for t in ths:
-            t.start()
-        for t in ths:
-            t.join()
-
-    def worker(self):
-        ch = self.grpc.insecure_channel(self.target)
-        stub = S.movie_pb2_grpc.MovieServiceStub(ch)
-        while not self.stop_ev.is_set():
-            try:
-                r = stub.GetMovieDetails(pb.GetMovieDetailsRequest(movie_id=self.movie_id),
-                                         timeout=5)
-                if r.movie_details.metadata.id != self.movie_id:
-                    raise AssertionError("wrong answer: %r" % r)
-                with self.lock:
-                    self.ok += 1
-            except Exception as e:  # noqa: BLE001 - every failure is counted and shown
-                with self.lock:
-                    self.failures.append("%s %s" % (time.strftime("%H:%M:%S"), e))
-            self.stop_ev.wait(0.02)  # pacing of the load, not synchronisation
-        ch.close()
-
-    def snapshot(self):
-        with self.lock:
-            return self.ok, list(self.failures)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.join(30)
+import ksstack
+from ksstack import DEPLOYMENTS, N, NS, SCRAPE_INTERVAL, S, pb, relabel_bytes
 
 
 class Invariants:
@@ -163,34 +68,16 @@ class Invariants:
 class ProductionOverlay(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.db = Database()
-        cls.addClassCleanup(cls.db.close)
-        db_env = {"STORAGE_MYSQL_DATABASE": cls.db.name, "STORAGE_MYSQL_USER": cls.db.user}
-
-        def img(svc, **extra):
-            env = {"%s_%s" % (svc.upper(), k): v for k, v in db_env.items()}
-            env.update(extra)
-            return {"binary": os.path.join(K.BIN_DIR, svc), "env": env}
-        images = {"movie-metadata:0.1.0": img("metadata"), "movie-metadata:0.2.0": img("metadata"),
-                  "movie-rating:0.1.0": img("rating"),
-                  # Readiness never passes: its database is unreachable (liveness is fine).
-                  "movie-metadata:never-ready": img("metadata", METADATA_STORAGE_MYSQL_PORT="1"),
-                  # Exits at start: an unknown option in its environment is a config error.
-                  "movie-metadata:crash": img("metadata", METADATA_NO_SUCH_OPTION="1")}
-        cls.ks = K.Kubesim(images=images)
-        cls.ks.start()
-        cls.addClassCleanup(cls._stop_cluster)
+        cls.stack = ksstack.Stack(extra_images={
+            "movie-metadata:0.2.0": {},
+            # Readiness never passes: its database is unreachable (liveness is fine).
+            "movie-metadata:never-ready": {"METADATA_STORAGE_MYSQL_PORT": "1"},
+            # Exits at start: an unknown option in its environment is a config error.
+            "movie-metadata:crash": {"METADATA_NO_SUCH_OPTION": "1"}})
+        cls.addClassCleanup(cls.stack.stop)
+        cls.stack.start()
+        cls.db, cls.ks = cls.stack.db, cls.stack.ks
         cls.load = None
-
-    @classmethod
-    def _stop_cluster(cls):
-        if cls.load is not None:
-            cls.load.stop()
-        rc = cls.ks.stop()
-        left = cls.ks.pod_processes()
-        if rc != 0 or left:
-            raise AssertionError("kubesim exit %s, processes left: %s\n%s" % (
-                rc, left, cls.ks.output()))
 
     # -- helpers ------------------------------------------------------------------------------
     def kubectl(self, *a, **kw):
@@ -242,20 +129,8 @@ class ProductionOverlay(unittest.TestCase):
     # -- steps ------------------------------------------------------------------------------
     def test_01_apply_production_overlay(self):
         ks = self.ks
-        self.kubectl("create", "namespace", NS)
-        self.kubectl("create", "secret", "generic", "movie-mysql", *N,
-                     "--from-literal=password=" + self.db.password)
-        # MariaDB is not a pod: a Service without a selector plus manual Endpoints.
-        self.kubectl("apply", "-f", "-", input=(
-            "apiVersion: v1\nkind: Service\nmetadata: {name: mariadb, namespace: %s}\n"
-            "spec:\n  ports: [{name: mysql, port: 3306, targetPort: %d}]\n---\n"
-            "apiVersion: v1\nkind: Endpoints\nmetadata: {name: mariadb, namespace: %s}\n"
-            "subsets:\n- addresses: [{ip: %s}]\n  ports: [{name: mysql, port: %d}]\n"
-            % (NS, self.db.port, NS, self.db.host, self.db.port)))
-        out = self.kubectl("apply", "-k", os.path.join(K.HERE, "overlays", "production-fast"))
+        out = self.stack.apply_production()
         self.assertIn("deployment.apps/metadata-production created", out.stdout)
-        for d in DEPLOYMENTS:
-            self.rollout_ok(d)
         for d in DEPLOYMENTS:
             st = ks.get_json("deployment", d, *N)["status"]
             conds = {c["type"]: c for c in st["conditions"]}
@@ -265,16 +140,8 @@ class ProductionOverlay(unittest.TestCase):
         self.assertEqual(len(pods), 15)
         ips = [p["status"]["podIP"] for p in pods]
         self.assertEqual(len(set(ips)), 15, "every pod has its own IP")
-        # Data through the ClusterIP Services, then movie reads both headless Services.
+        # Data stored through the ClusterIP Services; movie reads both headless Services.
         import grpc
-        with grpc.insecure_channel("%s:8081" % self.service_ip("metadata")) as ch:
-            S.movie_pb2_grpc.MetadataServiceStub(ch).PutMetadata(pb.PutMetadataRequest(
-                metadata=pb.Metadata(id="m1", title="Kubesim", director="K")), timeout=10)
-        with grpc.insecure_channel("%s:8082" % self.service_ip("rating")) as ch:
-            st = S.movie_pb2_grpc.RatingServiceStub(ch)
-            for u, v in (("u1", 4), ("u2", 5)):
-                st.PutRating(pb.PutRatingRequest(user_id=u, record_id="m1", record_type="movie",
-                                                 rating_value=v), timeout=10)
         movie_target = "%s:8083" % self.service_ip("movie")
         with grpc.insecure_channel(movie_target) as ch:
             r = S.movie_pb2_grpc.MovieServiceStub(ch).GetMovieDetails(
@@ -291,9 +158,7 @@ class ProductionOverlay(unittest.TestCase):
         got = sorted(line.split()[0] for line in hosts.splitlines()
                      if re.search(r"\smetadata-headless(\s|$)", line))
         self.assertEqual(got, meta_ips)
-        type(self).load = Load(movie_target, "m1")
-        self.load.start()
-        K.wait_for(lambda: self.load.snapshot()[0] > 20, 30, "the load to run")
+        type(self).load = self.stack.start_load()
         self.assert_no_failures("steady state")
 
     def _rolling(self, deployment, change, expect_revisions):
@@ -417,38 +282,18 @@ class ProductionOverlay(unittest.TestCase):
         self.assert_no_failures("pod deletion")
 
     def test_07_prometheus_discovers_pods(self):
-        if not shutil.which("prometheus"):
-            self.fail("prometheus is not installed (Debian package prometheus)")
-        shipped_path = os.path.join(K.SOURCE_DIR, "deploy", "prometheus", "prometheus.yml")
-        with open(shipped_path) as f:
-            shipped = f.read()
-        test_cfg = http_sd_config(shipped, "http://127.0.0.1:%d/kubesim/http_sd" % self.ks.port)
-        self.assertEqual(relabel_bytes(shipped), relabel_bytes(test_cfg))
-        self.assertIn("kubernetes_sd_configs", shipped)
-        work = tempfile.mkdtemp(prefix="prom-", dir=self.ks.dir)
-        with open(os.path.join(work, "prometheus.yml"), "w") as f:
-            f.write(test_cfg)
-        r = subprocess.run(["promtool", "check", "config", os.path.join(work, "prometheus.yml")],
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        port = harness.free_port()
-        log = open(os.path.join(work, "prometheus.log"), "wb")
-        prom = subprocess.Popen(["prometheus", "--config.file=" + os.path.join(work,
-                                                                               "prometheus.yml"),
-                                 "--storage.tsdb.path=" + os.path.join(work, "data"),
-                                 "--web.listen-address=127.0.0.1:%d" % port],
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        K._started.append(prom)
+        prom = ksstack.Prometheus(self.ks, SCRAPE_INTERVAL)
+        self.assertEqual(relabel_bytes(prom.shipped), relabel_bytes(prom.config))
+        self.assertIn("kubernetes_sd_configs", prom.shipped)
+        rc, out = prom.check_config()
+        self.assertEqual(rc, 0, out)
+        prom.start()
         try:
             def pods_now():
                 return {(p["metadata"]["name"], p["metadata"]["labels"]["track"])
                         for p in self.ks.get_json("pods", *N)["items"]}
 
-            def targets():
-                with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/targets?state=active"
-                                            % port, timeout=5) as resp:
-                    data = json.load(resp)["data"]["activeTargets"]
-                return data
+            targets = prom.targets
 
             def matches():
                 want = pods_now()
@@ -473,29 +318,8 @@ class ProductionOverlay(unittest.TestCase):
             self.assertIn("pod_template_hash", canary[0]["labels"])
             self.assertEqual(canary[0]["labels"]["namespace"], NS)
         finally:
-            prom.terminate()
-            prom.wait(30)
-            log.close()
+            prom.stop()
         self.assert_no_failures("prometheus step")
-
-
-def relabel_bytes(cfg):
-    """The text of the relabel_configs block of the kubernetes-pods job."""
-    m = re.search(r"(?ms)^    relabel_configs:\n.*?(?=^\S|^  - job_name|\Z)", cfg)
-    if not m:
-        raise AssertionError("no relabel_configs block")
-    return m.group(0)
-
-
-def http_sd_config(shipped, url):
-    """The shipped config with only its discovery block swapped for http_sd_configs."""
-    new, n = re.subn(r"(?m)^    kubernetes_sd_configs:\n(?:      .*\n)+",
-                     "    http_sd_configs:\n      - url: %s\n        refresh_interval: 1s\n" % url,
-                     shipped)
-    if n != 1:
-        raise AssertionError("expected one kubernetes_sd_configs block, found %d" % n)
-    new = new.replace("scrape_interval: 15s", "scrape_interval: %ds" % SCRAPE_INTERVAL)
-    return new
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+/* Unit tests of lock.c: the release lock annotation (CONTRACTS.md). */
+#include <jansson.h>
+#include <string.h>
+
+#include "../testing.h"
+#include "kube.h"
+#include "lock.h"
+
+#include "movie/err.h"
+
+#define T0 1796170000 /* 2026-12-01T... a fixed "now" */
+
+static json_t *deploy_with(const char *value)
+{
+	json_t *d = json_pack("{s:{s:s,s:{}}}", "metadata", "name", "web", "annotations");
+	if (value)
+		json_object_set_new(json_object_get(json_object_get(d, "metadata"), "annotations"),
+		                    LOCK_ANNOTATION, json_string(value));
+	return d;
+}
+
+static void test_parse(void)
+{
+	struct release_lock l;
+	CHECK_INT_EQ(lock_parse("{\"owner\":\"host/42/0a1b2c3d\",\"release\":\"r-7\","
+	                        "\"expires\":\"2026-12-02T03:04:05Z\",\"future\":1}",
+	                        &l),
+	             0);
+	CHECK_INT_EQ(l.state, LOCK_HELD);
+	CHECK_STR_EQ(l.owner, "host/42/0a1b2c3d");
+	CHECK_STR_EQ(l.release, "r-7");
+	time_t want;
+	CHECK_INT_EQ(kube_parse_time("2026-12-02T03:04:05Z", &want), 0);
+	CHECK(l.expires == want);
+	CHECK_INT_EQ(lock_parse("not json", &l), MV_ESYNTAX);
+	CHECK_INT_EQ(l.state, LOCK_INVALID);
+	CHECK_INT_EQ(lock_parse("[]", &l), MV_ESYNTAX);
+	CHECK_INT_EQ(lock_parse("{\"release\":\"r\",\"expires\":\"2026-12-02T03:04:05Z\"}", &l),
+	             MV_EINVAL);
+	CHECK(strstr(l.problem, "owner") != NULL);
+	CHECK_INT_EQ(lock_parse("{\"owner\":\"o\",\"release\":\"r\",\"expires\":\"tomorrow\"}", &l),
+	             MV_EINVAL);
+	CHECK(strstr(l.problem, "expires") != NULL);
+	CHECK_INT_EQ(lock_parse("{\"owner\":1,\"release\":\"r\",\"expires\":\"2026-12-02T03:04:05Z\"}",
+	                        &l),
+	             MV_EINVAL);
+	char big[LOCK_MAX_VALUE + 10];
+	memset(big, ' ', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	CHECK_INT_EQ(lock_parse(big, &l), MV_ETOOBIG);
+}
+
+static void test_held(void)
+{
+	struct release_lock l;
+	json_t *d = deploy_with(NULL);
+	CHECK_INT_EQ(lock_held(d, T0, &l), 0);
+	CHECK_INT_EQ(l.state, LOCK_ABSENT);
+	json_decref(d);
+
+	d = deploy_with("{\"owner\":\"h/1/deadbeef\",\"release\":\"r\","
+	                "\"expires\":\"2026-12-02T03:04:05Z\"}");
+	time_t exp;
+	kube_parse_time("2026-12-02T03:04:05Z", &exp);
+	CHECK_INT_EQ(lock_held(d, exp - 1, &l), 1);
+	CHECK_INT_EQ(l.state, LOCK_HELD);
+	CHECK_STR_EQ(l.owner, "h/1/deadbeef");
+	/* Expiry is exclusive: at `expires` the lock is free. */
+	CHECK_INT_EQ(lock_held(d, exp, &l), 0);
+	CHECK_INT_EQ(l.state, LOCK_EXPIRED);
+	CHECK_INT_EQ(lock_held(d, exp - 1, NULL), 1);
+	json_decref(d);
+
+	/* Garbage is free but reported, never held forever. */
+	d = deploy_with("locked!");
+	CHECK_INT_EQ(lock_held(d, T0, &l), 0);
+	CHECK_INT_EQ(l.state, LOCK_INVALID);
+	CHECK(l.problem[0] != '\0');
+	json_decref(d);
+	d = json_pack("{s:{s:{s:i}}}", "metadata", "annotations", LOCK_ANNOTATION, 5);
+	CHECK_INT_EQ(lock_held(d, T0, &l), 0);
+	CHECK_INT_EQ(l.state, LOCK_INVALID);
+	json_decref(d);
+	/* Not even an object. */
+	CHECK_INT_EQ(lock_held(NULL, T0, &l), 0);
+	CHECK_INT_EQ(l.state, LOCK_ABSENT);
+}
+
+int main(void)
+{
+	RUN(test_parse);
+	RUN(test_held);
+	return TEST_SUMMARY();
+}
