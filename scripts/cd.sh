@@ -322,10 +322,14 @@ pipeline() {
 	take_lock "$state/lock" 9
 	run=$state/runs/$sha
 	src=$run/src
+	# A --until run's record (result passed) is a checkpoint: the next run goes on from it.
+	if [[ -s $run/record.json && $force == 0 && $(jq -r .result "$run/record.json" 2>/dev/null) == passed ]]; then
+		rm -f "$run/record.json"
+	fi
 	if [[ -s $run/record.json && $force == 0 ]]; then
 		echo "cd.sh: $short already has a final record ($run/record.json; --force runs it again)" >&2
 		cat "$run/record.json"
-		case $(jq -r .result "$run/record.json") in deployed | passed) return 0 ;; bad) return 1 ;; *) return 2 ;; esac
+		case $(jq -r .result "$run/record.json") in deployed) return 0 ;; bad) return 1 ;; *) return 2 ;; esac
 	fi
 	if [[ $force == 1 && -d $run ]]; then
 		rm -rf "$run/steps" "$run/record.json" "$run/verdict.json"

@@ -104,9 +104,11 @@ class CdUnit(unittest.TestCase):
             log = f.read()
         self.assertIn("==== step gate (commit %s)" % c, log)
         self.assertIn("step gate: ok in", log)
-        # A second run of a commit with a final record does not run it again.
-        self.cd("run", "--repo", self.repo.dir, "--config", self.config, "--until", "gate", c,
-                check=0)
+        # A --until record is a checkpoint: the next run goes on without repeating the gate.
+        p = self.cd("run", "--repo", self.repo.dir, "--config", self.config, "--until", "push",
+                    c, check=0)
+        self.assertEqual([(s["name"], s["result"]) for s in json.loads(p.stdout)["steps"]],
+                         [("gate", "ok"), ("images", "skipped"), ("push", "skipped")])
         self.assertEqual(self.order(), [c])
 
     def test_bad_commit_marked(self):
@@ -120,6 +122,10 @@ class CdUnit(unittest.TestCase):
             rows = [line.split("\t") for line in f.read().splitlines()]
         self.assertEqual([(x[0], x[1], x[2]) for x in rows], [(c, "bad", "gate")])
         self.assertFalse(os.path.exists(os.path.join(self.state, "production")))
+        # A commit marked bad is not run again (--force does).
+        again = self.cd("run", "--repo", self.repo.dir, "--config", self.config, c, check=1)
+        self.assertIn("already has a final record", again.stderr)
+        self.assertEqual(self.order(), [c])
         h = self.cd("history", "--json", check=0)
         self.assertEqual([(x["commit"], x["result"]) for x in json.loads(h.stdout)], [(c, "bad")])
 
