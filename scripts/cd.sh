@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cd.sh - the continuous-deployment pipeline (make cd; docs/release.md
-# "Continuous deployment"; decision: docs/adr/0010-cd-pipeline.md).
+# "Continuous deployment"; decision: docs/adr/0011-continuous-deployment.md).
 #
 # Usage: scripts/cd.sh run [OPTIONS] [COMMIT]    one commit (default HEAD of --repo)
 #        scripts/cd.sh watch [OPTIONS] --remote URL [--branch B] [--interval S]

