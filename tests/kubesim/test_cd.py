@@ -31,8 +31,32 @@ REGISTRY = "registry.cd.test:5000/movie"  # a name only: kubesim's image map bin
 STAGING = "movie-staging"
 PROD = ksstack.NS
 CD = os.path.join(K.SOURCE_DIR, "scripts", "cd.sh")
-MOVIECTL = os.path.join(K.BIN_DIR, "moviectl")
+MOVIECTL = os.environ.get("CDT_MOVIECTL") or os.path.join(K.BIN_DIR, "moviectl")
 SERVICES = ("metadata", "rating", "movie")
+# moviectl release's policy for this test (docs/release.md, policy reference): short
+# intervals for the time budget (Prometheus scrapes every 3 s), 50 canary calls at least.
+RELEASE_POLICY = """\
+interval: 3s
+window: 30s
+passes: 2
+max_analysis: 120s
+min_requests: 50
+confidence: 0.99
+error_floor: 0.01
+rollout_timeout: 180s
+synthetic:
+  rate: 25
+  calls:
+    - service: metadata
+      method: /MetadataService/GetMetadata
+      args: ["m1"]
+    - service: rating
+      method: /RatingService/GetAggregatedRating
+      args: ["m1", "movie"]
+    - service: movie
+      method: /MovieService/GetMovieDetails
+      args: ["m1"]
+"""
 TEST_STAGING_PATCH = """
 # kubesim test setup (tests/kubesim/test_cd.py): one replica and minReadySeconds 1, so
 # that a staging rollout takes seconds; movie's peer timeout as production-fast's.
@@ -267,8 +291,11 @@ class ContinuousDeployment(unittest.TestCase):
         load = st.start_load()
         state = os.path.join(self.tmp, "state-watch")
         log = os.path.join(self.tmp, "watch.log")
+        policy = os.path.join(self.tmp, "release-policy.yaml")
+        with open(policy, "w") as f:
+            f.write(RELEASE_POLICY)
         with open(self.config, "a") as f:
-            f.write("prometheus: %s\n" % st.prom.url)
+            f.write("prometheus: %s\nrelease_policy: %s\n" % (st.prom.url, policy))
         self.start_cd("watch", "--remote", self.project.remote, "--branch", "main",
                       "--from", self.c0, "--interval", "1", state=state, log=log)
         timings = {}
