@@ -44,5 +44,6 @@ int kube_cli_valid_name(const char *s);
 /* The commands. argv excludes "moviectl" and the command word. */
 int cmd_status(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
+int cmd_release(int argc, char **argv);
 
 #endif

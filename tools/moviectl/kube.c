@@ -690,6 +690,18 @@ int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type typ
 	return rc;
 }
 
+int kube_create(struct kube_client *c, const char *path, const char *body, json_t **out,
+                struct kube_error *err)
+{
+	json_t *obj = NULL;
+	int rc = request(c, "POST", path, "application/json", body, 0, &obj, err);
+	if (out)
+		*out = obj;
+	else
+		json_decref(obj);
+	return rc;
+}
+
 static int add_param(struct buf *q, const char *name, const char *value)
 {
 	int rc = buf_printf(q, "%c%s=", q->len ? '&' : '?', name);

@@ -300,6 +300,15 @@ int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type typ
                json_t **out, struct kube_error *err);
 
 /*
+ * POST (create) the JSON object `body` into collection `path`. An object of
+ * that name already there is 409 (MV_EEXIST, reason "AlreadyExists"). Retried
+ * like kube_patch (429 and failures to connect only). *out (may be NULL) gets
+ * the created object. Returns the codes of kube_get.
+ */
+int kube_create(struct kube_client *c, const char *path, const char *body, json_t **out,
+                struct kube_error *err);
+
+/*
  * Called for every event of kube_watch_until: list items arrive as ADDED, then
  * watch events (never BOOKMARK or ERROR: those are handled inside). When an
  * object seen before is gone from a re-list, a DELETED event with the last seen

@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <time.h>
 
-#define LOCK_ANNOTATION  "movie.dev/release-lock"
-#define LOCK_MAX_VALUE   4096 /* bytes of an annotation value we parse */
+#define LOCK_ANNOTATION "movie.dev/release-lock"
+#define LOCK_MAX_VALUE  4096 /* bytes of an annotation value we parse */
 
 enum lock_state {
 	LOCK_ABSENT = 0,  /* no annotation */

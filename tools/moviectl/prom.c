@@ -80,7 +80,8 @@ static int labels_ok(const json_t *metric)
 		return 0;
 	const char *k;
 	json_t *v;
-	json_object_foreach((json_t *)(uintptr_t)(metric), k, v) {
+	json_object_foreach((json_t *)(uintptr_t)(metric), k, v)
+	{
 		if (!json_is_string(v))
 			return 0;
 	}
@@ -316,7 +317,8 @@ int prom_query(struct prom_client *c, const char *promql, double at, struct prom
 			        PROM_MAX_BODY_BYTES);
 			rc = MV_ETOOBIG;
 		} else {
-			set_err(err, 0, cc == CURLE_OPERATION_TIMEDOUT ? "Timeout" : "ConnectionFailed",
+			set_err(err, 0,
+			        cc == CURLE_OPERATION_TIMEDOUT ? "Timeout" : "ConnectionFailed",
 			        "%s: %s", c->url, curl_easy_strerror(cc));
 			rc = cc == CURLE_OPERATION_TIMEDOUT ? MV_ETIMEDOUT : MV_EUNAVAIL;
 		}

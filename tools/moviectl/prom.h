@@ -37,9 +37,9 @@ struct prom_result {
 	enum prom_type type;
 	struct prom_sample *samples; /* PROM_VECTOR: n samples */
 	size_t n;
-	double scalar;    /* PROM_SCALAR */
-	double time;      /* PROM_SCALAR: its timestamp */
-	size_t warnings;  /* number of "warnings" the server attached */
+	double scalar;   /* PROM_SCALAR */
+	double time;     /* PROM_SCALAR: its timestamp */
+	size_t warnings; /* number of "warnings" the server attached */
 };
 
 /* What went wrong. http is 0 when no HTTP answer arrived. */

@@ -41,9 +41,9 @@ static void test_parse(void)
 	CHECK_INT_EQ(lock_parse("{\"owner\":\"o\",\"release\":\"r\",\"expires\":\"tomorrow\"}", &l),
 	             MV_EINVAL);
 	CHECK(strstr(l.problem, "expires") != NULL);
-	CHECK_INT_EQ(lock_parse("{\"owner\":1,\"release\":\"r\",\"expires\":\"2026-12-02T03:04:05Z\"}",
-	                        &l),
-	             MV_EINVAL);
+	CHECK_INT_EQ(
+	    lock_parse("{\"owner\":1,\"release\":\"r\",\"expires\":\"2026-12-02T03:04:05Z\"}", &l),
+	    MV_EINVAL);
 	char big[LOCK_MAX_VALUE + 10];
 	memset(big, ' ', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';

@@ -106,11 +106,16 @@ static void test_malformed_samples(void)
 	    "{\"status\":\"success\"}",
 	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":{}}}",
 	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[1]}}",
-	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1]}]}}",
-	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,2]}]}}",
-	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,\"2x\"]}]}}",
-	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[\"1\",\"2\"]}]}}",
-	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,\"\"]}]}}",
+	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1]"
+	    "}]}}",
+	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,"
+	    "2]}]}}",
+	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,"
+	    "\"2x\"]}]}}",
+	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":["
+	    "\"1\",\"2\"]}]}}",
+	    "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[{\"value\":[1,"
+	    "\"\"]}]}}",
 	    "{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[]}}",
 	    "{\"status\":\"success\",\"data\":{\"resultType\":\"string\",\"result\":[1,\"a\"]}}",
 	};
