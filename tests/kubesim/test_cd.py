@@ -31,7 +31,7 @@ REGISTRY = "registry.cd.test:5000/movie"  # a name only: kubesim's image map bin
 STAGING = "movie-staging"
 PROD = ksstack.NS
 CD = os.path.join(K.SOURCE_DIR, "scripts", "cd.sh")
-MOVIECTL = os.environ.get("CDT_MOVIECTL") or os.path.join(K.BIN_DIR, "moviectl")
+MOVIECTL = os.path.join(K.BIN_DIR, "moviectl")
 SERVICES = ("metadata", "rating", "movie")
 # moviectl release's policy for this test (docs/release.md, policy reference): short
 # intervals for the time budget (Prometheus scrapes every 3 s), 50 canary calls at least.

@@ -139,7 +139,13 @@ class ImagePath(unittest.TestCase):
                                      text=True, timeout=60, env=self.podman_env())
             self.assertEqual(inspect.returncode, 0, inspect.stderr)
             info = json.loads(inspect.stdout)[0]
-            self.assertEqual(info["Digest"], pushed, ref)
+            repo = ref.rsplit(":", 1)[0]
+            self.assertIn("%s@%s" % (repo, pushed), info.get("RepoDigests") or [], ref)
+            # And by digest, the way a pinned Deployment would pull it.
+            pull = subprocess.run(["podman", "pull", "--tls-verify=false",
+                                   "%s@%s" % (repo, pushed)], capture_output=True, text=True,
+                                  timeout=300, env=self.podman_env())
+            self.assertEqual(pull.returncode, 0, pull.stderr)
             labels = info.get("Labels") or info["Config"].get("Labels") or {}
             self.assertEqual(labels.get("org.opencontainers.image.version"), self.tag)
             self.assertEqual(labels.get("org.opencontainers.image.title"), "movie-" + svc)
