@@ -27,7 +27,7 @@ PY=/usr/bin/python3
 STEPS=(gate images push render apply status smoke release)
 SKIPPED=200 # a step function's exit status meaning "not applicable, skipped"
 
-usage() { sed -n '3,21p' "$self" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '5,21p' "$self" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "cd.sh: $*" >&2; exit 2; }
 now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 ms() { date +%s%3N; }
