@@ -305,7 +305,7 @@ class ContinuousDeployment(unittest.TestCase):
             if sha == self.c2:
                 failures_before_broken = len(load.snapshot()[1])
             self.project.publish(sha)
-            rec = K.wait_for(lambda: self.record(state, sha), 420,
+            rec = K.wait_for(lambda: self.record(state, sha), 540,
                              "the pipeline's record for %s" % sha[:12], interval=0.5)
             timings[sha] = (rec, time.time() - pushed)
             self.assertEqual(rec["result"], want, json.dumps(rec, indent=1))
