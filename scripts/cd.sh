@@ -348,6 +348,14 @@ pipeline() {
 		return 2
 	fi
 	local cfgfile=${config:-$src/deploy/cd/pipeline.yaml}
+	# A commit whose pipeline config is unusable is recorded as an error, then stops.
+	local cfgerr
+	if ! cfgerr=$( (load_config "$cfgfile") 2>&1 >/dev/null); then
+		printf '%s\n' "$cfgerr" | tee -a "$run/log" >&2
+		log "pipeline config $cfgfile unusable"
+		printf '%s\t%s\t%s\t%s\t%s\n' "$sha" error config "$(now)" "pipeline config unusable" >>"$state/commits.tsv"
+		return 2
+	fi
 	load_config "$cfgfile"
 	local step result=deployed failed="" reason="" rc=0 last
 	for step in "${STEPS[@]}"; do

@@ -227,6 +227,9 @@ class CdUnit(unittest.TestCase):
                         check=2)
             self.assertIn(msg, p.stderr)
         self.assertEqual(self.order(), [])
+        with open(os.path.join(self.state, "commits.tsv")) as f:
+            rows = [line.split("\t")[:3] for line in f.read().splitlines()]
+        self.assertEqual(rows, [[c, "error", "config"]] * 4, "each unusable config recorded")
         p = self.cd("run", "--until", "nosuchstep", check=2)
         self.assertIn("unknown step", p.stderr)
 
