@@ -12,7 +12,7 @@ JOBS ?= 2
 FUZZ_SECONDS ?= 30
 ENV ?= dev
 
-.PHONY: all deps configure build run test test-asan test-tsan fuzz bench images deploy format format-check lint clean
+.PHONY: all deps configure build run test test-asan test-tsan fuzz bench images deploy cd format format-check lint clean
 
 all: build
 
@@ -64,6 +64,14 @@ images:
 DRY_RUN ?= 0
 deploy:
 	DRY_RUN=$(DRY_RUN) scripts/deploy.sh $(ENV)
+
+# The continuous-deployment pipeline for one commit (COMMIT, default HEAD):
+# gate, images, push, staging, smoke, moviectl release (docs/release.md).
+# CD_ARGS: more scripts/cd.sh options (--config FILE, --state DIR, --until STEP).
+COMMIT ?= HEAD
+CD_ARGS ?=
+cd: build
+	scripts/cd.sh run $(CD_ARGS) $(COMMIT)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -15,6 +15,8 @@ packages=(
   nghttp2-client mariadb-server prometheus curl wrk iproute2
   python3-h2 grpc-proto protobuf-compiler
   openssl  # moviectl kube client TLS tests make a CA on the fly
+  # continuous deployment (scripts/cd.sh): JSON records; a real OCI registry in its tests
+  jq docker-registry
 )
 
 missing=()
