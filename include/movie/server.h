@@ -65,6 +65,7 @@ struct server_config {
 	int64_t max_process_request_bytes;    /* buffered request bytes per process */
 	char *log_level;
 	bool log_requests;
+	double log_requests_sample; /* share of successful requests logged (errors: all) */
 	int64_t drain_delay_ms;
 	int64_t grace_period_ms;
 	struct server_faults faults;
@@ -231,6 +232,13 @@ extern const char *const server_fault_codes[];
 	     .offset = offsetof(cfg_struct, member.log_requests),                      \
 	     .default_value = "true",                                                  \
 	     .help = "one log line per request"},                                      \
+	    {.key = "log.requests_sample",                                             \
+	     .type = CFG_DOUBLE,                                                       \
+	     .offset = offsetof(cfg_struct, member.log_requests_sample),               \
+	     .default_value = "1",                                                     \
+	     .dmin = 0.0,                                                              \
+	     .dmax = 1.0,                                                              \
+	     .help = "share (0..1) of successful requests logged; errors always are"}, \
 	    {.key = "shutdown.drain_delay",                                            \
 	     .type = CFG_DURATION_MS,                                                  \
 	     .offset = offsetof(cfg_struct, member.drain_delay_ms),                    \
