@@ -332,6 +332,7 @@ static bool q_sleeping;         /* the writer waits without a deadline */
 static uint64_t q_unreported;   /* drops not yet said in a line */
 static pthread_t q_thread;
 static atomic_ullong dropped_total;
+static _Atomic uint64_t q_written; /* bytes the writer has written: q_tail..q_head */
 static atomic_int q_wake_ms = LOG_WRITER_TICK_MS;
 
 /* A loop thread's lines of the current iteration (log_batch_begin). */
@@ -437,6 +438,26 @@ static void add_ms(struct timespec *ts, int ms)
 	}
 }
 
+/* write_all for the writer, which says how far it got (q_written), so that
+ * an abandoned stop counts the lines that did not come out whole: those after
+ * the last write(2) that returned (a blocked write may have put part of its
+ * chunk out already; those lines count as dropped, the last one came out cut). */
+static void write_queued(int fd, const char *p, size_t n)
+{
+	pthread_mutex_lock(&write_lock);
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			w = (ssize_t)n; /* nowhere to report it: the rest is lost */
+		p += w;
+		n -= (size_t)w;
+		atomic_fetch_add_explicit(&q_written, (uint64_t)w, memory_order_release);
+	}
+	pthread_mutex_unlock(&write_lock);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -469,7 +490,7 @@ static void *writer_main(void *arg)
 		size_t at = (size_t)(q_tail % q_cap);
 		size_t n = q_used() < q_cap - at ? q_used() : q_cap - at;
 		pthread_mutex_unlock(&q_lock);
-		write_all(fd, q_data + at, n);
+		write_queued(fd, q_data + at, n);
 		pthread_mutex_lock(&q_lock);
 		q_tail += n;
 	}
@@ -506,6 +527,7 @@ int log_writer_start(size_t queue_bytes)
 	}
 	q_cap = queue_bytes;
 	q_head = q_tail = 0;
+	atomic_store(&q_written, 0);
 	q_stopping = q_exited = q_abandoned = q_sleeping = false;
 	q_unreported = 0;
 	pthread_condattr_t ca;
@@ -562,7 +584,7 @@ int log_writer_stop(int timeout_ms)
 		/* The writer is blocked in write(2) on an output nobody reads:
 		 * what it has not written is lost, and so is every later line. */
 		q_abandoned = true;
-		size_t lost = count_lines(q_tail, q_head);
+		size_t lost = count_lines(atomic_load(&q_written), q_head);
 		atomic_fetch_add_explicit(&dropped_total, lost, memory_order_relaxed);
 		pthread_mutex_unlock(&q_lock);
 		return MV_ETIMEDOUT;
