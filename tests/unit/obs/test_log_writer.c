@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -157,7 +159,11 @@ static void test_order_and_completeness(void)
 	/* Room for every line: this test is about order, not back-pressure. */
 	CHECK_INT_EQ(log_writer_start(8 * 1024 * 1024), 0);
 	CHECK_INT_EQ(log_writer_start(256 * 1024), MV_EEXIST);
-	enum { THREADS = 3, LINES = 3000, MAIN_LINES = 500 };
+	enum {
+		THREADS = 3,
+		LINES = 3000,
+		MAIN_LINES = 500
+	};
 	pthread_t t[THREADS];
 	struct loop_args a[THREADS];
 	for (int i = 0; i < THREADS; i++) {
@@ -230,7 +236,9 @@ static void test_back_pressure_drops_and_counts(void)
 	log_init("svc", MV_LOG_INFO, fds[1]);
 	log_writer_set_tick_ms(1);
 	CHECK_INT_EQ(log_writer_start(64 * 1024), 0);
-	enum { LINES = 20000 };
+	enum {
+		LINES = 20000
+	};
 	struct loop_args a = {.id = 0, .lines = LINES, .per_iteration = 10};
 	pthread_t t;
 	pthread_create(&t, NULL, loop_thread, &a);
@@ -334,7 +342,8 @@ static void test_flush_on_exit(void)
 	CHECK_INT_EQ(bad, 0);
 	CHECK_INT_EQ(next[0], 1000);
 	CHECK_INT_EQ(next[1], 100);
-	CHECK(r.n > 0 && r.lines[r.n - 1] && strcmp(msg_of(r.lines[r.n - 1]), "fatal: exiting") == 0);
+	CHECK(r.n > 0 && r.lines[r.n - 1] &&
+	      strcmp(msg_of(r.lines[r.n - 1]), "fatal: exiting") == 0);
 	readback_free(&r);
 	close(fds[0]);
 }
@@ -392,8 +401,63 @@ static void test_batch_without_writer(void)
 	close(fds[0]);
 }
 
+/* The same lines batched (the fast formatter) and unbatched (the general
+ * one) read back identically but for the time: the fast path either makes the
+ * general path's text or gives way to it. */
+static void log_samples(void)
+{
+	static const double doubles[] = {0.034,     0.000123, 1.5,   42,        999999.999999,
+	                                 0.0001,    0.00009,  1e300, 1.0 / 3.0, -2.25,
+	                                 0.1 + 0.2, 1e6,      0};
+	for (size_t i = 0; i < sizeof(doubles) / sizeof(doubles[0]); i++)
+		log_info("grpc", MV_LOG_S("method", "/MetadataService/GetMetadata"),
+		         MV_LOG_S("code", "OK"), MV_LOG_D("ms", doubles[i]));
+	log_info("esc\"aped\n", MV_LOG_S("k\\", "v\t"), MV_LOG_I("min", LLONG_MIN));
+	log_warn("utf8 caf\xc3\xa9 \xff", MV_LOG_S("path", "/x\x01y"), MV_LOG_B("b", true),
+	         MV_LOG_B("c", false), MV_LOG_D("nan", NAN), MV_LOG_S("nul", NULL));
+	log_error(NULL, MV_LOG_I("max", LLONG_MAX), MV_LOG_D("neg", -0.5));
+}
+
+static void strip_time(char *line)
+{
+	/* {"time":"2026-11-29T18:49:14.123Z", ...: blank the 24 time bytes. */
+	if (strncmp(line, "{\"time\":\"", 9) == 0 && strlen(line) > 33)
+		memset(line + 9, 'T', 24);
+}
+
+static void test_fast_and_general_paths_agree(void)
+{
+	int fds[2];
+	CHECK_INT_EQ(pipe(fds), 0);
+	log_init("meta\"data", MV_LOG_DEBUG, fds[1]);
+	log_batch_begin();
+	log_samples();
+	log_batch_end();
+	log_samples();
+	close(fds[1]);
+	char all[65536];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(all) - 1 && (n = read(fds[0], all + len, sizeof(all) - 1 - len)) > 0)
+		len += (size_t)n;
+	all[len] = '\0';
+	close(fds[0]);
+	char *lines[64];
+	int count = 0;
+	for (char *save = NULL, *l = strtok_r(all, "\n", &save); l && count < 64;
+	     l = strtok_r(NULL, "\n", &save))
+		lines[count++] = l;
+	CHECK_INT_EQ(count, 32);
+	for (int i = 0; i < count / 2; i++) {
+		strip_time(lines[i]);
+		strip_time(lines[i + count / 2]);
+		CHECK_STR_EQ(lines[i], lines[i + count / 2]);
+	}
+}
+
 int main(void)
 {
+	RUN(test_fast_and_general_paths_agree);
 	RUN(test_order_and_completeness);
 	RUN(test_back_pressure_drops_and_counts);
 	RUN(test_flush_on_exit);
