@@ -464,8 +464,7 @@ static void q_put_locked(const char *p, size_t n, size_t lines, size_t limit)
 		pthread_cond_signal(&q_wake);
 }
 
-/* Queue lines or, while no writer runs, write them now. Returns whether the
- * lines were queued. `batched` lines (request logs of loop threads) may fill
+/* Queue lines or, while no writer runs, write them now. `batched` lines (request logs of loop threads) may fill
  * the queue to 3/4 only: the rest is kept for other threads' lines. */
 static void out_lines(const char *p, size_t n, size_t lines, bool batched)
 {
