@@ -4,9 +4,9 @@
  *   {"time":"2026-11-29T18:49:14.123Z","level":"info","service":"metadata",
  *    "msg":"rpc done","method":"/MetadataService/GetMetadata","code":"OK","ms":0.12}
  *
- * Each line is formatted in a thread-local buffer and written with one
- * write(2), so lines from different threads never interleave. Safe to call
- * from any thread after log_init. Field values are escaped as JSON strings.
+ * Each line is formatted in a thread-local buffer (or a loop thread's batch)
+ * and written whole (see Output below), so lines from different threads never
+ * interleave. Safe to call from any thread after log_init. Field values are escaped as JSON strings.
  *
  * Line layout: "time" (RFC 3339, UTC, milliseconds), "level", "service",
  * "msg", then the fields in the order given. Doubles that are NaN or infinite

@@ -137,11 +137,14 @@ class StuckStdoutTest(unittest.TestCase):
             self.assertEqual(reader.bad, [])
             self.assertEqual(lines[-1]["msg"], "stopped")
             ok = sum(1 for l in lines if l.get("msg") == "grpc" and l.get("code") == "OK")
-            # Every request line that was not dropped came out: those read
-            # now plus those the pipe held before (the report counts the rest).
-            self.assertEqual(ok + report[-1]["dropped_total"], calls + 1)  # + PutMetadata
+            scrapes = sum(1 for l in lines if l.get("msg") == "http" and l.get("path") == "/metrics")
+            # Every request line that was not dropped came out (the report
+            # counts the rest): the calls, the PutMetadata, and the scrape of
+            # /metrics while stdout was stuck.
+            self.assertEqual(ok + scrapes + report[-1]["dropped_total"], calls + 1 + 1)
         finally:
             svc.kill()
+            svc.proc.stdout.close()
 
 
 def count_lines(svc, pred):
@@ -186,7 +189,7 @@ class SamplingTest(unittest.TestCase):
             return (count_lines(svc, grpc_code("OK")), count_lines(svc, grpc_code("NOT_FOUND")),
                     count_lines(svc, http_status(200)), count_lines(svc, http_status(404)))
         finally:
-            svc.kill()
+            svc.__exit__()
 
     def test_sampled_successes_and_every_error(self):
         ok, not_found, http_ok, http_404 = self.run_sampled(0.1, 4000, 300)
