@@ -458,8 +458,9 @@ static void q_put_locked(const char *p, size_t n, size_t lines, size_t limit)
 	memcpy(q_data, p + first, n - first);
 	bool was_empty = q_head == q_tail;
 	q_head += n;
-	/* The writer ticks every q_wake_ms while it has work; wake it early only
-	 * from its deep sleep, or when a good chunk is waiting. */
+	/* The writer ticks every q_wake_ms while lines keep coming; wake it early
+	 * only from its idle sleep, when a good chunk is waiting, or for another
+	 * thread's line (start-up, shutdown, errors: rare, wanted soon). */
 	if ((q_sleeping && was_empty) || q_used() >= LOG_WRITER_CHUNK || limit == q_cap)
 		pthread_cond_signal(&q_wake);
 }
@@ -557,6 +558,7 @@ static void *writer_main(void *arg)
 {
 	(void)arg;
 	int fd = atomic_load_explicit(&log_fd, memory_order_relaxed);
+	bool busy = false;
 	pthread_mutex_lock(&q_lock);
 	for (;;) {
 		if (q_head == q_tail && q_unreported) {
@@ -570,18 +572,25 @@ static void *writer_main(void *arg)
 		if (q_head == q_tail) {
 			if (q_stopping)
 				break;
+			if (busy) {
+				/* Just wrote: lines arriving within a tick gather (nobody
+				 * signals), so a steady flow costs one write per tick, not
+				 * one wake-up per loop iteration. */
+				struct timespec until;
+				clock_gettime(CLOCK_MONOTONIC, &until);
+				add_ms(&until,
+				       atomic_load_explicit(&q_wake_ms, memory_order_relaxed));
+				pthread_cond_timedwait(&q_wake, &q_lock, &until);
+				busy = false;
+				continue;
+			}
+			/* Idle: the first line wakes the writer and is written at once. */
 			q_sleeping = true;
 			pthread_cond_wait(&q_wake, &q_lock);
 			q_sleeping = false;
 			continue;
 		}
-		/* Let a loop's lines gather for a tick unless much is waiting. */
-		if (q_used() < LOG_WRITER_CHUNK && !q_stopping) {
-			struct timespec until;
-			clock_gettime(CLOCK_MONOTONIC, &until);
-			add_ms(&until, atomic_load_explicit(&q_wake_ms, memory_order_relaxed));
-			pthread_cond_timedwait(&q_wake, &q_lock, &until);
-		}
+		busy = true;
 		size_t at = (size_t)(q_tail % q_cap);
 		size_t n = q_used() < q_cap - at ? q_used() : q_cap - at;
 		pthread_mutex_unlock(&q_lock);

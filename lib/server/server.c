@@ -648,12 +648,13 @@ void worker_maybe_finish(struct worker *w)
 	}
 }
 
-/* The end of each loop iteration: the responses, then this iteration's log
- * lines in one go (they never wait for stdout: see log.h). */
+/* The end of each loop iteration: this iteration's log lines in one go (they
+ * never wait for stdout: see log.h), queued before the responses go out, then
+ * the responses. */
 static void on_flush_check(uv_check_t *check)
 {
-	conn_flush_pending(check->data);
 	log_flush();
+	conn_flush_pending(check->data);
 }
 
 static void on_sweep(uv_timer_t *timer)
