@@ -554,6 +554,15 @@ static void write_queued(int fd, const char *p, size_t n)
 	pthread_mutex_unlock(&write_lock);
 }
 
+/* Under q_lock: wait one tick (or until signalled). */
+static void wait_tick_locked(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	add_ms(&until, atomic_load_explicit(&q_wake_ms, memory_order_relaxed));
+	pthread_cond_timedwait(&q_wake, &q_lock, &until);
+}
+
 static void *writer_main(void *arg)
 {
 	(void)arg;
@@ -576,11 +585,7 @@ static void *writer_main(void *arg)
 				/* Just wrote: lines arriving within a tick gather (nobody
 				 * signals), so a steady flow costs one write per tick, not
 				 * one wake-up per loop iteration. */
-				struct timespec until;
-				clock_gettime(CLOCK_MONOTONIC, &until);
-				add_ms(&until,
-				       atomic_load_explicit(&q_wake_ms, memory_order_relaxed));
-				pthread_cond_timedwait(&q_wake, &q_lock, &until);
+				wait_tick_locked();
 				busy = false;
 				continue;
 			}
@@ -589,6 +594,10 @@ static void *writer_main(void *arg)
 			pthread_cond_wait(&q_wake, &q_lock);
 			q_sleeping = false;
 			continue;
+		}
+		if (busy && q_used() < LOG_WRITER_CHUNK && !q_stopping) {
+			/* Lines came while writing: let more gather for a tick. */
+			wait_tick_locked();
 		}
 		busy = true;
 		size_t at = (size_t)(q_tail % q_cap);
