@@ -13,6 +13,7 @@ packages=(
   # tests: real peers and tools
   python3 python3-grpcio python3-grpc-tools python3-confluent-kafka python3-yaml
   nghttp2-client mariadb-server prometheus curl wrk iproute2
+  nghttp2-server  # bench/log_bench.py: nghttpd, the HTTP/2 floor
   python3-h2 grpc-proto protobuf-compiler
   openssl  # moviectl kube client TLS tests make a CA on the fly
   # continuous deployment (scripts/cd.sh): JSON records; a real OCI registry in its tests

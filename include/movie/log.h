@@ -4,9 +4,9 @@
  *   {"time":"2026-11-29T18:49:14.123Z","level":"info","service":"metadata",
  *    "msg":"rpc done","method":"/MetadataService/GetMetadata","code":"OK","ms":0.12}
  *
- * Each line is formatted in a thread-local buffer and written with one
- * write(2), so lines from different threads never interleave. Safe to call
- * from any thread after log_init. Field values are escaped as JSON strings.
+ * Each line is formatted in a thread-local buffer (or a loop thread's batch)
+ * and written whole (see Output below), so lines from different threads never
+ * interleave. Safe to call from any thread after log_init. Field values are escaped as JSON strings.
  *
  * Line layout: "time" (RFC 3339, UTC, milliseconds), "level", "service",
  * "msg", then the fields in the order given. Doubles that are NaN or infinite
@@ -17,11 +17,25 @@
  * not allocate unless a line outgrows every earlier line of that thread.
  * log_emit preserves errno. Before log_init, lines go to fd 2 at level info
  * with service null.
+ *
+ * Output. Until log_writer_start, each line is written with write(2) by the
+ * thread that logs it. After it, a writer thread does every write(2) and the
+ * logging threads only copy lines into a bounded queue, so a slow or stuck
+ * output (a pipe nobody reads) never blocks them: lines that do not fit are
+ * dropped and counted (log_dropped_total), and once the queue drains the
+ * writer writes a warn line "log lines dropped: output too slow" with the
+ * numbers. An event-loop thread calls log_batch_begin once and log_flush at
+ * the end of every loop iteration: its lines are queued together then, and
+ * may fill the queue to 3/4 only, so that other threads' lines (start-up,
+ * shutdown, errors) still find room when request lines flood. Each thread's
+ * lines come out in the order it logged them, and whole; lines of different
+ * threads in the order they were queued. See docs/internals/log.md.
  */
 #ifndef MOVIE_LOG_H
 #define MOVIE_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level {
@@ -80,6 +94,43 @@ bool log_enabled(enum log_level level);
  * (or type MV_LOG_FIELD_END); NULL for none. A NULL string value is written as null.
  * Write errors other than EINTR drop the rest of the line (nobody to report to). */
 void log_emit(enum log_level level, const char *msg, const struct log_field *fields);
+
+/* Start the writer thread with a queue of `queue_bytes` (at least 64 KiB) and
+ * register an exit handler that drains it (at most 2 s; see log_writer_stop).
+ * Call after log_init; the output fd must stay open until log_writer_stop.
+ * Returns 0, MV_EINVAL (queue too small), MV_EEXIST (running), MV_ENOMEM,
+ * MV_EINTERNAL (no thread). */
+int log_writer_start(size_t queue_bytes);
+
+/* Write what is queued and stop the writer, waiting at most `timeout_ms` for
+ * the output to take it; afterwards lines are written inline again. Returns 0,
+ * or MV_ETIMEDOUT when the output did not take the queue in time: the writer
+ * is left blocked in write(2), what it holds is counted as dropped, and every
+ * later line is dropped and counted (the process is about to exit). No-op
+ * when no writer runs. Any thread except the writer; not concurrently with
+ * log_writer_start. */
+int log_writer_stop(int timeout_ms);
+
+/* The writer writes at latest this long after a line is queued (default
+ * 10 ms; sooner when 64 KiB are waiting). For tests. */
+void log_writer_set_tick_ms(int ms);
+
+/* Make the calling thread an event-loop thread: its lines are collected in a
+ * thread-local batch (32 KiB, allocated here) until log_flush or until full.
+ * Without a writer thread, log_flush writes the batch inline. A thread that
+ * exits flushes its batch. */
+void log_batch_begin(void);
+
+/* Hand the calling thread's batch to the writer (or write it inline when no
+ * writer runs). Never blocks on the output. Cheap when the batch is empty:
+ * call it at the end of each loop iteration. */
+void log_flush(void);
+
+/* log_flush, then log inline (unbatched) again and free the batch. */
+void log_batch_end(void);
+
+/* Lines dropped since start (output too slow, or abandoned at exit). */
+uint64_t log_dropped_total(void);
 
 /* Convenience: log_emit with a compound-literal field list, e.g.
  *   log_info("listening", MV_LOG_S("addr", a), MV_LOG_I("port", p));

@@ -123,6 +123,14 @@ int buf_append_json_string(struct buf *b, const char *s, size_t len)
 			default: rc = buf_append(b, esc, 6); break;
 			}
 			i++;
+		} else if (c < 0x80) {
+			/* A run of plain ASCII goes in with one append. */
+			size_t j = i + 1;
+			while (j < len && p[j] >= 0x20 && p[j] < 0x80 && p[j] != '"' &&
+			       p[j] != '\\')
+				j++;
+			rc = buf_append(b, p + i, j - i);
+			i = j;
 		} else {
 			size_t n = text_utf8_next(p + i, len - i);
 			if (n == 0) {

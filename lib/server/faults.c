@@ -91,7 +91,10 @@ static void on_exit_after(uv_timer_t *t)
 	const struct server *srv = t->data;
 	log_error("faults.exit_after reached: exiting with status 1 on purpose",
 	          MV_LOG_I("exit_after_ms", srv->cfg->faults.exit_after_ms));
-	/* A crash, as the fault means: no drain, no destructors racing the loops. */
+	/* A crash, as the fault means: no drain, no destructors racing the loops;
+	 * but the lines so far, this one included, are written (at most 1 s when
+	 * stdout is stuck). */
+	log_writer_stop(1000);
 	_exit(1);
 }
 

@@ -111,6 +111,27 @@ static double duration_ms(double seconds)
 	return (double)llround(seconds * 1e9) / 1e6;
 }
 
+/* log.requests_sample: errors are always logged; a success with probability
+ * `sample`, drawn from the loop's own generator (no shared state). */
+static bool request_log_sampled(const struct server *srv, bool error)
+{
+	double sample = srv->cfg->log_requests_sample;
+	if (error || sample >= 1.0)
+		return true;
+	struct worker *w = server_current_worker;
+	if (sample <= 0.0)
+		return false;
+	if (!w)
+		return true; /* not on a loop: no generator to draw from */
+	return (double)(prng_next(&w->prng) >> 11) * 0x1.0p-53 < sample;
+}
+
+static double counter_log_dropped(void *arg)
+{
+	(void)arg;
+	return (double)log_dropped_total();
+}
+
 void server_record_grpc_message(struct server *srv, const struct grpc_method *m, bool sent)
 {
 	const struct method_stats *st = m->user;
@@ -140,7 +161,8 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 	if (started)
 		atomic_fetch_sub(&srv->in_flight, 1);
 	enum log_level level = st->quiet && status == GRPC_STATUS_OK ? MV_LOG_DEBUG : MV_LOG_INFO;
-	if (srv->cfg->log_requests && log_enabled(level))
+	if (srv->cfg->log_requests && log_enabled(level) &&
+	    request_log_sampled(srv, status != GRPC_STATUS_OK))
 		log_emit(level, "grpc",
 		         MV_LOG_FIELDS(MV_LOG_S("method", path),
 		                       MV_LOG_S("code", grpc_status_name(status)),
@@ -174,7 +196,8 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 		metrics_histogram_observe(route->seconds, seconds);
 	}
 	enum log_level level = route && route->quiet && status < 500 ? MV_LOG_DEBUG : MV_LOG_INFO;
-	if (srv->cfg->log_requests && log_enabled(level)) {
+	if (srv->cfg->log_requests && log_enabled(level) &&
+	    request_log_sampled(srv, status >= 400)) {
 		static const char *const names[] = {"OTHER", "GET", "HEAD",
 		                                    "POST",  "PUT", "DELETE"};
 		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
@@ -405,6 +428,9 @@ struct server *server_new(const struct server_config *cfg, const char *program,
 	metrics_gauge_callback(metrics, "server_connections_open", "Open client connections.",
 	                       gauge_connections, srv);
 	metrics_register_process(metrics);
+	metrics_counter_callback(metrics, "log_lines_dropped_total",
+	                         "Log lines dropped because the log output (stdout) was too slow.",
+	                         counter_log_dropped, NULL);
 
 	const char *unknown = "unknown";
 	if (resolve_method_stats(srv, &srv->method_stats[SERVER_MAX_METHODS], "unary", unknown,
@@ -622,8 +648,12 @@ void worker_maybe_finish(struct worker *w)
 	}
 }
 
+/* The end of each loop iteration: this iteration's log lines in one go (they
+ * never wait for stdout: see log.h), queued before the responses go out, then
+ * the responses. */
 static void on_flush_check(uv_check_t *check)
 {
+	log_flush();
 	conn_flush_pending(check->data);
 }
 
@@ -631,14 +661,17 @@ static void on_sweep(uv_timer_t *timer)
 {
 	struct worker *w = timer->data;
 	conn_sweep(w);
+	log_flush(); /* lines of close callbacks, which run after the check phase */
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	server_current_worker = w;
+	log_batch_begin();
 	/* Returns once every handle is closed and queued work has completed. */
 	uv_run(&w->loop, UV_RUN_DEFAULT);
+	log_batch_end();
 	uv_loop_close(&w->loop);
 	atomic_fetch_add(&w->srv->workers_done, 1);
 	uv_async_send(&w->srv->shutdown_async);

@@ -205,6 +205,19 @@ class Service:
                 pass
         return lines
 
+    def wait_log_line(self, pred, timeout=10):
+        """The first log line (parsed) for which pred holds, polled until timeout.
+        Lines reach stdout through the logger's writer thread, a few ms after
+        the request that logged them was answered (docs/internals/log.md)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_lines():
+                if pred(line):
+                    return line
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)  # polling a condition with a deadline
+
     def __enter__(self):
         return self
 

@@ -281,8 +281,8 @@ class LegacyInvalidRecordTest(Base):
             status, body = svc.http("GET", "/metadata?id=legacy")
             self.assertEqual(status, 200)
             self.assertEqual(json.loads(body)["title"], "Bad \ufffd title")
-            self.assertTrue(any(l.get("msg", "").startswith("stored metadata is not valid UTF-8")
-                                for l in svc.log_lines()))
+            self.assertTrue(svc.wait_log_line(
+                lambda l: l.get("msg", "").startswith("stored metadata is not valid UTF-8")))
             svc.stop()
 
 
