@@ -33,12 +33,13 @@ run: build
 test: build
 	scripts/test.sh $(BUILD_DIR)
 
-# The suite again, built with AddressSanitizer and UndefinedBehaviorSanitizer.
+# The suite again, built with AddressSanitizer and UndefinedBehaviorSanitizer,
+# except the release scenarios (label e2e: see tests/kubesim/CMakeLists.txt).
 test-asan: deps
 	cmake -S . -B $(ASAN_DIR) -DMOVIE_WERROR=$(WERROR) -DMOVIE_SANITIZE=ON $(CMAKE_FLAGS)
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  scripts/test.sh $(ASAN_DIR)
+	  scripts/test.sh $(ASAN_DIR) -LE e2e
 
 # The multi-threaded tests (stores with worker threads, Kafka ingestion, the
 # gRPC client, a real service under load) built with ThreadSanitizer; any
