@@ -210,24 +210,25 @@ out:
 static void post_event(struct guard_ctx *g, const char *ns, const json_t *deploy,
                        const struct guard_verdict *v)
 {
-	char at[32], path[512], msg[1024];
+	char at[32], path[512], msg[1024], gen[300];
 	rfc3339(wall_now(), at, sizeof(at));
 	const json_t *md = json_object_get(deploy, "metadata");
 	const char *name = json_string_value(json_object_get(md, "name"));
+	/* "<object>." + random suffix, as the kubelet and controllers name their Events. */
+	snprintf(gen, sizeof(gen), "%.250s.", name ? name : "deployment");
 	snprintf(msg, sizeof(msg),
 	         "rolled back template %.63s to %.63s (%.253s): check %.31s failed: %.383s",
 	         v->bad_hash, v->good_hash, v->good_rs, v->check, v->reason);
 	json_t *ev = json_pack(
 	    "{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s,s:s,s:s,s:O?,s:O?},s:s,s:s,s:s,s:{s:s},s:s,s:s,s:i,"
 	    "s:s,s:s}",
-	    "apiVersion", "v1", "kind", "Event", "metadata", "generateName",
-	    name ? name : "deployment", "namespace", ns, "involvedObject", "apiVersion", "apps/v1",
-	    "kind", "Deployment", "name", name ? name : "", "namespace", ns, "uid",
-	    json_object_get(md, "uid"), "resourceVersion", json_object_get(md, "resourceVersion"),
-	    "reason", "GuardRollback", "message", msg, "type", "Warning", "source", "component",
-	    "moviectl-guard", "firstTimestamp", at, "lastTimestamp", at, "count", 1,
-	    "reportingComponent", "movie.dev/guard", "reportingInstance",
-	    g->instance ? g->instance : "moviectl-guard");
+	    "apiVersion", "v1", "kind", "Event", "metadata", "generateName", gen, "namespace", ns,
+	    "involvedObject", "apiVersion", "apps/v1", "kind", "Deployment", "name",
+	    name ? name : "", "namespace", ns, "uid", json_object_get(md, "uid"), "resourceVersion",
+	    json_object_get(md, "resourceVersion"), "reason", "GuardRollback", "message", msg,
+	    "type", "Warning", "source", "component", "moviectl-guard", "firstTimestamp", at,
+	    "lastTimestamp", at, "count", 1, "reportingComponent", "movie.dev/guard",
+	    "reportingInstance", g->instance ? g->instance : "moviectl-guard");
 	char *body = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
 	json_decref(ev);
 	if (!body)

@@ -140,7 +140,8 @@ evs = [json.loads(r["body"]) for r in sent if r["method"] == "POST" and r["path"
 check(rc == 1, "rolled back: exit 1, got %d: %s %s" % (rc, out, err))
 check(len(evs) == 1 and evs[0]["involvedObject"]["kind"] == "Deployment" and
       evs[0]["involvedObject"]["name"] == "web" and evs[0]["reason"] == "GuardRollback" and
-      evs[0]["type"] == "Warning" and "775855699b" in evs[0]["message"],
+      evs[0]["type"] == "Warning" and "775855699b" in evs[0]["message"] and
+      evs[0]["metadata"]["generateName"] == "web.",
       "one Warning Event on the Deployment: %s" % evs)
 line = json.loads(out.splitlines()[0]) if out.strip() else {}
 check(line.get("action") == "rollback" and line.get("check") == "restarts" and
