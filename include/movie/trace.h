@@ -88,7 +88,7 @@ struct trace_span {
 	uint8_t parent_id[TRACE_SPAN_ID_SIZE]; /* all zero: a root span */
 	uint8_t flags;                         /* TRACE_FLAG_SAMPLED */
 	bool valid;                            /* started (ids set) */
-	char *tracestate; /* NULL, or the filtered tracestate (owned) */
+	char *tracestate;                      /* NULL, or the filtered tracestate (owned) */
 };
 
 /* Start a server span: continue `parent` (NULL or not valid: a new trace,
@@ -101,6 +101,9 @@ void trace_span_start_server(struct trace_span *sp, const struct trace_parent *p
  * trace, as for a server span without parent). tracestate is copied from
  * parent (allocation failure loses it). Any thread. */
 void trace_span_start_child(struct trace_span *sp, const struct trace_span *parent);
+/* dst = a copy of src (its tracestate duplicated; allocation failure loses
+ * it); src NULL or not started: a new trace, as trace_span_start_server. */
+void trace_span_copy(struct trace_span *dst, const struct trace_span *src);
 /* Free the span's tracestate; the span may be started again. */
 void trace_span_release(struct trace_span *sp);
 static inline bool trace_span_sampled(const struct trace_span *sp)
@@ -146,14 +149,14 @@ int trace_otlp_encode(const struct trace_record *recs, size_t n, const char *ser
                       const char *version, struct buf *out);
 
 struct trace_export_config {
-	const char *endpoint; /* "http://collector:4318": POSTs to endpoint/v1/traces */
-	const char *service;  /* resource service.name (copied) */
-	const char *version;  /* service.version (copied; NULL: none) */
-	double sample_ratio;  /* new traces, 0..1 */
-	size_t batch_size;    /* spans per request (>= 1) */
-	int64_t interval_ms;  /* a partial batch waits at most this long */
-	size_t queue_size;    /* spans held at most; more are dropped */
-	int64_t timeout_ms;   /* one POST, connection included */
+	const char *endpoint;             /* "http://collector:4318": POSTs to endpoint/v1/traces */
+	const char *service;              /* resource service.name (copied) */
+	const char *version;              /* service.version (copied; NULL: none) */
+	double sample_ratio;              /* new traces, 0..1 */
+	size_t batch_size;                /* spans per request (>= 1) */
+	int64_t interval_ms;              /* a partial batch waits at most this long */
+	size_t queue_size;                /* spans held at most; more are dropped */
+	int64_t timeout_ms;               /* one POST, connection included */
 	struct metrics_registry *metrics; /* trace_spans_*_total (NULL: none) */
 };
 

@@ -297,11 +297,21 @@ void trace_span_start_child(struct trace_span *sp, const struct trace_span *pare
 	memcpy(sp->trace_id, parent->trace_id, TRACE_ID_SIZE);
 	memcpy(sp->parent_id, parent->span_id, TRACE_SPAN_ID_SIZE);
 	sp->flags = parent->flags;
-	sp->tracestate = parent->tracestate ? copy_state(parent->tracestate,
-	                                                 strlen(parent->tracestate))
-	                                    : NULL;
+	sp->tracestate =
+	    parent->tracestate ? copy_state(parent->tracestate, strlen(parent->tracestate)) : NULL;
 	random_bytes(sp->span_id, TRACE_SPAN_ID_SIZE);
 	sp->valid = true;
+}
+
+void trace_span_copy(struct trace_span *dst, const struct trace_span *src)
+{
+	if (!src || !src->valid) {
+		trace_span_start_server(dst, NULL, NULL, 0);
+		return;
+	}
+	*dst = *src;
+	dst->tracestate =
+	    src->tracestate ? copy_state(src->tracestate, strlen(src->tracestate)) : NULL;
 }
 
 void trace_span_release(struct trace_span *sp)

@@ -92,8 +92,7 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 }
 
 /* POST one body; true on a 2xx answer. */
-static bool post(CURL *curl, struct curl_slist *headers, const struct buf *body,
-                 int64_t timeout_ms)
+static bool post(CURL *curl, struct curl_slist *headers, const struct buf *body, int64_t timeout_ms)
 {
 	curl_easy_setopt(curl, CURLOPT_URL, ex.url);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
@@ -229,7 +228,8 @@ int trace_export_start(const struct trace_export_config *cfg)
 		struct metrics_family *dropped = metrics_counter_family(
 		    cfg->metrics, "trace_spans_dropped_total",
 		    "Sampled spans not exported: queue_full (tracing.queue_size), export_failed "
-		    "(collector error or timeout), shutdown (still queued at the end of the drain).",
+		    "(collector error or timeout), shutdown (still queued at the end of the "
+		    "drain).",
 		    1, reason);
 		struct metrics_family *failed = metrics_counter_family(
 		    cfg->metrics, "trace_export_failures_total",

@@ -50,7 +50,7 @@ struct srv_state {
 static struct srv_state st;
 
 static void hook_done(void *ctx, const struct grpc_method *method, const char *path, int status,
-                      double seconds, bool started)
+                      double seconds, bool started, const struct trace_span *span)
 {
 	st.done++;
 	if (started)

@@ -123,9 +123,8 @@ static void test_tracestate(void)
 	CHECK(filter("0tenant@sys=x", out) > 0);
 	/* Malformed: the whole list goes. */
 	static const char *const bad[] = {
-	    "Rojo=1",      "rojo",         "rojo=",          "=1",    "rojo=1,rojo=2", "1abc=x",
-	    "a@=x",        "@b=x",         "a@1b=x",         "a=b=c", "a=x ,b",        "a=x\x01",
-	    "a@bcdefghijklmnop=x",
+	    "Rojo=1", "rojo",  "rojo=",  "=1",      "rojo=1,rojo=2",       "1abc=x", "a@=x", "@b=x",
+	    "a@1b=x", "a=b=c", "a=x ,b", "a=x\x01", "a@bcdefghijklmnop=x",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int rc = filter(bad[i], out);
@@ -265,12 +264,12 @@ static void test_otlp_encode(void)
 	}
 	json_t *rs = json_array_get(json_object_get(doc, "resourceSpans"), 0);
 	json_t *res_attrs = json_object_get(json_object_get(rs, "resource"), "attributes");
-	CHECK_STR_EQ(json_string_value(json_object_get(attr(res_attrs, "service.name"),
-	                                               "stringValue")),
-	             "movie");
-	CHECK_STR_EQ(json_string_value(json_object_get(attr(res_attrs, "service.version"),
-	                                               "stringValue")),
-	             "1.2");
+	CHECK_STR_EQ(
+	    json_string_value(json_object_get(attr(res_attrs, "service.name"), "stringValue")),
+	    "movie");
+	CHECK_STR_EQ(
+	    json_string_value(json_object_get(attr(res_attrs, "service.version"), "stringValue")),
+	    "1.2");
 	json_t *spans =
 	    json_object_get(json_array_get(json_object_get(rs, "scopeSpans"), 0), "spans");
 	CHECK_INT_EQ((int)json_array_size(spans), 2);
@@ -297,17 +296,16 @@ static void test_otlp_encode(void)
 	CHECK_STR_EQ(
 	    json_string_value(json_object_get(attr(a0, "rpc.grpc.status_code"), "intValue")), "5");
 	CHECK(attr(a0, "http.response.status_code") == NULL);
-	CHECK_INT_EQ((int)json_integer_value(
-	                 json_object_get(json_object_get(s0, "status"), "code")),
-	             2);
+	CHECK_INT_EQ(
+	    (int)json_integer_value(json_object_get(json_object_get(s0, "status"), "code")), 2);
 	/* A root span has no parentSpanId; end never before start. */
 	CHECK(json_object_get(s1, "parentSpanId") == NULL);
 	CHECK_INT_EQ((int)json_integer_value(json_object_get(s1, "kind")), 3);
 	CHECK_STR_EQ(json_string_value(json_object_get(s1, "endTimeUnixNano")), "10");
 	json_t *a1 = json_object_get(s1, "attributes");
-	CHECK_STR_EQ(json_string_value(json_object_get(attr(a1, "http.response.status_code"),
-	                                               "intValue")),
-	             "200");
+	CHECK_STR_EQ(
+	    json_string_value(json_object_get(attr(a1, "http.response.status_code"), "intValue")),
+	    "200");
 	CHECK_STR_EQ(json_string_value(json_object_get(attr(a1, "server.address"), "stringValue")),
 	             "metadata");
 	CHECK(attr(a1, "rpc.system") == NULL);
