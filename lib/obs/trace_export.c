@@ -3,6 +3,7 @@
  * The event loops only copy a record under a mutex held for that copy; the
  * network (a dead, slow or refusing collector) is only ever waited for by the
  * exporter thread, with a timeout per request. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -24,6 +25,68 @@
 #define FAIL_LOG_INTERVAL_NS (30LL * 1000000000)
 /* One request body at most (batch_size records are far smaller). */
 #define BODY_LIMIT ((size_t)16 * 1024 * 1024)
+
+/* libcurl, loaded when the exporter starts (dlopen), not linked: linking it
+ * maps libcurl and its ~15 libraries (TLS, LDAP, SSH, Kerberos, ...) into
+ * every service, +5.7 MB idle RSS (3.3 -> 9.0 MB for metadata), whether
+ * tracing is on or not. The container images carry it (rootfs.sh). */
+#define CURL_SONAME "libcurl.so.4"
+
+struct curl_api {
+	CURLcode (*global_init)(long flags);
+	void (*global_cleanup)(void);
+	CURL *(*easy_init)(void);
+	CURLcode (*easy_setopt)(CURL *curl, CURLoption option, ...);
+	CURLcode (*easy_perform)(CURL *curl);
+	CURLcode (*easy_getinfo)(CURL *curl, CURLINFO info, ...);
+	void (*easy_cleanup)(CURL *curl);
+	const char *(*easy_strerror)(CURLcode code);
+	struct curl_slist *(*slist_append)(struct curl_slist *list, const char *s);
+	void (*slist_free_all)(struct curl_slist *list);
+};
+
+static struct curl_api cu;
+
+/* Resolve libcurl once; the library stays loaded (libcurl keeps global state
+ * that unloading would leave dangling). Returns 0 or MV_EINTERNAL. */
+static int load_curl(void)
+{
+	if (cu.easy_init)
+		return 0;
+	void *h = dlopen(CURL_SONAME, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		log_error("cannot load libcurl for span export", MV_LOG_S("library", CURL_SONAME),
+		          MV_LOG_S("error", dlerror()));
+		return MV_EINTERNAL;
+	}
+	struct curl_api a;
+	/* POSIX: a dlsym result converts to a function pointer (via memcpy to
+	 * keep -Wpedantic quiet). */
+#define SYM(field, name)                               \
+	do {                                           \
+		void *p = dlsym(h, name);              \
+		if (!p)                                \
+			goto fail_symbol;              \
+		memcpy(&a.field, &p, sizeof(a.field)); \
+	} while (0)
+	SYM(global_init, "curl_global_init");
+	SYM(global_cleanup, "curl_global_cleanup");
+	SYM(easy_init, "curl_easy_init");
+	SYM(easy_setopt, "curl_easy_setopt");
+	SYM(easy_perform, "curl_easy_perform");
+	SYM(easy_getinfo, "curl_easy_getinfo");
+	SYM(easy_cleanup, "curl_easy_cleanup");
+	SYM(easy_strerror, "curl_easy_strerror");
+	SYM(slist_append, "curl_slist_append");
+	SYM(slist_free_all, "curl_slist_free_all");
+#undef SYM
+	cu = a;
+	return 0;
+fail_symbol:
+	log_error("libcurl lacks a function span export needs", MV_LOG_S("library", CURL_SONAME));
+	dlclose(h);
+	return MV_EINTERNAL;
+}
 
 struct exporter {
 	pthread_mutex_t mu;
@@ -94,19 +157,19 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *userdata)
 /* POST one body; true on a 2xx answer. */
 static bool post(CURL *curl, struct curl_slist *headers, const struct buf *body, int64_t timeout_ms)
 {
-	curl_easy_setopt(curl, CURLOPT_URL, ex.url);
-	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
-	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+	cu.easy_setopt(curl, CURLOPT_URL, ex.url);
+	cu.easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+	cu.easy_setopt(curl, CURLOPT_POSTFIELDS, body->data);
+	cu.easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+	cu.easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)(timeout_ms > 0 ? timeout_ms : 1));
+	cu.easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
 	/* Only the configured collector: no redirects elsewhere. */
-	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-	CURLcode rc = curl_easy_perform(curl);
+	cu.easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+	CURLcode rc = cu.easy_perform(curl);
 	long code = 0;
 	if (rc == CURLE_OK)
-		curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
+		cu.easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &code);
 	if (rc == CURLE_OK && code >= 200 && code < 300)
 		return true;
 	static int64_t last_log_ns;
@@ -114,7 +177,7 @@ static bool post(CURL *curl, struct curl_slist *headers, const struct buf *body,
 	if (!last_log_ns || now - last_log_ns >= FAIL_LOG_INTERVAL_NS) {
 		last_log_ns = now;
 		log_warn("span export failed", MV_LOG_S("endpoint", ex.url),
-		         MV_LOG_S("error", rc == CURLE_OK ? "HTTP status" : curl_easy_strerror(rc)),
+		         MV_LOG_S("error", rc == CURLE_OK ? "HTTP status" : cu.easy_strerror(rc)),
 		         MV_LOG_I("status", code));
 	}
 	return false;
@@ -122,8 +185,8 @@ static bool post(CURL *curl, struct curl_slist *headers, const struct buf *body,
 
 static void *export_main(void *arg)
 {
-	CURL *curl = curl_easy_init();
-	struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+	CURL *curl = cu.easy_init();
+	struct curl_slist *headers = cu.slist_append(NULL, "Content-Type: application/json");
 	struct trace_record *batch = malloc(ex.batch_size * sizeof(*batch));
 	struct buf body;
 	buf_init(&body, BODY_LIMIT);
@@ -172,8 +235,8 @@ static void *export_main(void *arg)
 	pthread_mutex_unlock(&ex.mu);
 	buf_release(&body);
 	free(batch);
-	curl_slist_free_all(headers);
-	curl_easy_cleanup(curl);
+	cu.slist_free_all(headers);
+	cu.easy_cleanup(curl);
 	return NULL;
 }
 
@@ -247,7 +310,7 @@ int trace_export_start(const struct trace_export_config *cfg)
 	}
 	/* Before any other thread: curl_global_init is not thread-safe on
 	 * every libcurl build. */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+	if (load_curl() != 0 || cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		release_strings();
 		return MV_EINTERNAL;
 	}
@@ -262,7 +325,7 @@ int trace_export_start(const struct trace_export_config *cfg)
 		atomic_store(&ex_running, false);
 		atomic_store(&ex_ratio, 0.0);
 		pthread_cond_destroy(&ex.cond);
-		curl_global_cleanup();
+		cu.global_cleanup();
 		release_strings();
 		return MV_EINTERNAL;
 	}
@@ -283,6 +346,6 @@ void trace_export_stop(int64_t timeout_ms)
 	atomic_store(&ex_running, false);
 	atomic_store(&ex_ratio, 0.0);
 	pthread_cond_destroy(&ex.cond);
-	curl_global_cleanup();
+	cu.global_cleanup();
 	release_strings();
 }
