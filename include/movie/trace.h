@@ -170,8 +170,10 @@ bool trace_export_enabled(void);
  * drops it (trace_spans_dropped_total). No-op when not running. Any thread. */
 void trace_export_submit(const struct trace_record *r);
 /* Flush what is queued for at most timeout_ms, then stop the thread (spans
- * still queued are dropped and counted). No-op when not running. Call once
- * no other thread submits (graceful drain, after the workers stopped). */
+ * still queued are dropped and counted). Returns within timeout_ms plus at
+ * most one request in flight (its timeout_ms of trace_export_config). No-op
+ * when not running. Call once no other thread submits (graceful drain,
+ * after the workers stopped). */
 void trace_export_stop(int64_t timeout_ms);
 
 #endif
