@@ -84,7 +84,10 @@ static void finish_header(struct http1_parser *p)
 			p->request.expect_continue = true;
 		break;
 	case HDR_TRACEPARENT:
-		p->request.traceparent_count++;
+		/* The first one is kept; a second makes the count (and so the
+		 * context) invalid. */
+		if (p->request.traceparent_count++)
+			break;
 		n = p->header_value_len < HTTP1_TRACEPARENT_MAX ? p->header_value_len
 		                                                : HTTP1_TRACEPARENT_MAX;
 		len = trimmed_len(p->request.traceparent, n);
@@ -170,7 +173,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 	}
 	switch (p->header_kind) {
 	case HDR_TRACEPARENT:
-		if (p->header_value_len < HTTP1_TRACEPARENT_MAX) {
+		if (!p->request.traceparent_count && p->header_value_len < HTTP1_TRACEPARENT_MAX) {
 			size_t room = HTTP1_TRACEPARENT_MAX - p->header_value_len;
 			memcpy(p->request.traceparent + p->header_value_len, at,
 			       len < room ? len : room);
