@@ -387,6 +387,34 @@ class WireTest(unittest.TestCase):
             self.assertEqual(metadata.stop(), 0)
 
 
+class ConfigTest(unittest.TestCase):
+    """tracing.* is validated by --check-config (the same checks as start-up)."""
+
+    def check(self, text):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(text)
+        self.addCleanup(os.unlink, f.name)
+        return harness.run_check_config("metadata", [f.name])
+
+    def test_bad_values_are_refused(self):
+        for bad, why in (('otlp_endpoint: "ftp://collector:4318"', "http:// or https://"),
+                         ('otlp_endpoint: "http://"', "no host"),
+                         ('otlp_endpoint: "http:///v1"', "no host"),
+                         ('otlp_endpoint: "http://a b:4318"', "spaces"),
+                         ('otlp_endpoint: "http://c:4318/?x=1"', "query"),
+                         ("sample_ratio: 1.5", ""), ("batch_size: 0", ""),
+                         ("queue_size: 0", ""), ("export_timeout: 10ms", ""),
+                         ("batch_interval: 0", ""), ("bogus: 1", "")):
+            rc, err = self.check("tracing:\n  %s\n" % bad)
+            self.assertEqual(rc, 1, bad)
+            self.assertIn("tracing.", err, bad)
+            self.assertIn(why, err, bad)
+        rc, err = self.check('tracing:\n  otlp_endpoint: "https://otel.example:4318/base"\n'
+                             '  sample_ratio: 0.25\n')
+        self.assertEqual(rc, 0, err)
+
+
 class DeadCollectorTest(unittest.TestCase):
     """A collector that accepts connections and never answers: requests keep
     their latency, spans are dropped and counted, the drain stays bounded."""
