@@ -387,6 +387,35 @@ class WireTest(unittest.TestCase):
             self.assertEqual(metadata.stop(), 0)
 
 
+class FlushOnDrainTest(unittest.TestCase):
+    """Spans still queued at SIGTERM are exported by the graceful drain: the
+    batch interval (1 min) and size (10000) never send them before."""
+
+    def test_queued_spans_flushed_at_shutdown(self):
+        receiver = Receiver()
+        self.addCleanup(receiver.close)
+        tc = ('tracing:\n  otlp_endpoint: "%s"\n  batch_interval: 1m\n  batch_size: 10000\n'
+              % receiver.endpoint)
+        with Service("metadata", FAST + tc).start() as metadata:
+            ch = grpc.insecure_channel(metadata.target)
+            stub = S.movie_pb2_grpc.MetadataServiceStub(ch)
+            trace_id = rand_hex(32)
+            for _ in range(3):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    stub.GetMetadata(pb.GetMetadataRequest(movie_id="none"), timeout=5,
+                                     metadata=(("traceparent", "00-%s-%s-01"
+                                                % (trace_id, rand_hex(16))),))
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+            ch.close()
+            self.assertEqual(receiver.trace(trace_id), [])
+            self.assertEqual(metadata.stop(), 0)
+        spans = receiver.trace(trace_id)
+        self.assertEqual(len(spans), 3)
+        for _, sp in spans:
+            self.assertEqual(attrs(sp)["rpc.grpc.status_code"], "5")  # NOT_FOUND
+            self.assertEqual(sp["status"]["code"], 0)  # a client error, not the server's
+
+
 class ConfigTest(unittest.TestCase):
     """tracing.* is validated by --check-config (the same checks as start-up)."""
 
