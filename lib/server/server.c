@@ -191,7 +191,9 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 	if (started)
 		atomic_fetch_sub(&srv->in_flight, 1);
 	struct trace_span tmp = {0};
-	if (span && trace_span_sampled(span))
+	/* Health checks are not traced: a probe every few seconds, no caller
+	 * who wants its trace. */
+	if (span && !st->quiet && trace_span_sampled(span))
 		export_grpc_span(span, m, path, status, seconds);
 	enum log_level level = st->quiet && status == GRPC_STATUS_OK ? MV_LOG_DEBUG : MV_LOG_INFO;
 	if (srv->cfg->log_requests && log_enabled(level)) {
@@ -259,7 +261,10 @@ void server_record_http(struct server *srv, struct route_entry *route, int metho
 		metrics_histogram_observe(route->seconds, seconds);
 	}
 	const char *mname = http_method_name(method);
-	if (span && trace_span_sampled(span))
+	/* Probes and Prometheus scrapes are not traced (as health checks). */
+	bool traced = route && !route->quiet && route->handler_label &&
+	              strcmp(route->handler_label, "/metrics") != 0;
+	if (span && traced && trace_span_sampled(span))
 		export_http_span(span, route, mname, status, seconds);
 	enum log_level level = route && route->quiet && status < 500 ? MV_LOG_DEBUG : MV_LOG_INFO;
 	if (srv->cfg->log_requests && log_enabled(level)) {
