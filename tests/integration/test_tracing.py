@@ -318,6 +318,21 @@ class TracingTest(unittest.TestCase):
         self.assertEqual(server["parentSpanId"], parent)
         self.check_crossing(spans, server)
         log_line(self.movie, "http", trace_id)
+        # Health checks, probes and scrapes are logged with ids, never exported.
+        quiet = rand_hex(32)
+        hdr = {"traceparent": "00-%s-%s-01" % (quiet, parent)}
+        for path in ("/healthz", "/readyz", "/metrics"):
+            self.assertEqual(self.movie.http("GET", path, headers=hdr)[0], 200)
+        hch = grpc.insecure_channel(self.movie.target)
+        S.health_pb2_grpc.HealthStub(hch).Check(
+            S.health_pb2.HealthCheckRequest(service=""), timeout=5,
+            metadata=(("traceparent", hdr["traceparent"]),))
+        hch.close()
+        marker = rand_hex(32)
+        self.assertEqual(self.movie.http("GET", "/movie?id=m1", headers={
+            "traceparent": "00-%s-%s-01" % (marker, parent)})[0], 200)
+        self.receiver.wait_trace(marker, 5)
+        self.assertEqual(self.receiver.trace(quiet), [])
         # Every request line of every service has both ids, probes included.
         status, _ = self.metadata.http("GET", "/nope")
         self.assertEqual(status, 404)
