@@ -28,7 +28,11 @@ static double cpu_ns(void)
 
 int main(void)
 {
-	enum { REQUESTS = 2000000, BATCH = 512, BATCHES = 400 };
+	enum {
+		REQUESTS = 2000000,
+		BATCH = 512,
+		BATCHES = 400
+	};
 	static const char tp[] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 	unsigned sink = 0;
 	double t0 = cpu_ns();

@@ -989,6 +989,7 @@ int server_run(struct server *srv)
 	for (size_t i = 0; i < n; i++) {
 		if (worker_init(srv, &srv->workers[i], i) != 0) {
 			log_error("cannot start worker", MV_LOG_I("worker", (long long)i));
+			trace_export_stop(0);
 			return MV_EINTERNAL;
 		}
 	}
