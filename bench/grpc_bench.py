@@ -11,6 +11,12 @@ only counts HTTP status).
   bench/grpc_bench.py metadata   [--requests N] [--conns 50] [--streams 10]
   bench/grpc_bench.py rating     [--ratings 5|1000000]
   bench/grpc_bench.py movie
+  ... [--tracing off|on] [--sample-ratio R]
+
+--tracing on exports every service's spans (tracing.otlp_endpoint) to an
+OTLP/HTTP sink in this process (127.0.0.1, answers 200 and discards the body;
+pinned with h2load when the server is pinned), at tracing.sample_ratio R
+(default 1: every request). The result then holds the exporter's counters.
 
 The single-service benchmarks pin the server to core 0 (api.workers: 1) and
 h2load to core 1, as the reference numbers were taken. The movie benchmark runs
@@ -163,10 +169,58 @@ def bench_single(program, service, method, request, setup, args, extra_env, conf
         result["grpc_ok"] = int(ok)
         result["cpu_us_per_request"] = round(cpu / args.requests * 1e6, 2)
         result["peak_rss_kb"] = status_kb(svc.proc.pid, "VmHWM")
+        if extra_env.get(program.upper() + "_TRACING_OTLP_ENDPOINT"):
+            result["trace"] = trace_counters(svc)
     finally:
         svc.proc.send_signal(signal.SIGTERM)
         svc.proc.wait(30)
     return result
+
+
+class OtlpSink:
+    """A minimal OTLP/HTTP receiver: reads each POST, answers 200 {}."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", harness.free_port()),
+                                                      Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.endpoint = "http://127.0.0.1:%d" % self.server.server_address[1]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def tracing_env(programs, args, sink):
+    if args.tracing != "on":
+        return {}
+    env = {}
+    for p in programs:
+        env[p.upper() + "_TRACING_OTLP_ENDPOINT"] = sink.endpoint
+        env[p.upper() + "_TRACING_SAMPLE_RATIO"] = str(args.sample_ratio)
+    return env
+
+
+def trace_counters(svc):
+    return {k: v for k, v in harness.scrape(svc).items() if k.startswith("trace_")}
 
 
 def main():
@@ -177,7 +231,12 @@ def main():
     ap.add_argument("--streams", type=int, default=10)
     ap.add_argument("--ratings", type=int, default=5)
     ap.add_argument("--storage", default="memory")
+    ap.add_argument("--tracing", choices=["off", "on"], default="off")
+    ap.add_argument("--sample-ratio", type=float, default=1.0)
     args = ap.parse_args()
+    sink = OtlpSink() if args.tracing == "on" else None
+    if sink and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {1})  # with h2load, off the server's core
     if not shutil.which("h2load"):
         sys.exit("h2load (nghttp2-client) is required")
 
@@ -190,7 +249,8 @@ def main():
             ch.close()
         res = bench_single("metadata", "MetadataService", "GetMetadata",
                            pb.GetMetadataRequest(movie_id="1").SerializeToString(), setup, args,
-                           {"METADATA_STORAGE_DRIVER": args.storage})
+                           dict({"METADATA_STORAGE_DRIVER": args.storage},
+                                **tracing_env(["metadata"], args, sink)))
     elif args.what == "rating":
         def setup(svc):
             # Bulk-load through the store's own batch path: the HTTP API, one
@@ -204,19 +264,25 @@ def main():
         res = bench_single("rating", "RatingService", "GetAggregatedRating",
                            pb.GetAggregatedRatingRequest(record_id="1",
                                                          record_type="movie").SerializeToString(),
-                           setup, args, {"RATING_STORAGE_DRIVER": args.storage})
+                           setup, args, dict({"RATING_STORAGE_DRIVER": args.storage},
+                                             **tracing_env(["rating"], args, sink)))
         res["ratings_on_record"] = args.ratings
     else:
-        res = bench_movie(args)
+        res = bench_movie(args, sink)
+    res["tracing"] = args.tracing
+    if sink:
+        res["sample_ratio"] = args.sample_ratio
+        sink.close()
     print(json.dumps(res, indent=2))
 
 
-def bench_movie(args):
+def bench_movie(args, sink=None):
     import grpc
     ports = {p: harness.free_port() for p in ("metadata", "rating", "movie")}
     env = {"MOVIE_PEERS_METADATA_ADDRESSES": "127.0.0.1:%d" % ports["metadata"],
            "MOVIE_PEERS_RATING_ADDRESSES": "127.0.0.1:%d" % ports["rating"],
            "METADATA_STORAGE_DRIVER": args.storage, "RATING_STORAGE_DRIVER": args.storage}
+    env.update(tracing_env(["metadata", "rating", "movie"], args, sink))
     svcs = {p: start(p, ports[p], env) for p in ("metadata", "rating", "movie")}
     try:
         ch = grpc.insecure_channel(svcs["metadata"].target)
@@ -245,6 +311,8 @@ def bench_movie(args):
         res["cpu_us_per_request_total"] = round(sum(cpu.values()) / args.requests * 1e6, 2)
         res["cpu_us_per_request"] = {p: round(c / args.requests * 1e6, 2) for p, c in cpu.items()}
         res["peak_rss_kb"] = {p: status_kb(s.proc.pid, "VmHWM") for p, s in svcs.items()}
+        if sink:
+            res["trace"] = {p: trace_counters(s) for p, s in svcs.items()}
         return res
     finally:
         for s in svcs.values():

@@ -68,7 +68,7 @@ static void held_drop(struct grpc_call *call)
 }
 
 static void hook_done(void *ctx, const struct grpc_method *method, const char *path, int status,
-                      double seconds, bool started)
+                      double seconds, bool started, const struct trace_span *span)
 {
 	if (status < 0 || status >= GRPC_STATUS_COUNT || !path)
 		abort();

@@ -45,7 +45,15 @@ for f in $files; do
 		[ -n "$plugins" ] && mkdir -p "$out$plugins" && cp -L "$plugins"/*.so "$out$plugins/"
 	fi
 done
+# Span export (tracing.otlp_endpoint) loads libcurl at run time (dlopen,
+# lib/obs/trace_export.c), invisible to ldd: services carry it and its libraries.
 if [ "$configs" != "-" ]; then
+	curl=$(ldconfig -p | awk '$1 == "libcurl.so.4" { print $NF; exit }')
+	if [ -n "$curl" ]; then
+		mkdir -p "$out$(dirname "$curl")"
+		cp -L "$curl" "$out$curl"
+		copy_libs "$curl"
+	fi
 	cp "$configs"/*.yaml "$out/etc/movie/config/"
 fi
 printf 'root:x:0:0:root:/root:/nonexistent\nmovie:x:65532:65532:movie:/var/lib/movie:/nonexistent\n' >"$out/etc/passwd"

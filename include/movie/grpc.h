@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 struct buf;
+struct trace_span;
 
 enum grpc_status {
 	GRPC_STATUS_OK = 0,
@@ -152,6 +153,9 @@ struct grpc_http_request {
 	/* 0, or the answer the session decided: 413 (body over
 	 * max_http_body_bytes, dropped), 503 (request budgets exhausted). */
 	int status;
+	/* The request's server span (movie/trace.h): its traceparent and
+	 * tracestate continued, or a new trace. */
+	const struct trace_span *span;
 };
 
 struct grpc_session_hooks {
@@ -161,9 +165,11 @@ struct grpc_session_hooks {
 	 * CANCELLED), whichever comes first, even while its handler still runs.
 	 * Exactly once per call whose headers arrived. method is NULL for an
 	 * unknown path. seconds = time from headers received to the end.
-	 * `started` tells whether call_started was reported for it. */
+	 * `started` tells whether call_started was reported for it. `span` is
+	 * the call's server span (movie/trace.h: the request's traceparent
+	 * continued, or a new trace), valid during the hook. */
 	void (*call_done)(void *hook_ctx, const struct grpc_method *method, const char *path,
-	                  int status, double seconds, bool started);
+	                  int status, double seconds, bool started, const struct trace_span *span);
 	/* A call reached its handler. Calls the session answers itself
 	 * (unknown method, bad message, deadline, budgets) end in call_done
 	 * with `started` false and are never reported here. */
@@ -242,6 +248,9 @@ void grpc_call_on_cancel(struct grpc_call *call, void (*fn)(struct grpc_call *ca
  * A request reset meanwhile is only released. */
 void grpc_call_respond_http(struct grpc_call *call, int status, const char *content_type,
                             const char *allow, const char *body, size_t len, bool head);
+/* The call's server span (movie/trace.h), valid until grpc_call_finish:
+ * the parent of the handler's own calls to other services. */
+const struct trace_span *grpc_call_span(const struct grpc_call *call);
 /* The path of the call ("/Service/Method"). */
 const char *grpc_call_path(const struct grpc_call *call);
 

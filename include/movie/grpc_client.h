@@ -55,6 +55,7 @@ struct grpc_channel_config {
 
 struct grpc_channel;
 struct grpc_client_call;
+struct trace_span;
 
 /* A connection starts no stream above this id: once its next id passes it, the
  * connection is drained and replaced (HTTP/2 client ids are odd, < 2^31). */
@@ -91,6 +92,16 @@ int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *
 int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
                        int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg,
                        struct grpc_client_call **handle);
+
+/* grpc_channel_start as a traced call: the call is a client span, child of
+ * `parent` (movie/trace.h; NULL or not started: a new trace), sent as the
+ * `traceparent` (and `tracestate`) metadata of every attempt and exported
+ * when sampled, once `done` is due (kind CLIENT, rpc.* attributes,
+ * server.address = the channel's name). Same results as grpc_channel_start. */
+int grpc_channel_start_traced(struct grpc_channel *ch, const char *path, const uint8_t *req,
+                              size_t len, int64_t deadline_ns, bool idempotent,
+                              const struct trace_span *parent, grpc_client_done_fn done, void *arg,
+                              struct grpc_client_call **handle);
 
 /* Cancel a call whose `done` has not run yet: an open stream is reset with
  * RST_STREAM(CANCEL) (the server sees the cancellation), the call leaves the

@@ -44,7 +44,19 @@ struct http1_request {
 	bool keep_alive; /* per HTTP/1.0 / 1.1 rules and Connection header */
 	bool expect_continue;
 	unsigned http_minor;
+	/* W3C Trace Context headers, raw (movie/trace.h parses them). traceparent:
+	 * the first HTTP1_TRACEPARENT_MAX bytes of the value, its true length in
+	 * traceparent_len (the parser reads 56 bytes at most); traceparent_count
+	 * counts the headers (more than one is invalid). tracestate: every
+	 * tracestate header joined with ',', at most TRACE_STATE_RAW_MAX bytes
+	 * (tracestate_over: more came, discard it). Trailing OWS trimmed. */
+	char traceparent[64];
+	size_t traceparent_len;
+	unsigned traceparent_count;
+	struct buf tracestate;
+	bool tracestate_over;
 };
+#define HTTP1_TRACEPARENT_MAX 63
 
 /* Result of http1_parser_feed. */
 enum http1_feed_result {

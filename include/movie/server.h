@@ -43,6 +43,68 @@ struct server_faults {
 	int64_t exit_after_ms; /* exit status 1 this long after start (0 = never) */
 };
 
+/* tracing.*: span export over OTLP/HTTP JSON (docs/tracing.md). Trace
+ * Context headers are read and propagated whatever these say. */
+struct server_tracing {
+	char *otlp_endpoint;       /* "" = no export; else http(s)://host:port[/path] */
+	double sample_ratio;       /* new traces sampled, 0..1 (parents decide for theirs) */
+	int64_t batch_size;        /* spans per export request */
+	int64_t batch_interval_ms; /* a partial batch waits at most this long */
+	int64_t queue_size;        /* spans waiting at most; more are dropped */
+	int64_t export_timeout_ms; /* one request; also the flush bound at shutdown */
+};
+
+/* tracing.otlp_endpoint's syntax (cfg_option.check): empty, or http:// or
+ * https:// followed by a host, no whitespace or control bytes, no query. */
+int server_check_otlp_endpoint(const char *value, size_t len, char *msg, size_t msg_size);
+
+/* cfg_option entries of the tracing.* block for struct server_tracing at
+ * `member` of `cfg_struct`; part of SERVER_CONFIG_OPTIONS. */
+#define SERVER_TRACING_OPTIONS(cfg_struct, member)                                               \
+	{.key = "tracing.otlp_endpoint",                                                         \
+	 .type = CFG_STRING,                                                                     \
+	 .offset = offsetof(cfg_struct, member.otlp_endpoint),                                   \
+	 .default_value = "",                                                                    \
+	 .max = 512,                                                                             \
+	 .check = server_check_otlp_endpoint,                                                    \
+	 .help = "OTLP/HTTP collector base URL (spans POSTed to <url>/v1/traces); empty = "      \
+	         "no export"},                                                                   \
+	    {.key = "tracing.sample_ratio",                                                      \
+	     .type = CFG_DOUBLE,                                                                 \
+	     .offset = offsetof(cfg_struct, member.sample_ratio),                                \
+	     .default_value = "1",                                                               \
+	     .dmin = 0.0,                                                                        \
+	     .dmax = 1.0,                                                                        \
+	     .help = "share of new traces sampled (a caller's traceparent decides for its "      \
+	             "own)"},                                                                    \
+	    {.key = "tracing.batch_size",                                                        \
+	     .type = CFG_INT,                                                                    \
+	     .offset = offsetof(cfg_struct, member.batch_size),                                  \
+	     .default_value = "512",                                                             \
+	     .min = 1,                                                                           \
+	     .max = 10000,                                                                       \
+	     .help = "spans per export request (at most tracing.queue_size)"},                   \
+	    {.key = "tracing.batch_interval",                                                    \
+	     .type = CFG_DURATION_MS,                                                            \
+	     .offset = offsetof(cfg_struct, member.batch_interval_ms),                           \
+	     .default_value = "1s",                                                              \
+	     .min = 10,                                                                          \
+	     .max = 60000,                                                                       \
+	     .help = "a partial batch is exported after at most this long"},                     \
+	    {.key = "tracing.queue_size",                                                        \
+	     .type = CFG_INT,                                                                    \
+	     .offset = offsetof(cfg_struct, member.queue_size),                                  \
+	     .default_value = "4096",                                                            \
+	     .min = 1,                                                                           \
+	     .max = 1000000,                                                                     \
+	     .help = "spans waiting for export at most; more are dropped and counted"},          \
+	{                                                                                        \
+		.key = "tracing.export_timeout", .type = CFG_DURATION_MS,                        \
+		.offset = offsetof(cfg_struct, member.export_timeout_ms), .default_value = "5s", \
+		.min = 100, .max = 60000,                                                        \
+		.help = "one export request; also bounds the flush at shutdown"                  \
+	}
+
 /* True when any fault of `f` is on. */
 bool server_faults_enabled(const struct server_faults *f);
 
@@ -69,6 +131,7 @@ struct server_config {
 	int64_t drain_delay_ms;
 	int64_t grace_period_ms;
 	struct server_faults faults;
+	struct server_tracing tracing;
 };
 
 extern const char *const server_log_levels[];
@@ -254,7 +317,8 @@ extern const char *const server_fault_codes[];
 	     .min = 0,                                                                          \
 	     .max = 600000,                                                                     \
 	     .help = "then finish in-flight requests for at most this long"},                   \
-	    SERVER_FAULTS_OPTIONS(cfg_struct, member.faults)
+	    SERVER_FAULTS_OPTIONS(cfg_struct, member.faults),                                  \
+	    SERVER_TRACING_OPTIONS(cfg_struct, member.tracing)
 
 struct server;
 struct http_exchange;
@@ -290,6 +354,10 @@ int server_add_http(struct server *srv, const char *path, unsigned method_mask,
  * replaces the callback; fn NULL removes it. Loop thread only. */
 void server_http_on_cancel(struct http_exchange *ex,
                            void (*fn)(struct http_exchange *ex, void *arg), void *arg);
+
+/* The request's server span (movie/trace.h): the parent of the handler's own
+ * calls to other services. Valid until server_http_respond. */
+const struct trace_span *server_http_span(const struct http_exchange *ex);
 
 /* Answer an HTTP request. `body` is copied. Safe after the client went away. */
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,

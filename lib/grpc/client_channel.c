@@ -182,6 +182,8 @@ static void metrics_handled(struct grpc_channel *ch, struct grpc_client_call *c,
 static void call_free(struct grpc_client_call *c)
 {
 	struct grpc_channel *ch = c->ch;
+	if (c->traced)
+		trace_span_release(&c->span);
 	heap_remove(ch, c);
 	buf_release(&c->st.resp);
 	ch->call_count--;
@@ -207,6 +209,25 @@ static void call_detach(struct grpc_client_call *c)
 	c->state = CALL_NEW;
 }
 
+/* The client span of a finished call (every attempt in one span). */
+static void export_client_span(const struct grpc_client_call *c, int status)
+{
+	struct trace_record r;
+	trace_record_init(&r, &c->span, TRACE_KIND_CLIENT, c->start_unix_ns, trace_now_unix_ns());
+	const char *name = c->path[0] == '/' ? c->path + 1 : c->path;
+	trace_record_set(r.name, sizeof(r.name), name, strlen(name));
+	const char *slash = strchr(name, '/');
+	trace_record_set(r.rpc_service, sizeof(r.rpc_service), name,
+	                 slash ? (size_t)(slash - name) : strlen(name));
+	if (slash)
+		trace_record_set(r.rpc_method, sizeof(r.rpc_method), slash + 1, strlen(slash + 1));
+	trace_record_set(r.peer, sizeof(r.peer), c->ch->name, strlen(c->ch->name));
+	r.grpc_status = status;
+	/* OpenTelemetry's gRPC client convention: every non-OK status is an error. */
+	r.error = status != GRPC_STATUS_OK;
+	trace_export_submit(&r);
+}
+
 static void call_complete(struct grpc_client_call *c, int status, const char *message,
                           const uint8_t *resp, size_t len)
 {
@@ -214,6 +235,8 @@ static void call_complete(struct grpc_client_call *c, int status, const char *me
 	call_detach(c);
 	heap_remove(ch, c);
 	metrics_handled(ch, c, status);
+	if (c->traced && trace_span_sampled(&c->span))
+		export_client_span(c, status);
 	grpc_client_done_fn done = c->done;
 	void *arg = c->arg;
 	/* The response lives in c->st.resp: free after the callback. */
@@ -504,10 +527,32 @@ fail_channel:
 	return NULL;
 }
 
+static int start_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
+                      int64_t deadline_ns, bool idempotent, bool traced,
+                      const struct trace_span *parent, grpc_client_done_fn done, void *arg,
+                      struct grpc_client_call **handle);
+
 int grpc_channel_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg)
 {
 	return grpc_channel_start(ch, path, req, len, deadline_ns, idempotent, done, arg, NULL);
+}
+
+int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
+                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg,
+                       struct grpc_client_call **handle)
+{
+	return start_call(ch, path, req, len, deadline_ns, idempotent, false, NULL, done, arg,
+	                  handle);
+}
+
+int grpc_channel_start_traced(struct grpc_channel *ch, const char *path, const uint8_t *req,
+                              size_t len, int64_t deadline_ns, bool idempotent,
+                              const struct trace_span *parent, grpc_client_done_fn done, void *arg,
+                              struct grpc_client_call **handle)
+{
+	return start_call(ch, path, req, len, deadline_ns, idempotent, true, parent, done, arg,
+	                  handle);
 }
 
 void grpc_client_call_cancel(struct grpc_client_call *h)
@@ -528,9 +573,10 @@ size_t grpc_channel_test_set_next_stream_id(struct grpc_channel *ch, int32_t nex
 	return n;
 }
 
-int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
-                       int64_t deadline_ns, bool idempotent, grpc_client_done_fn done, void *arg,
-                       struct grpc_client_call **handle)
+static int start_call(struct grpc_channel *ch, const char *path, const uint8_t *req, size_t len,
+                      int64_t deadline_ns, bool idempotent, bool traced,
+                      const struct trace_span *parent, grpc_client_done_fn done, void *arg,
+                      struct grpc_client_call **handle)
 {
 	if (!ch || ch->closed)
 		return MV_ECLOSED;
@@ -573,6 +619,16 @@ int grpc_channel_start(struct grpc_channel *ch, const char *path, const uint8_t 
 	c->req_len = GRPC_FRAME_HEADER + len;
 	c->st.req = c->req;
 	c->st.req_len = c->req_len;
+	if (traced) {
+		/* A child of the caller's span; every attempt carries it. */
+		c->traced = true;
+		trace_span_start_child(&c->span, parent);
+		c->start_unix_ns = trace_now_unix_ns();
+		trace_parent_format(c->span.trace_id, c->span.span_id, c->span.flags,
+		                    c->traceparent);
+		c->st.traceparent = c->traceparent;
+		c->st.tracestate = c->span.tracestate;
+	}
 	buf_init(&c->st.resp, ch->max_message_bytes + GRPC_FRAME_HEADER);
 	int64_t now = grpc_now_ns();
 	/* The peer timeout bounds every call, and a caller's deadline shortens it:

@@ -30,6 +30,7 @@
 #include "movie/buf.h"
 #include "movie/grpc.h"
 #include "movie/grpc_client.h"
+#include "movie/trace.h"
 
 #include "client_metrics.h"
 
@@ -58,6 +59,10 @@ struct grpc_client_stream {
 	size_t req_len;
 	size_t req_sent;
 	void *user; /* the owner's call */
+	/* W3C Trace Context metadata sent with the request (NULL: none), owned
+	 * by the owner's call. */
+	const char *traceparent;
+	const char *tracestate;
 };
 
 /*
@@ -212,6 +217,11 @@ struct grpc_client_call {
 	size_t req_len; /* framed request length */
 	char *path;     /* points into data[] */
 	uint8_t *req;   /* points into data[] */
+	/* grpc_channel_start_traced: the call's client span (all attempts). */
+	bool traced;
+	struct trace_span span;
+	int64_t start_unix_ns;
+	char traceparent[TRACE_PARENT_LEN + 1];
 	uint8_t data[];
 };
 

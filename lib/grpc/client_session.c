@@ -299,7 +299,7 @@ int grpc_client_session_submit(struct grpc_client_session *s, struct grpc_client
                                const char *path, size_t path_len, const char *authority,
                                const char *timeout)
 {
-	nghttp2_nv nv[] = {
+	nghttp2_nv nv[10] = {
 	    make_nv(":method", "POST", 4),
 	    make_nv(":scheme", "http", 4),
 	    make_nv(":path", path, path_len),
@@ -309,8 +309,13 @@ int grpc_client_session_submit(struct grpc_client_session *s, struct grpc_client
 	    make_nv("grpc-timeout", timeout, strlen(timeout)),
 	    make_nv("user-agent", "movie-grpc-c/0.1", 16),
 	};
+	size_t n = 8;
+	if (st->traceparent)
+		nv[n++] = make_nv("traceparent", st->traceparent, strlen(st->traceparent));
+	if (st->traceparent && st->tracestate && st->tracestate[0])
+		nv[n++] = make_nv("tracestate", st->tracestate, strlen(st->tracestate));
 	nghttp2_data_provider prd = {.source.ptr = NULL, .read_callback = req_read_cb};
-	int32_t id = nghttp2_submit_request(s->h2, NULL, nv, sizeof(nv) / sizeof(nv[0]), &prd, st);
+	int32_t id = nghttp2_submit_request(s->h2, NULL, nv, n, &prd, st);
 	if (id < 0)
 		return MV_EUNAVAIL;
 	st->id = id;

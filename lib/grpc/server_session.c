@@ -23,6 +23,7 @@
 
 #include "movie/buf.h"
 #include "movie/err.h"
+#include "movie/trace.h"
 #include "movie/banned.h"
 
 enum call_state {
@@ -73,6 +74,14 @@ struct grpc_call {
 	void *cancel_arg;
 	struct grpc_call *next_in_session; /* calls list, for orphaning */
 	struct grpc_call *prev_in_session;
+	/* W3C Trace Context: the request's traceparent (parsed as it arrives;
+	 * a second one makes it invalid) and its tracestate headers joined,
+	 * until the header block ends and the server span starts. */
+	struct trace_parent parent;
+	uint8_t traceparents;   /* valid traceparent headers seen; 0xff: an invalid one */
+	struct buf *tracestate; /* NULL until a tracestate header */
+	bool tracestate_over;   /* more than TRACE_STATE_RAW_MAX bytes: discarded */
+	struct trace_span span; /* this call's server span */
 };
 
 struct grpc_session {
@@ -142,8 +151,32 @@ static void call_release_request(struct grpc_call *c)
 	call_account(c);
 }
 
+static void call_drop_tracestate(struct grpc_call *c)
+{
+	if (c->tracestate) {
+		buf_release(c->tracestate);
+		free(c->tracestate);
+		c->tracestate = NULL;
+	}
+}
+
+/* The server span: the caller's trace when exactly one valid traceparent
+ * came, else a new trace. Once, when the header block ends (or earlier when
+ * the call ends before that). */
+static void call_start_span(struct grpc_call *c)
+{
+	if (c->span.valid)
+		return;
+	bool ok = c->traceparents == 1;
+	const char *ts = ok && c->tracestate && !c->tracestate_over ? c->tracestate->data : NULL;
+	trace_span_start_server(&c->span, ok ? &c->parent : NULL, ts, ts ? c->tracestate->len : 0);
+	call_drop_tracestate(c);
+}
+
 static void call_free(struct grpc_call *c)
 {
+	call_drop_tracestate(c);
+	trace_span_release(&c->span);
 	free(c->long_target);
 	call_release_request(c);
 	buf_release(&c->out);
@@ -178,8 +211,10 @@ static void call_mark_done(struct grpc_call *c, int status)
 	if (c->http)
 		return; /* not a gRPC call: the HTTP layer counts it */
 	if (s->hooks.call_done) {
+		call_start_span(c);
 		double seconds = (double)(grpc_now_ns() - c->start_ns) / 1e9;
-		s->hooks.call_done(s->hooks.hook_ctx, c->method, c->path, status, seconds, started);
+		s->hooks.call_done(s->hooks.hook_ctx, c->method, c->path, status, seconds, started,
+		                   &c->span);
 	}
 }
 
@@ -474,6 +509,7 @@ static void http_dispatch(struct grpc_session *s, struct grpc_call *c)
 	    .body = (const uint8_t *)c->request.data,
 	    .body_len = c->request.len,
 	    .status = c->http_status,
+	    .span = &c->span,
 	};
 	c->state = CALL_HANDLING;
 	c->counted_active = true;
@@ -644,6 +680,29 @@ static int on_header(nghttp2_session *h2, const nghttp2_frame *frame, const uint
 			int64_t now = c->start_ns;
 			c->deadline_ns = timeout_ns > INT64_MAX - now ? 0 : now + timeout_ns;
 		}
+	} else if (header_is(name, namelen, "traceparent")) {
+		/* More than one traceparent is invalid (W3C Trace Context 3.2). */
+		if (c->traceparents == 0 &&
+		    trace_parent_parse((const char *)value, valuelen, &c->parent) == 0)
+			c->traceparents = 1;
+		else
+			c->traceparents = 0xff;
+	} else if (header_is(name, namelen, "tracestate")) {
+		/* Several tracestate headers make one list (RFC 9110 5.3). The
+		 * header cap bounds them; TRACE_STATE_RAW_MAX bounds what we keep. */
+		if (!c->tracestate && !c->tracestate_over) {
+			c->tracestate = malloc(sizeof(*c->tracestate));
+			if (c->tracestate)
+				buf_init(c->tracestate, TRACE_STATE_RAW_MAX);
+			else
+				c->tracestate_over = true;
+		}
+		if (c->tracestate &&
+		    ((c->tracestate->len && buf_append(c->tracestate, ",", 1) != 0) ||
+		     buf_append(c->tracestate, value, valuelen) != 0)) {
+			c->tracestate_over = true;
+			call_drop_tracestate(c);
+		}
 	} else if (header_is(name, namelen, "grpc-encoding")) {
 		/* identity is the only encoding we speak; others are caught on the
 		 * compressed flag of the message itself. */
@@ -729,6 +788,7 @@ static int on_frame_recv(nghttp2_session *h2, const nghttp2_frame *frame, void *
 		return 0;
 	if (frame->hd.type == NGHTTP2_HEADERS && !c->headers_done) {
 		c->headers_done = true;
+		call_start_span(c);
 		if (!c->bad_request && (c->not_post || !c->grpc_content_type)) {
 			if (!s->hooks.http_request) {
 				submit_http_error(c, c->not_post ? "405" : "415");
@@ -1041,6 +1101,11 @@ int64_t grpc_call_deadline(const struct grpc_call *call)
 bool grpc_call_cancelled(const struct grpc_call *call)
 {
 	return call->cancelled || !call->session;
+}
+
+const struct trace_span *grpc_call_span(const struct grpc_call *call)
+{
+	return &call->span;
 }
 
 const char *grpc_call_path(const struct grpc_call *call)

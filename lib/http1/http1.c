@@ -26,8 +26,13 @@ enum header_kind {
 	HDR_OTHER = 0,
 	HDR_CONTENT_TYPE,
 	HDR_EXPECT,
-	HDR_TRANSFER_ENCODING
+	HDR_TRANSFER_ENCODING,
+	HDR_TRACEPARENT,
+	HDR_TRACESTATE
 };
+
+/* movie/trace.h's raw cap, without depending on the tracing module. */
+#define TRACESTATE_RAW_MAX 4096
 
 static struct http1_parser *parser_of(http_parser *hp)
 {
@@ -78,6 +83,24 @@ static void finish_header(struct http1_parser *p)
 		    strncasecmp(p->header_value, "100-continue", 12) == 0)
 			p->request.expect_continue = true;
 		break;
+	case HDR_TRACEPARENT:
+		/* The first one is kept; a second makes the count (and so the
+		 * context) invalid. */
+		if (p->request.traceparent_count++)
+			break;
+		n = p->header_value_len < HTTP1_TRACEPARENT_MAX ? p->header_value_len
+		                                                : HTTP1_TRACEPARENT_MAX;
+		len = trimmed_len(p->request.traceparent, n);
+		p->request.traceparent[len] = '\0';
+		p->request.traceparent_len = len < n ? len : p->header_value_len;
+		break;
+	case HDR_TRACESTATE: {
+		struct buf *ts = &p->request.tracestate;
+		ts->len = trimmed_len(ts->data, ts->len);
+		if (ts->data)
+			ts->data[ts->len] = '\0';
+		break;
+	}
 	case HDR_TRANSFER_ENCODING:
 		/* http_parser accepts "gzip, chunked" and would hand out a gzip body
 		 * as if it were plain: only "chunked" alone is supported. */
@@ -127,6 +150,10 @@ static enum header_kind classify_header(const struct http1_parser *p)
 		return HDR_EXPECT;
 	if (strcmp(p->header_field, "transfer-encoding") == 0)
 		return HDR_TRANSFER_ENCODING;
+	if (strcmp(p->header_field, "traceparent") == 0)
+		return HDR_TRACEPARENT;
+	if (strcmp(p->header_field, "tracestate") == 0)
+		return HDR_TRACESTATE;
 	return HDR_OTHER;
 }
 
@@ -139,8 +166,28 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 		p->header_field_done = true;
 		p->header_kind = classify_header(p);
 		p->header_value_len = 0;
+		/* A second tracestate header continues the list. */
+		if (p->header_kind == HDR_TRACESTATE && p->request.tracestate.len &&
+		    !p->request.tracestate_over && buf_append(&p->request.tracestate, ",", 1) != 0)
+			p->request.tracestate_over = true;
 	}
 	switch (p->header_kind) {
+	case HDR_TRACEPARENT:
+		if (!p->request.traceparent_count && p->header_value_len < HTTP1_TRACEPARENT_MAX) {
+			size_t room = HTTP1_TRACEPARENT_MAX - p->header_value_len;
+			memcpy(p->request.traceparent + p->header_value_len, at,
+			       len < room ? len : room);
+		}
+		/* Bounded by the head cap; past the array it only marks length. */
+		p->header_value_len += len;
+		break;
+	case HDR_TRACESTATE:
+		if (!p->request.tracestate_over &&
+		    buf_append(&p->request.tracestate, at, len) != 0) {
+			p->request.tracestate_over = true;
+			buf_reset(&p->request.tracestate);
+		}
+		break;
 	case HDR_CONTENT_TYPE:
 		/* Errors found here are reported at the end of the head: http_parser
 		 * hands out values in pieces that depend on how the input was split,
@@ -296,6 +343,11 @@ static void request_reset(struct http1_parser *p)
 	r->keep_alive = false;
 	r->expect_continue = false;
 	r->http_minor = 0;
+	r->traceparent[0] = '\0';
+	r->traceparent_len = 0;
+	r->traceparent_count = 0;
+	buf_reset(&r->tracestate);
+	r->tracestate_over = false;
 	p->header_bytes = 0;
 	p->complete = false;
 	p->head_done = false;
@@ -327,6 +379,7 @@ void http1_parser_init(struct http1_parser *p, const struct http1_limits *limits
 	p->settings.on_message_complete = on_message_complete;
 	buf_init(&p->request.target, p->limits.max_header_bytes);
 	buf_init(&p->request.body, p->limits.max_body_bytes ? p->limits.max_body_bytes : 1);
+	buf_init(&p->request.tracestate, TRACESTATE_RAW_MAX);
 	request_reset(p);
 }
 
@@ -334,6 +387,7 @@ void http1_parser_release(struct http1_parser *p)
 {
 	buf_release(&p->request.target);
 	buf_release(&p->request.body);
+	buf_release(&p->request.tracestate);
 	p->request.query = "";
 }
 

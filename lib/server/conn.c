@@ -16,6 +16,7 @@
 #include <linux/sockios.h>
 
 #include "internal.h"
+#include "movie/trace.h"
 #include "movie/err.h"
 #include "movie/log.h"
 #include "movie/banned.h"
@@ -44,6 +45,7 @@ struct http_exchange {
 	char extra_headers[96]; /* e.g. "Allow: GET, PUT\r\n" for a 405 */
 	void (*cancel_fn)(struct http_exchange *ex, void *arg);
 	void *cancel_arg;
+	struct trace_span span; /* the request's server span */
 };
 
 struct conn {
@@ -299,10 +301,10 @@ void conn_flush_pending(struct worker *w)
 }
 
 static void h2_call_done(void *ctx, const struct grpc_method *m, const char *path, int status,
-                         double seconds, bool started)
+                         double seconds, bool started, const struct trace_span *span)
 {
 	struct conn *c = ctx;
-	server_record_grpc(c->worker->srv, m, path, status, seconds, started);
+	server_record_grpc(c->worker->srv, m, path, status, seconds, started, span);
 }
 
 static void h2_call_started(void *ctx, const struct grpc_method *m)
@@ -392,7 +394,8 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 	struct conn *c = ex->conn;
 	struct server *srv = ex->srv;
 	double seconds = (double)(grpc_now_ns() - ex->start_ns) / 1e9;
-	server_record_http(srv, ex->route, ex->method, ex->path, status, seconds);
+	server_record_http(srv, ex->route, ex->method, ex->path, status, seconds, &ex->span);
+	trace_span_release(&ex->span);
 	atomic_fetch_sub(&srv->in_flight, 1);
 	if (ex->h2) {
 		grpc_call_respond_http(ex->h2, status, content_type, ex->allow, body, len,
@@ -426,6 +429,25 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 
 /* The route's handler, now or after faults.delay; the request stays parsed
  * in the connection until the exchange is answered. */
+const struct trace_span *server_http_span(const struct http_exchange *ex)
+{
+	return &ex->span;
+}
+
+/* The server span of an HTTP/1.1 request: its one valid traceparent
+ * continued (with its tracestate), else a new trace. */
+static void h1_start_span(struct http_exchange *ex, const struct http1_request *req)
+{
+	/* The parser reads 56 bytes at most, which the copy holds; the true
+	 * length decides whether a longer value is valid. */
+	struct trace_parent parent;
+	bool ok = req->traceparent_count == 1 &&
+	          trace_parent_parse(req->traceparent, req->traceparent_len, &parent) == 0;
+	bool ts = ok && !req->tracestate_over && req->tracestate.len;
+	trace_span_start_server(&ex->span, ok ? &parent : NULL, ts ? req->tracestate.data : NULL,
+	                        ts ? req->tracestate.len : 0);
+}
+
 static void h1_run_handler(struct http_exchange *ex)
 {
 	if (!ex->conn) {
@@ -456,6 +478,7 @@ static void h1_dispatch(struct conn *c)
 	ex->head = req->method == HTTP1_HEAD;
 	ex->keep_alive = req->keep_alive;
 	ex->start_ns = grpc_now_ns();
+	h1_start_span(ex, req);
 	c->request_start_ms = 0;
 	size_t plen = req->path_len < sizeof(ex->path) - 1 ? req->path_len : sizeof(ex->path) - 1;
 	memcpy(ex->path, req->target.data, plen);
@@ -504,6 +527,7 @@ static void h2_http_request(void *ctx, struct grpc_call *call, const struct grpc
 	}
 	ex->h2 = call;
 	ex->srv = srv;
+	trace_span_copy(&ex->span, hr->span);
 	ex->method = method_from_name(hr->method);
 	ex->head = ex->method == HTTP1_HEAD;
 	ex->keep_alive = true;
@@ -570,7 +594,8 @@ static void conn_process_h1(struct conn *c)
 			}
 			if (rc != HTTP1_REQUEST_READY) {
 				struct server *srv = c->worker->srv;
-				server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", rc, 0);
+				server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", rc, 0,
+				                   NULL);
 				h1_send_simple(c, rc, NULL, false);
 				c->close_after_write = true;
 				break;
@@ -666,7 +691,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b)
 		 * sending rather than buffer it. */
 		buf_reset(&c->in);
 		h1_account(c);
-		server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", 503, 0);
+		server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", 503, 0, NULL);
 		h1_send_simple(c, 503, NULL, false);
 		c->close_after_write = true;
 		conn_flush(c);
@@ -779,7 +804,7 @@ static void h1_expire(struct conn *c, int64_t now)
 	if (now - c->request_start_ms < limit)
 		return;
 	struct server *srv = c->worker->srv;
-	server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", 408, 0);
+	server_record_http(srv, &srv->unrouted, HTTP1_OTHER, "", 408, 0, NULL);
 	h1_send_simple(c, 408, NULL, false);
 	c->close_after_write = true;
 	conn_flush(c);

@@ -135,6 +135,7 @@ struct server {
 };
 
 struct conn;
+struct trace_span;
 
 struct watch_entry {
 	struct grpc_call *call;
@@ -219,8 +220,10 @@ int server_add_grpc_bidi(struct server *srv, const char *service, const char *me
                          grpc_handler_fn handler, void *ctx);
 /* The worker whose loop runs on this thread (NULL elsewhere). */
 extern __thread struct worker *server_current_worker;
+/* A call or request ended: metrics, its log line (with the span's ids; a
+ * NULL span gets fresh ones) and its span's export when sampled. */
 void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,
-                        int status, double seconds, bool started);
+                        int status, double seconds, bool started, const struct trace_span *span);
 /* After a connection closed: end the worker's loop once it is stopping and idle. */
 void worker_maybe_finish(struct worker *w);
 /* A connection of this worker closed (its fd is free): resume paused accepts. */
@@ -228,7 +231,7 @@ void worker_conn_closed(struct worker *w);
 void server_record_grpc_started(struct server *srv, const struct grpc_method *m);
 void server_record_grpc_message(struct server *srv, const struct grpc_method *m, bool sent);
 void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
-                        int status, double seconds);
+                        int status, double seconds, const struct trace_span *span);
 void server_wake_workers(struct server *srv);
 
 #endif

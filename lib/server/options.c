@@ -5,7 +5,10 @@
  * configs with them).
  */
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
+#include "movie/err.h"
 #include "movie/server.h"
 #include "movie/service.h"
 #include "movie/banned.h"
@@ -36,3 +39,33 @@ bool server_faults_enabled(const struct server_faults *f)
 }
 
 const char *const storage_drivers[] = {"memory", "sqlite", "mysql", NULL};
+
+int server_check_otlp_endpoint(const char *value, size_t len, char *msg, size_t msg_size)
+{
+	if (len == 0)
+		return 0;
+	size_t scheme = len >= 7 && strncmp(value, "http://", 7) == 0    ? 7
+	                : len >= 8 && strncmp(value, "https://", 8) == 0 ? 8
+	                                                                 : 0;
+	if (!scheme) {
+		snprintf(msg, msg_size, "must start with http:// or https:// (or be empty)");
+		return MV_EINVAL;
+	}
+	if (len == scheme || value[scheme] == '/') {
+		snprintf(msg, msg_size, "has no host");
+		return MV_EINVAL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if (c <= 0x20 || c >= 0x7f) {
+			snprintf(msg, msg_size, "must not contain spaces or control bytes");
+			return MV_EINVAL;
+		}
+		if (c == '?' || c == '#') {
+			snprintf(msg, msg_size,
+			         "must not have a query or fragment (/v1/traces is added)");
+			return MV_EINVAL;
+		}
+	}
+	return 0;
+}

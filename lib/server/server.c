@@ -19,6 +19,7 @@
 #include "movie/grpc_reflection.h"
 #include "movie/err.h"
 #include "movie/log.h"
+#include "movie/trace.h"
 #include "movie/banned.h"
 
 #ifndef MOVIE_VERSION_STRING
@@ -145,8 +146,58 @@ void server_record_grpc_started(struct server *srv, const struct grpc_method *m)
 	atomic_fetch_add(&srv->in_flight, 1);
 }
 
+/* The ids of a request's log line; a request answered before it had a span
+ * (a malformed HTTP/1.1 head, a refused connection) gets fresh ones, so that
+ * every request line carries both. */
+struct log_ids {
+	char trace[2 * TRACE_ID_SIZE + 1];
+	char span[2 * TRACE_SPAN_ID_SIZE + 1];
+};
+
+static const struct trace_span *span_or_new(const struct trace_span *span, struct trace_span *tmp)
+{
+	if (span && span->valid)
+		return span;
+	trace_span_start_server(tmp, NULL, NULL, 0);
+	return tmp;
+}
+
+static void log_ids_of(const struct trace_span *span, struct log_ids *ids)
+{
+	trace_hex(span->trace_id, TRACE_ID_SIZE, ids->trace);
+	trace_hex(span->span_id, TRACE_SPAN_ID_SIZE, ids->span);
+}
+
+static void export_grpc_span(const struct trace_span *span, const struct grpc_method *m,
+                             const char *path, int status, double seconds)
+{
+	int64_t end = trace_now_unix_ns();
+	struct trace_record r;
+	trace_record_init(&r, span, TRACE_KIND_SERVER, end - llround(seconds * 1e9), end);
+	const char *name = path[0] == '/' ? path + 1 : path;
+	trace_record_set(r.name, sizeof(r.name), name, strlen(name));
+	if (m) {
+		trace_record_set(r.rpc_service, sizeof(r.rpc_service), m->service,
+		                 strlen(m->service));
+		trace_record_set(r.rpc_method, sizeof(r.rpc_method), m->name, strlen(m->name));
+	} else {
+		const char *slash = strchr(name, '/');
+		size_t sl = slash ? (size_t)(slash - name) : strlen(name);
+		trace_record_set(r.rpc_service, sizeof(r.rpc_service), name, sl);
+		if (slash)
+			trace_record_set(r.rpc_method, sizeof(r.rpc_method), slash + 1,
+			                 strlen(slash + 1));
+	}
+	r.grpc_status = status;
+	/* OpenTelemetry's gRPC server convention: these codes are server errors. */
+	r.error = status == GRPC_STATUS_UNKNOWN || status == GRPC_STATUS_DEADLINE_EXCEEDED ||
+	          status == GRPC_STATUS_UNIMPLEMENTED || status == GRPC_STATUS_INTERNAL ||
+	          status == GRPC_STATUS_UNAVAILABLE || status == GRPC_STATUS_DATA_LOSS;
+	trace_export_submit(&r);
+}
+
 void server_record_grpc(struct server *srv, const struct grpc_method *m, const char *path,
-                        int status, double seconds, bool started)
+                        int status, double seconds, bool started, const struct trace_span *span)
 {
 	const struct method_stats *st = m ? m->user : &srv->method_stats[SERVER_MAX_METHODS];
 	if (status < 0 || status >= GRPC_STATUS_COUNT)
@@ -160,13 +211,23 @@ void server_record_grpc(struct server *srv, const struct grpc_method *m, const c
 	metrics_histogram_observe(st->seconds, seconds);
 	if (started)
 		atomic_fetch_sub(&srv->in_flight, 1);
+	struct trace_span tmp = {0};
+	/* Health checks are not traced: a probe every few seconds, no caller
+	 * who wants its trace. */
+	if (span && !st->quiet && trace_span_sampled(span))
+		export_grpc_span(span, m, path, status, seconds);
 	enum log_level level = st->quiet && status == GRPC_STATUS_OK ? MV_LOG_DEBUG : MV_LOG_INFO;
 	if (srv->cfg->log_requests && log_enabled(level) &&
-	    request_log_sampled(srv, status != GRPC_STATUS_OK))
+	    request_log_sampled(srv, status != GRPC_STATUS_OK)) {
+		struct log_ids ids;
+		log_ids_of(span_or_new(span, &tmp), &ids);
 		log_emit(level, "grpc",
-		         MV_LOG_FIELDS(MV_LOG_S("method", path),
-		                       MV_LOG_S("code", grpc_status_name(status)),
-		                       MV_LOG_D("ms", duration_ms(seconds))));
+		         MV_LOG_FIELDS(
+		             MV_LOG_S("method", path), MV_LOG_S("code", grpc_status_name(status)),
+		             MV_LOG_D("ms", duration_ms(seconds)), MV_LOG_S("trace_id", ids.trace),
+		             MV_LOG_S("span_id", ids.span)));
+	}
+	trace_span_release(&tmp);
 }
 
 static struct metrics_counter *route_status_counter(struct server *srv, struct route_entry *route,
@@ -188,23 +249,57 @@ static struct metrics_counter *route_status_counter(struct server *srv, struct r
 	return c;
 }
 
+static const char *http_method_name(int method)
+{
+	static const char *const names[] = {"OTHER", "GET", "HEAD", "POST", "PUT", "DELETE"};
+	return method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
+}
+
+static void export_http_span(const struct trace_span *span, const struct route_entry *route,
+                             const char *mname, int status, double seconds)
+{
+	int64_t end = trace_now_unix_ns();
+	struct trace_record r;
+	trace_record_init(&r, span, TRACE_KIND_SERVER, end - llround(seconds * 1e9), end);
+	/* The route, not the path: span names stay few (OpenTelemetry's HTTP
+	 * convention, "{method} {http.route}"). */
+	const char *label = route && route->handler_label && route->handler_label[0] == '/'
+	                        ? route->handler_label
+	                        : NULL; /* unrouted ("other") */
+	snprintf(r.name, sizeof(r.name), "%s%s%s", mname, label ? " " : "", label ? label : "");
+	trace_record_set(r.http_method, sizeof(r.http_method), mname, strlen(mname));
+	if (label)
+		trace_record_set(r.http_route, sizeof(r.http_route), label, strlen(label));
+	r.http_status = status;
+	r.error = status >= 500;
+	trace_export_submit(&r);
+}
+
 void server_record_http(struct server *srv, struct route_entry *route, int method, const char *path,
-                        int status, double seconds)
+                        int status, double seconds, const struct trace_span *span)
 {
 	if (route) {
 		metrics_counter_inc(route_status_counter(srv, route, status));
 		metrics_histogram_observe(route->seconds, seconds);
 	}
+	const char *mname = http_method_name(method);
+	/* Probes and Prometheus scrapes are not traced (as health checks). */
+	bool traced = route && !route->quiet && route->handler_label &&
+	              strcmp(route->handler_label, "/metrics") != 0;
+	if (span && traced && trace_span_sampled(span))
+		export_http_span(span, route, mname, status, seconds);
 	enum log_level level = route && route->quiet && status < 500 ? MV_LOG_DEBUG : MV_LOG_INFO;
 	if (srv->cfg->log_requests && log_enabled(level) &&
 	    request_log_sampled(srv, status >= 400)) {
-		static const char *const names[] = {"OTHER", "GET", "HEAD",
-		                                    "POST",  "PUT", "DELETE"};
-		const char *mname = method >= 0 && method <= HTTP1_DELETE ? names[method] : "OTHER";
-		log_emit(level, "http",
-		         MV_LOG_FIELDS(MV_LOG_S("method", mname), MV_LOG_S("path", path),
-		                       MV_LOG_I("status", status),
-		                       MV_LOG_D("ms", duration_ms(seconds))));
+		struct trace_span tmp = {0};
+		struct log_ids ids;
+		log_ids_of(span_or_new(span, &tmp), &ids);
+		log_emit(
+		    level, "http",
+		    MV_LOG_FIELDS(MV_LOG_S("method", mname), MV_LOG_S("path", path),
+		                  MV_LOG_I("status", status), MV_LOG_D("ms", duration_ms(seconds)),
+		                  MV_LOG_S("trace_id", ids.trace), MV_LOG_S("span_id", ids.span)));
+		trace_span_release(&tmp);
 	}
 }
 
@@ -856,6 +951,34 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
+/* The span exporter, when tracing.otlp_endpoint is set (before the workers:
+ * they submit spans). */
+static int start_tracing(struct server *srv)
+{
+	const struct server_tracing *t = &srv->cfg->tracing;
+	if (!t->otlp_endpoint || !t->otlp_endpoint[0])
+		return 0;
+	struct trace_export_config tc = {
+	    .endpoint = t->otlp_endpoint,
+	    .service = srv->program,
+	    .version = MOVIE_VERSION_STRING,
+	    .sample_ratio = t->sample_ratio,
+	    .batch_size = (size_t)t->batch_size,
+	    .interval_ms = t->batch_interval_ms,
+	    .queue_size = (size_t)t->queue_size,
+	    .timeout_ms = t->export_timeout_ms,
+	    .metrics = srv->metrics,
+	};
+	int rc = trace_export_start(&tc);
+	if (rc) {
+		log_error("cannot start the span exporter", MV_LOG_S("error", mv_strerror(rc)));
+		return rc;
+	}
+	log_info("exporting spans", MV_LOG_S("otlp_endpoint", t->otlp_endpoint),
+	         MV_LOG_D("sample_ratio", t->sample_ratio));
+	return 0;
+}
+
 int server_run(struct server *srv)
 {
 	const struct server_config *cfg = srv->cfg;
@@ -878,6 +1001,12 @@ int server_run(struct server *srv)
 			return rc;
 		}
 	}
+	int trc = start_tracing(srv);
+	if (trc) {
+		for (size_t j = 0; j < n; j++)
+			close(srv->workers[j].listen_fd);
+		return trc;
+	}
 	uv_loop_init(&srv->main_loop);
 	uv_signal_init(&srv->main_loop, &srv->sigterm);
 	uv_signal_init(&srv->main_loop, &srv->sigint);
@@ -893,6 +1022,7 @@ int server_run(struct server *srv)
 	for (size_t i = 0; i < n; i++) {
 		if (worker_init(srv, &srv->workers[i], i) != 0) {
 			log_error("cannot start worker", MV_LOG_I("worker", (long long)i));
+			trace_export_stop(0);
 			return MV_EINTERNAL;
 		}
 	}
@@ -922,6 +1052,9 @@ int server_run(struct server *srv)
 
 	for (size_t i = 0; i < srv->worker_count; i++)
 		pthread_join(srv->workers[i].thread, NULL);
+	/* Every span is finished once the workers are done: flush them, for at
+	 * most one export timeout. */
+	trace_export_stop(cfg->tracing.export_timeout_ms);
 	if (srv->probe_thread_started) {
 		pthread_mutex_lock(&srv->probe_mutex);
 		pthread_cond_signal(&srv->probe_cond);

@@ -137,8 +137,8 @@ static void rating_done(void *arg, int status, const char *message, const uint8_
 }
 
 static int call_packed(struct grpc_channel *ch, const char *path, const ProtobufCMessage *msg,
-                       int64_t deadline_ns, grpc_client_done_fn done, struct pending *p,
-                       struct grpc_client_call **call)
+                       int64_t deadline_ns, const struct trace_span *parent,
+                       grpc_client_done_fn done, struct pending *p, struct grpc_client_call **call)
 {
 	uint8_t stack[512];
 	size_t size = protobuf_c_message_get_packed_size(msg);
@@ -149,7 +149,8 @@ static int call_packed(struct grpc_channel *ch, const char *path, const Protobuf
 	}
 	protobuf_c_message_pack(msg, buf);
 	/* Both calls are reads: retrying them on another replica is always safe. */
-	int rc = grpc_channel_start(ch, path, buf, size, deadline_ns, true, done, p, call);
+	int rc = grpc_channel_start_traced(ch, path, buf, size, deadline_ns, true, parent, done, p,
+	                                   call);
 	if (buf != stack)
 		free(buf);
 	if (rc)
@@ -158,7 +159,8 @@ static int call_packed(struct grpc_channel *ch, const char *path, const Protobuf
 }
 
 int gateway_get_metadata(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-                         gateway_metadata_fn done, void *arg, struct grpc_client_call **call)
+                         const struct trace_span *parent, gateway_metadata_fn done, void *arg,
+                         struct grpc_client_call **call)
 {
 	struct pending *p = malloc(sizeof(*p));
 	if (!p)
@@ -168,11 +170,12 @@ int gateway_get_metadata(struct gateways *gw, const char *movie_id, int64_t dead
 	GetMetadataRequest req = GET_METADATA_REQUEST__INIT;
 	req.movie_id = (char *)(uintptr_t)movie_id;
 	return call_packed(gw->metadata, "/MetadataService/GetMetadata", &req.base, deadline_ns,
-	                   metadata_done, p, call);
+	                   parent, metadata_done, p, call);
 }
 
 int gateway_get_rating(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-                       gateway_rating_fn done, void *arg, struct grpc_client_call **call)
+                       const struct trace_span *parent, gateway_rating_fn done, void *arg,
+                       struct grpc_client_call **call)
 {
 	struct pending *p = malloc(sizeof(*p));
 	if (!p)
@@ -183,5 +186,5 @@ int gateway_get_rating(struct gateways *gw, const char *movie_id, int64_t deadli
 	req.record_id = (char *)(uintptr_t)movie_id;
 	req.record_type = (char *)(uintptr_t) "movie";
 	return call_packed(gw->rating, "/RatingService/GetAggregatedRating", &req.base, deadline_ns,
-	                   rating_done, p, call);
+	                   parent, rating_done, p, call);
 }

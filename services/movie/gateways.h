@@ -34,16 +34,20 @@ typedef void (*gateway_metadata_fn)(void *arg, int status, const char *message,
 typedef void (*gateway_rating_fn)(void *arg, int status, const char *message, double rating);
 
 struct grpc_client_call;
+struct trace_span;
 
 /* Start GetMetadata(movie_id) / GetAggregatedRating(movie_id, "movie") with
  * the absolute deadline (0 = none; peers.timeout caps it either way). The
  * callback runs exactly once, never before return. *call receives the peer
  * call for grpc_client_call_cancel (which runs the callback with CANCELLED);
- * it is valid until the callback starts. Returns 0 or MV_ENOMEM / MV_ECLOSED
- * (no callback). */
+ * it is valid until the callback starts. The peer call is a client span, child
+ * of `parent` (the request's server span; copied), whose traceparent the peer
+ * receives. Returns 0 or MV_ENOMEM / MV_ECLOSED (no callback). */
 int gateway_get_metadata(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-                         gateway_metadata_fn done, void *arg, struct grpc_client_call **call);
+                         const struct trace_span *parent, gateway_metadata_fn done, void *arg,
+                         struct grpc_client_call **call);
 int gateway_get_rating(struct gateways *gw, const char *movie_id, int64_t deadline_ns,
-                       gateway_rating_fn done, void *arg, struct grpc_client_call **call);
+                       const struct trace_span *parent, gateway_rating_fn done, void *arg,
+                       struct grpc_client_call **call);
 
 #endif

@@ -177,7 +177,7 @@ static void log_channels_failed(void)
 }
 
 /* Start both peer calls; on a local failure answer at once. */
-static void start(struct request *r, int64_t deadline_ns)
+static void start(struct request *r, int64_t deadline_ns, const struct trace_span *span)
 {
 	struct gateways *gw = gateways_for_this_loop(r->h->cfg, r->h->metrics);
 	if (!gw) {
@@ -187,12 +187,13 @@ static void start(struct request *r, int64_t deadline_ns)
 		return;
 	}
 	r->outstanding = 2;
-	if (gateway_get_metadata(gw, r->id, deadline_ns, on_metadata, r, &r->metadata_call) != 0) {
+	if (gateway_get_metadata(gw, r->id, deadline_ns, span, on_metadata, r, &r->metadata_call) !=
+	    0) {
 		r->outstanding--;
 		r->metadata_status = GRPC_STATUS_UNAVAILABLE;
 		snprintf(r->metadata_message, sizeof(r->metadata_message), "call not started");
 	}
-	if (gateway_get_rating(gw, r->id, deadline_ns, on_rating, r, &r->rating_call) != 0) {
+	if (gateway_get_rating(gw, r->id, deadline_ns, span, on_rating, r, &r->rating_call) != 0) {
 		r->outstanding--;
 		r->rating_status = GRPC_STATUS_UNAVAILABLE;
 	}
@@ -267,7 +268,7 @@ static void grpc_get_movie_details(struct grpc_call *call, const uint8_t *msg, s
 	grpc_call_on_cancel(call, on_caller_cancelled, r);
 	/* The caller's deadline travels downstream (the channel sends what is
 	 * left, capped at peers.timeout). */
-	start(r, grpc_call_deadline(call));
+	start(r, grpc_call_deadline(call), grpc_call_span(call));
 }
 
 static void http_movie(struct http_exchange *ex, const struct http1_request *req, void *ctx)
@@ -295,7 +296,7 @@ static void http_movie(struct http_exchange *ex, const struct http1_request *req
 	r->h = ctx;
 	r->ex = ex;
 	server_http_on_cancel(ex, on_http_caller_gone, r);
-	start(r, 0);
+	start(r, 0, server_http_span(ex));
 }
 
 static void worker_stopped(void *ctx)

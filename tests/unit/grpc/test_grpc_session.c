@@ -20,6 +20,7 @@
 #include "movie/buf.h"
 #include "movie/err.h"
 #include "movie/grpc.h"
+#include "movie/trace.h"
 #include "../testing.h"
 #include "movie/banned.h"
 
@@ -45,12 +46,14 @@ struct srv_state {
 	bool finish_in_cancel; /* the cancel callback finishes the call itself */
 	int half_closes;       /* bidi handler calls with msg NULL */
 	int64_t last_deadline;
+	struct trace_span last_span; /* call_done's span (tracestate not kept) */
+	char last_tracestate[TRACE_STATE_MAX_BYTES + 1];
 };
 
 static struct srv_state st;
 
 static void hook_done(void *ctx, const struct grpc_method *method, const char *path, int status,
-                      double seconds, bool started)
+                      double seconds, bool started, const struct trace_span *span)
 {
 	st.done++;
 	if (started)
@@ -62,6 +65,13 @@ static void hook_done(void *ctx, const struct grpc_method *method, const char *p
 	st.last_done_method = method;
 	snprintf(st.last_done_path, sizeof(st.last_done_path), "%s", path ? path : "(null)");
 	CHECK(seconds >= 0.0);
+	CHECK(span != NULL && span->valid);
+	if (span) {
+		st.last_span = *span;
+		st.last_span.tracestate = NULL;
+		snprintf(st.last_tracestate, sizeof(st.last_tracestate), "%s",
+		         span->tracestate ? span->tracestate : "");
+	}
 }
 
 static void hook_started(void *ctx, const struct grpc_method *method)
@@ -447,6 +457,9 @@ static bool pump(struct conn *k)
  * and refers to it from the others: the amplification pattern). */
 static int extra_headers;
 static const char *extra_value = "";
+/* Other headers the next start_call_ex adds (name, value pairs). */
+static const char *more_headers[8];
+static int more_header_count;
 
 static struct rec *start_call_ex(struct conn *k, const char *path, const char *method,
                                  const char *ctype, const char *timeout, const void *body,
@@ -464,7 +477,7 @@ static struct rec *start_call_ex(struct conn *k, const char *path, const char *m
 	if (body_len)
 		CHECK_INT_EQ(buf_append(&r->req, body, body_len), 0);
 #define HDR(n, v) {(uint8_t *)(uintptr_t)(n), (uint8_t *)(uintptr_t)(v), strlen(n), strlen(v), 0}
-	nghttp2_nv nv[7 + 8] = {
+	nghttp2_nv nv[7 + 8 + 4] = {
 	    HDR(":method", method),         HDR(":scheme", "http"), HDR(":path", path),
 	    HDR(":authority", "127.0.0.1"), HDR("te", "trailers"),
 	};
@@ -475,6 +488,8 @@ static struct rec *start_call_ex(struct conn *k, const char *path, const char *m
 		nv[n++] = (nghttp2_nv)HDR("grpc-timeout", timeout);
 	for (int i = 0; i < extra_headers && i < 8; i++)
 		nv[n++] = (nghttp2_nv)HDR("x-pad", extra_value);
+	for (int i = 0; i + 1 < more_header_count && i < 8; i += 2)
+		nv[n++] = (nghttp2_nv)HDR(more_headers[i], more_headers[i + 1]);
 #undef HDR
 	nghttp2_data_provider prov = {.source.ptr = r, .read_callback = cli_read_body};
 	r->id = nghttp2_submit_request(k->cli, NULL, nv, n, with_body ? &prov : NULL, r);
@@ -572,6 +587,56 @@ static void test_unary_ok(void)
 	CHECK(pump(&k));
 	check_ok_response(r, "");
 	CHECK_INT_EQ(st.done, 2);
+	conn_close(&k);
+}
+
+/* traceparent/tracestate metadata make the call's server span (call_done
+ * sees it): continued when exactly one valid traceparent came, else a new
+ * trace; several tracestate headers form one list. */
+static void test_trace_context(void)
+{
+	struct conn k;
+	reset_state();
+	conn_open(&k, &default_limits);
+	static const char *const tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+	struct trace_parent parent;
+	CHECK_INT_EQ(trace_parent_parse(tp, strlen(tp), &parent), 0);
+	more_headers[0] = "tracestate";
+	more_headers[1] = "congo=t61rcWkgMzE";
+	more_headers[2] = "traceparent";
+	more_headers[3] = tp;
+	more_headers[4] = "tracestate";
+	more_headers[5] = "rojo=00f067aa0ba902b7";
+	more_header_count = 6;
+	struct rec *r = start_call(&k, "/test.Echo/Unary", "hello");
+	CHECK(pump(&k));
+	check_ok_response(r, "hello");
+	CHECK(memcmp(st.last_span.trace_id, parent.trace_id, TRACE_ID_SIZE) == 0);
+	CHECK(memcmp(st.last_span.parent_id, parent.parent_id, TRACE_SPAN_ID_SIZE) == 0);
+	CHECK(trace_span_sampled(&st.last_span));
+	CHECK_STR_EQ(st.last_tracestate, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+	/* Two traceparent headers: invalid, a new trace (and no tracestate). */
+	more_headers[0] = "traceparent";
+	more_headers[1] = tp;
+	more_header_count = 6;
+	r = start_call(&k, "/test.Echo/Unary", "hello");
+	CHECK(pump(&k));
+	check_ok_response(r, "hello");
+	CHECK(memcmp(st.last_span.trace_id, parent.trace_id, TRACE_ID_SIZE) != 0);
+	CHECK_STR_EQ(st.last_tracestate, "");
+	/* Uppercase hex: invalid; none at all: a new root, on an unknown method too. */
+	more_headers[1] = "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01";
+	more_header_count = 2;
+	r = start_call(&k, "/test.Echo/Unary", "hello");
+	CHECK(pump(&k));
+	CHECK(memcmp(st.last_span.trace_id, parent.trace_id, TRACE_ID_SIZE) != 0);
+	more_header_count = 0;
+	r = start_call(&k, "/test.Nope/X", "hello");
+	CHECK(pump(&k));
+	check_trailers_only(r, GRPC_STATUS_UNIMPLEMENTED);
+	static const uint8_t zero[TRACE_SPAN_ID_SIZE] = {0};
+	CHECK(memcmp(st.last_span.parent_id, zero, TRACE_SPAN_ID_SIZE) == 0);
+	CHECK(memcmp(st.last_span.span_id, zero, TRACE_SPAN_ID_SIZE) != 0);
 	conn_close(&k);
 }
 
@@ -1765,6 +1830,7 @@ static void test_output_cap(void)
 int main(void)
 {
 	RUN(test_unary_ok);
+	RUN(test_trace_context);
 	RUN(test_large_messages_flow_control);
 	RUN(test_error_trailers_only);
 	RUN(test_unknown_path_method_content_type);

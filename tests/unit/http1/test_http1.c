@@ -383,6 +383,82 @@ static void test_upgrade_ignored(void)
 	                 "[GET /next q= ka=1 minor=1 ct= exp=0 body=]END");
 }
 
+/* traceparent and tracestate are collected whatever the piece size: the
+ * first one's value and true length, a count of traceparent headers, every
+ * tracestate joined with ',' up to its cap; reset between requests. */
+static void test_trace_headers(void)
+{
+	static const char in[] =
+	    "GET /x HTTP/1.1\r\nTraceParent: "
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01  \r\n"
+	    "tracestate: congo=t61rcWkgMzE\r\nX-Other: 1\r\ntracestate: rojo=1 \r\n\r\n"
+	    "GET /y HTTP/1.1\r\ntraceparent: a\r\ntraceparent: "
+	    "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-"
+	    "0123456789012345678901234567890123456789\r\n\r\n";
+	static const size_t pieces[] = {0, 1, 3, 7};
+	for (size_t k = 0; k < sizeof(pieces) / sizeof(pieces[0]); k++) {
+		struct http1_parser p;
+		http1_parser_init(&p, &default_limits);
+		size_t pos = 0, len = strlen(in), used;
+		int seen = 0;
+		for (int steps = 0; pos < len && steps < 10000; steps++) {
+			size_t n = pieces[k] && len - pos > pieces[k] ? pieces[k] : len - pos;
+			int rc = http1_parser_feed(&p, in + pos, n, &used);
+			pos += used;
+			if (rc != HTTP1_REQUEST_READY) {
+				CHECK_INT_EQ(rc, HTTP1_NEED_MORE);
+				continue;
+			}
+			struct http1_request *r = &p.request;
+			if (seen++ == 0) {
+				CHECK_INT_EQ((int)r->traceparent_count, 1);
+				CHECK_INT_EQ((int)r->traceparent_len, 55);
+				CHECK_STR_EQ(
+				    r->traceparent,
+				    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+				CHECK_STR_EQ(r->tracestate.data, "congo=t61rcWkgMzE,rojo=1");
+				CHECK(!r->tracestate_over);
+			} else {
+				CHECK_INT_EQ((int)r->traceparent_count, 2);
+				/* Only the first is kept; the count makes it invalid. */
+				CHECK_STR_EQ(r->traceparent, "a");
+				CHECK_INT_EQ((int)r->tracestate.len, 0);
+			}
+			http1_parser_next(&p);
+		}
+		CHECK_INT_EQ(seen, 2);
+		http1_parser_release(&p);
+	}
+	/* A long value: the copy holds its start, the length is the true one. */
+	struct http1_parser p;
+	http1_parser_init(&p, &default_limits);
+	static const char longer[] = "GET /x HTTP/1.1\r\ntraceparent: "
+	                             "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-"
+	                             "0123456789012345678901234567890123456789\r\n\r\n";
+	size_t used;
+	CHECK_INT_EQ(http1_parser_feed(&p, longer, strlen(longer), &used), HTTP1_REQUEST_READY);
+	CHECK_INT_EQ((int)p.request.traceparent_len, 55 + 41);
+	CHECK_INT_EQ((int)strlen(p.request.traceparent), HTTP1_TRACEPARENT_MAX);
+	CHECK(strncmp(p.request.traceparent,
+	              "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-", 56) == 0);
+	http1_parser_release(&p);
+	/* tracestate over its raw cap: flagged, nothing kept. */
+	struct buf big;
+	buf_init(&big, 0);
+	buf_append_str(&big, "GET /x HTTP/1.1\r\ntracestate: a=");
+	for (int i = 0; i < 5000; i++)
+		buf_append_str(&big, "x");
+	buf_append_str(&big, "\r\n\r\n");
+	struct http1_limits lim = default_limits;
+	lim.max_header_bytes = 64 * 1024;
+	http1_parser_init(&p, &lim);
+	CHECK_INT_EQ(http1_parser_feed(&p, big.data, big.len, &used), HTTP1_REQUEST_READY);
+	CHECK(p.request.tracestate_over);
+	CHECK_INT_EQ((int)p.request.tracestate.len, 0);
+	http1_parser_release(&p);
+	buf_release(&big);
+}
+
 static void test_query_get(void)
 {
 	char out[16];
@@ -633,6 +709,7 @@ int main(void)
 	RUN(test_expect_continue);
 	RUN(test_upgrade_ignored);
 	RUN(test_query_get);
+	RUN(test_trace_headers);
 	RUN(test_response_build);
 	RUN(test_router);
 	RUN(test_big_body_reuse);
