@@ -13,6 +13,7 @@
 #include "movie/cfg.h"
 #include "movie/err.h"
 #include "movie/grpc.h"
+#include "movie/server.h"
 #include "movie/service.h"
 #include "../testing.h"
 
@@ -122,11 +123,26 @@ static void test_out_of_memory_answers(void)
 	CHECK_INT_EQ(grpc_status_from_err(MV_EINTERNAL), GRPC_STATUS_INTERNAL);
 }
 
+/* faults.error_code accepts exactly the gRPC code names but OK, in code order
+ * (both come from GRPC_STATUS_CODES in movie/grpc.h). */
+static void test_fault_codes_are_grpc_names(void)
+{
+	int n = 0;
+	while (server_fault_codes[n] != NULL) {
+		CHECK_STR_EQ(server_fault_codes[n], grpc_status_name(n + 1));
+		n++;
+	}
+	CHECK_INT_EQ(n, GRPC_STATUS_COUNT - 1);
+	CHECK_INT_EQ(GRPC_STATUS_UNAUTHENTICATED, 16);
+	CHECK_STR_EQ(grpc_status_label(GRPC_STATUS_CANCELLED), "Canceled");
+}
+
 int main(void)
 {
 	RUN(test_out_of_memory_answers);
 	RUN(test_no_arguments_starts);
 	RUN(test_handled_arguments_are_done);
 	RUN(test_errors_are_mv_codes);
+	RUN(test_fault_codes_are_grpc_names);
 	return TEST_SUMMARY();
 }
