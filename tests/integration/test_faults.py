@@ -7,6 +7,7 @@ environment layer, and the endpoints faults must never touch (health,
 """
 import concurrent.futures
 import math
+import json
 import os
 import socket
 import subprocess
@@ -267,6 +268,114 @@ class ExitAfterTest(unittest.TestCase):
             self.assertTrue([l for l in f.svc.log_lines()
                              if "faults.exit_after" in l.get("msg", "")], f.svc.logs())
         finally:
+            f.close()
+
+
+def h2c_get(testcase, svc, paths):
+    """GET each path over h2c with the real curl (--http2-prior-knowledge), one
+    connection per request (Debian 12's curl 7.88 fails reusing an h2c
+    connection: "Error in the HTTP2 framing layer"; h2load reuses one fine):
+    [(status, http version, seconds, body)]."""
+    curl = harness.require_program(testcase, "curl", "curl")
+    out = []
+    for path in paths:
+        p = subprocess.run([curl, "-sS", "--http2-prior-knowledge", "--max-time", "30",
+                            "-w", "\n%{http_code} %{http_version} %{time_total}",
+                            "http://%s%s" % (svc.target, path)],
+                           capture_output=True, timeout=60)
+        testcase.assertEqual(p.returncode, 0, p.stderr.decode())
+        body, _, tail = p.stdout.decode().rpartition("\n")
+        code, version, seconds = tail.split()
+        out.append((int(code), version, float(seconds), body))
+    return out
+
+
+class H2cFaultsTest(unittest.TestCase):
+    """Faults apply to the JSON routes over h2c (non-gRPC HTTP/2) exactly as over
+    HTTP/1.1, and never to /healthz, /readyz, /metrics."""
+
+    N = 20
+    DELAY = 1.0
+    RUNTIME = ("/healthz", "/readyz", "/metrics")
+
+    def test_error_ratio(self):
+        f = Faulty(env={"METADATA_FAULTS_ERROR_RATIO": "1",
+                        "METADATA_FAULTS_ERROR_CODE": "ABORTED"})
+        try:
+            before = harness.scrape(f.svc)
+            answers = h2c_get(self, f.svc, ["/metadata?id=nope"] * self.N)
+            self.assertEqual({(a[0], a[1]) for a in answers}, {(409, "2")}, answers)
+            for a in answers:
+                self.assertIn("fault injected (faults.error_ratio): ABORTED",
+                              json.loads(a[3])["error"])
+            runtime = h2c_get(self, f.svc, list(self.RUNTIME) * 5)
+            self.assertEqual({a[0] for a in runtime}, {200}, runtime)
+            after = harness.scrape(f.svc)
+            delta = lambda name, **l: (harness.metric(after, name, **l)
+                                       - harness.metric(before, name, **l))
+            self.assertEqual(delta("movie_faults_injected_total", fault="error"), self.N)
+            self.assertEqual(delta("http_requests_total", handler="/metadata", code="409"),
+                             self.N)
+            self.assertEqual(delta("http_requests_total", handler="/metadata", code="404"), 0)
+        finally:
+            f.close()
+
+    def test_delay(self):
+        f = Faulty("faults:\n  delay: %dms\n" % (self.DELAY * 1000))
+        try:
+            before = harness.metric(harness.scrape(f.svc), "movie_faults_injected_total",
+                                    fault="delay")
+            answers = h2c_get(self, f.svc, ["/metadata?id=nope"] * 3)
+            self.assertEqual({(a[0], a[1]) for a in answers}, {(404, "2")}, answers)
+            for a in answers:
+                self.assertGreaterEqual(a[2], self.DELAY * 0.95, answers)
+            mid = harness.metric(harness.scrape(f.svc), "movie_faults_injected_total",
+                                 fault="delay")
+            self.assertEqual(mid - before, 3)
+            runtime = h2c_get(self, f.svc, list(self.RUNTIME) * 2)
+            self.assertEqual({a[0] for a in runtime}, {200}, runtime)
+            for a in runtime:
+                self.assertLess(a[2], self.DELAY / 2, runtime)
+            after = harness.metric(harness.scrape(f.svc), "movie_faults_injected_total",
+                                   fault="delay")
+            self.assertEqual(after, mid)
+        finally:
+            f.close()
+
+    def test_reset_during_delay_counted_499(self):
+        """An h2c request reset while its delay runs ends at once, recorded as
+        499 (client closed request), as an abandoned HTTP/1.1 request is."""
+        import h2.config
+        import h2.connection
+        f = Faulty("faults:\n  delay: %dms\n" % (self.DELAY * 1000 * 5))
+        sock = None
+        try:
+            first = harness.scrape(f.svc)
+            before = harness.metric(first, "server_requests_in_flight")
+            closed = harness.metric(first, "http_requests_total", handler="/metadata",
+                                    code="499")
+            sock = socket.create_connection(("127.0.0.1", f.svc.port), timeout=5)
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                    (":path", "/metadata?id=x"), (":authority", "x")],
+                              end_stream=True)
+            sock.sendall(conn.data_to_send())
+            wait_for(lambda: harness.metric(harness.scrape(f.svc), "server_requests_in_flight")
+                     > before, self.DELAY * 3, "the request to be in flight")
+            conn.reset_stream(sid)
+            sock.sendall(conn.data_to_send())
+            wait_for(lambda: harness.metric(harness.scrape(f.svc), "server_requests_in_flight")
+                     <= before, self.DELAY * 3, "the reset request to leave in-flight")
+            samples = harness.scrape(f.svc)
+            self.assertEqual(harness.metric(samples, "http_requests_total", handler="/metadata",
+                                            code="499") - closed, 1)
+            self.assertEqual(harness.metric(samples, "http_requests_total", handler="/metadata",
+                                            code="404"), 0)
+        finally:
+            if sock:
+                sock.close()
             f.close()
 
 
