@@ -7,11 +7,17 @@ error answer is {"error": ...} JSON. Client: the real curl (--http2-prior-knowle
 """
 import json
 import os
+import socket
+import struct
 import subprocess
 import tempfile
+import time
 import unittest
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
 
 import harness
 from harness import Service
@@ -112,6 +118,48 @@ class H2cHttpTest(unittest.TestCase):
                 stub.GetMetadata(pb.GetMetadataRequest(movie_id="missing-grpc"), timeout=5)
             self.assertEqual(e.exception.code(), grpc.StatusCode.NOT_FOUND)
 
+    def test_grpc_and_plain_http_on_one_connection(self):
+        """A gateway multiplexes both kinds of request on one h2c connection:
+        each stream is answered by its own protocol (python3-h2 client)."""
+        msg = pb.GetMetadataRequest(movie_id="missing-mixed").SerializeToString()
+        grpc_frame = b"\x00" + struct.pack(">I", len(msg)) + msg
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        common = [(":scheme", "http"), (":authority", self.svc.target)]
+        http_id = conn.get_next_available_stream_id()
+        conn.send_headers(http_id, [(":method", "GET"), (":path", "/metadata?id=missing-mixed")]
+                          + common, end_stream=True)
+        grpc_id = conn.get_next_available_stream_id()
+        conn.send_headers(grpc_id, [(":method", "POST"),
+                                    (":path", "/MetadataService/GetMetadata")] + common
+                          + [("content-type", "application/grpc"), ("te", "trailers")])
+        conn.send_data(grpc_id, grpc_frame, end_stream=True)
+        headers = {http_id: {}, grpc_id: {}}
+        body = {http_id: b"", grpc_id: b""}
+        ended = set()
+        with socket.create_connection((self.svc.host, self.svc.port), timeout=10) as sock:
+            sock.sendall(conn.data_to_send())
+            deadline = time.monotonic() + 20
+            while ended != {http_id, grpc_id} and time.monotonic() < deadline:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                        headers[ev.stream_id].update(
+                            (k.decode(), v.decode()) for k, v in ev.headers)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        body[ev.stream_id] += ev.data
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                        ended.add(ev.stream_id)
+                sock.sendall(conn.data_to_send())
+        self.assertEqual(ended, {http_id, grpc_id}, (headers, body))
+        self.assertEqual(headers[http_id][":status"], "404", body[http_id])
+        self.assertEqual(headers[http_id]["content-type"], "application/json")
+        self.assertIn("error", json.loads(body[http_id]))
+        self.assertEqual(headers[grpc_id][":status"], "200")
+        self.assertEqual(headers[grpc_id]["grpc-status"], str(grpc.StatusCode.NOT_FOUND.value[0]))
 
 if __name__ == "__main__":
     unittest.main()
