@@ -187,6 +187,11 @@ struct grpc_session_hooks {
 	 * (method) or 415 (content-type). They never reach the other hooks. */
 	void (*http_request)(void *hook_ctx, struct grpc_call *call,
 	                     const struct grpc_http_request *req);
+	/* A plain HTTP request the session answered itself while it was still
+	 * arriving: `status` 408 (api.request_timeout) or 503 (request budgets),
+	 * `seconds` from its headers. Such requests never reach http_request.
+	 * May be NULL. */
+	void (*http_rejected)(void *hook_ctx, int status, double seconds);
 	/* Output became pending outside grpc_session_recv (an async finish). */
 	void (*want_write)(void *hook_ctx);
 	void *hook_ctx;

@@ -319,6 +319,14 @@ static void h2_call_message(void *ctx, const struct grpc_method *m, bool sent)
 
 static void h2_http_request(void *ctx, struct grpc_call *call, const struct grpc_http_request *hr);
 
+/* Counted like HTTP/1.1's own 408/503 answers (h1_expire, budgets). */
+static void h2_http_rejected(void *ctx, int status, double seconds)
+{
+	struct conn *c = ctx;
+	server_record_http(c->worker->srv, &c->worker->srv->unrouted, HTTP1_OTHER, "", status,
+	                   seconds);
+}
+
 static int start_h2(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
@@ -339,6 +347,7 @@ static int start_h2(struct conn *c)
 	    .call_started = h2_call_started,
 	    .call_message = h2_call_message,
 	    .http_request = h2_http_request,
+	    .http_rejected = h2_http_rejected,
 	    .want_write = h2_want_write,
 	    .hook_ctx = c,
 	};

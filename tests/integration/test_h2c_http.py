@@ -161,5 +161,44 @@ class H2cHttpTest(unittest.TestCase):
         self.assertEqual(headers[grpc_id][":status"], "200")
         self.assertEqual(headers[grpc_id]["grpc-status"], str(grpc.StatusCode.NOT_FOUND.value[0]))
 
+class H2cTimeoutTest(unittest.TestCase):
+    """An h2c request whose body does not arrive within api.request_timeout is
+    answered 408 and counted in http_requests_total, as over HTTP/1.1."""
+
+    def test_request_timeout_is_counted(self):
+        svc = Service("metadata", CONFIG.replace("api:\n", "api:\n  request_timeout: 1s\n"))
+        svc.start()
+        try:
+            before = harness.scrape(svc)
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "PUT"), (":path", "/metadata"),
+                                    (":scheme", "http"), (":authority", svc.target),
+                                    ("content-type", "application/json"),
+                                    ("content-length", "1000")])
+            conn.send_data(sid, b'{"id": "slow"')  # and the rest never comes
+            status = None
+            with socket.create_connection((svc.host, svc.port), timeout=10) as sock:
+                sock.sendall(conn.data_to_send())
+                deadline = time.monotonic() + 20
+                while status is None and time.monotonic() < deadline:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    for ev in conn.receive_data(data):
+                        if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == sid:
+                            status = dict(ev.headers)[b":status"].decode()
+                    sock.sendall(conn.data_to_send())
+            self.assertEqual(status, "408")
+            # Counted once, by the time the answer is out (one scrape later at most).
+            after = harness.scrape(svc)
+            self.assertEqual(harness.metric(after, "http_requests_total", code="408")
+                             - harness.metric(before, "http_requests_total", code="408"), 1)
+        finally:
+            svc.stop()
+            svc.__exit__()
+
+
 if __name__ == "__main__":
     unittest.main()
