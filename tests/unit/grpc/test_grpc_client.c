@@ -18,6 +18,7 @@
 #include "movie/grpc.h"
 #include "movie/grpc_client.h"
 #include "movie/log.h"
+#include "movie/cfg.h"
 #include "movie/metrics.h"
 #include "../testing.h"
 #include "movie/banned.h"
@@ -458,6 +459,35 @@ static void test_config_rejected(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK(make_channel(&loop, bad[i], 1, NULL) == NULL);
 	CHECK(make_channel(&loop, bad[0], 0, NULL) == NULL);
+	/* Exactly what config validation (cfg_check_host_port) refuses: a
+	 * target the config accepts must work, one it refuses must not be
+	 * half-accepted here. */
+	const char *refused[] = {"a:b:80", "::1:80",   "ho st:80", "h/x:80",  "[zz]:80",
+	                         "[::1]",  "[::1]80x", "[]:80",    "h:-1",    "h:+80",
+	                         "h: 80",  "[::1]:",   "h:123456", "h\x01:80"};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		char why[160];
+		CHECK(cfg_check_host_port(refused[i], strlen(refused[i]), why, sizeof(why)) != 0);
+		const char *one[] = {refused[i]};
+		struct grpc_channel *bad_ch = make_channel(&loop, one, 1, NULL);
+		if (bad_ch) {
+			fprintf(stderr, "accepted target '%s'\n", refused[i]);
+			grpc_channel_close(bad_ch);
+		}
+		CHECK(bad_ch == NULL);
+	}
+	const char *accepted[] = {"[::1]:80", "127.0.0.1:8081", "metadata.default.svc:8081",
+	                          "[fe80::1%lo]:80", "localhost:65535"};
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		char why[160];
+		CHECK_INT_EQ(
+		    cfg_check_host_port(accepted[i], strlen(accepted[i]), why, sizeof(why)), 0);
+		const char *one[] = {accepted[i]};
+		struct grpc_channel *good = make_channel(&loop, one, 1, NULL);
+		CHECK(good != NULL);
+		if (good)
+			grpc_channel_close(good);
+	}
 	const char *ok[] = {"[::1]:80"};
 	struct grpc_channel *ch = make_channel(&loop, ok, 1, NULL);
 	CHECK(ch != NULL);
