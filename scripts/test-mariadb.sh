@@ -4,6 +4,11 @@
 #   scripts/test-mariadb.sh start DATADIR PORT   initialise DATADIR unless it holds a database,
 #                                                server on 127.0.0.1:PORT, user movie/movie
 #                                                with ALL PRIVILEGES
+#   scripts/test-mariadb.sh start-free DATADIR FIRST_PORT
+#                                                the same on the first port from FIRST_PORT
+#                                                that can be bound (up to 20 tried); a start
+#                                                that fails (another process took the port
+#                                                meanwhile) moves on to the next; prints the port
 #   scripts/test-mariadb.sh stop DATADIR         shut it down (bounded wait, then kill)
 #
 # Prints nothing but errors. Exit 0 on success. The socket and pid file live in
@@ -12,7 +17,7 @@
 set -eu
 
 usage() {
-	echo "usage: $0 start DATADIR PORT | stop DATADIR" >&2
+	echo "usage: $0 start DATADIR PORT | start-free DATADIR FIRST_PORT | stop DATADIR" >&2
 	exit 2
 }
 
@@ -59,10 +64,16 @@ start() {
 		--port="$port" --bind-address=127.0.0.1 \
 		--skip-name-resolve --innodb-buffer-pool-size=128M \
 		--log-error="$datadir/error.log" </dev/null >/dev/null 2>&1 &
+	server=$!
 	i=0
 	while [ $i -lt 300 ]; do
 		if admin "$datadir" ping >/dev/null 2>&1; then
 			break
+		fi
+		# Exited (its port taken: "Bind on TCP/IP port"): say so now.
+		if ! kill -0 "$server" 2>/dev/null; then
+			echo "test-mariadb: server exited at start, see $datadir/error.log" >&2
+			exit 1
 		fi
 		i=$((i + 1))
 		sleep 0.1
@@ -91,6 +102,42 @@ EOF
 	done
 }
 
+# True when nothing holds 127.0.0.1:$1 (bound or listening): a bind test,
+# which also sees sockets bound and not yet listening, as a starting server's.
+port_free() {
+	/usr/bin/python3 -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)' "$1"
+}
+
+start_free() {
+	datadir=$1
+	port=$2
+	tries=0
+	while [ $tries -lt 20 ]; do
+		tries=$((tries + 1))
+		if [ "$port" -lt 32768 ] && port_free "$port"; then
+			# A subshell: start exits on failure. Another process may take
+			# the port between the check and the server's bind: then
+			# clean up and go on with the next port.
+			if (start "$datadir" "$port") 2>"$datadir.err"; then
+				rm -f "$datadir.err"
+				echo "$port"
+				return 0
+			fi
+			stop "$datadir" 2>/dev/null || true
+			cat "$datadir.err" >&2
+			rm -rf "$datadir" "$datadir.err"
+		fi
+		port=$((port + 1))
+	done
+	echo "test-mariadb: no port from $2 on could be used (20 tried)" >&2
+	exit 1
+}
+
 stop() {
 	datadir=$1
 	[ -e "$datadir/pid" ] || return 0
@@ -116,6 +163,7 @@ stop() {
 [ $# -ge 1 ] || usage
 case $1 in
 start) [ $# -eq 3 ] || usage; start "$2" "$3" ;;
+start-free) [ $# -eq 3 ] || usage; start_free "$2" "$3" ;;
 stop) [ $# -eq 2 ] || usage; stop "$2" ;;
 *) usage ;;
 esac

@@ -51,6 +51,19 @@ for dir in base overlays/dev overlays/staging overlays/production guard; do
 	if "$moviectl" lint "$out" >"$tmp/l" 2>&1; then ok "$name passes moviectl lint"; else bad "$name passes moviectl lint"; cat "$tmp/l"; fi
 done
 
+# The dependencies staging and production expect (kafka, mariadb): the shipped
+# example Services validate and, applied with production, lint clean.
+ext=$root/deploy/examples/external-services.yaml
+if [[ -s $tmp/production.yaml ]]; then
+	{ cat "$tmp/production.yaml"; echo "---"; cat "$ext"; } >"$tmp/production-ext.yaml"
+	if node "$here/validate.mjs" "$tmp/production-ext.yaml" >"$tmp/v" 2>&1 &&
+		"$moviectl" lint "$tmp/production-ext.yaml" >"$tmp/l" 2>&1; then
+		ok "production with deploy/examples/external-services.yaml validates and lints"
+	else
+		bad "production with deploy/examples/external-services.yaml validates and lints"; cat "$tmp/v" "$tmp/l"
+	fi
+fi
+
 # Canary layout: both tracks behind one Service, canary share from replicas.
 prod=$tmp/production.yaml
 if [[ -s $prod ]] && /usr/bin/python3 - "$prod" $("$root/scripts/services.sh" names) <<'PY'

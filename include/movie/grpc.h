@@ -37,25 +37,34 @@
 struct buf;
 struct trace_span;
 
+/* The gRPC status codes, the one list everything derives from (the enum, the
+ * names, the metrics labels, the faults.error_code values):
+ * X(symbol, number, canonical name, grpc-go's codes.Code.String()).
+ * GRPC_STATUS_ERRORS are the codes but OK, in order. */
+#define GRPC_STATUS_ERRORS(X)                                                  \
+	X(CANCELLED, 1, "CANCELLED", "Canceled")                               \
+	X(UNKNOWN, 2, "UNKNOWN", "Unknown")                                    \
+	X(INVALID_ARGUMENT, 3, "INVALID_ARGUMENT", "InvalidArgument")          \
+	X(DEADLINE_EXCEEDED, 4, "DEADLINE_EXCEEDED", "DeadlineExceeded")       \
+	X(NOT_FOUND, 5, "NOT_FOUND", "NotFound")                               \
+	X(ALREADY_EXISTS, 6, "ALREADY_EXISTS", "AlreadyExists")                \
+	X(PERMISSION_DENIED, 7, "PERMISSION_DENIED", "PermissionDenied")       \
+	X(RESOURCE_EXHAUSTED, 8, "RESOURCE_EXHAUSTED", "ResourceExhausted")    \
+	X(FAILED_PRECONDITION, 9, "FAILED_PRECONDITION", "FailedPrecondition") \
+	X(ABORTED, 10, "ABORTED", "Aborted")                                   \
+	X(OUT_OF_RANGE, 11, "OUT_OF_RANGE", "OutOfRange")                      \
+	X(UNIMPLEMENTED, 12, "UNIMPLEMENTED", "Unimplemented")                 \
+	X(INTERNAL, 13, "INTERNAL", "Internal")                                \
+	X(UNAVAILABLE, 14, "UNAVAILABLE", "Unavailable")                       \
+	X(DATA_LOSS, 15, "DATA_LOSS", "DataLoss")                              \
+	X(UNAUTHENTICATED, 16, "UNAUTHENTICATED", "Unauthenticated")
+#define GRPC_STATUS_CODES(X) X(OK, 0, "OK", "OK") GRPC_STATUS_ERRORS(X)
+
+#define GRPC_STATUS_ENUM_(sym, num, name, label) GRPC_STATUS_##sym = num,
 enum grpc_status {
-	GRPC_STATUS_OK = 0,
-	GRPC_STATUS_CANCELLED = 1,
-	GRPC_STATUS_UNKNOWN = 2,
-	GRPC_STATUS_INVALID_ARGUMENT = 3,
-	GRPC_STATUS_DEADLINE_EXCEEDED = 4,
-	GRPC_STATUS_NOT_FOUND = 5,
-	GRPC_STATUS_ALREADY_EXISTS = 6,
-	GRPC_STATUS_PERMISSION_DENIED = 7,
-	GRPC_STATUS_RESOURCE_EXHAUSTED = 8,
-	GRPC_STATUS_FAILED_PRECONDITION = 9,
-	GRPC_STATUS_ABORTED = 10,
-	GRPC_STATUS_OUT_OF_RANGE = 11,
-	GRPC_STATUS_UNIMPLEMENTED = 12,
-	GRPC_STATUS_INTERNAL = 13,
-	GRPC_STATUS_UNAVAILABLE = 14,
-	GRPC_STATUS_DATA_LOSS = 15,
-	GRPC_STATUS_UNAUTHENTICATED = 16,
+	GRPC_STATUS_CODES(GRPC_STATUS_ENUM_)
 };
+#undef GRPC_STATUS_ENUM_
 #define GRPC_STATUS_COUNT 17
 
 /* "OK", "NOT_FOUND", ... ; "UNKNOWN" for codes outside 0..16. */
@@ -184,6 +193,11 @@ struct grpc_session_hooks {
 	 * (method) or 415 (content-type). They never reach the other hooks. */
 	void (*http_request)(void *hook_ctx, struct grpc_call *call,
 	                     const struct grpc_http_request *req);
+	/* A plain HTTP request the session answered itself while it was still
+	 * arriving: `status` 408 (api.request_timeout) or 503 (request budgets),
+	 * `seconds` from its headers. Such requests never reach http_request.
+	 * May be NULL. */
+	void (*http_rejected)(void *hook_ctx, int status, double seconds);
 	/* Output became pending outside grpc_session_recv (an async finish). */
 	void (*want_write)(void *hook_ctx);
 	void *hook_ctx;

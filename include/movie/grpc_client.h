@@ -69,7 +69,8 @@ typedef void (*grpc_client_done_fn)(void *arg, int status, const char *message, 
 
 /* Create a channel on `loop` (call on that loop's thread). Starts resolving at
  * once. Returns NULL on allocation failure, an empty/invalid target list
- * (each "host:port" or "[v6]:port", port 1..65535, at most 64 targets) or a
+ * (each "host:port" or "[v6]:port", port 1..65535, as cfg_check_host_port
+ * accepts them; at most 64 targets) or a
  * setting out of range (max_attempts > 5, negative durations). */
 struct grpc_channel *grpc_channel_new(uv_loop_t *loop, const struct grpc_channel_config *cfg);
 

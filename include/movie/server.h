@@ -135,7 +135,8 @@ struct server_config {
 };
 
 extern const char *const server_log_levels[];
-/* faults.error_code values: the gRPC code names but OK. */
+/* faults.error_code values: the gRPC code names but OK (GRPC_STATUS_ERRORS of
+ * movie/grpc.h), NULL-terminated. */
 extern const char *const server_fault_codes[];
 
 /* Largest faults.delay: a delayed call holds its memory and a stream. */

@@ -343,7 +343,8 @@ void grpc_client_conn_orphan(struct grpc_client_conn *cn);
 bool grpc_client_conn_usable(const struct grpc_client_conn *cn);
 
 /* client_resolve.c */
-/* "host:port" or "[v6]:port" (port 1..65535) into t. Returns 0 or MV_EINVAL. */
+/* "host:port" or "[v6]:port" (port 1..65535) into t, exactly what
+ * cfg_check_host_port accepts. Returns 0 or MV_EINVAL. */
 int grpc_client_target_parse(const char *s, struct grpc_client_target *t);
 /* Resolve every target not resolving already (uv_getaddrinfo, off the loop). */
 void grpc_client_resolve(struct grpc_channel *ch);

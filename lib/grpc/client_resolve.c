@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "movie/cfg.h"
 #include "movie/err.h"
 #include "movie/log.h"
 #include "movie/banned.h"
@@ -156,7 +157,10 @@ int grpc_client_target_parse(const char *s, struct grpc_client_target *t)
 	const char *colon;
 	const char *host = s;
 	size_t host_len;
-	if (len == 0 || len >= MAX_HOST)
+	char why[160];
+	/* The rule config validation applies (peers.*.addresses), so that a
+	 * target is either accepted by both or refused by both. */
+	if (len == 0 || len >= MAX_HOST || cfg_check_host_port(s, len, why, sizeof(why)) != 0)
 		return MV_EINVAL;
 	if (s[0] == '[') {
 		const char *end = memchr(s, ']', len);

@@ -10,25 +10,12 @@
 #include "movie/err.h"
 #include "movie/banned.h"
 
-static const char *const status_names[GRPC_STATUS_COUNT] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
+#define STATUS_NAME(sym, num, name, label) [num] = name,
+static const char *const status_names[GRPC_STATUS_COUNT] = {GRPC_STATUS_CODES(STATUS_NAME)};
+#undef STATUS_NAME
+#define STATUS_ONE(sym, num, name, label) +1
+_Static_assert(0 GRPC_STATUS_CODES(STATUS_ONE) == GRPC_STATUS_COUNT, "GRPC_STATUS_COUNT");
+#undef STATUS_ONE
 
 const char *grpc_status_name(int status)
 {
@@ -38,12 +25,9 @@ const char *grpc_status_name(int status)
 }
 
 /* grpc-go's codes.Code.String(), which go-grpc-prometheus puts in grpc_code. */
-static const char *const status_labels[GRPC_STATUS_COUNT] = {
-    "OK",       "Canceled",        "Unknown",          "InvalidArgument",   "DeadlineExceeded",
-    "NotFound", "AlreadyExists",   "PermissionDenied", "ResourceExhausted", "FailedPrecondition",
-    "Aborted",  "OutOfRange",      "Unimplemented",    "Internal",          "Unavailable",
-    "DataLoss", "Unauthenticated",
-};
+#define STATUS_LABEL(sym, num, name, label) [num] = label,
+static const char *const status_labels[GRPC_STATUS_COUNT] = {GRPC_STATUS_CODES(STATUS_LABEL)};
+#undef STATUS_LABEL
 
 const char *grpc_status_label(int status)
 {

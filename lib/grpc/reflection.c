@@ -534,9 +534,17 @@ static size_t collect_files(const struct grpc_reflection *r, uint32_t file, bool
 	return n;
 }
 
-static int pack_response(const Grpc__Reflection__V1__ServerReflectionResponse *resp,
+/* The oneof cases of requests and responses, named short. */
+#define REQUEST(kind)  GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_##kind
+#define RESPONSE(kind) GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_##kind
+
+/* Every answer's last step: `resp` with its `kind` member set is packed
+ * into `out`. */
+static int encode_answer(Grpc__Reflection__V1__ServerReflectionResponse *resp,
+                         Grpc__Reflection__V1__ServerReflectionResponse__MessageResponseCase kind,
                          struct buf *out)
 {
+	resp->message_response_case = kind;
 	size_t size = grpc__reflection__v1__server_reflection_response__get_packed_size(resp);
 	int rc = buf_reserve(out, size);
 	if (rc)
@@ -566,10 +574,8 @@ static int answer_files(const struct grpc_reflection *r,
 		grpc__reflection__v1__file_descriptor_response__init(&fdr);
 		fdr.n_file_descriptor_proto = n;
 		fdr.file_descriptor_proto = blobs;
-		resp->message_response_case =
-		    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
 		resp->file_descriptor_response = &fdr;
-		rc = pack_response(resp, out);
+		rc = encode_answer(resp, RESPONSE(FILE_DESCRIPTOR_RESPONSE), out);
 	}
 	free(blobs);
 	free(order);
@@ -586,10 +592,8 @@ static int answer_error(Grpc__Reflection__V1__ServerReflectionResponse *resp, in
 	grpc__reflection__v1__error_response__init(&err);
 	err.error_code = code;
 	err.error_message = message;
-	resp->message_response_case =
-	    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ERROR_RESPONSE;
 	resp->error_response = &err;
-	return pack_response(resp, out);
+	return encode_answer(resp, RESPONSE(ERROR_RESPONSE), out);
 }
 
 static int answer_services(Grpc__Reflection__V1__ServerReflectionResponse *resp,
@@ -608,10 +612,8 @@ static int answer_services(Grpc__Reflection__V1__ServerReflectionResponse *resp,
 		grpc__reflection__v1__list_service_response__init(&list);
 		list.n_service = count;
 		list.service = ptrs;
-		resp->message_response_case =
-		    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
 		resp->list_services_response = &list;
-		rc = pack_response(resp, out);
+		rc = encode_answer(resp, RESPONSE(LIST_SERVICES_RESPONSE), out);
 	}
 	free(ptrs);
 	free(items);
@@ -634,12 +636,40 @@ static int answer_extension_numbers(const struct grpc_reflection *r,
 	ext.base_type_name = (char *)(uintptr_t)type;
 	ext.n_extension_number = n;
 	ext.extension_number = numbers;
-	resp->message_response_case =
-	    GRPC__REFLECTION__V1__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
 	resp->all_extension_numbers_response = &ext;
-	int rc = pack_response(resp, out);
+	int rc = encode_answer(resp, RESPONSE(ALL_EXTENSION_NUMBERS_RESPONSE), out);
 	free(numbers);
 	return rc;
+}
+
+/* The three requests answered with a file and its imports: the file's
+ * index, or -1 with *what and *name set to the NOT_FOUND message's parts.
+ * Any other request: -1 with *what left NULL. */
+static long file_of_request(const struct grpc_reflection *r,
+                            const Grpc__Reflection__V1__ServerReflectionRequest *req,
+                            const char **what, const char **name)
+{
+	const Grpc__Reflection__V1__ExtensionRequest *ext = req->file_containing_extension;
+	long file = -1;
+	switch (req->message_request_case) {
+	case REQUEST(FILE_BY_FILENAME):
+		*what = "file not found";
+		*name = req->file_by_filename;
+		return find_file(r, req->file_by_filename);
+	case REQUEST(FILE_CONTAINING_SYMBOL):
+		*what = "symbol not found";
+		*name = req->file_containing_symbol;
+		return find_symbol(r, req->file_containing_symbol);
+	case REQUEST(FILE_CONTAINING_EXTENSION):
+		*what = "extension not found";
+		*name = ext ? ext->containing_type : "";
+		for (size_t i = 0; ext && i < r->extension_count; i++)
+			if (r->extensions[i].number == ext->extension_number &&
+			    strcmp(r->extensions[i].extendee, ext->containing_type) == 0)
+				file = r->extensions[i].file;
+		return file;
+	default: return -1;
+	}
 }
 
 int grpc_reflection_answer(const struct grpc_reflection *r, const uint8_t *req_bytes, size_t len,
@@ -653,48 +683,24 @@ int grpc_reflection_answer(const struct grpc_reflection *r, const uint8_t *req_b
 	grpc__reflection__v1__server_reflection_response__init(&resp);
 	resp.valid_host = req->host;
 	resp.original_request = req;
+	const char *what = NULL, *name = "";
+	long file = file_of_request(r, req, &what, &name);
 	int rc;
-	long file;
-	switch (req->message_request_case) {
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
-		file = find_file(r, req->file_by_filename);
-		rc = file >= 0 ? answer_files(r, &resp, (uint32_t)file, out)
-		               : answer_error(&resp, GRPC_STATUS_NOT_FOUND, "file not found",
-		                              req->file_by_filename, out);
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_SYMBOL:
-		file = find_symbol(r, req->file_containing_symbol);
-		rc = file >= 0 ? answer_files(r, &resp, (uint32_t)file, out)
-		               : answer_error(&resp, GRPC_STATUS_NOT_FOUND, "symbol not found",
-		                              req->file_containing_symbol, out);
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_CONTAINING_EXTENSION: {
-		const Grpc__Reflection__V1__ExtensionRequest *ext = req->file_containing_extension;
-		file = -1;
-		for (size_t i = 0; ext && i < r->extension_count; i++)
-			if (r->extensions[i].number == ext->extension_number &&
-			    strcmp(r->extensions[i].extendee, ext->containing_type) == 0)
-				file = r->extensions[i].file;
-		rc = file >= 0 ? answer_files(r, &resp, (uint32_t)file, out)
-		               : answer_error(&resp, GRPC_STATUS_NOT_FOUND, "extension not found",
-		                              ext ? ext->containing_type : "", out);
-		break;
-	}
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_ALL_EXTENSION_NUMBERS_OF_TYPE:
+	if (file >= 0)
+		rc = answer_files(r, &resp, (uint32_t)file, out);
+	else if (what)
+		rc = answer_error(&resp, GRPC_STATUS_NOT_FOUND, what, name, out);
+	else if (req->message_request_case == REQUEST(ALL_EXTENSION_NUMBERS_OF_TYPE))
 		rc = find_symbol(r, req->all_extension_numbers_of_type) >= 0
 		         ? answer_extension_numbers(r, &resp, req->all_extension_numbers_of_type,
 		                                    out)
 		         : answer_error(&resp, GRPC_STATUS_NOT_FOUND, "type not found",
 		                        req->all_extension_numbers_of_type, out);
-		break;
-	case GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES:
+	else if (req->message_request_case == REQUEST(LIST_SERVICES))
 		rc = answer_services(&resp, services, service_count, out);
-		break;
-	default:
+	else
 		rc = answer_error(&resp, GRPC_STATUS_INVALID_ARGUMENT, "no request in the message",
 		                  "", out);
-		break;
-	}
 	grpc__reflection__v1__server_reflection_request__free_unpacked(req, NULL);
 	return rc;
 }

@@ -292,8 +292,12 @@ static void call_reject(struct grpc_call *c, int status, const char *message)
 	struct grpc_session *s = c->session;
 	call_release_request(c);
 	if (c->state == CALL_RECEIVING && !c->bad_request && c->http) {
-		submit_http_error(c, status == GRPC_STATUS_DEADLINE_EXCEEDED ? "408" : "503");
+		int http_status = status == GRPC_STATUS_DEADLINE_EXCEEDED ? 408 : 503;
+		submit_http_error(c, http_status == 408 ? "408" : "503");
 		call_mark_done(c, status);
+		if (s->hooks.http_rejected)
+			s->hooks.http_rejected(s->hooks.hook_ctx, http_status,
+			                       (double)(grpc_now_ns() - c->start_ns) / 1e9);
 	} else if (c->state == CALL_RECEIVING && !c->bad_request) {
 		c->handler_holds = false;
 		submit_trailers_only(c, status, message);

@@ -321,6 +321,14 @@ static void h2_call_message(void *ctx, const struct grpc_method *m, bool sent)
 
 static void h2_http_request(void *ctx, struct grpc_call *call, const struct grpc_http_request *hr);
 
+/* Counted like HTTP/1.1's own 408/503 answers (h1_expire, budgets). */
+static void h2_http_rejected(void *ctx, int status, double seconds)
+{
+	struct conn *c = ctx;
+	server_record_http(c->worker->srv, &c->worker->srv->unrouted, HTTP1_OTHER, "", status,
+	                   seconds, NULL);
+}
+
 static int start_h2(struct conn *c)
 {
 	struct server *srv = c->worker->srv;
@@ -341,6 +349,7 @@ static int start_h2(struct conn *c)
 	    .call_started = h2_call_started,
 	    .call_message = h2_call_message,
 	    .http_request = h2_http_request,
+	    .http_rejected = h2_http_rejected,
 	    .want_write = h2_want_write,
 	    .hook_ctx = c,
 	};
@@ -381,11 +390,26 @@ static void h1_send_simple(struct conn *c, int status, const char *extra, bool k
 	http1_response_build(&c->out, status, "application/json", extra, body, n, keep_alive);
 }
 
+/* An h2c request's stream was reset (or its connection closed) while the
+ * exchange waits: tell the exchange's owner, as a closed HTTP/1.1 connection
+ * does. */
+static void h2_exchange_cancelled(struct grpc_call *call, void *arg)
+{
+	struct http_exchange *ex = arg;
+	(void)call;
+	void (*fn)(struct http_exchange *, void *) = ex->cancel_fn;
+	ex->cancel_fn = NULL;
+	if (fn)
+		fn(ex, ex->cancel_arg);
+}
+
 void server_http_on_cancel(struct http_exchange *ex,
                            void (*fn)(struct http_exchange *ex, void *arg), void *arg)
 {
 	ex->cancel_fn = fn;
 	ex->cancel_arg = arg;
+	if (ex->h2)
+		grpc_call_on_cancel(ex->h2, fn ? h2_exchange_cancelled : NULL, fn ? ex : NULL);
 }
 
 void server_http_respond(struct http_exchange *ex, int status, const char *content_type,
@@ -427,8 +451,7 @@ void server_http_respond(struct http_exchange *ex, int status, const char *conte
 		conn_process_h1(c);
 }
 
-/* The route's handler, now or after faults.delay; the request stays parsed
- * in the connection until the exchange is answered. */
+/* The request's server span (movie/server.h). */
 const struct trace_span *server_http_span(const struct http_exchange *ex)
 {
 	return &ex->span;
@@ -448,14 +471,40 @@ static void h1_start_span(struct http_exchange *ex, const struct http1_request *
 	                        ts ? req->tracestate.len : 0);
 }
 
-static void h1_run_handler(struct http_exchange *ex)
+/* The route's handler, now or after faults.delay; the request stays parsed
+ * in the connection (HTTP/1.1) or the exchange (h2c) until it is answered. */
+static void run_handler(struct http_exchange *ex)
 {
-	if (!ex->conn) {
+	const struct http1_request *req;
+	if (ex->h2 ? grpc_call_cancelled(ex->h2) : !ex->conn) {
 		/* The client went away meanwhile: nothing to answer. */
 		server_http_respond(ex, 499, "text/plain; charset=utf-8", "", 0);
 		return;
 	}
-	ex->route->handler(ex, &ex->conn->h1.request, ex->route->ctx);
+	req = ex->h2 ? &ex->req : &ex->conn->h1.request;
+	ex->route->handler(ex, req, ex->route->ctx);
+}
+
+/* Answer a parsed request, the one way for HTTP/1.1 and h2c so that faults,
+ * metrics and request logs are the same on both: `idx` is its route
+ * (http1_route_find) or < 0 with `status` the error to answer (404, 405 with
+ * `allow`, 400, 413, 503). A service route goes through the faults; the
+ * built-in endpoints (/healthz, /readyz, /metrics) never do. */
+static void run_route(struct http_exchange *ex, int idx, int status)
+{
+	struct server *srv = ex->srv;
+	if (idx < 0) {
+		ex->route = &srv->unrouted;
+		char body[96];
+		size_t n = error_body(body, sizeof(body), status);
+		server_http_respond(ex, status, "application/json", body, n);
+		return;
+	}
+	ex->route = &srv->route_entries[idx];
+	if (ex->route->faultable)
+		faults_http_call(srv, ex, run_handler);
+	else
+		run_handler(ex);
 }
 
 static void h1_dispatch(struct conn *c)
@@ -485,21 +534,9 @@ static void h1_dispatch(struct conn *c)
 	ex->path[plen] = '\0';
 	c->exchange = ex;
 	atomic_fetch_add(&srv->in_flight, 1);
-	if (idx < 0) {
-		ex->route = &srv->unrouted;
-		if (status == 405)
-			snprintf(ex->extra_headers, sizeof(ex->extra_headers), "Allow: %s\r\n",
-			         allow);
-		char body[96];
-		size_t n = error_body(body, sizeof(body), status);
-		server_http_respond(ex, status, "application/json", body, n);
-		return;
-	}
-	ex->route = &srv->route_entries[idx];
-	if (ex->route->faultable)
-		faults_http_call(srv, ex, h1_run_handler);
-	else
-		ex->route->handler(ex, req, ex->route->ctx);
+	if (idx < 0 && status == 405)
+		snprintf(ex->extra_headers, sizeof(ex->extra_headers), "Allow: %s\r\n", allow);
+	run_route(ex, idx, status);
 }
 
 static enum http1_method method_from_name(const char *name)
@@ -560,17 +597,9 @@ static void h2_http_request(void *ctx, struct grpc_call *call, const struct grpc
 	if (!status)
 		idx = http1_route_find(srv->routes, srv->route_count, req, &status, ex->allow,
 		                       sizeof(ex->allow));
-	if (idx < 0) {
-		ex->route = &srv->unrouted;
-		if (status != 405)
-			ex->allow[0] = '\0';
-		size_t n = error_body(body, sizeof(body), status);
-		server_http_respond(ex, status, "application/json", body, n);
-		return;
-	}
-	ex->allow[0] = '\0';
-	ex->route = &srv->route_entries[idx];
-	ex->route->handler(ex, req, ex->route->ctx);
+	if (idx >= 0 || status != 405)
+		ex->allow[0] = '\0';
+	run_route(ex, idx, status);
 }
 
 /* Parse and answer as many buffered requests as possible: one round until the

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "movie/err.h"
 #include "movie/log.h"
 #include "movie/service.h"
 #include "movie/banned.h"
@@ -50,9 +51,13 @@ int service_main(const struct service_def *def, int argc, char **argv)
 	if (log_writer_start(SERVICE_LOG_QUEUE_BYTES) != 0)
 		log_warn("cannot start the log writer: logging inline");
 
+	/* Every failure from here on is said in the log before exit 1. */
 	run.metrics = metrics_registry_new();
-	if (!run.metrics)
+	if (!run.metrics) {
+		log_error("cannot start", MV_LOG_S("step", "metrics registry"),
+		          MV_LOG_S("error", mv_strerror(MV_ENOMEM)));
 		goto fail_config;
+	}
 	if (def->store_open) {
 		const struct storage_options *storage =
 		    (const struct storage_options *)((const char *)run.config +
@@ -69,10 +74,17 @@ int service_main(const struct service_def *def, int argc, char **argv)
 		}
 	}
 	run.srv = server_new(server_cfg, def->name, def->grpc_service, run.metrics);
-	if (!run.srv)
+	if (!run.srv) {
+		log_error("cannot start", MV_LOG_S("step", "server"),
+		          MV_LOG_S("error", mv_strerror(MV_ENOMEM)));
 		goto fail_store;
-	if (def->register_handlers(&run) != 0)
+	}
+	rc = def->register_handlers(&run);
+	if (rc != 0) {
+		log_error("cannot start", MV_LOG_S("step", "handlers"),
+		          MV_LOG_S("error", mv_strerror(rc)));
 		goto fail_server;
+	}
 	if (def->start && def->start(&run) != 0)
 		goto fail_server;
 	if (def->log_starting)

@@ -7,10 +7,11 @@
 
 #include <stddef.h>
 
+#include "movie_ports.h" /* generated from services/services.txt */
 #include "movie/banned.h"
 
 static const struct cfg_option options[] = {
-    SERVER_CONFIG_OPTIONS(struct metadata_config, server, "8081"),
+    SERVER_CONFIG_OPTIONS(struct metadata_config, server, MOVIE_PORT_metadata),
     STORAGE_OPTIONS(struct metadata_config, storage, "data/metadata.db"),
 };
 

@@ -8,23 +8,24 @@
 #include <stddef.h>
 
 #include "movie/err.h"
+#include "movie_ports.h" /* generated from services/services.txt */
 #include "movie/banned.h"
 
 /* The gRPC channel's cap on targets (grpc_channel_new refuses more). */
 #define PEER_TARGETS_MAX 64
 
 static const struct cfg_option options[] = {
-    SERVER_CONFIG_OPTIONS(struct movie_config, server, "8083"),
+    SERVER_CONFIG_OPTIONS(struct movie_config, server, MOVIE_PORT_movie),
     {.key = "peers.metadata.addresses",
      .type = CFG_STRING_LIST,
      .offset = offsetof(struct movie_config, metadata_addresses),
-     .default_value = "127.0.0.1:8081",
+     .default_value = "127.0.0.1:" MOVIE_PORT_metadata,
      .help = "metadata service host:port list; names resolve to every address",
      .check = cfg_check_host_port},
     {.key = "peers.rating.addresses",
      .type = CFG_STRING_LIST,
      .offset = offsetof(struct movie_config, rating_addresses),
-     .default_value = "127.0.0.1:8082",
+     .default_value = "127.0.0.1:" MOVIE_PORT_rating,
      .help = "rating service host:port list; names resolve to every address",
      .check = cfg_check_host_port},
     {.key = "peers.resolve_interval",

@@ -8,10 +8,11 @@
 #include <stddef.h>
 
 #include "movie/err.h"
+#include "movie_ports.h" /* generated from services/services.txt */
 #include "movie/banned.h"
 
 static const struct cfg_option options[] = {
-    SERVER_CONFIG_OPTIONS(struct rating_config, server, "8082"),
+    SERVER_CONFIG_OPTIONS(struct rating_config, server, MOVIE_PORT_rating),
     STORAGE_OPTIONS(struct rating_config, storage, "data/rating.db"),
     {.key = "rating.min_value",
      .type = CFG_INT,

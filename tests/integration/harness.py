@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -238,14 +239,37 @@ def run_check_config(program, files, env=None):
     return p.returncode, p.stderr.decode()
 
 
-def scrape(svc):
-    """Prometheus text from /metrics as {'name{labels}': value}."""
-    status, data = svc.http("GET", "/metrics")
-    assert status == 200
+def parse_metrics(text):
+    """Prometheus text exposition as {'name{labels}': value} (comments skipped)."""
     samples = {}
-    for line in data.decode().splitlines():
+    for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
         key, _, value = line.rpartition(" ")
         samples[key] = float(value)
     return samples
+
+
+def scrape(svc):
+    """Prometheus text from /metrics as {'name{labels}': value}."""
+    status, data = svc.http("GET", "/metrics")
+    assert status == 200
+    return parse_metrics(data.decode())
+
+
+_SAMPLE_KEY = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?$")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:\\.|[^"\\])*)"')
+
+
+def metric(samples, name, **labels):
+    """Sum of the samples of `name` (exactly that name) whose labels include
+    `labels` (exact values); 0 when none matches. `samples` as scrape returns."""
+    total = 0.0
+    for key, value in samples.items():
+        m = _SAMPLE_KEY.match(key)
+        if not m or m.group(1) != name:
+            continue
+        have = dict(_LABEL.findall(m.group(3) or ""))
+        if all(have.get(k) == v for k, v in labels.items()):
+            total += value
+    return total

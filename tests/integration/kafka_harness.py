@@ -14,6 +14,8 @@ import time
 import urllib.error
 import urllib.request
 
+import harness
+
 
 def free_port():
     """A TCP port on 127.0.0.1 below 32768 (outside the ephemeral range) that binds now."""
@@ -108,18 +110,11 @@ class Rating:
     def metrics(self):
         """{name or name{labels}: value} from /metrics."""
         with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
-            text = r.read().decode()
-        out = {}
-        for line in text.splitlines():
-            if not line or line.startswith("#"):
-                continue
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-        return out
+            return harness.parse_metrics(r.read().decode())
 
-    def metric(self, name):
-        """Sum of every series of `name`."""
-        return sum(v for k, v in self.metrics().items() if k == name or k.startswith(name + "{"))
+    def metric(self, name, **labels):
+        """Sum of the series of `name` whose labels include `labels`."""
+        return harness.metric(self.metrics(), name, **labels)
 
     def rating(self, record_id, record_type):
         """The mean rating, or None when unrated (404)."""

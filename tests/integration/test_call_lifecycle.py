@@ -11,7 +11,6 @@ the real binaries:
 Abandoning clients speak raw HTTP/2 (python3-h2) so that they can send requests
 and close the connection without waiting for anything.
 """
-import re
 import signal
 import socket
 import sys
@@ -69,19 +68,6 @@ def abandon_calls(port, path, messages):
     sock.close()
 
 
-def metric(samples, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for key, value in samples.items():
-        m = re.match(r"([a-zA-Z_:]+)(\{(.*)\})?$", key)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += value
-    return total
-
-
 class AbandonedCallsEndInMetricsTest(unittest.TestCase):
     """Item 7: 4,000 GetMetadata on 200 abandoned connections."""
 
@@ -95,8 +81,8 @@ class AbandonedCallsEndInMetricsTest(unittest.TestCase):
 
             def settled():
                 s = harness.scrape(meta)
-                started = metric(s, "grpc_server_started_total", grpc_method="GetMetadata")
-                handled = metric(s, "grpc_server_handled_total", grpc_method="GetMetadata")
+                started = harness.metric(s, "grpc_server_started_total", grpc_method="GetMetadata")
+                handled = harness.metric(s, "grpc_server_handled_total", grpc_method="GetMetadata")
                 if (s["server_connections_open"] <= 1 and s["server_requests_in_flight"] == base
                         and started == handled):
                     return s
@@ -107,9 +93,9 @@ class AbandonedCallsEndInMetricsTest(unittest.TestCase):
                 s = harness.scrape(meta)
                 self.fail("in flight %s (baseline %s), started %s, handled %s" % (
                     s["server_requests_in_flight"], base,
-                    metric(s, "grpc_server_started_total", grpc_method="GetMetadata"),
-                    metric(s, "grpc_server_handled_total", grpc_method="GetMetadata")))
-            self.assertGreater(metric(s, "grpc_server_started_total", grpc_method="GetMetadata"),
+                    harness.metric(s, "grpc_server_started_total", grpc_method="GetMetadata"),
+                    harness.metric(s, "grpc_server_handled_total", grpc_method="GetMetadata")))
+            self.assertGreater(harness.metric(s, "grpc_server_started_total", grpc_method="GetMetadata"),
                                0)
             self.assertEqual(meta.stop(), 0)
 
@@ -161,7 +147,7 @@ class PeerCallsTest(unittest.TestCase):
         for _ in range(8):
             stub.GetMovieDetails(pb.GetMovieDetailsRequest(movie_id="m1"), timeout=5)
         ch.close()
-        meta_before = metric(harness.scrape(self.meta), "grpc_server_msg_received_total",
+        meta_before = harness.metric(harness.scrape(self.meta), "grpc_server_msg_received_total",
                              grpc_method="GetMetadata")
         self.stop_process(self.meta)
         # 10 connections x 50 calls: more than metadata's 100 streams per peer
@@ -174,7 +160,7 @@ class PeerCallsTest(unittest.TestCase):
 
         def idle():
             s = harness.scrape(self.movie)
-            if (metric(s, "grpc_client_calls_in_flight") == 0
+            if (harness.metric(s, "grpc_client_calls_in_flight") == 0
                     and s["server_requests_in_flight"] <= 1):
                 return s
             return None
@@ -183,11 +169,11 @@ class PeerCallsTest(unittest.TestCase):
         except AssertionError:
             s = harness.scrape(self.movie)
             self.fail("movie still holds calls: in flight %s, peer calls %s" % (
-                s["server_requests_in_flight"], metric(s, "grpc_client_calls_in_flight")))
-        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", grpc_service="MetadataService",
+                s["server_requests_in_flight"], harness.metric(s, "grpc_client_calls_in_flight")))
+        self.assertGreaterEqual(harness.metric(s, "grpc_client_handled_total", grpc_service="MetadataService",
                                        grpc_code="Canceled"), calls)
-        movie_started = metric(s, "grpc_server_started_total", grpc_method="GetMovieDetails")
-        movie_handled = metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails")
+        movie_started = harness.metric(s, "grpc_server_started_total", grpc_method="GetMovieDetails")
+        movie_handled = harness.metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails")
         self.assertEqual(movie_started, movie_handled)
 
         # Metadata resumes: the calls still queued in movie (over metadata's
@@ -205,7 +191,7 @@ class PeerCallsTest(unittest.TestCase):
         s = wait_for(meta_settled, 10, "metadata to settle")
         # A request message is received (handed to the handler) only by a call
         # that runs: started counts the reset ones too (they end CANCELLED).
-        executed = (metric(s, "grpc_server_msg_received_total", grpc_method="GetMetadata")
+        executed = (harness.metric(s, "grpc_server_msg_received_total", grpc_method="GetMetadata")
                     - meta_before)
         print("metadata executed %d of %d abandoned calls" % (executed, calls), file=sys.stderr)
         self.assertLessEqual(executed, calls // 10, "metadata ran %d of %d abandoned calls"
@@ -234,15 +220,15 @@ class PeerCallsTest(unittest.TestCase):
 
         def idle():
             s = harness.scrape(self.movie)
-            if (metric(s, "grpc_client_calls_in_flight") == 0
+            if (harness.metric(s, "grpc_client_calls_in_flight") == 0
                     and s["server_requests_in_flight"] <= 1):
                 return s
             return None
         s = wait_for(idle, 10, "movie to drop the abandoned calls and their peer calls")
-        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", grpc_service="RatingService",
+        self.assertGreaterEqual(harness.metric(s, "grpc_client_handled_total", grpc_service="RatingService",
                                        grpc_code="Canceled"), 100)
-        self.assertEqual(metric(s, "movie_rating_degraded_total"), 0)
-        self.assertEqual(metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails",
+        self.assertEqual(harness.metric(s, "movie_rating_degraded_total"), 0)
+        self.assertEqual(harness.metric(s, "grpc_server_handled_total", grpc_method="GetMovieDetails",
                                 grpc_code="Canceled"), 100)
 
     def test_http_caller_gone_cancels_peer_calls(self):
@@ -259,7 +245,7 @@ class PeerCallsTest(unittest.TestCase):
             socks.append(sock)
 
         def peer_calls():
-            return metric(harness.scrape(self.movie), "grpc_client_calls_in_flight") >= 40
+            return harness.metric(harness.scrape(self.movie), "grpc_client_calls_in_flight") >= 40
         wait_for(peer_calls, 10, "the 40 requests' peer calls to start")
         for i, sock in enumerate(socks):
             if i % 2:
@@ -269,7 +255,7 @@ class PeerCallsTest(unittest.TestCase):
 
         def idle():
             s = harness.scrape(self.movie)
-            if (metric(s, "grpc_client_calls_in_flight") == 0
+            if (harness.metric(s, "grpc_client_calls_in_flight") == 0
                     and s["server_requests_in_flight"] <= 1):
                 return s
             return None
@@ -279,10 +265,10 @@ class PeerCallsTest(unittest.TestCase):
         except AssertionError:
             s = harness.scrape(self.movie)
             self.fail("movie still holds calls: in flight %s, peer calls %s" % (
-                s["server_requests_in_flight"], metric(s, "grpc_client_calls_in_flight")))
-        self.assertGreaterEqual(metric(s, "grpc_client_handled_total", grpc_service="MetadataService",
+                s["server_requests_in_flight"], harness.metric(s, "grpc_client_calls_in_flight")))
+        self.assertGreaterEqual(harness.metric(s, "grpc_client_handled_total", grpc_service="MetadataService",
                                        grpc_code="Canceled"), 40)
-        self.assertEqual(metric(s, "movie_rating_degraded_total"), 0)
+        self.assertEqual(harness.metric(s, "movie_rating_degraded_total"), 0)
         # Movie still answers HTTP once metadata is back.
         self.resume_process(self.meta)
         self.assertEqual(self.movie.http("GET", "/movie?id=m1")[0], 200)
@@ -304,7 +290,7 @@ class PeerCallsTest(unittest.TestCase):
         self.assertEqual(d.movie_details.metadata.title, "T")
         self.assertEqual(d.movie_details.rating, 0.0)
         self.assertLess(elapsed, 2.5)
-        self.assertGreaterEqual(metric(harness.scrape(self.movie), "movie_rating_degraded_total"),
+        self.assertGreaterEqual(harness.metric(harness.scrape(self.movie), "movie_rating_degraded_total"),
                                 1)
 
 

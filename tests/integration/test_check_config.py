@@ -39,6 +39,28 @@ def error_lines(stderr, program):
     return [l for l in stderr.splitlines() if l.startswith(program + ": ") and "valid" not in l]
 
 
+class DefaultPortTest(unittest.TestCase):
+    """services/services.txt is the one place a default port is written: each
+    binary's api.port default, and movie's default peer addresses, are it."""
+
+    def print_config(self, program):
+        prefix = program.upper() + "_"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(prefix)}
+        p = subprocess.run([os.path.join(harness.BIN_DIR, program), "--print-config"],
+                           capture_output=True, env=env, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr.decode())
+        return p.stdout.decode()
+
+    def test_defaults_are_the_list(self):
+        for program, (_, port) in harness.SERVICES.items():
+            text = self.print_config(program)
+            self.assertRegex(text, r"(?m)^api:\n(?:  .*\n)*?  port: %d$" % port, program)
+        movie = self.print_config("movie")
+        for peer in ("metadata", "rating"):
+            self.assertRegex(movie, r'(?m)^  %s:\n    addresses:\n      - "127\.0\.0\.1:%d"$'
+                             % (peer, harness.SERVICES[peer][1]))
+
+
 class RatingRangeTest(unittest.TestCase):
     def test_min_greater_than_max_fails_the_check(self):
         path = write("rating:\n  min_value: 5\n  max_value: 1\n")

@@ -7,8 +7,8 @@ environment layer, and the endpoints faults must never touch (health,
 """
 import concurrent.futures
 import math
+import json
 import os
-import re
 import socket
 import subprocess
 import time
@@ -37,18 +37,6 @@ def wait_for(pred, timeout, what):
             return last
         time.sleep(0.05)
     raise AssertionError("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
-
-
-def metric(samples, name, **labels):
-    total = 0.0
-    for key, value in samples.items():
-        m = re.match(r"([a-zA-Z_:]+)(\{(.*)\})?$", key)
-        if not m or m.group(1) != name:
-            continue
-        have = dict(re.findall(r'(\w+)="([^"]*)"', m.group(3) or ""))
-        if all(have.get(k) == v for k, v in labels.items()):
-            total += value
-    return total
 
 
 def get_code(stub, movie_id="nope", timeout=10):
@@ -105,7 +93,7 @@ class ErrorRatioTest(unittest.TestCase):
         return mean - 5 * sd, mean + 5 * sd
 
     def test_grpc_ratio_and_code(self):
-        before = metric(harness.scrape(self.f.svc), "movie_faults_injected_total", fault="error")
+        before = harness.metric(harness.scrape(self.f.svc), "movie_faults_injected_total", fault="error")
         codes = [get_code(self.f.stub) for _ in range(self.CALLS)]
         aborted = codes.count(grpc.StatusCode.ABORTED)
         # The rest are the real answer: unknown id -> NOT_FOUND.
@@ -113,7 +101,7 @@ class ErrorRatioTest(unittest.TestCase):
         lo, hi = self.bounds(self.CALLS)
         self.assertTrue(lo <= aborted <= hi, "%d of %d aborted, expected %.0f..%.0f"
                         % (aborted, self.CALLS, lo, hi))
-        after = metric(harness.scrape(self.f.svc), "movie_faults_injected_total", fault="error")
+        after = harness.metric(harness.scrape(self.f.svc), "movie_faults_injected_total", fault="error")
         self.assertEqual(after - before, aborted)
 
     def test_http_ratio_and_status(self):
@@ -133,10 +121,10 @@ class ErrorRatioTest(unittest.TestCase):
 
     def test_metric_and_log(self):
         samples = harness.scrape(self.f.svc)
-        self.assertEqual(metric(samples, "movie_faults_enabled", fault="error_ratio"), 1)
-        self.assertEqual(metric(samples, "movie_faults_enabled", fault="delay"), 0)
-        self.assertEqual(metric(samples, "movie_faults_enabled", fault="not_ready"), 0)
-        self.assertEqual(metric(samples, "movie_faults_enabled", fault="exit_after"), 0)
+        self.assertEqual(harness.metric(samples, "movie_faults_enabled", fault="error_ratio"), 1)
+        self.assertEqual(harness.metric(samples, "movie_faults_enabled", fault="delay"), 0)
+        self.assertEqual(harness.metric(samples, "movie_faults_enabled", fault="not_ready"), 0)
+        self.assertEqual(harness.metric(samples, "movie_faults_enabled", fault="exit_after"), 0)
         lines = [l for l in self.f.svc.log_lines() if "FAULTS ENABLED" in l.get("msg", "")]
         self.assertEqual(len(lines), 1, self.f.svc.logs())
         self.assertEqual(lines[0]["level"], "warn")
@@ -152,8 +140,8 @@ class NoFaultsTest(unittest.TestCase):
             self.assertEqual(codes, [grpc.StatusCode.NOT_FOUND] * 100)
             samples = harness.scrape(f.svc)
             for fault in ("error_ratio", "delay", "not_ready", "exit_after"):
-                self.assertEqual(metric(samples, "movie_faults_enabled", fault=fault), 0)
-            self.assertEqual(metric(samples, "movie_faults_injected_total"), 0)
+                self.assertEqual(harness.metric(samples, "movie_faults_enabled", fault=fault), 0)
+            self.assertEqual(harness.metric(samples, "movie_faults_injected_total"), 0)
             self.assertFalse([l for l in f.svc.log_lines() if "FAULTS" in l.get("msg", "")])
         finally:
             f.close()
@@ -213,32 +201,32 @@ class DelayTest(unittest.TestCase):
         # Serialised by a sleep this would take n * DELAY (8 s).
         self.assertLess(elapsed, n * self.DELAY / 4, elapsed)
         samples = harness.scrape(self.slow.svc)
-        self.assertGreaterEqual(metric(samples, "movie_faults_injected_total", fault="delay"), n)
+        self.assertGreaterEqual(harness.metric(samples, "movie_faults_injected_total", fault="delay"), n)
 
     def test_client_gone_during_delay_ends_the_call(self):
-        before = metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
+        before = harness.metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
         with self.assertRaises(grpc.RpcError) as ctx:
             self.slow.stub.GetMetadata(pb.GetMetadataRequest(movie_id="x"), timeout=0.1)
         self.assertEqual(ctx.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         # The client's RST_STREAM ends the call at once, not when the delay ends.
-        wait_for(lambda: metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
+        wait_for(lambda: harness.metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
                  <= before, self.DELAY * 0.75, "the cancelled call to leave in-flight")
 
 
     def test_http_client_gone_during_delay_ends_the_request(self):
         first = harness.scrape(self.slow.svc)
-        before = metric(first, "server_requests_in_flight")
-        closed_before = metric(first, "http_requests_total", handler="/metadata", code="499")
+        before = harness.metric(first, "server_requests_in_flight")
+        closed_before = harness.metric(first, "http_requests_total", handler="/metadata", code="499")
         sock = socket.create_connection(("127.0.0.1", self.slow.svc.port), timeout=5)
         sock.sendall(b"GET /metadata?id=x HTTP/1.1\r\nHost: x\r\n\r\n")
-        wait_for(lambda: metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
+        wait_for(lambda: harness.metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
                  > before, self.DELAY * 0.75, "the request to be in flight")
         sock.close()
-        wait_for(lambda: metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
+        wait_for(lambda: harness.metric(harness.scrape(self.slow.svc), "server_requests_in_flight")
                  <= before, self.DELAY * 0.75, "the abandoned request to leave in-flight")
         samples = harness.scrape(self.slow.svc)
         # Recorded as 499 (client closed the request), not as a 404 after the delay.
-        self.assertEqual(metric(samples, "http_requests_total", handler="/metadata", code="499")
+        self.assertEqual(harness.metric(samples, "http_requests_total", handler="/metadata", code="499")
                          - closed_before, 1)
 
 
@@ -260,8 +248,8 @@ class NotReadyTest(unittest.TestCase):
             # Calls are still answered: only readiness lies.
             self.assertEqual(get_code(f.stub), grpc.StatusCode.NOT_FOUND)
             samples = harness.scrape(f.svc)
-            self.assertEqual(metric(samples, "movie_faults_enabled", fault="not_ready"), 1)
-            self.assertEqual(metric(samples, "server_ready"), 0)
+            self.assertEqual(harness.metric(samples, "movie_faults_enabled", fault="not_ready"), 1)
+            self.assertEqual(harness.metric(samples, "server_ready"), 0)
         finally:
             f.close()
 
@@ -280,6 +268,114 @@ class ExitAfterTest(unittest.TestCase):
             self.assertTrue([l for l in f.svc.log_lines()
                              if "faults.exit_after" in l.get("msg", "")], f.svc.logs())
         finally:
+            f.close()
+
+
+def h2c_get(testcase, svc, paths):
+    """GET each path over h2c with the real curl (--http2-prior-knowledge), one
+    connection per request (Debian 12's curl 7.88 fails reusing an h2c
+    connection: "Error in the HTTP2 framing layer"; h2load reuses one fine):
+    [(status, http version, seconds, body)]."""
+    curl = harness.require_program(testcase, "curl", "curl")
+    out = []
+    for path in paths:
+        p = subprocess.run([curl, "-sS", "--http2-prior-knowledge", "--max-time", "30",
+                            "-w", "\n%{http_code} %{http_version} %{time_total}",
+                            "http://%s%s" % (svc.target, path)],
+                           capture_output=True, timeout=60)
+        testcase.assertEqual(p.returncode, 0, p.stderr.decode())
+        body, _, tail = p.stdout.decode().rpartition("\n")
+        code, version, seconds = tail.split()
+        out.append((int(code), version, float(seconds), body))
+    return out
+
+
+class H2cFaultsTest(unittest.TestCase):
+    """Faults apply to the JSON routes over h2c (non-gRPC HTTP/2) exactly as over
+    HTTP/1.1, and never to /healthz, /readyz, /metrics."""
+
+    N = 20
+    DELAY = 1.0
+    RUNTIME = ("/healthz", "/readyz", "/metrics")
+
+    def test_error_ratio(self):
+        f = Faulty(env={"METADATA_FAULTS_ERROR_RATIO": "1",
+                        "METADATA_FAULTS_ERROR_CODE": "ABORTED"})
+        try:
+            before = harness.scrape(f.svc)
+            answers = h2c_get(self, f.svc, ["/metadata?id=nope"] * self.N)
+            self.assertEqual({(a[0], a[1]) for a in answers}, {(409, "2")}, answers)
+            for a in answers:
+                self.assertIn("fault injected (faults.error_ratio): ABORTED",
+                              json.loads(a[3])["error"])
+            runtime = h2c_get(self, f.svc, list(self.RUNTIME) * 5)
+            self.assertEqual({a[0] for a in runtime}, {200}, runtime)
+            after = harness.scrape(f.svc)
+            delta = lambda name, **l: (harness.metric(after, name, **l)
+                                       - harness.metric(before, name, **l))
+            self.assertEqual(delta("movie_faults_injected_total", fault="error"), self.N)
+            self.assertEqual(delta("http_requests_total", handler="/metadata", code="409"),
+                             self.N)
+            self.assertEqual(delta("http_requests_total", handler="/metadata", code="404"), 0)
+        finally:
+            f.close()
+
+    def test_delay(self):
+        f = Faulty("faults:\n  delay: %dms\n" % (self.DELAY * 1000))
+        try:
+            before = harness.metric(harness.scrape(f.svc), "movie_faults_injected_total",
+                                    fault="delay")
+            answers = h2c_get(self, f.svc, ["/metadata?id=nope"] * 3)
+            self.assertEqual({(a[0], a[1]) for a in answers}, {(404, "2")}, answers)
+            for a in answers:
+                self.assertGreaterEqual(a[2], self.DELAY * 0.95, answers)
+            mid = harness.metric(harness.scrape(f.svc), "movie_faults_injected_total",
+                                 fault="delay")
+            self.assertEqual(mid - before, 3)
+            runtime = h2c_get(self, f.svc, list(self.RUNTIME) * 2)
+            self.assertEqual({a[0] for a in runtime}, {200}, runtime)
+            for a in runtime:
+                self.assertLess(a[2], self.DELAY / 2, runtime)
+            after = harness.metric(harness.scrape(f.svc), "movie_faults_injected_total",
+                                   fault="delay")
+            self.assertEqual(after, mid)
+        finally:
+            f.close()
+
+    def test_reset_during_delay_counted_499(self):
+        """An h2c request reset while its delay runs ends at once, recorded as
+        499 (client closed request), as an abandoned HTTP/1.1 request is."""
+        import h2.config
+        import h2.connection
+        f = Faulty("faults:\n  delay: %dms\n" % (self.DELAY * 1000 * 5))
+        sock = None
+        try:
+            first = harness.scrape(f.svc)
+            before = harness.metric(first, "server_requests_in_flight")
+            closed = harness.metric(first, "http_requests_total", handler="/metadata",
+                                    code="499")
+            sock = socket.create_connection(("127.0.0.1", f.svc.port), timeout=5)
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+            conn.initiate_connection()
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                    (":path", "/metadata?id=x"), (":authority", "x")],
+                              end_stream=True)
+            sock.sendall(conn.data_to_send())
+            wait_for(lambda: harness.metric(harness.scrape(f.svc), "server_requests_in_flight")
+                     > before, self.DELAY * 3, "the request to be in flight")
+            conn.reset_stream(sid)
+            sock.sendall(conn.data_to_send())
+            wait_for(lambda: harness.metric(harness.scrape(f.svc), "server_requests_in_flight")
+                     <= before, self.DELAY * 3, "the reset request to leave in-flight")
+            samples = harness.scrape(f.svc)
+            self.assertEqual(harness.metric(samples, "http_requests_total", handler="/metadata",
+                                            code="499") - closed, 1)
+            self.assertEqual(harness.metric(samples, "http_requests_total", handler="/metadata",
+                                            code="404"), 0)
+        finally:
+            if sock:
+                sock.close()
             f.close()
 
 

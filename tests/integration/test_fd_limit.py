@@ -50,13 +50,6 @@ def get(conn, path):
         return None, repr(e), time.monotonic() - t0
 
 
-def metric_value(body, name):
-    for line in body.decode(errors="replace").splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
-
-
 def measure(svc):
     """Drive the scenario; every step bounded. Returns the figures (never raises
     on a misbehaving service: the figures say what happened)."""
@@ -122,7 +115,8 @@ def measure(svc):
     out["healthz_at_limit_failed"] = failures
     out["healthz_at_limit_max_ms"] = round(max(latencies) * 1000, 1) if latencies else None
     status, body, _ = get(control, "/metrics")
-    out["accept_paused_total"] = metric_value(body, "server_accept_paused_total") \
+    out["accept_paused_total"] = harness.metric(
+        harness.parse_metrics(body.decode(errors="replace")), "server_accept_paused_total") \
         if status == 200 else None
 
     # Most clients leave: a new connection must be accepted and answered.

@@ -294,7 +294,12 @@ class LivePrometheus(unittest.TestCase):
             with urllib.request.urlopen(url, timeout=5) as r:
                 return json.load(r)
         except urllib.error.HTTPError as e:
-            return json.load(e)
+            # A starting Prometheus answers 503 with a plain-text body.
+            body = e.read().decode(errors="replace")
+            try:
+                return json.loads(body)
+            except ValueError:
+                return {"status": "error", "http": e.code, "error": body[:200]}
 
     def query(self, expr):
         return self.api("query", query=expr)

@@ -30,18 +30,6 @@ def wait_for(fn, timeout=15):
     return value
 
 
-def sample(samples, name, **labels):
-    """Sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for key, value in samples.items():
-        n, _, rest = key.partition("{")
-        if n != name:
-            continue
-        if all(('%s="%s"' % (k, v)) in rest for k, v in labels.items()):
-            total += value
-    return total
-
-
 def no_duplicate_keys(line):
     """json.loads that fails on a repeated key."""
     def pairs(items):
@@ -84,17 +72,17 @@ class ServerMetricsTest(unittest.TestCase):
         after = harness.scrape(self.svc)
         s = {k: v - before.get(k, 0) for k, v in after.items()}
         get = dict(grpc_type="unary", grpc_service="MetadataService", grpc_method="GetMetadata")
-        self.assertEqual(sample(s, "grpc_server_started_total", **get), 5)
-        self.assertEqual(sample(s, "grpc_server_handled_total", **get), 5)
-        self.assertEqual(sample(s, "grpc_server_handled_total", grpc_code="NotFound", **get), 2)
-        self.assertEqual(sample(s, "grpc_server_handling_seconds_count", **get), 5)
+        self.assertEqual(harness.metric(s, "grpc_server_started_total", **get), 5)
+        self.assertEqual(harness.metric(s, "grpc_server_handled_total", **get), 5)
+        self.assertEqual(harness.metric(s, "grpc_server_handled_total", grpc_code="NotFound", **get), 2)
+        self.assertEqual(harness.metric(s, "grpc_server_handling_seconds_count", **get), 5)
         # One request message per call; one response message per OK call.
-        self.assertEqual(sample(s, "grpc_server_msg_received_total", **get), 5)
-        self.assertEqual(sample(s, "grpc_server_msg_sent_total", **get), 3)
+        self.assertEqual(harness.metric(s, "grpc_server_msg_received_total", **get), 5)
+        self.assertEqual(harness.metric(s, "grpc_server_msg_sent_total", **get), 3)
         # Before: an unknown method was handled 3 and started 0.
         unknown = dict(grpc_type="unary", grpc_service="unknown", grpc_method="unknown")
-        self.assertEqual(sample(s, "grpc_server_started_total", **unknown), 3)
-        self.assertEqual(sample(s, "grpc_server_handled_total", grpc_code="Unimplemented",
+        self.assertEqual(harness.metric(s, "grpc_server_started_total", **unknown), 3)
+        self.assertEqual(harness.metric(s, "grpc_server_handled_total", grpc_code="Unimplemented",
                                 **unknown), 3)
         # Every family carries grpc_type (unary here, bidi_stream for reflection).
         for key in after:
@@ -107,8 +95,8 @@ class ServerMetricsTest(unittest.TestCase):
         self.svc.http("GET", "/metadata?id=missing-http")
         self.svc.http("GET", "/healthz")
         s = harness.scrape(self.svc)
-        self.assertGreaterEqual(sample(s, "http_requests_total", handler="/metadata", code="404"), 1)
-        self.assertGreaterEqual(sample(s, "http_requests_total", handler="/healthz", code="200"), 1)
+        self.assertGreaterEqual(harness.metric(s, "http_requests_total", handler="/metadata", code="404"), 1)
+        self.assertGreaterEqual(harness.metric(s, "http_requests_total", handler="/healthz", code="200"), 1)
         self.assertFalse([k for k in s if k.startswith("http_requests_total") and 'xx"' in k])
 
     def test_exposition_passes_promtool(self):
@@ -144,13 +132,13 @@ class ClientMetricsTest(unittest.TestCase):
             s = harness.scrape(movie)
             meta_get = dict(grpc_type="unary", grpc_service="MetadataService",
                             grpc_method="GetMetadata")
-            self.assertEqual(sample(s, "grpc_client_started_total", **meta_get), 2)
-            self.assertEqual(sample(s, "grpc_client_handled_total", grpc_code="OK", **meta_get), 2)
-            self.assertEqual(sample(s, "grpc_client_handling_seconds_count", **meta_get), 2)
+            self.assertEqual(harness.metric(s, "grpc_client_started_total", **meta_get), 2)
+            self.assertEqual(harness.metric(s, "grpc_client_handled_total", grpc_code="OK", **meta_get), 2)
+            self.assertEqual(harness.metric(s, "grpc_client_handling_seconds_count", **meta_get), 2)
             rating_get = dict(grpc_type="unary", grpc_service="RatingService",
                               grpc_method="GetAggregatedRating")
-            self.assertEqual(sample(s, "grpc_client_started_total", **rating_get), 2)
-            self.assertEqual(sample(s, "grpc_client_handled_total", **rating_get), 2)
+            self.assertEqual(harness.metric(s, "grpc_client_started_total", **rating_get), 2)
+            self.assertEqual(harness.metric(s, "grpc_client_handled_total", **rating_get), 2)
             self.assertFalse([k for k in s if k.startswith("grpc_client_handled_total")
                               and "peer=" in k])
         finally:

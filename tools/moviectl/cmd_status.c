@@ -20,10 +20,6 @@
 
 #define PROG "moviectl status"
 
-/* How often --wait-terminated re-reads pods when the server has no
- * status.terminatingReplicas (a product poll, bounded by --timeout). */
-#define TERMINATED_POLL_MS 1000
-
 static void usage(FILE *out)
 {
 	fprintf(
@@ -57,8 +53,7 @@ static int status_one(struct kube_client *c, const char *name, double timeout, l
 	}
 	if (!wait_term)
 		return CMD_OK;
-	if (rollout_wait_terminated(c, ns, name, deadline, TERMINATED_POLL_MS, print_line, NULL,
-	                            &err)) {
+	if (rollout_wait_terminated(c, ns, name, deadline, print_line, NULL, &err)) {
 		kube_error_print(&err, PROG);
 		return CMD_FAILED;
 	}

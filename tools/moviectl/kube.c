@@ -910,9 +910,12 @@ static int relist(struct kube_client *c, const char *path, const char *ls, const
 	return rc;
 }
 
-int kube_watch_until(struct kube_client *c, const char *path, const char *label_selector,
+/* kube_watch_until, or kube_watch_from when from_rv is set: then `known` (the
+ * caller's LIST items) are what a later re-list compares with, and the first
+ * watch starts at from_rv. */
+static int watch_run(struct kube_client *c, const char *path, const char *label_selector,
                      const char *field_selector, double deadline, kube_event_fn fn, void *user,
-                     struct kube_error *err)
+                     const char *from_rv, const json_t *known, struct kube_error *err)
 {
 	struct watch_state w = {.fn = fn, .user = user, .err = err};
 	w.seen = json_object();
@@ -922,6 +925,26 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
 	int rc = 0, need_list = 1, failures = 0;
 	struct buf q;
 	buf_init(&q, 131072);
+	if (from_rv) {
+		size_t i;
+		json_t *it;
+		json_array_foreach(known, i, it)
+		{
+			if (!object_key(it, &q) && json_object_set(w.seen, q.data, it))
+				rc = MV_ENOMEM;
+			buf_reset(&q);
+		}
+		w.rv = strdup(from_rv);
+		if (!w.rv)
+			rc = MV_ENOMEM;
+		if (rc) {
+			buf_release(&q);
+			free(w.rv);
+			json_decref(w.seen);
+			return rc;
+		}
+		need_list = 0;
+	}
 	for (;;) {
 		if (deadline > 0 && kube_now() >= deadline) {
 			kube_error_set(err, "Timeout", "timed out waiting for the condition");
@@ -1053,4 +1076,26 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
 	free(w.rv);
 	json_decref(w.seen);
 	return rc;
+}
+
+int kube_watch_until(struct kube_client *c, const char *path, const char *label_selector,
+                     const char *field_selector, double deadline, kube_event_fn fn, void *user,
+                     struct kube_error *err)
+{
+	return watch_run(c, path, label_selector, field_selector, deadline, fn, user, NULL, NULL,
+	                 err);
+}
+
+int kube_watch_from(struct kube_client *c, const char *path, const char *label_selector,
+                    const char *field_selector, const char *rv, const json_t *items,
+                    double deadline, kube_event_fn fn, void *user, struct kube_error *err)
+{
+	if (!rv || !*rv || !json_is_array(items)) {
+		kube_error_clear(err);
+		kube_error_set(err, "BadRequest", "watch %s: no list resourceVersion to resume",
+		               path);
+		return MV_EINVAL;
+	}
+	return watch_run(c, path, label_selector, field_selector, deadline, fn, user, rv, items,
+	                 err);
 }

@@ -330,6 +330,17 @@ int kube_watch_until(struct kube_client *c, const char *path, const char *label_
                      const char *field_selector, double deadline, kube_event_fn fn, void *user,
                      struct kube_error *err);
 
+/*
+ * kube_watch_until for a caller that has LISTed already (kube_list's items and
+ * resourceVersion `rv`): no LIST first, the watch resumes from rv, so only
+ * changes after that list are delivered. An expired rv re-lists as
+ * kube_watch_until does (ADDED for each item, DELETED for what `items` or the
+ * events had and the new list has not). MV_EINVAL when rv is empty.
+ */
+int kube_watch_from(struct kube_client *c, const char *path, const char *label_selector,
+                    const char *field_selector, const char *rv, const json_t *items,
+                    double deadline, kube_event_fn fn, void *user, struct kube_error *err);
+
 /* CLOCK_MONOTONIC in seconds (what deadlines are measured against). */
 double kube_now(void);
 

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "rollout_ops.h"
 
@@ -83,77 +82,203 @@ out:
 	return rc;
 }
 
+/* What --wait-terminated watches: the Deployment's terminatingReplicas, or the
+ * pods of its selector (kept by name) against its ReplicaSets of the start. */
+struct terminated_ctx {
+	const char *name;
+	const json_t *deploy, *rs; /* pods mode: the Deployment and ReplicaSets read first */
+	json_t *pods;              /* pods mode: "ns/name" -> pod, from the list and events */
+	long long last;            /* the count last printed */
+	long long left;
+	int deleted;  /* terminatingReplicas mode: the Deployment is gone */
+	int no_field; /* terminatingReplicas mode: the field went away */
+	struct buf line;
+	rollout_progress_fn fn;
+	void *user;
+};
+
+static void terminated_report(struct terminated_ctx *t)
+{
+	if (t->left == t->last || !t->fn)
+		return;
+	t->last = t->left;
+	buf_reset(&t->line);
+	if (!buf_printf(&t->line,
+	                "Waiting for deployment \"%s\" old pods to terminate: %lld left...\n",
+	                t->name, t->left))
+		t->fn(t->user, t->line.data);
+}
+
+static int on_deployment_terminating(void *user, const struct kube_event *ev)
+{
+	struct terminated_ctx *t = user;
+	const char *n =
+	    json_string_value(json_object_get(json_object_get(ev->object, "metadata"), "name"));
+	if (!n || strcmp(n, t->name) != 0)
+		return 0;
+	if (ev->type == KUBE_EVENT_DELETED) {
+		t->deleted = 1;
+		return 1;
+	}
+	json_t *term =
+	    json_object_get(json_object_get(ev->object, "status"), "terminatingReplicas");
+	if (!json_is_integer(term)) {
+		t->no_field = 1; /* a server that stopped reporting it: count pods instead */
+		return 1;
+	}
+	t->left = (long long)json_integer_value(term);
+	if (t->left == 0)
+		return 1;
+	terminated_report(t);
+	return 0;
+}
+
+static long long count_old_pods(struct terminated_ctx *t)
+{
+	json_t *arr = json_array();
+	if (!arr)
+		return -1;
+	const char *k;
+	json_t *v;
+	json_object_foreach(t->pods, k, v)
+	{
+		if (json_array_append(arr, v)) {
+			json_decref(arr);
+			return -1;
+		}
+	}
+	long long n = (long long)rollout_old_pods(t->deploy, t->rs, arr);
+	json_decref(arr);
+	return n;
+}
+
+static int pod_key(const json_t *pod, char *key, size_t size)
+{
+	const json_t *m = json_object_get(pod, "metadata");
+	const char *ns = json_string_value(json_object_get(m, "namespace"));
+	const char *n = json_string_value(json_object_get(m, "name"));
+	if (!n)
+		return MV_EINVAL;
+	int len = snprintf(key, size, "%s/%s", ns ? ns : "", n);
+	return len < 0 || (size_t)len >= size ? MV_ETOOBIG : 0;
+}
+
+static int on_pod_event(void *user, const struct kube_event *ev)
+{
+	struct terminated_ctx *t = user;
+	char key[512];
+	if (pod_key(ev->object, key, sizeof(key)))
+		return 0;
+	if (ev->type == KUBE_EVENT_DELETED)
+		json_object_del(t->pods, key);
+	else if (json_object_set(t->pods, key, ev->object))
+		return MV_ENOMEM;
+	/* A re-list (after 410) delivers every pod as ADDED, then the vanished
+	 * ones as DELETED: counting on ADDED could see the set half-built. A
+	 * count only falls through a DELETED (or a pod changing labels). */
+	if (ev->type == KUBE_EVENT_ADDED)
+		return 0;
+	t->left = count_old_pods(t);
+	if (t->left < 0)
+		return MV_ENOMEM;
+	if (t->left == 0)
+		return 1;
+	terminated_report(t);
+	return 0;
+}
+
 int rollout_wait_terminated(struct kube_client *c, const char *ns, const char *name,
-                            double deadline, long poll_ms, rollout_progress_fn fn, void *user,
+                            double deadline, rollout_progress_fn fn, void *user,
                             struct kube_error *err)
 {
-	struct buf path, sel, line;
+	struct buf path, sel, fs;
 	buf_init(&path, 8192);
 	buf_init(&sel, 65536);
-	buf_init(&line, 8192);
-	long long last = -1;
+	buf_init(&fs, 8192);
+	struct terminated_ctx t = {.name = name, .last = -1, .fn = fn, .user = user};
+	buf_init(&t.line, 8192);
+	json_t *d = NULL, *rs = NULL, *pods = NULL;
+	char *rv = NULL;
 	int rc;
-	if (poll_ms <= 0)
-		poll_ms = 1000;
 	kube_error_clear(err);
-	for (;;) {
-		json_t *d = NULL, *rs = NULL, *pods = NULL;
-		long long left;
-		if ((rc = path_for(&path, ns, "deployments", name)) ||
-		    (rc = kube_get(c, path.data, &d, err)))
+	if ((rc = path_for(&path, ns, "deployments", name)) ||
+	    (rc = kube_get(c, path.data, &d, err)))
+		goto out;
+	json_t *term = json_object_get(json_object_get(d, "status"), "terminatingReplicas");
+	if (json_is_integer(term)) {
+		/* The server counts them: watch the Deployment until it says 0. */
+		t.left = (long long)json_integer_value(term);
+		if (t.left == 0)
 			goto out;
-		json_t *term = json_object_get(json_object_get(d, "status"), "terminatingReplicas");
-		if (json_is_integer(term)) {
-			left = (long long)json_integer_value(term);
-		} else {
-			buf_reset(&sel);
-			if (kube_selector_string(
-			        json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
-				kube_error_set(err, "InvalidSelector",
-				               "deployment \"%s\" has an invalid selector", name);
-				json_decref(d);
-				rc = MV_EINVAL;
-				goto out;
-			}
-			if ((rc = path_for(&path, ns, "replicasets", NULL)) ||
-			    (rc = kube_list(c, path.data, sel.data, NULL, &rs, NULL, err)) ||
-			    (rc = path_for(&path, ns, "pods", NULL)) ||
-			    (rc = kube_list(c, path.data, sel.data, NULL, &pods, NULL, err))) {
-				json_decref(d);
-				json_decref(rs);
-				goto out;
-			}
-			left = (long long)rollout_old_pods(d, rs, pods);
-		}
-		json_decref(d);
-		json_decref(rs);
-		json_decref(pods);
-		if (left == 0) {
-			rc = 0;
+		terminated_report(&t);
+		if ((rc = path_for(&path, ns, "deployments", NULL)) ||
+		    (rc = buf_printf(&fs, "metadata.name=%s", name)))
 			goto out;
+		rc = kube_watch_until(c, path.data, NULL, fs.data, deadline,
+		                      on_deployment_terminating, &t, err);
+		if (rc == 0 && t.deleted) {
+			kube_error_set(err, "Deleted", "object has been deleted");
+			rc = MV_ENOTFOUND;
 		}
-		if (left != last && fn) {
-			buf_reset(&line);
-			if (!buf_printf(&line,
-			                "Waiting for deployment \"%s\" old pods to terminate: %lld "
-			                "left...\n",
-			                name, left))
-				fn(user, line.data);
-		}
-		last = left;
-		if (deadline > 0 && kube_now() + (double)poll_ms / 1000.0 >= deadline) {
-			kube_error_set(err, "Timeout", "timed out waiting for the condition");
-			rc = MV_ETIMEDOUT;
+		if (rc || !t.no_field)
 			goto out;
-		}
-		/* A product poll (pods have no cheap aggregate to watch), bounded by deadline. */
-		struct timespec ts = {poll_ms / 1000, (poll_ms % 1000) * 1000000L};
-		nanosleep(&ts, NULL);
+		/* The field went away: count pods as below. */
 	}
+	buf_reset(&sel);
+	if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
+		kube_error_set(err, "InvalidSelector", "deployment \"%s\" has an invalid selector",
+		               name);
+		rc = MV_EINVAL;
+		goto out;
+	}
+	/* Pods: LIST, count, then WATCH from the list's resourceVersion (a re-list
+	 * on 410 inside kube_watch_from), counting at every deletion. The
+	 * ReplicaSets are those of the start: the old pods are the ones of this
+	 * rollout's old ReplicaSets. */
+	if ((rc = path_for(&path, ns, "replicasets", NULL)) ||
+	    (rc = kube_list(c, path.data, sel.data, NULL, &rs, NULL, err)) ||
+	    (rc = path_for(&path, ns, "pods", NULL)) ||
+	    (rc = kube_list(c, path.data, sel.data, NULL, &pods, &rv, err)))
+		goto out;
+	t.deploy = d;
+	t.rs = rs;
+	t.pods = json_object();
+	if (!t.pods) {
+		rc = MV_ENOMEM;
+		goto out;
+	}
+	size_t i;
+	json_t *it;
+	json_array_foreach(pods, i, it)
+	{
+		char key[512];
+		if (!pod_key(it, key, sizeof(key)) && json_object_set(t.pods, key, it)) {
+			rc = MV_ENOMEM;
+			goto out;
+		}
+	}
+	t.left = count_old_pods(&t);
+	if (t.left < 0) {
+		rc = MV_ENOMEM;
+		goto out;
+	}
+	if (t.left == 0)
+		goto out;
+	terminated_report(&t);
+	rc = kube_watch_from(c, path.data, sel.data, NULL, rv ? rv : "", pods, deadline,
+	                     on_pod_event, &t, err);
 out:
+	if (rc == MV_ETIMEDOUT)
+		kube_error_set(err, "Timeout", "timed out waiting for the condition");
+	json_decref(d);
+	json_decref(rs);
+	json_decref(pods);
+	json_decref(t.pods);
+	free(rv);
 	buf_release(&path);
 	buf_release(&sel);
-	buf_release(&line);
+	buf_release(&fs);
+	buf_release(&t.line);
 	return rc;
 }
 

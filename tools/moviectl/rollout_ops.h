@@ -34,15 +34,17 @@ int rollout_status_wait(struct kube_client *c, const char *ns, const char *name,
 
 /*
  * Wait until no pod of an old ReplicaSet of ns/name is left: while
- * status.terminatingReplicas > 0 where the server reports it, else while
- * rollout_old_pods() over a LIST of the Deployment's ReplicaSets and pods
- * (by its selector) is non-zero. Polls every `poll_ms` (0: 1000) until
- * `deadline`. fn gets "Waiting for deployment \"X\" old pods to terminate: N
- * left...\n" when N changes.
- * Returns 0, MV_ETIMEDOUT, MV_EINVAL (reason "InvalidSelector"), kube_get/list codes.
+ * status.terminatingReplicas > 0 where the server reports it (WATCH of the
+ * Deployment), else while rollout_old_pods() over the Deployment's pods is
+ * non-zero: the ReplicaSets and pods (by its selector) are LISTed once, then
+ * the pods are WATCHed from the list's resourceVersion (re-listed on 410),
+ * until `deadline` (CLOCK_MONOTONIC seconds, 0: none). fn gets "Waiting for
+ * deployment \"X\" old pods to terminate: N left...\n" when N changes.
+ * Returns 0, MV_ETIMEDOUT, MV_ENOTFOUND (deleted meanwhile), MV_EINVAL (reason
+ * "InvalidSelector"), or the codes of kube_get, kube_list and kube_watch_until.
  */
 int rollout_wait_terminated(struct kube_client *c, const char *ns, const char *name,
-                            double deadline, long poll_ms, rollout_progress_fn fn, void *user,
+                            double deadline, rollout_progress_fn fn, void *user,
                             struct kube_error *err);
 
 struct rollout_undo_result {

@@ -18,6 +18,7 @@
 #include "movie/grpc.h"
 #include "movie/grpc_client.h"
 #include "movie/log.h"
+#include "movie/cfg.h"
 #include "movie/metrics.h"
 #include "../testing.h"
 #include "movie/banned.h"
@@ -45,6 +46,7 @@ enum {
 	M_HANG,
 	M_SLOW,
 	M_MAYBE,
+	M_ODD,
 	M_COUNT
 };
 
@@ -252,6 +254,18 @@ static void h_maybe(struct grpc_call *call, const uint8_t *msg, size_t len, void
 		grpc_call_finish(call, GRPC_STATUS_OK, NULL, msg, len);
 }
 
+/* A peer newer than us (or broken) answering codes outside 0..16: the
+ * request message is the decimal code. */
+static void h_odd(struct grpc_call *call, const uint8_t *msg, size_t len, void *ctx)
+{
+	struct tsrv *srv = ctx;
+	srv->calls[M_ODD]++;
+	int code = 0;
+	for (size_t i = 0; i < len && i < 3 && msg[i] >= '0' && msg[i] <= '9'; i++)
+		code = code * 10 + (msg[i] - '0');
+	grpc_call_finish(call, code, "a code from the future", NULL, 0);
+}
+
 static int next_port;
 
 /* Listen on 127.0.0.1 below 32768 (the ephemeral range starts there). */
@@ -259,8 +273,10 @@ static int tsrv_start(struct tsrv *srv, uv_loop_t *loop)
 {
 	memset(srv, 0, sizeof(*srv));
 	srv->loop = loop;
-	static const char *const names[M_COUNT] = {"Echo", "Unavail", "Hang", "Slow", "Maybe"};
-	static const grpc_handler_fn fns[M_COUNT] = {h_echo, h_unavail, h_hang, h_slow, h_maybe};
+	static const char *const names[M_COUNT] = {"Echo", "Unavail", "Hang",
+	                                           "Slow", "Maybe",   "Odd"};
+	static const grpc_handler_fn fns[M_COUNT] = {h_echo, h_unavail, h_hang,
+	                                             h_slow, h_maybe,   h_odd};
 	static char paths[M_COUNT][32];
 	for (int i = 0; i < M_COUNT; i++) {
 		snprintf(paths[i], sizeof(paths[i]), "/test.T/%s", names[i]);
@@ -443,6 +459,35 @@ static void test_config_rejected(void)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		CHECK(make_channel(&loop, bad[i], 1, NULL) == NULL);
 	CHECK(make_channel(&loop, bad[0], 0, NULL) == NULL);
+	/* Exactly what config validation (cfg_check_host_port) refuses: a
+	 * target the config accepts must work, one it refuses must not be
+	 * half-accepted here. */
+	const char *refused[] = {"a:b:80", "::1:80",   "ho st:80", "h/x:80",  "[zz]:80",
+	                         "[::1]",  "[::1]80x", "[]:80",    "h:-1",    "h:+80",
+	                         "h: 80",  "[::1]:",   "h:123456", "h\x01:80"};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		char why[160];
+		CHECK(cfg_check_host_port(refused[i], strlen(refused[i]), why, sizeof(why)) != 0);
+		const char *one[] = {refused[i]};
+		struct grpc_channel *bad_ch = make_channel(&loop, one, 1, NULL);
+		if (bad_ch) {
+			fprintf(stderr, "accepted target '%s'\n", refused[i]);
+			grpc_channel_close(bad_ch);
+		}
+		CHECK(bad_ch == NULL);
+	}
+	const char *accepted[] = {"[::1]:80", "127.0.0.1:8081", "metadata.default.svc:8081",
+	                          "[fe80::1%lo]:80", "localhost:65535"};
+	for (size_t i = 0; i < sizeof(accepted) / sizeof(accepted[0]); i++) {
+		char why[160];
+		CHECK_INT_EQ(
+		    cfg_check_host_port(accepted[i], strlen(accepted[i]), why, sizeof(why)), 0);
+		const char *one[] = {accepted[i]};
+		struct grpc_channel *good = make_channel(&loop, one, 1, NULL);
+		CHECK(good != NULL);
+		if (good)
+			grpc_channel_close(good);
+	}
 	const char *ok[] = {"[::1]:80"};
 	struct grpc_channel *ch = make_channel(&loop, ok, 1, NULL);
 	CHECK(ch != NULL);
@@ -561,6 +606,56 @@ static void test_round_robin_and_resolution(void)
 	CHECK(out.data && strstr(out.data, "grpc_client_connections{peer=\"test\"} 2\n"));
 	buf_release(&out);
 	teardown(&loop, ch, srv, 2);
+	metrics_registry_free(reg);
+	CHECK_INT_EQ(uv_loop_close(&loop), 0);
+}
+
+/* grpc-status values outside 0..16 reach the caller as they are and are
+ * counted in grpc_client_handled_total as "Unknown" (go-grpc-prometheus
+ * labels a code grpc-go does not know as codes.Unknown). */
+static void test_unknown_codes_counted(void)
+{
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct tsrv srv;
+	CHECK_INT_EQ(tsrv_start(&srv, &loop), 0);
+	char target[32];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", srv.port);
+	const char *targets[] = {target};
+	struct metrics_registry *reg = metrics_registry_new();
+	struct grpc_channel *ch = make_channel(&loop, targets, 1, reg);
+	CHECK(ch != NULL);
+	static const char *const codes[] = {"17", "99", "999", "2"};
+	enum {
+		N = 4
+	};
+	struct result r[N];
+	memset(r, 0, sizeof(r));
+	for (int i = 0; i < N; i++)
+		CHECK_INT_EQ(grpc_channel_call(ch, "/test.T/Odd", (const uint8_t *)codes[i],
+		                               strlen(codes[i]), 0, false, on_done, &r[i]),
+		             0);
+	struct batch b = {r, N};
+	CHECK(run_until(&loop, batch_done, &b, 5000));
+	CHECK_INT_EQ(srv.calls[M_ODD], N);
+	for (int i = 0; i < N; i++)
+		CHECK_INT_EQ(r[i].done, 1);
+	CHECK_INT_EQ(r[0].status, 17);
+	CHECK_INT_EQ(r[1].status, 99);
+	CHECK_INT_EQ(r[2].status, 999);
+	CHECK_INT_EQ(r[3].status, GRPC_STATUS_UNKNOWN);
+	struct buf out;
+	buf_init(&out, 0);
+	CHECK_INT_EQ(metrics_render(reg, &out), 0);
+	CHECK(out.data && strstr(out.data, "grpc_client_started_total{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Odd\"} 4\n"));
+	CHECK(out.data && strstr(out.data, "grpc_client_handled_total{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Odd\","
+	                                   "grpc_code=\"Unknown\"} 4\n"));
+	CHECK(out.data && strstr(out.data, "grpc_client_handling_seconds_count{grpc_type=\"unary\","
+	                                   "grpc_service=\"test.T\",grpc_method=\"Odd\"} 4\n"));
+	buf_release(&out);
+	teardown(&loop, ch, &srv, 1);
 	metrics_registry_free(reg);
 	CHECK_INT_EQ(uv_loop_close(&loop), 0);
 }
@@ -1208,5 +1303,6 @@ int main(void)
 	RUN(test_default_timeout_caps_caller_deadline);
 	RUN(test_cancel_resets_streams);
 	RUN(test_connection_error_fails_calls);
+	RUN(test_unknown_codes_counted);
 	return TEST_SUMMARY();
 }

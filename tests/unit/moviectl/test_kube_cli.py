@@ -140,23 +140,70 @@ check(rc == 1 and err == "error: object has been deleted\n", "deleted: %d %r" % 
 
 # --wait-terminated with status.terminatingReplicas.
 term2 = copy.deepcopy(complete); term2["status"]["terminatingReplicas"] = 2
+term1 = copy.deepcopy(complete); term1["status"]["terminatingReplicas"] = 1
 term0 = copy.deepcopy(complete); term0["status"]["terminatingReplicas"] = 0
 script(deployment_routes([complete, term2, term0], lst(complete), [stream()]))
 rc, out, err = run("status", "--wait-terminated", "--timeout=30s", "web")
 check(rc == 0 and "2 left" in out and out.endswith('no old pods left\n'),
       "wait-terminated (terminatingReplicas): %d %r %r" % (rc, out, err))
 
-# --wait-terminated without the field: pods by selector and pod-template-hash.
+# ... WATCHed, not polled: the GET keeps answering 2, the watch (from the
+# list's resourceVersion) brings 1 then 0.
+script(deployment_routes([complete, term2], lst(term2, rv="4800"),
+                         [stream({"type": "MODIFIED", "object": term1},
+                                 {"type": "MODIFIED", "object": term0})]))
+rc, out, err = run("status", "--wait-terminated", "--timeout=20s", "web")
+check(rc == 0 and "2 left" in out and "1 left" in out and out.endswith('no old pods left\n'),
+      "wait-terminated watches terminatingReplicas: %d %r %r" % (rc, out, err))
+watches = [r for r in log() if r["path"] == D and r["query"].get("watch") == "1"]
+check(any(w["query"].get("resourceVersion") == "4800" and
+          w["query"].get("fieldSelector") == "metadata.name=web" for w in watches),
+      "terminatingReplicas watched from the list's resourceVersion: %r" % watches)
+
+# --wait-terminated without the field: pods by selector and pod-template-hash,
+# LISTed once, then WATCHed from the list's resourceVersion (pods.json: 4713).
 noterm = copy.deepcopy(complete); del noterm["status"]["terminatingReplicas"]
+old_pod = pods["items"][2]
 pods_done = copy.deepcopy(pods); pods_done["items"] = pods_done["items"][:2]
+pods_done["metadata"]["resourceVersion"] = "4900"
 script(deployment_routes([noterm], lst(noterm), [stream()]) + [
     {"path": RS, "responses": [{"body": rsl}]},
-    {"path": PODS, "responses": [{"body": pods}, {"body": pods_done}]}])
-rc, out, err = run("status", "--wait-terminated", "--timeout=30s", "web")
+    {"path": PODS, "query": {"watch": "1"},
+     "responses": [stream({"type": "DELETED", "object": old_pod})]},
+    {"path": PODS, "absent": ["watch"], "responses": [{"body": pods}]}])
+rc, out, err = run("status", "--wait-terminated", "--timeout=20s", "web")
 check(rc == 0 and "1 left" in out and out.endswith('no old pods left\n'),
       "wait-terminated (pods): %d %r %r" % (rc, out, err))
-pod_lists = [r for r in log() if r["path"] == PODS]
-check(pod_lists and pod_lists[0]["query"].get("labelSelector") == "app=web", "pods listed by selector")
+pod_reqs = [r for r in log() if r["path"] == PODS]
+check(pod_reqs and pod_reqs[0]["query"].get("labelSelector") == "app=web", "pods listed by selector")
+check(len([r for r in pod_reqs if "watch" not in r["query"]]) == 1, "pods listed once: %r" % pod_reqs)
+check(any(r["query"].get("watch") == "1" and r["query"].get("resourceVersion") == "4713" and
+          r["query"].get("labelSelector") == "app=web" for r in pod_reqs),
+      "pods watched from the list's resourceVersion: %r" % pod_reqs)
+
+# ... an expired resourceVersion (410) re-lists: the old pod is gone from the
+# new list, which ends the wait.
+gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+        "message": "too old resource version: 4713 (4800)", "code": 410}
+script(deployment_routes([noterm], lst(noterm), [stream()]) + [
+    {"path": RS, "responses": [{"body": rsl}]},
+    {"path": PODS, "query": {"watch": "1"},
+     "responses": [{"status": 410, "body": gone}, stream()]},
+    {"path": PODS, "absent": ["watch"], "responses": [{"body": pods}, {"body": pods_done}]}])
+rc, out, err = run("status", "--wait-terminated", "--timeout=20s", "web")
+check(rc == 0 and "1 left" in out and out.endswith('no old pods left\n'),
+      "wait-terminated re-lists on 410: %d %r %r" % (rc, out, err))
+check(len([r for r in log() if r["path"] == PODS and "watch" not in r["query"]]) == 2,
+      "410: pods listed again")
+
+# ... bounded by --timeout while old pods stay.
+script(deployment_routes([noterm], lst(noterm), [stream()]) + [
+    {"path": RS, "responses": [{"body": rsl}]},
+    {"path": PODS, "query": {"watch": "1"}, "responses": [{"chunks": ["\n"], "chunk_delay_ms": 20000}]},
+    {"path": PODS, "absent": ["watch"], "responses": [{"body": pods}]}])
+rc, out, err = run("status", "--wait-terminated", "--timeout=2s", "web")
+check(rc == 1 and err.endswith("error: timed out waiting for the condition\n"),
+      "wait-terminated timeout: %d %r" % (rc, err))
 
 # undo: previous revision, kubectl's exact patch.
 def undo_routes(dep, patch_responses=None):

@@ -8,12 +8,15 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "movie/cfg.h"
 #include "movie/err.h"
 #include "movie/grpc.h"
+#include "movie/server.h"
 #include "movie/service.h"
+#include "movie/service_main.h"
 #include "../testing.h"
 
 struct demo_config {
@@ -122,11 +125,86 @@ static void test_out_of_memory_answers(void)
 	CHECK_INT_EQ(grpc_status_from_err(MV_EINTERNAL), GRPC_STATUS_INTERNAL);
 }
 
+struct ladder_config {
+	struct server_config server;
+};
+
+static const struct cfg_option ladder_options[] = {
+    SERVER_CONFIG_OPTIONS(struct ladder_config, server, "18090"),
+};
+
+static const struct cfg_schema ladder_schema = {
+    .program = "ladder",
+    .env_prefix = "MOVIE_TEST_LADDER",
+    .options = ladder_options,
+    .option_count = sizeof(ladder_options) / sizeof(ladder_options[0]),
+    .config_size = sizeof(struct ladder_config),
+};
+
+static int failing_handlers(struct service_run *run)
+{
+	(void)run;
+	return MV_EINVAL;
+}
+
+/* service_main's contract: exit 1 on any failure, said in the log; a step
+ * that fails after logging starts writes one JSON error line naming it. */
+static void test_start_failure_is_logged(void)
+{
+	const struct service_def def = {
+	    .name = "ladder",
+	    .grpc_service = "LadderService",
+	    .schema = &ladder_schema,
+	    .server_offset = offsetof(struct ladder_config, server),
+	    .register_handlers = failing_handlers,
+	};
+	char path[] = "/tmp/movie-test-ladder-XXXXXX";
+	int fd = mkstemp(path);
+	CHECK(fd >= 0);
+	fflush(stdout);
+	int saved = dup(1);
+	CHECK(saved >= 0 && dup2(fd, 1) == 1);
+	char arg0[] = "ladder";
+	char *argv[] = {arg0, NULL};
+	int status = service_main(&def, 1, argv);
+	fflush(stdout);
+	dup2(saved, 1);
+	close(saved);
+	char out[4096] = "";
+	ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
+	close(fd);
+	unlink(path);
+	CHECK_INT_EQ(status, 1);
+	CHECK(n > 0);
+	if (n > 0)
+		out[n] = '\0';
+	CHECK(strstr(out, "\"level\":\"error\"") != NULL);
+	CHECK(strstr(out, "\"msg\":\"cannot start\"") != NULL);
+	CHECK(strstr(out, "\"step\":\"handlers\"") != NULL);
+	CHECK(strstr(out, "\"service\":\"ladder\"") != NULL);
+}
+
+/* faults.error_code accepts exactly the gRPC code names but OK, in code order
+ * (both come from GRPC_STATUS_CODES in movie/grpc.h). */
+static void test_fault_codes_are_grpc_names(void)
+{
+	int n = 0;
+	while (server_fault_codes[n] != NULL) {
+		CHECK_STR_EQ(server_fault_codes[n], grpc_status_name(n + 1));
+		n++;
+	}
+	CHECK_INT_EQ(n, GRPC_STATUS_COUNT - 1);
+	CHECK_INT_EQ(GRPC_STATUS_UNAUTHENTICATED, 16);
+	CHECK_STR_EQ(grpc_status_label(GRPC_STATUS_CANCELLED), "Canceled");
+}
+
 int main(void)
 {
 	RUN(test_out_of_memory_answers);
 	RUN(test_no_arguments_starts);
 	RUN(test_handled_arguments_are_done);
 	RUN(test_errors_are_mv_codes);
+	RUN(test_fault_codes_are_grpc_names);
+	RUN(test_start_failure_is_logged);
 	return TEST_SUMMARY();
 }
