@@ -318,7 +318,7 @@ extern const char *const server_fault_codes[];
 	     .min = 0,                                                                          \
 	     .max = 600000,                                                                     \
 	     .help = "then finish in-flight requests for at most this long"},                   \
-	    SERVER_FAULTS_OPTIONS(cfg_struct, member.faults),                                  \
+	    SERVER_FAULTS_OPTIONS(cfg_struct, member.faults),                                   \
 	    SERVER_TRACING_OPTIONS(cfg_struct, member.tracing)
 
 struct server;
