@@ -325,6 +325,20 @@ class LivePrometheus(unittest.TestCase):
         self.wait_query('movie:slo_errors_per_request:ratio_rate3d', lambda r: len(r) == 3)
         self.wait_query('sum(rating_ingest_events_stored_total{namespace="test"})',
                         lambda r: r and float(r[0]["value"][1]) >= 1)
+        # Rule groups are evaluated one after another: on a loaded machine a later
+        # group's series appear a few seconds after the first's. Wait for every
+        # recorded name (what the rules and dashboard checks below read once).
+        with open(RULES) as f:
+            recorded = {r["record"] for g in yaml.safe_load(f)["groups"]
+                        for r in g["rules"] if "record" in r}
+        deadline = time.monotonic() + 60
+        missing = recorded
+        while time.monotonic() < deadline:
+            missing = recorded - set(self.api("label/__name__/values").get("data") or [])
+            if not missing:
+                break
+            time.sleep(0.5)
+        self.assertEqual(missing, set(), "recording rules never evaluated")
 
     def test_targets_and_labels_from_the_shipped_job(self):
         self.ready()
