@@ -985,6 +985,14 @@ static int plan(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		    json_pack("{s:s, s:s, s:s, s:{s:s}, s:{s:s}, s:o, s:s}", "service", s->name,
 		              "canary", s->canary, "production", s->production, "from", "image",
 		              s->from, "to", "image", s->to, "peers", peers, "result", "pending");
+		if (s->vol >= 0) {
+			json_object_set_new(json_object_get(s->v, "from"), "config",
+			                    json_pack("{s:s, s:s}", "canary", s->cm_canary[0],
+			                              "production", s->cm_prod[0]));
+			json_object_set_new(json_object_get(s->v, "to"), "config",
+			                    json_pack("{s:s, s:s}", "canary", s->cm_canary[1],
+			                              "production", s->cm_prod[1]));
+		}
 		json_array_append_new(c->services, s->v);
 	}
 	return 0;
