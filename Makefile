@@ -12,7 +12,7 @@ JOBS ?= 2
 FUZZ_SECONDS ?= 30
 ENV ?= dev
 
-.PHONY: all deps configure build run test test-asan test-tsan fuzz bench images deploy cd format format-check lint clean
+.PHONY: all deps configure build run test test-images test-asan test-tsan fuzz bench images deploy cd format format-check lint clean
 
 all: build
 
@@ -30,8 +30,16 @@ build: deps configure
 run: build
 	scripts/run.sh $(BUILD_DIR)
 
+# The whole suite but the image path (label images: it needs podman and a
+# container build of the tree; `make test-images`, CI's containers stage).
 test: build
-	scripts/test.sh $(BUILD_DIR)
+	scripts/test.sh $(BUILD_DIR) -LE images
+
+# The container images run as Kubernetes would (tests/container/test_images.sh),
+# then the cd pipeline's image path through a real docker-registry (ctest -L images).
+test-images: build
+	tests/container/test_images.sh
+	cd $(BUILD_DIR) && ctest --output-on-failure -L images
 
 # The suite again, built with AddressSanitizer and UndefinedBehaviorSanitizer,
 # except the release scenarios (label e2e: see tests/kubesim/CMakeLists.txt).
