@@ -40,7 +40,7 @@ for svc in $("$root/scripts/services.sh" names); do
 done
 ((drift == 0)) && ok "config copies match configs/" || bad "config copies match configs/ (run scripts/deploy.sh sync-configs)"
 
-for dir in base overlays/dev overlays/staging overlays/production; do
+for dir in base overlays/dev overlays/staging overlays/production guard; do
 	name=${dir#overlays/}
 	out=$tmp/$name.yaml
 	if ! kubectl kustomize "$root/deploy/k8s/$dir" >"$out" 2>"$tmp/err"; then

@@ -191,6 +191,14 @@ class ReleaseTest(unittest.TestCase):
         if not wanted(1):
             self.skipTest("not selected")
         before = self.assert_at_rest()
+        # --dry-run: the plan in dependency order, nothing changed.
+        dry = Release(self, [("movie", "movie-movie:0.2.0"), ("metadata", "movie-metadata:0.2.0"),
+                             ("rating", "movie-rating:0.2.0")], extra=["--dry-run"])
+        self.assertEqual(dry.wait(60), 0, dry.stderr())
+        self.assertEqual(dry.verdict["result"], "dry-run")
+        self.assertRegex(dry.stderr(), r"(?s)plan 1: metadata.*plan 2: rating.*plan 3: movie")
+        self.assertEqual(self.images(), before)
+        self.assertNotIn("movie.dev/release-lock", self.annotations("metadata-canary"))
         rel = Release(self, [("movie", "movie-movie:0.2.0"), ("metadata", "movie-metadata:0.2.0"),
                              ("rating", "movie-rating:0.2.0")])
         rc, failed, total = self.failures_during(lambda: rel.wait())
@@ -230,8 +238,9 @@ class ReleaseTest(unittest.TestCase):
         if not wanted(2):
             self.skipTest("not selected")
         before = self.assert_at_rest()
-        prod_rs = self.stack.ks.get_json("deployment", "metadata-production", "-n", NS)[
-            "metadata"]["generation"]
+        # The lock and state annotations bump metadata.generation; the revision moves only
+        # when the pod template changes.
+        prod_rev = self.annotations("metadata-production")["deployment.kubernetes.io/revision"]
         rel = Release(self, [("metadata", "movie-metadata:bad")])
         rc, failed, total = self.failures_during(lambda: rel.wait())
         v = rel.verdict
@@ -244,9 +253,9 @@ class ReleaseTest(unittest.TestCase):
         self.assertLessEqual(self.decision_seconds(s), 120)
         after = self.assert_at_rest()
         self.assertEqual(after, before)
-        # Production was never touched: same generation, same image.
-        self.assertEqual(self.stack.ks.get_json("deployment", "metadata-production", "-n", NS)[
-            "metadata"]["generation"], prod_rs)
+        # Production was never touched: same revision (pod template), same image.
+        self.assertEqual(self.annotations("metadata-production")[
+            "deployment.kubernetes.io/revision"], prod_rev)
         # What the canary share implies: share x 20 % of the calls that reached the bad pod
         # while it ran (movie retries UNAVAILABLE on another address, so usually fewer).
         nfailed = sum(failed.values())
@@ -374,6 +383,40 @@ class ReleaseTest(unittest.TestCase):
                                s["synthetic"]["canary_sent"], self.decision_seconds(s),
                                b["synthetic"]["canary_failed"], b["synthetic"]["canary_sent"],
                                self.decision_seconds(b)))
+
+
+    def test_9_config_goes_through_the_canary(self):
+        if not wanted(9):
+            self.skipTest("not selected")
+        before = self.assert_at_rest()
+
+        def volume(d):
+            dep = self.stack.ks.get_json("deployment", d, "-n", NS)
+            return next(v["configMap"]["name"] for v in dep["spec"]["template"]["spec"]["volumes"]
+                        if v["name"] == "config")
+        vols = {d: volume(d) for d in ("metadata-canary", "metadata-production")}
+        cfg = os.path.join(K.SOURCE_DIR, "deploy", "k8s", "overlays", "production", "configs",
+                           "metadata", "production.yaml")
+        with open(cfg) as f:
+            text = f.read()
+        # A broken config: the same image, half the calls answered UNAVAILABLE.
+        path = os.path.join(self.stack.ks.dir, "production.yaml")
+        with open(path, "w") as f:
+            f.write(text + "faults:\n  error_ratio: 0.5\n")
+        rel = Release(self, [], extra=["--config", "metadata=" + path])
+        self.assertEqual(rel.wait(), 1, rel.stderr())
+        s = rel.verdict["services"][0]
+        self.assertEqual(s["result"], "aborted")
+        self.assertEqual(s["to"]["config"]["canary"], "metadata-config-canary-" +
+                         rel.verdict["release"])
+        cm = self.stack.ks.get_json("configmap", s["to"]["config"]["canary"], "-n", NS)
+        self.assertIn("error_ratio: 0.5", cm["data"]["production.yaml"])
+        self.assertIn("base.yaml", cm["data"])
+        self.assertEqual(self.assert_at_rest(), before)
+        self.assertEqual({d: volume(d) for d in vols}, vols)
+        self.report.append("9 --config with faults: canary got its own ConfigMap, aborted in "
+                           "%.1f s of analysis, both tracks back on their ConfigMaps" %
+                           self.decision_seconds(s))
 
 
 def fmt(x):

@@ -44,6 +44,7 @@ int kube_cli_valid_name(const char *s);
 /* The commands. argv excludes "moviectl" and the command word. */
 int cmd_status(int argc, char **argv);
 int cmd_undo(int argc, char **argv);
+int cmd_guard(int argc, char **argv);
 int cmd_release(int argc, char **argv);
 
 #endif

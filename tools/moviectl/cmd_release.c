@@ -12,6 +12,7 @@
 #include "release_run.h"
 
 #include "movie/err.h"
+#include "movie/log.h"
 #include "movie/banned.h"
 
 #define PROG             "moviectl release"
@@ -216,6 +217,9 @@ int cmd_release(int argc, char **argv)
 		kube_client_free(kc);
 		goto out;
 	}
+	/* The gRPC client of the synthetic load logs connection events: only
+	 * warnings and errors belong between the progress lines. */
+	log_init("moviectl", MV_LOG_WARN, 2);
 	json_t *verdict = NULL;
 	status = release_run(kc, o, &verdict);
 	kube_client_free(kc);

@@ -1,7 +1,7 @@
 # bash completion for moviectl. Install:
 #   source tools/moviectl/completion.bash          (this shell)
 #   cp tools/moviectl/completion.bash /usr/share/bash-completion/completions/moviectl
-# Completes the commands, lint's options, --format's values and file names
+# Completes the commands, lint's, guard's and release's options, their values and file names
 # (rendered manifests: *.yaml, *.yml, *.json, and directories).
 
 _moviectl() {
@@ -12,11 +12,33 @@ _moviectl() {
 	((COMP_CWORD > 0)) && prev=${COMP_WORDS[COMP_CWORD - 1]}
 
 	if ((COMP_CWORD == 1)); then
-		mapfile -t COMPREPLY < <(compgen -W "lint help --help --version" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "guard lint release help --help --version" -- "$cur")
 		return 0
 	fi
 	cmd=${COMP_WORDS[1]}
 	case $cmd in
+	guard)
+		case $prev in
+		--policy)
+			compopt -o filenames 2>/dev/null
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			return 0
+			;;
+		--prometheus | --timeout | --status-timeout | --listen | --context | -n | --namespace)
+			return 0
+			;;
+		--kubeconfig)
+			compopt -o filenames 2>/dev/null
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			return 0
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "--once --policy --prometheus --timeout \
+				--status-timeout --listen --kubeconfig --context --namespace -n --help" -- "$cur")
+		fi
+		return 0
+		;;
 	lint)
 		if [[ $prev == --format ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "text json" -- "$cur")
@@ -40,6 +62,32 @@ _moviectl() {
 			fi
 		done < <(compgen -f -- "$cur")
 		compopt -o filenames 2>/dev/null
+		return 0
+		;;
+	release)
+		case $prev in
+		--output)
+			mapfile -t COMPREPLY < <(compgen -W "json" -- "$cur")
+			return 0
+			;;
+		--image | --config)
+			# SVC= first; the rest (an image, a file) is the user's.
+			[[ $cur == *=* ]] && return 0
+			mapfile -t COMPREPLY < <(compgen -W "metadata= rating= movie=" -- "$cur")
+			compopt -o nospace 2>/dev/null
+			return 0
+			;;
+		--policy | --verdict | --kubeconfig)
+			mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+			compopt -o filenames 2>/dev/null
+			return 0
+			;;
+		-n | --namespace | --context | --prometheus)
+			return 0
+			;;
+		esac
+		mapfile -t COMPREPLY < <(compgen -W "--image --config --prometheus --policy --verdict
+			--output --dry-run -n --namespace --kubeconfig --context --help" -- "$cur")
 		return 0
 		;;
 	esac

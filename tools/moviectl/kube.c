@@ -694,6 +694,7 @@ int kube_create(struct kube_client *c, const char *path, const char *body, json_
                 struct kube_error *err)
 {
 	json_t *obj = NULL;
+	/* Not idempotent: a 5xx or lost connection may have created it. */
 	int rc = request(c, "POST", path, "application/json", body, 0, &obj, err);
 	if (out)
 		*out = obj;

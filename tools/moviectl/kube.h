@@ -300,10 +300,10 @@ int kube_patch(struct kube_client *c, const char *path, enum kube_patch_type typ
                json_t **out, struct kube_error *err);
 
 /*
- * POST (create) the JSON object `body` into collection `path`. An object of
- * that name already there is 409 (MV_EEXIST, reason "AlreadyExists"). Retried
- * like kube_patch (429 and failures to connect only). *out (may be NULL) gets
- * the created object. Returns the codes of kube_get.
+ * POST (create) the JSON object `body` into collection `path`. Retried like
+ * kube_patch (429 and failures to connect only). *out (may be NULL) gets the
+ * created object. A name already taken is MV_EEXIST (409).
+ * Returns the codes of kube_get.
  */
 int kube_create(struct kube_client *c, const char *path, const char *body, json_t **out,
                 struct kube_error *err);

@@ -1,8 +1,12 @@
 /*
  * lock.c - parse and judge the release lock annotation (see lock.h).
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "kube.h"
 #include "lock.h"
@@ -77,4 +81,73 @@ int lock_held(const json_t *deployment, time_t now, struct release_lock *out)
 		return 0;
 	}
 	return 1;
+}
+
+/* ---- take / renew / give back ---- */
+
+/* "movie.dev/release-lock" in a JSON-patch path: '/' is "~1" (RFC 6901). */
+#define LOCK_PATCH_PATH "/metadata/annotations/movie.dev~1release-lock"
+
+char *lock_value_new(const char *owner, const char *release, time_t expires)
+{
+	char exp[32];
+	struct tm tm;
+	gmtime_r(&expires, &tm);
+	strftime(exp, sizeof(exp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	json_t *v =
+	    json_pack("{s:s, s:s, s:s}", "owner", owner, "release", release, "expires", exp);
+	char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
+	json_decref(v);
+	return s;
+}
+
+static json_t *patch_op(const char *op, const char *path, json_t *value)
+{
+	json_t *j = json_pack("{s:s, s:s}", "op", op, "path", path);
+	if (j && value)
+		json_object_set_new(j, "value", value);
+	else
+		json_decref(value);
+	return j;
+}
+
+json_t *lock_take_patch(const json_t *deployment, const char *value)
+{
+	const json_t *md = json_object_get(deployment, "metadata");
+	const char *rv = json_string_value(json_object_get(md, "resourceVersion"));
+	if (!rv || !value)
+		return NULL;
+	json_t *ops = json_array();
+	json_array_append_new(ops, patch_op("test", "/metadata/resourceVersion", json_string(rv)));
+	if (json_is_object(json_object_get(md, "annotations")))
+		json_array_append_new(ops, patch_op("add", LOCK_PATCH_PATH, json_string(value)));
+	else
+		json_array_append_new(ops, patch_op("add", "/metadata/annotations",
+		                                    json_pack("{s:s}", LOCK_ANNOTATION, value)));
+	return ops;
+}
+
+json_t *lock_renew_patch(const char *old, const char *value)
+{
+	return json_pack("[o,o]", patch_op("test", LOCK_PATCH_PATH, json_string(old)),
+	                 patch_op("replace", LOCK_PATCH_PATH, json_string(value)));
+}
+
+json_t *lock_give_back_patch(const char *value)
+{
+	return json_pack("[o,o]", patch_op("test", LOCK_PATCH_PATH, json_string(value)),
+	                 patch_op("remove", LOCK_PATCH_PATH, NULL));
+}
+
+int lock_owner_gone(const char *owner, const char *host)
+{
+	size_t hl = host ? strlen(host) : 0;
+	if (!owner || hl == 0 || strncmp(owner, host, hl) != 0 || owner[hl] != '/')
+		return 0;
+	const char *p = owner + hl + 1;
+	char *end;
+	long pid = strtol(p, &end, 10);
+	if (end == p || *end != '/' || pid <= 0 || pid > 4194304)
+		return 0;
+	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }

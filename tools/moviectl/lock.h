@@ -49,4 +49,32 @@ int lock_parse(const char *value, struct release_lock *out);
  */
 int lock_held(const json_t *deployment, time_t now, struct release_lock *out);
 
+/* ---- take / renew / give back (release branch): the JSON patches ---- */
+
+/* The annotation value: compact JSON {"owner","release","expires"} (RFC 3339
+ * UTC). Caller frees. NULL when out of memory. */
+char *lock_value_new(const char *owner, const char *release, time_t expires);
+
+/*
+ * The JSON patch (an array; caller decrefs) taking the lock on `deployment`:
+ * a `test` of metadata.resourceVersion as read, then `add` of the annotation
+ * (or of the whole annotations map when it has none), so a concurrent writer
+ * makes the server answer 422 and nothing is taken. NULL: no
+ * resourceVersion, or out of memory.
+ */
+json_t *lock_take_patch(const json_t *deployment, const char *value);
+
+/* Renew: `test` that the annotation is still `old`, `replace` with `value`. */
+json_t *lock_renew_patch(const char *old, const char *value);
+
+/* Give back: `test` that the annotation is still ours, then `remove` it. */
+json_t *lock_give_back_patch(const char *value);
+
+/*
+ * 1 when the owner "<host>/<pid>/<rand>" names a process of host `host` that
+ * no longer runs (a crashed release): its lock may be taken over before it
+ * expires. 0 otherwise (another host, malformed, or the process runs).
+ */
+int lock_owner_gone(const char *owner, const char *host);
+
 #endif

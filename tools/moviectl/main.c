@@ -38,20 +38,22 @@ enum {
 
 static void usage(FILE *out)
 {
-	fprintf(
-	    out,
-	    "usage: moviectl lint [--format text|json] FILE...\n"
-	    "       moviectl status [-n NS] [--timeout D] [--wait-terminated] DEPLOYMENT...\n"
-	    "       moviectl undo [-n NS] DEPLOYMENT [--to-revision N | --to REPLICASET]\n"
-	    "       moviectl release [-n NS] --image SVC=IMAGE... [--prometheus URL]\n"
-	    "                        [--policy FILE] [--verdict FILE] [--output json] [--dry-run]\n"
-	    "       moviectl --version\n"
-	    "\n"
-	    "lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
-	    "with the service configs embedded in their ConfigMaps. One line per finding:\n"
-	    "FILE:LINE: OBJECT: RULE: MESSAGE. Exit 1 when any rule fails.\n"
-	    "status and undo talk to the Kubernetes API as kubectl rollout status/undo do\n"
-	    "(kubeconfig, --context, -n as kubectl; see moviectl status --help).\n");
+	fprintf(out,
+	        "usage: moviectl lint [--format text|json] FILE...\n"
+	        "       moviectl status [-n NS] [--timeout D] [--wait-terminated] DEPLOYMENT...\n"
+	        "       moviectl undo [-n NS] DEPLOYMENT [--to-revision N | --to REPLICASET]\n"
+	        "       moviectl guard [--once] [-n NS] [--policy FILE] [--prometheus URL] "
+	        "[DEPLOYMENT...]\n"
+	        "       moviectl release [-n NS] --image SVC=IMAGE... [--config SVC=FILE...]\n"
+	        "                        [--prometheus URL] [--policy FILE] [--verdict FILE]\n"
+	        "                        [--output json] [--dry-run]\n"
+	        "       moviectl --version\n"
+	        "\n"
+	        "lint checks rendered Kubernetes manifests (kubectl kustomize output) together\n"
+	        "with the service configs embedded in their ConfigMaps. One line per finding:\n"
+	        "FILE:LINE: OBJECT: RULE: MESSAGE. Exit 1 when any rule fails.\n"
+	        "status and undo talk to the Kubernetes API as kubectl rollout status/undo do\n"
+	        "(kubeconfig, --context, -n as kubectl; see moviectl status --help).\n");
 }
 
 /* Read a whole file ("-" = stdin) into a NUL-terminated heap buffer.
@@ -247,6 +249,8 @@ int main(int argc, char **argv)
 		return cmd_status(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "undo") == 0)
 		return cmd_undo(argc - 2, argv + 2);
+	if (argc >= 2 && strcmp(argv[1], "guard") == 0)
+		return cmd_guard(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "release") == 0)
 		return cmd_release(argc - 2, argv + 2);
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {

@@ -130,24 +130,6 @@ static const char *dep_annotation(const json_t *d, const char *key)
 	    json_object_get(json_object_get(json_object_get(d, "metadata"), "annotations"), key));
 }
 
-/* "movie.dev/release-lock" -> "/metadata/annotations/movie.dev~1release-lock" */
-static void annotation_path(const char *key, char *out, size_t len)
-{
-	size_t n = (size_t)snprintf(out, len, "/metadata/annotations/");
-	for (const char *k = key; *k && n + 3 < len; k++) {
-		if (*k == '/') {
-			out[n++] = '~';
-			out[n++] = '1';
-		} else if (*k == '~') {
-			out[n++] = '~';
-			out[n++] = '0';
-		} else {
-			out[n++] = *k;
-		}
-	}
-	out[n] = '\0';
-}
-
 static int patch_json(struct ctx *c, const char *name, json_t *ops, struct kube_error *err)
 {
 	char path[512];
@@ -191,41 +173,24 @@ static int set_annotation(struct ctx *c, const char *name, const char *key, cons
 
 static void lock_value_make(struct ctx *c)
 {
-	char exp[32];
-	rfc3339(time(NULL) + (time_t)c->p->lease_s, exp, sizeof(exp));
-	json_t *v =
-	    json_pack("{s:s, s:s, s:s}", "owner", c->owner, "release", c->id, "expires", exp);
-	char *s = json_dumps(v, JSON_COMPACT);
-	snprintf(c->lock_value, sizeof(c->lock_value), "%s", s ? s : "");
-	free(s);
-	json_decref(v);
+	char *v = lock_value_new(c->owner, c->id, time(NULL) + (time_t)c->p->lease_s);
+	snprintf(c->lock_value, sizeof(c->lock_value), "%s", v ? v : "");
+	free(v);
 }
 
-/* A held lock whose owner is a process of this host that no longer runs is
- * a crashed release: free to take (its state is reverted next). */
 static int owner_dead(const char *owner)
 {
 	char host[256] = "";
 	gethostname(host, sizeof(host) - 1);
-	size_t hl = strlen(host);
-	if (strncmp(owner, host, hl) != 0 || owner[hl] != '/')
-		return 0;
-	char *end;
-	long pid = strtol(owner + hl + 1, &end, 10);
-	if (end == owner + hl + 1 || *end != '/' || pid <= 0)
-		return 0;
-	return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+	return lock_owner_gone(owner, host);
 }
 
 static void lock_give_back(struct ctx *c)
 {
-	char ap[128];
-	annotation_path(LOCK_ANNOTATION, ap, sizeof(ap));
 	for (size_t i = c->n_locked; i-- > 0;) {
 		struct kube_error err;
-		json_t *ops = json_pack("[o,o]", op("test", ap, json_string(c->lock_value)),
-		                        op("remove", ap, NULL));
-		if (patch_json(c, c->locked[i], ops, &err))
+		json_t *ops = lock_give_back_patch(c->lock_value);
+		if (!ops || patch_json(c, c->locked[i], ops, &err))
 			progress("could not give back the lock on %s: %s", c->locked[i],
 			         err.message);
 	}
@@ -235,8 +200,6 @@ static void lock_give_back(struct ctx *c)
 /* Take the lock on every Deployment of the namespace, in name order. */
 static int lock_take_all(struct ctx *c, json_t *deps, char *why, size_t whylen)
 {
-	char ap[128];
-	annotation_path(LOCK_ANNOTATION, ap, sizeof(ap));
 	lock_value_make(c);
 	size_t n = json_array_size(deps);
 	for (size_t i = 0; i < n; i++) {
@@ -261,17 +224,10 @@ static int lock_take_all(struct ctx *c, json_t *deps, char *why, size_t whylen)
 		else if (l.state != LOCK_ABSENT)
 			progress("deployment %s: taking over the lock of %s (%s)", name, l.owner,
 			         l.state == LOCK_EXPIRED ? "expired" : "owner process gone");
-		json_t *ops = json_array();
-		json_array_append_new(ops,
-		                      op("test", "/metadata/resourceVersion", json_string(rv)));
-		if (json_object_get(json_object_get(d, "metadata"), "annotations"))
-			json_array_append_new(ops, op("add", ap, json_string(c->lock_value)));
-		else
-			json_array_append_new(
-			    ops, op("add", "/metadata/annotations",
-			            json_pack("{s:s}", LOCK_ANNOTATION, c->lock_value)));
+		json_t *ops = lock_take_patch(d, c->lock_value);
 		struct kube_error err;
-		int rc = patch_json(c, name, ops, &err);
+		kube_error_clear(&err);
+		int rc = ops ? patch_json(c, name, ops, &err) : MV_ENOMEM;
 		if (rc) {
 			snprintf(why, whylen,
 			         "deployment %s changed while taking the lock (someone else is "
@@ -293,16 +249,13 @@ static int lock_renew(struct ctx *c, char *why, size_t whylen)
 {
 	if (kube_now() - c->lock_renewed < c->p->lease_s / 3)
 		return 0;
-	char ap[128];
-	annotation_path(LOCK_ANNOTATION, ap, sizeof(ap));
 	char old[sizeof(c->lock_value)];
 	memcpy(old, c->lock_value, sizeof(old));
 	lock_value_make(c);
 	for (size_t i = 0; i < c->n_locked; i++) {
 		struct kube_error err;
-		json_t *ops = json_pack("[o,o]", op("test", ap, json_string(old)),
-		                        op("replace", ap, json_string(c->lock_value)));
-		if (patch_json(c, c->locked[i], ops, &err)) {
+		json_t *ops = lock_renew_patch(old, c->lock_value);
+		if (!ops || patch_json(c, c->locked[i], ops, &err)) {
 			snprintf(why, whylen, "lost the lock on %s: %s", c->locked[i], err.message);
 			return MV_EEXIST;
 		}

@@ -30,7 +30,11 @@ check() {
 	if [[ $got == "$want" ]]; then ok "${*@Q} -> $want"; else bad "${*@Q}: got '$got', want '$want'"; fi
 }
 
-check "--help --version help lint" moviectl ""
+check "--help --version guard help lint release" moviectl ""
+check "guard" moviectl g
+check "--once" moviectl guard --on
+check "--policy --prometheus" moviectl guard --once --p
+check "" moviectl guard --prometheus ""
 check "lint" moviectl l
 check "--help --version" moviectl --
 check "--format --help" moviectl lint --
@@ -43,6 +47,11 @@ check "$tmp/a.yaml $tmp/b.yml $tmp/c.json $tmp/rendered" moviectl lint "$tmp/"
 check "$tmp/a.yaml" moviectl lint --format text "$tmp/a"
 check "" moviectl lint "$tmp/notes"
 check "" moviectl unknown ""
+check "--image" moviectl release --im
+check "metadata= movie=" moviectl release --image m
+check "" moviectl release --image metadata=movie-metadata:0
+check "json" moviectl release --output ""
+check "--dry-run" moviectl release --image metadata=x --dr
 
 echo "$pass passed, $fail failed"
 [[ $fail == 0 ]]

@@ -86,9 +86,64 @@ static void test_held(void)
 	CHECK_INT_EQ(l.state, LOCK_ABSENT);
 }
 
+static void test_patches(void)
+{
+	char *v = lock_value_new("h/1/0a0b0c0d", "r1", T0);
+	CHECK_STR_EQ(v, "{\"owner\":\"h/1/0a0b0c0d\",\"release\":\"r1\","
+	                "\"expires\":\"2026-12-02T00:06:40Z\"}");
+	struct release_lock l;
+	CHECK_INT_EQ(lock_parse(v, &l), 0);
+	CHECK(l.expires == T0);
+	json_t *d = deploy_with(NULL);
+	CHECK(lock_take_patch(d, v) == NULL); /* no resourceVersion: no guard, no patch */
+	json_object_set_new(json_object_get(d, "metadata"), "resourceVersion", json_string("42"));
+	json_t *p = lock_take_patch(d, v);
+	char *s = json_dumps(p, JSON_COMPACT);
+	CHECK(strstr(s, "{\"op\":\"test\",\"path\":\"/metadata/resourceVersion\","
+	                "\"value\":\"42\"}") != NULL);
+	CHECK(strstr(s, "\"path\":\"/metadata/annotations/movie.dev~1release-lock\"") != NULL);
+	free(s);
+	json_decref(p);
+	/* Without an annotations map the whole map is added. */
+	json_object_del(json_object_get(d, "metadata"), "annotations");
+	p = lock_take_patch(d, v);
+	CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(p, 1), "path")),
+	             "/metadata/annotations");
+	json_decref(p);
+	p = lock_renew_patch("old", v);
+	CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(p, 0), "value")), "old");
+	CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(p, 1), "op")), "replace");
+	json_decref(p);
+	p = lock_give_back_patch(v);
+	CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(p, 1), "op")), "remove");
+	CHECK(json_object_get(json_array_get(p, 1), "value") == NULL);
+	json_decref(p);
+	json_decref(d);
+	free(v);
+}
+
+static void test_owner_gone(void)
+{
+	char own[64];
+	snprintf(own, sizeof(own), "h/%ld/00000000", (long)getpid());
+	CHECK_INT_EQ(lock_owner_gone(own, "h"), 0); /* we run */
+	CHECK_INT_EQ(lock_owner_gone(own, "other"), 0);
+	pid_t child = fork();
+	if (child == 0)
+		_exit(0);
+	waitpid(child, NULL, 0);
+	snprintf(own, sizeof(own), "h/%ld/00000000", (long)child);
+	CHECK_INT_EQ(lock_owner_gone(own, "h"), 1); /* reaped: gone */
+	CHECK_INT_EQ(lock_owner_gone("h/x/0", "h"), 0);
+	CHECK_INT_EQ(lock_owner_gone("h", "h"), 0);
+	CHECK_INT_EQ(lock_owner_gone(NULL, "h"), 0);
+}
+
 int main(void)
 {
 	RUN(test_parse);
 	RUN(test_held);
+	RUN(test_patches);
+	RUN(test_owner_gone);
 	return TEST_SUMMARY();
 }
