@@ -52,8 +52,9 @@ struct ydocs {
 };
 
 /*
- * Parse every document of `data` (`len` bytes) into `out` (which the caller
- * releases with ytree_docs_release, also after a failure). On a syntax error
+ * Parse every document of `data` (`len` bytes) into `out`, which must be
+ * zeroed by the caller (`struct ydocs d = {0};`: the parser appends to it) and
+ * is released with ytree_docs_release, also after a failure. On a syntax error
  * writes "line:column: problem" into err (errlen bytes).
  * Returns 0, MV_ESYNTAX (syntax error, alias or non-scalar key), MV_ETOOBIG
  * (depth, node or document cap exceeded), MV_ENOMEM.
