@@ -22,6 +22,7 @@ import random
 import socket
 import ssl
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -166,3 +167,55 @@ if __name__ == "__main__":
     a = sys.argv[1:]
     s = serve(a[0], *(a[1:4]))
     s.serve_forever()
+
+
+# ---- for the CLI test scripts that drive moviectl against this server in-process ----
+
+def script(routes):
+    """Replace the scripted routes and clear the request log."""
+    with STATE.lock:
+        STATE.routes = routes
+        STATE.used = [0] * len(routes)
+        STATE.log = []
+
+
+def request_log():
+    """A copy of the requests seen since the last script()."""
+    with STATE.lock:
+        return list(STATE.log)
+
+
+def load_fixture(fixture_dir, name):
+    with open(os.path.join(fixture_dir, name)) as f:
+        return json.load(f)
+
+
+class Checks:
+    """check(cond, what): counts every check, keeps and prints the failed ones."""
+
+    def __init__(self):
+        self.count = 0
+        self.failures = []
+
+    def __call__(self, cond, what):
+        self.count += 1
+        if not cond:
+            self.failures.append(what)
+            print("FAIL:", what, file=sys.stderr)
+
+
+def serve_in_thread_with_kubeconfig(tmp_prefix, token):
+    """Serve (plain HTTP) from a daemon thread and write a kubeconfig for it
+    (context namespace `prod`, bearer `token`) into a new temporary directory.
+    Returns (server, that directory, the kubeconfig's path)."""
+    srv = serve(None)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    tmp = tempfile.mkdtemp(prefix=tmp_prefix)
+    kubeconfig = os.path.join(tmp, "config")
+    with open(kubeconfig, "w") as f:
+        f.write("apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+                "clusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:%d'}\n"
+                "users:\n- name: u\n  user: {token: %s}\n"
+                "contexts:\n- name: t\n  context: {cluster: c, user: u, namespace: prod}\n"
+                % (srv.server_address[1], token))
+    return srv, tmp, kubeconfig

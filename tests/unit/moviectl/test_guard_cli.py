@@ -13,8 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("fake_apiserver",
@@ -27,44 +25,15 @@ D = "/apis/apps/v1/namespaces/prod/deployments/web"
 RS = "/apis/apps/v1/namespaces/prod/replicasets"
 PODS = "/api/v1/namespaces/prod/pods"
 EV = "/api/v1/namespaces/prod/events"
-failures = []
-checks = [0]
+check = fake.Checks()
+script, log = fake.script, fake.request_log
 
 
 def fixture(name):
-    with open(os.path.join(FIX, name)) as f:
-        return json.load(f)
+    return fake.load_fixture(FIX, name)
 
 
-def check(cond, what):
-    checks[0] += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def script(routes):
-    with fake.STATE.lock:
-        fake.STATE.routes = routes
-        fake.STATE.used = [0] * len(routes)
-        fake.STATE.log = []
-
-
-def log():
-    with fake.STATE.lock:
-        return list(fake.STATE.log)
-
-
-srv = fake.serve(None)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-tmp = tempfile.mkdtemp(prefix="guard-cli-")
-KCFG = os.path.join(tmp, "config")
-with open(KCFG, "w") as f:
-    f.write("apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-            "clusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:%d'}\n"
-            "users:\n- name: u\n  user: {token: tok}\n"
-            "contexts:\n- name: t\n  context: {cluster: c, user: u, namespace: prod}\n"
-            % srv.server_address[1])
+srv, tmp, KCFG = fake.serve_in_thread_with_kubeconfig("guard-cli-", "tok")
 POLICY = os.path.join(tmp, "policy.yaml")
 with open(POLICY, "w") as f:
     f.write("interval: 200ms\n")
@@ -171,6 +140,6 @@ with open(POLICY, "w") as f:
 rc, out, err = run("--once", "web")
 check(rc == 2 and "policy.yaml:2: unknown check \"checks.restart\"" in err, "bad policy: %s" % err)
 
-print("%d checks, %d failed" % (checks[0], len(failures)))
+print("%d checks, %d failed" % (check.count, len(check.failures)))
 srv.shutdown()
-sys.exit(1 if failures else 0)
+sys.exit(1 if check.failures else 0)

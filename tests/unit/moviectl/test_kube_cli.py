@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import threading
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 spec = importlib.util.spec_from_file_location("fake_apiserver", os.path.join(HERE, "fake_apiserver.py"))
@@ -24,32 +22,12 @@ MOVIECTL, FIX = sys.argv[1], sys.argv[2]
 D = "/apis/apps/v1/namespaces/prod/deployments"
 RS = "/apis/apps/v1/namespaces/prod/replicasets"
 PODS = "/api/v1/namespaces/prod/pods"
-failures = []
-checks = [0]
+check = fake.Checks()
+script, log = fake.script, fake.request_log
 
 
 def fixture(name):
-    with open(os.path.join(FIX, name)) as f:
-        return json.load(f)
-
-
-def check(cond, what):
-    checks[0] += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def script(routes):
-    with fake.STATE.lock:
-        fake.STATE.routes = routes
-        fake.STATE.used = [0] * len(routes)
-        fake.STATE.log = []
-
-
-def log():
-    with fake.STATE.lock:
-        return list(fake.STATE.log)
+    return fake.load_fixture(FIX, name)
 
 
 def run(*args, timeout=60):
@@ -83,16 +61,7 @@ pods = fixture("pods.json")
 status_404 = fixture("status_404.json")
 status_422 = fixture("status_422_test.json")
 
-srv = fake.serve(None)
-threading.Thread(target=srv.serve_forever, daemon=True).start()
-tmp = tempfile.mkdtemp(prefix="moviectl-cli-")
-KCFG = os.path.join(tmp, "config")
-with open(KCFG, "w") as f:
-    f.write("apiVersion: v1\nkind: Config\ncurrent-context: t\n"
-            "clusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:%d'}\n"
-            "users:\n- name: u\n  user: {token: cli-token}\n"
-            "contexts:\n- name: t\n  context: {cluster: c, user: u, namespace: prod}\n"
-            % srv.server_address[1])
+srv, tmp, KCFG = fake.serve_in_thread_with_kubeconfig("moviectl-cli-", "cli-token")
 
 # status: waits through the rollout, prints kubectl's lines, exit 0.
 script(deployment_routes([rolling], lst(rolling),
@@ -285,5 +254,5 @@ p = subprocess.run([MOVIECTL, "status", "web"], capture_output=True, text=True, 
 check(p.returncode == 1 and "no configuration has been provided" in p.stderr, "no config: %r" % p.stderr)
 
 srv.shutdown()
-print("%d passed, %d failed" % (checks[0] - len(failures), len(failures)))
-sys.exit(1 if failures else 0)
+print("%d passed, %d failed" % (check.count - len(check.failures), len(check.failures)))
+sys.exit(1 if check.failures else 0)
