@@ -11,6 +11,7 @@
 #include "guard.h"
 #include "lock.h"
 #include "rollout.h"
+#include "rollout_ops.h"
 
 #include "movie/buf.h"
 #include "movie/err.h"
@@ -131,32 +132,18 @@ static int read_snapshot(struct guard_ctx *g, const char *ns, const char *name, 
                          struct kube_error *err)
 {
 	memset(s, 0, sizeof(*s));
-	struct buf path, sel;
+	struct buf path;
 	buf_init(&path, 8192);
-	buf_init(&sel, 65536);
 	int rc = buf_printf(&path, "/apis/apps/v1/namespaces/%s/deployments/%s", ns, name);
 	if (!rc)
 		rc = kube_get(g->kube, path.data, &s->deploy, err);
 	if (rc)
 		goto out;
-	if (kube_selector_string(json_object_get(json_object_get(s->deploy, "spec"), "selector"),
-	                         &sel)) {
-		kube_error_set(err, "InvalidSelector", "deployment \"%s\" has an invalid selector",
-		               name);
-		rc = MV_EINVAL;
+	if ((rc = rollout_list_selected(g->kube, ns, s->deploy, "replicasets", &s->rs, err)))
 		goto out;
-	}
-	buf_reset(&path);
-	if ((rc = buf_printf(&path, "/apis/apps/v1/namespaces/%s/replicasets", ns)) ||
-	    (rc = kube_list(g->kube, path.data, sel.data, NULL, &s->rs, NULL, err)))
-		goto out;
-	buf_reset(&path);
-	if ((rc = buf_printf(&path, "/api/v1/namespaces/%s/pods", ns)) ||
-	    (rc = kube_list(g->kube, path.data, sel.data, NULL, &s->pods, NULL, err)))
-		goto out;
+	rc = rollout_list_selected(g->kube, ns, s->deploy, "pods", &s->pods, err);
 out:
 	buf_release(&path);
-	buf_release(&sel);
 	return rc;
 }
 

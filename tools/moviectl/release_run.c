@@ -390,13 +390,7 @@ static int hash_of(struct ctx *c, const char *name, char *out, size_t len)
 	int rc = get_dep(c, name, &d, &err);
 	if (rc)
 		return rc;
-	struct buf sel;
-	buf_init(&sel, 4096);
-	char path[256];
-	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/replicasets", c->o->ns);
-	rc = kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"), &sel);
-	if (!rc)
-		rc = kube_list(c->kc, path, sel.data, NULL, &rs, NULL, &err);
+	rc = rollout_list_selected(c->kc, c->o->ns, d, "replicasets", &rs, &err);
 	if (!rc) {
 		const json_t *nrs = rollout_new_replicaset(d, rs);
 		const char *h = json_string_value(
@@ -407,7 +401,6 @@ static int hash_of(struct ctx *c, const char *name, char *out, size_t len)
 		else
 			rc = MV_ENOTFOUND;
 	}
-	buf_release(&sel);
 	json_decref(rs);
 	json_decref(d);
 	return rc;

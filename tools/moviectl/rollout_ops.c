@@ -19,6 +19,36 @@ static int path_for(struct buf *b, const char *ns, const char *res, const char *
 	            : buf_printf(b, "%s/namespaces/%s/%s", api, ns, res);
 }
 
+/* spec.selector of `deployment` as a label selector string into `sel`; an
+ * invalid one is MV_EINVAL with kubectl's reason and message. */
+static int deployment_selector(const json_t *deployment, struct buf *sel, struct kube_error *err)
+{
+	buf_reset(sel);
+	if (kube_selector_string(json_object_get(json_object_get(deployment, "spec"), "selector"),
+	                         sel) == 0)
+		return 0;
+	const char *name =
+	    json_string_value(json_object_get(json_object_get(deployment, "metadata"), "name"));
+	kube_error_set(err, "InvalidSelector", "deployment \"%s\" has an invalid selector",
+	               name ? name : "");
+	return MV_EINVAL;
+}
+
+int rollout_list_selected(struct kube_client *c, const char *ns, const json_t *deployment,
+                          const char *resource, json_t **out, struct kube_error *err)
+{
+	struct buf path, sel;
+	buf_init(&path, 8192);
+	buf_init(&sel, 65536);
+	int rc;
+	if (!(rc = deployment_selector(deployment, &sel, err)) &&
+	    !(rc = path_for(&path, ns, resource, NULL)))
+		rc = kube_list(c, path.data, sel.data, NULL, out, NULL, err);
+	buf_release(&path);
+	buf_release(&sel);
+	return rc;
+}
+
 struct judge_ctx {
 	const char *name;
 	long revision;
@@ -224,13 +254,8 @@ int rollout_wait_terminated(struct kube_client *c, const char *ns, const char *n
 			goto out;
 		/* The field went away: count pods as below. */
 	}
-	buf_reset(&sel);
-	if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
-		kube_error_set(err, "InvalidSelector", "deployment \"%s\" has an invalid selector",
-		               name);
-		rc = MV_EINVAL;
+	if ((rc = deployment_selector(d, &sel, err)))
 		goto out;
-	}
 	/* Pods: LIST, count, then WATCH from the list's resourceVersion (a re-list
 	 * on 410 inside kube_watch_from), counting at every deletion. The
 	 * ReplicaSets are those of the start: the old pods are the ones of this
@@ -288,9 +313,8 @@ int rollout_undo_run(struct kube_client *c, const char *ns, const char *name,
 {
 	memset(res, 0, sizeof(*res));
 	kube_error_clear(err);
-	struct buf path, sel;
+	struct buf path;
 	buf_init(&path, 8192);
-	buf_init(&sel, 65536);
 	json_t *d = NULL, *rs = NULL;
 	char *body = NULL;
 	struct rollout_undo_plan plan = {0};
@@ -298,14 +322,7 @@ int rollout_undo_run(struct kube_client *c, const char *ns, const char *name,
 	if ((rc = path_for(&path, ns, "deployments", name)) ||
 	    (rc = kube_get(c, path.data, &d, err)))
 		goto out;
-	if (kube_selector_string(json_object_get(json_object_get(d, "spec"), "selector"), &sel)) {
-		kube_error_set(err, "InvalidSelector", "deployment \"%s\" has an invalid selector",
-		               name);
-		rc = MV_EINVAL;
-		goto out;
-	}
-	if ((rc = path_for(&path, ns, "replicasets", NULL)) ||
-	    (rc = kube_list(c, path.data, sel.data, NULL, &rs, NULL, err)))
+	if ((rc = rollout_list_selected(c, ns, d, "replicasets", &rs, err)))
 		goto out;
 	char msg[512];
 	rc = rollout_undo_plan(d, rs, target, &plan, msg, sizeof(msg));
@@ -338,6 +355,5 @@ out:
 	json_decref(d);
 	json_decref(rs);
 	buf_release(&path);
-	buf_release(&sel);
 	return rc;
 }

@@ -47,6 +47,15 @@ int rollout_wait_terminated(struct kube_client *c, const char *ns, const char *n
                             double deadline, rollout_progress_fn fn, void *user,
                             struct kube_error *err);
 
+/*
+ * LIST the `resource` ("replicasets" or "pods") of namespace `ns` that
+ * `deployment`'s spec.selector selects into *out (a JSON array the caller
+ * decrefs). Returns 0, MV_EINVAL (reason "InvalidSelector"), MV_ENOMEM or the
+ * codes of kube_list.
+ */
+int rollout_list_selected(struct kube_client *c, const char *ns, const json_t *deployment,
+                          const char *resource, json_t **out, struct kube_error *err);
+
 struct rollout_undo_result {
 	enum rollout_undo_action action; /* ROLLOUT_UNDO_PATCH (sent) or _SKIP */
 	long long revision;              /* the target ReplicaSet's revision */
